@@ -1,0 +1,203 @@
+//! The host's view of the contract's data: the types a caller of [`crate::Runtime::run`] gives
+//! and gets, with a stable JSON form (kebab-case) for files, the command line and the server.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A level of a log line from a connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Very detailed.
+    Trace,
+    /// For whoever debugs the connector.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Something to look at.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// The kind of a connector's own error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// Wrong or incomplete settings.
+    Configuration,
+    /// The managed system is unreachable for now.
+    Unavailable,
+    /// Access refused.
+    Denied,
+    /// Unreadable data in the managed system.
+    InvalidData,
+    /// The cursor is stale; run a full export.
+    InvalidCursor,
+    /// Not supported by the connector.
+    Unsupported,
+    /// A bug or an unexpected state.
+    Internal,
+}
+
+/// Who a loaded connector says it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorInfo {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Operations, as named in manifests.
+    pub operations: Vec<String>,
+    /// Entity types.
+    pub entity_types: Vec<String>,
+}
+
+/// An attribute in a schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AttributeSchema {
+    /// Name.
+    pub name: String,
+    /// text, integer, boolean, binary, datetime or reference.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Whether it holds several values.
+    pub multi_valued: bool,
+    /// Whether it is the key.
+    pub key: bool,
+    /// Whether every entry has it.
+    pub required: bool,
+}
+
+/// An entity type in a schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntitySchema {
+    /// Name.
+    pub name: String,
+    /// Attributes.
+    pub attributes: Vec<AttributeSchema>,
+}
+
+/// An incremental export's position, opaque to the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// How `data` is encoded (the connector's name for it).
+    pub format: String,
+    /// The position, hex-encoded in JSON.
+    #[serde(with = "hex_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// What an export returned, with the counts verified by the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportSummary {
+    /// Where the next incremental export starts.
+    pub cursor: Option<Cursor>,
+    /// Entries the host received and validated.
+    pub entries: u64,
+    /// Source records the connector could not read.
+    pub rejected: u64,
+    /// Bytes of entries received.
+    pub bytes: u64,
+    /// Batches received.
+    pub batches: u64,
+}
+
+/// How to change one attribute in an update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttributeChange {
+    /// Attribute.
+    pub name: String,
+    /// add, remove or replace.
+    pub op: ChangeOp,
+    /// The values added, removed, or the new values.
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+/// The operation of an [`AttributeChange`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeOp {
+    /// Add values.
+    Add,
+    /// Remove values.
+    Remove,
+    /// Replace all values.
+    Replace,
+}
+
+/// What an order asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum OrderKind {
+    /// Create the entry with these attributes.
+    Create {
+        /// Attribute values.
+        attributes: BTreeMap<String, Vec<String>>,
+    },
+    /// Change attributes.
+    Update {
+        /// The changes.
+        changes: Vec<AttributeChange>,
+    },
+    /// Delete the entry.
+    Delete,
+    /// Enable the account.
+    Enable,
+    /// Disable the account.
+    Disable,
+    /// Set the password (never logged).
+    SetPassword {
+        /// The new password.
+        password: String,
+    },
+}
+
+/// One provisioning order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Order {
+    /// Unique id; results are matched on it.
+    pub id: String,
+    /// Entity type.
+    pub entity_type: String,
+    /// The entry's key.
+    pub key: String,
+    /// What to do.
+    #[serde(flatten)]
+    pub kind: OrderKind,
+}
+
+/// How an order ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "message", rename_all = "kebab-case")]
+pub enum OrderOutcome {
+    /// Carried out.
+    Done,
+    /// Not carried out; the message says why.
+    Failed(String),
+    /// Not carried out now; offer it again later.
+    RetryLater(String),
+}
+
+/// The result of one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderResult {
+    /// The order's id.
+    pub id: String,
+    /// How it ended.
+    #[serde(flatten)]
+    pub outcome: OrderOutcome,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
