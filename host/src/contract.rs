@@ -22,10 +22,11 @@ pub fn embedded_version(path: &Path, bytes: &[u8]) -> Result<String, Error> {
         return Err(Error::component(path, "not a WebAssembly file (no `\\0asm` header)"));
     }
     let mut version = None;
+    let mut first = true;
     for payload in Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(|e| Error::component(path, format!("malformed WebAssembly: {e}")))?;
         match payload {
-            Payload::Version { encoding: Encoding::Module, .. } if version.is_none() => {
+            Payload::Version { encoding: Encoding::Module, .. } if first => {
                 return Err(Error::component(
                     path,
                     "is a core WebAssembly module, not a component: build the connector with \
@@ -39,6 +40,7 @@ pub fn embedded_version(path: &Path, bytes: &[u8]) -> Result<String, Error> {
             }
             _ => {}
         }
+        first = false;
     }
     version.ok_or_else(|| {
         Error::component(

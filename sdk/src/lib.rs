@@ -218,7 +218,7 @@ macro_rules! export {
             static IDGARD_CONTRACT: [u8; 5] = $crate::__private::CONTRACT;
 
             type IdgardAdapter = $crate::__private::Adapter<$connector>;
-            $crate::__export_idgard_connector!(IdgardAdapter with_types_in $crate::bindings);
+            $crate::bindings::__export_idgard_connector!(IdgardAdapter with_types_in $crate::bindings);
         };
     };
 }

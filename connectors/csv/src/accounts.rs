@@ -1,0 +1,195 @@
+//! Fulfil: keep an accounts CSV file in line with provisioning orders. Every order is safe to
+//! repeat: a create of an existing account converges on the asked values, a delete of a missing
+//! one is done. The file is replaced atomically once the whole batch is applied.
+
+use crate::export::resolve;
+use crate::Config;
+use idgard_sdk::{AttributeChange, ChangeOp, Error, Order, OrderKind, OrderResult};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The column that says whether an account is enabled.
+pub const ENABLED: &str = "enabled";
+/// The entity type this connector maintains.
+pub const ACCOUNT: &str = "account";
+
+struct Table {
+    headers: Vec<String>,
+    rows: Vec<Option<Vec<String>>>,
+    index: HashMap<String, usize>,
+    key: usize,
+    separator: String,
+}
+
+impl Table {
+    fn load(path: &Path, config: &Config) -> Result<Self, Error> {
+        let delimiter = config.delimiter_byte()?;
+        let mut t = Table {
+            headers: vec![config.accounts_key.clone(), ENABLED.into()],
+            rows: Vec::new(),
+            index: HashMap::new(),
+            key: 0,
+            separator: config.multi_value_separator.clone(),
+        };
+        let f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(t),
+            Err(e) => return Err(idgard_sdk::fs::io_error(path, "open", e)),
+        };
+        let mut r = csv::ReaderBuilder::new().delimiter(delimiter).from_reader(f);
+        let bad = |e: csv::Error| Error::invalid_data(format!("{}: {e}", path.display()));
+        t.headers = r.headers().map_err(bad)?.iter().map(str::to_owned).collect();
+        t.key = t.headers.iter().position(|h| *h == config.accounts_key).ok_or_else(|| {
+            Error::invalid_data(format!("{}: no key column `{}`", path.display(), config.accounts_key))
+        })?;
+        for row in r.records() {
+            let row: Vec<String> = row.map_err(bad)?.iter().map(str::to_owned).collect();
+            t.index.insert(row[t.key].clone(), t.rows.len());
+            t.rows.push(Some(row));
+        }
+        Ok(t)
+    }
+
+    fn save(&self, path: &Path, delimiter: u8) -> Result<(), Error> {
+        let mut w = csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
+        let io = |e: csv::Error| Error::internal(e.to_string());
+        w.write_record(&self.headers).map_err(io)?;
+        for row in self.rows.iter().flatten() {
+            w.write_record(row).map_err(io)?;
+        }
+        let bytes = w.into_inner().map_err(|e| Error::internal(e.to_string()))?;
+        idgard_sdk::fs::write_atomic(path, &bytes)
+    }
+
+    fn column(&mut self, name: &str) -> usize {
+        if let Some(i) = self.headers.iter().position(|h| h == name) {
+            return i;
+        }
+        self.headers.push(name.to_owned());
+        for row in self.rows.iter_mut().flatten() {
+            row.push(String::new());
+        }
+        self.headers.len() - 1
+    }
+
+    fn row(&mut self, key: &str) -> Option<usize> {
+        self.index.get(key).copied().filter(|&i| self.rows[i].is_some())
+    }
+
+    fn set(&mut self, at: usize, name: &str, values: &[String]) {
+        let col = self.column(name);
+        let joined = values.join(&self.separator);
+        self.rows[at].as_mut().expect("live row")[col] = joined;
+    }
+
+    fn values(&self, at: usize, col: usize) -> Vec<String> {
+        let cell = &self.rows[at].as_ref().expect("live row")[col];
+        if cell.is_empty() { Vec::new() } else { cell.split(self.separator.as_str()).map(str::to_owned).collect() }
+    }
+
+    fn apply(&mut self, order: &Order) -> Result<(), String> {
+        if order.entity_type != ACCOUNT {
+            return Err(format!("this connector maintains `{ACCOUNT}` entries, not `{}`", order.entity_type));
+        }
+        let key = order.key.as_str();
+        if key.is_empty() {
+            return Err("the order has an empty key".into());
+        }
+        let missing = || format!("no account `{key}`");
+        match &order.kind {
+            OrderKind::Create(attributes) => {
+                let at = match self.row(key) {
+                    Some(at) => at,
+                    None => {
+                        let at = self.rows.len();
+                        let mut row = vec![String::new(); self.headers.len()];
+                        row[self.key] = key.to_owned();
+                        row[self.column(ENABLED)] = "true".into();
+                        self.rows.push(Some(row));
+                        self.index.insert(key.to_owned(), at);
+                        at
+                    }
+                };
+                for a in attributes {
+                    if a.name == self.headers[self.key] {
+                        continue;
+                    }
+                    self.set(at, &a.name, &a.values);
+                }
+                Ok(())
+            }
+            OrderKind::Update(changes) => {
+                let at = self.row(key).ok_or_else(missing)?;
+                for c in changes {
+                    self.change(at, c)?;
+                }
+                Ok(())
+            }
+            OrderKind::Delete => {
+                if let Some(at) = self.row(key) {
+                    self.rows[at] = None;
+                    self.index.remove(key);
+                }
+                Ok(())
+            }
+            OrderKind::Enable | OrderKind::Disable => {
+                let at = self.row(key).ok_or_else(missing)?;
+                let value = if matches!(order.kind, OrderKind::Enable) { "true" } else { "false" };
+                self.set(at, ENABLED, &[value.to_owned()]);
+                Ok(())
+            }
+            OrderKind::SetPassword(_) => Err("an accounts file holds no passwords; set-password is not supported".into()),
+        }
+    }
+
+    fn change(&mut self, at: usize, c: &AttributeChange) -> Result<(), String> {
+        if c.name == self.headers[self.key] {
+            return Err(format!("the key column `{}` cannot be changed; delete and create instead", c.name));
+        }
+        let col = self.column(&c.name);
+        let mut values = self.values(at, col);
+        match c.op {
+            ChangeOp::Replace => values = c.values.clone(),
+            ChangeOp::Add => {
+                for v in &c.values {
+                    if !values.contains(v) {
+                        values.push(v.clone());
+                    }
+                }
+            }
+            ChangeOp::Remove => values.retain(|v| !c.values.contains(v)),
+        }
+        if values.iter().any(|v| v.contains(self.separator.as_str())) {
+            return Err(format!("a value of `{}` contains the separator `{}`", c.name, self.separator));
+        }
+        self.set(at, &c.name, &values);
+        Ok(())
+    }
+}
+
+pub fn fulfill(config: &Config, orders: Vec<Order>) -> Result<Vec<OrderResult>, Error> {
+    let path = resolve(&idgard_sdk::fs::granted("accounts")?, &config.accounts_file, "accounts_file")?;
+    let mut table = Table::load(&path, config)?;
+    let mut results = Vec::with_capacity(orders.len());
+    for order in &orders {
+        // An order is applied whole or not at all: its changes are tried on a copy of its row.
+        let before = table.row(&order.key).map(|at| (at, table.rows[at].clone(), table.headers.len()));
+        match table.apply(order) {
+            Ok(()) => results.push(OrderResult::done(&order.id)),
+            Err(message) => {
+                if let Some((at, row, _)) = before {
+                    let width = table.headers.len();
+                    table.rows[at] = row.map(|mut r| {
+                        r.resize(width, String::new());
+                        r
+                    });
+                }
+                idgard_sdk::log::warn(&format!("order {}: {message}", order.id));
+                results.push(OrderResult::failed(&order.id, message));
+            }
+        }
+    }
+    table.save(&path, config.delimiter_byte()?)?;
+    idgard_sdk::log::info(&format!("{} orders applied to {}", orders.len(), path.display()));
+    Ok(results)
+}

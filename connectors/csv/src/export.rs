@@ -1,0 +1,176 @@
+//! Export of an HR-style CSV file: full, or incremental against the previous snapshot.
+
+use crate::snapshot;
+use crate::Config;
+use idgard_sdk::{Cursor, Error, ExportMode, Exporter};
+use std::path::{Component, Path, PathBuf};
+use xxhash_rust::xxh3::Xxh3;
+
+/// An open CSV file with its header row read.
+pub struct Source {
+    reader: csv::Reader<std::fs::File>,
+    headers: Vec<String>,
+    key: String,
+    path: PathBuf,
+}
+
+/// A file name from the settings, inside a granted folder: no absolute path, no `..`.
+pub fn resolve(folder: &Path, name: &str, setting: &str) -> Result<PathBuf, Error> {
+    let p = Path::new(name);
+    if name.is_empty() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(Error::configuration(format!(
+            "{setting} `{name}` must be a relative path inside its folder (no `..`, no leading `/`)"
+        )));
+    }
+    Ok(folder.join(p))
+}
+
+impl Source {
+    pub fn open(config: &Config) -> Result<Self, Error> {
+        let file = config.file.as_deref().ok_or_else(|| Error::configuration("setting `file` is required"))?;
+        let path = resolve(&idgard_sdk::fs::granted("source")?, file, "file")?;
+        let f = std::fs::File::open(&path).map_err(|e| idgard_sdk::fs::io_error(&path, "open", e))?;
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(config.delimiter_byte()?)
+            .has_headers(true)
+            .flexible(true)
+            .buffer_capacity(256 * 1024)
+            .from_reader(f);
+        let headers = reader
+            .headers()
+            .map_err(|e| Error::invalid_data(format!("{}: cannot read the header row: {e}", path.display())))?
+            .iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        if headers.is_empty() || headers.iter().all(String::is_empty) {
+            return Err(Error::invalid_data(format!("{}: the header row is empty", path.display())));
+        }
+        Ok(Self { reader, headers, key: config.key.clone(), path })
+    }
+
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
+    pub fn key_index(&self) -> Result<usize, Error> {
+        self.headers.iter().position(|h| *h == self.key).ok_or_else(|| {
+            Error::configuration(format!(
+                "{}: no key column `{}` (columns: {})",
+                self.path.display(),
+                self.key,
+                self.headers.join(", ")
+            ))
+        })
+    }
+}
+
+/// Why a row cannot be exported, if it cannot.
+fn check_row(record: &csv::ByteRecord, headers: &[String], key: usize, line: u64) -> Option<String> {
+    if record.len() != headers.len() {
+        return Some(format!("line {line}: {} fields where the header has {}; row skipped", record.len(), headers.len()));
+    }
+    if std::str::from_utf8(record.as_slice()).is_err() {
+        return Some(format!("line {line}: not valid UTF-8; row skipped"));
+    }
+    if record[key].is_empty() {
+        return Some(format!("line {line}: the key column `{}` is empty; row skipped", headers[key]));
+    }
+    None
+}
+
+fn row_hash(record: &csv::ByteRecord) -> u64 {
+    let mut h = Xxh3::new();
+    for field in record {
+        h.update(&(field.len() as u32).to_le_bytes());
+        h.update(field);
+    }
+    h.digest()
+}
+
+fn text(field: &[u8]) -> &str {
+    std::str::from_utf8(field).unwrap_or_default()
+}
+
+/// Exports the file; returns the cursor of the snapshot written.
+pub fn run(config: &Config, mode: &ExportMode, out: &mut Exporter) -> Result<Cursor, Error> {
+    let mut source = Source::open(config)?;
+    let key = source.key_index()?;
+    let collect = idgard_sdk::fs::collect_dir();
+    let latest = snapshot::latest(&collect)?;
+    let mut previous = match mode {
+        ExportMode::Full => None,
+        ExportMode::Incremental(cursor) => Some(snapshot::load(&collect, snapshot::generation(cursor)?)?),
+    };
+    let generation = latest + 1;
+    let mut snap = snapshot::Writer::create(&collect, generation)?;
+    let headers = std::mem::take(&mut source.headers);
+    let entity_type = config.entity_type.as_str();
+    let mut record = csv::ByteRecord::new();
+    let mut unidentified = 0u64;
+    loop {
+        match source.reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                return Err(match e.kind() {
+                    csv::ErrorKind::Io(_) => Error::unavailable(format!("{}: {e}", source.path.display())),
+                    _ => Error::invalid_data(format!("{}: {e}", source.path.display())),
+                });
+            }
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        if let Some(problem) = check_row(&record, &headers, key, line) {
+            if config.strict {
+                return Err(Error::invalid_data(format!("{}: {problem}", source.path.display())));
+            }
+            out.reject(&problem);
+            // A row we cannot read must not look deleted: keep what the last export saw of it.
+            match record.get(key).and_then(|k| std::str::from_utf8(k).ok()).filter(|k| !k.is_empty()) {
+                Some(k) => {
+                    if let Some(h) = previous.as_mut().and_then(|p| p.remove(k)) {
+                        snap.row(k, h)?;
+                    }
+                }
+                None => unidentified += 1,
+            }
+            continue;
+        }
+        let k = text(&record[key]);
+        let hash = row_hash(&record);
+        let changed = match previous.as_mut() {
+            None => true,
+            Some(p) => p.remove(k) != Some(hash),
+        };
+        snap.row(k, hash)?;
+        if changed {
+            let mut w = out.upsert(entity_type, k);
+            for (i, name) in headers.iter().enumerate() {
+                let v = &record[i];
+                if v.is_empty() {
+                    w.values(name, []);
+                } else {
+                    w.attr(name, text(v));
+                }
+            }
+        }
+    }
+    if let Some(gone) = previous {
+        if unidentified > 0 && !gone.is_empty() {
+            idgard_sdk::log::warn(&format!(
+                "{} deletions held back: {unidentified} rows could not be read, and a row that cannot \
+                 be read is not proof that a person left; fix the rows and export again",
+                gone.len()
+            ));
+            for (k, h) in &gone {
+                snap.row(k, *h)?;
+            }
+        } else {
+            for k in gone.keys() {
+                out.delete(entity_type, k);
+            }
+        }
+    }
+    snap.finish()?;
+    snapshot::prune(&collect, generation - 1);
+    Ok(snapshot::cursor(generation))
+}
