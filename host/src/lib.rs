@@ -193,6 +193,7 @@ struct RunState {
     table: ResourceTable,
     limits: Limits,
     memory_denied: bool,
+    peak_memory: usize,
     limit_hit: Option<(LimitHit, String)>,
     protocol_error: Option<String>,
     observer: Box<dyn Observer>,
@@ -217,6 +218,7 @@ impl wasmtime::ResourceLimiter for RunState {
             self.memory_denied = true;
             return Ok(false);
         }
+        self.peak_memory = self.peak_memory.max(desired);
         Ok(true)
     }
 
@@ -502,6 +504,7 @@ impl Runtime {
                             rejected: summary.rejected,
                             bytes: state.bytes,
                             batches: state.batches,
+                            peak_memory: state.peak_memory,
                         })
                     }
                     Err(e) => failed(e),
@@ -544,6 +547,7 @@ impl Runtime {
             table: ResourceTable::new(),
             limits,
             memory_denied: false,
+            peak_memory: 0,
             limit_hit: None,
             protocol_error: None,
             observer,
@@ -570,7 +574,12 @@ impl Runtime {
             state.observer.log(Level::Warn, &format!(
                 "{n} log messages dropped: the run wrote more than {} KiB of logs", limits.max_log_kib));
         }
-        let counts = Counts { entries: state.entries, bytes: state.bytes, batches: state.batches };
+        let counts = Counts {
+            entries: state.entries,
+            bytes: state.bytes,
+            batches: state.batches,
+            peak_memory: state.peak_memory as u64,
+        };
         match result {
             Ok(r) => Ok((r, counts)),
             Err(e) => Err(classify(&loaded.manifest.name, &limits, state, &e, &stderr.text())),
@@ -587,6 +596,7 @@ struct Counts {
     entries: u64,
     bytes: u64,
     batches: u64,
+    peak_memory: u64,
 }
 
 fn failed(e: wit::Error) -> Outcome {

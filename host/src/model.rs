@@ -102,6 +102,8 @@ pub struct ExportSummary {
     pub bytes: u64,
     /// Batches received.
     pub batches: u64,
+    /// The connector's largest linear memory during the run, in bytes.
+    pub peak_memory: u64,
 }
 
 /// How to change one attribute in an update.

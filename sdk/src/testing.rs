@@ -171,6 +171,24 @@ impl Harness {
         Run { result, logs: run.logs, progress: run.progress }
     }
 
+    /// Runs a full export and hands each batch to `sink` as it comes, instead of keeping the
+    /// entries: for exports too large to hold, and for measuring the connector natively.
+    pub fn export_full_into<C: Connector>(&self, sink: impl FnMut(&[u8]) + 'static) -> Run<ExportSummary> {
+        let request = ExportRequest { mode: ExportMode::Full, batch_size: self.batch_size };
+        let settings = self.settings.to_string();
+        fake::install(fake::FakeHost {
+            secrets: self.secrets.clone(),
+            folders: self.folders.clone(),
+            collect: self.collect.clone(),
+            orders: self.orders.clone(),
+            sink: Some(Box::new(sink)),
+            ..Default::default()
+        });
+        let result = adapter::export::<C>(&settings, &request);
+        let host = fake::take();
+        Run { result, logs: host.logs, progress: host.progress }
+    }
+
     /// Runs `fulfill` on a batch of orders.
     pub fn fulfill<C: Connector>(&self, orders: Vec<Order>) -> Run<Vec<OrderResult>> {
         self.run(|s| adapter::fulfill::<C>(s, orders)).0
@@ -191,6 +209,7 @@ pub(crate) mod fake {
         pub logs: Vec<(Level, String)>,
         pub progress: Vec<(u64, Option<u64>, String)>,
         pub batches: Vec<Vec<u8>>,
+        pub sink: Option<Box<dyn FnMut(&[u8])>>,
     }
 
     thread_local! {
@@ -224,7 +243,10 @@ pub(crate) mod fake {
     }
 
     pub fn emit(batch: &[u8]) {
-        with(|h| h.batches.push(batch.to_vec()))
+        with(|h| match h.sink.as_mut() {
+            Some(sink) => sink(batch),
+            None => h.batches.push(batch.to_vec()),
+        })
             .expect("export outside a host: run the connector through idgard_sdk::testing::Harness");
     }
 

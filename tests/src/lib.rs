@@ -1,0 +1,14 @@
+//! Support for idgard's end-to-end tests and benchmarks: the packages of the connectors and test
+//! guests (built by this crate's build script), and the demo HR data generator.
+
+pub mod demo;
+
+/// Package folders (manifest + component) of the connectors and test guests.
+pub mod packages {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+/// The workspace's root folder.
+pub fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned()
+}
