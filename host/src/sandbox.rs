@@ -7,6 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 /// Guest path of the collection folder (export runs).
@@ -85,8 +86,14 @@ pub(crate) fn build(folders: &RunFolders<'_>, grants: &Effective) -> Result<(Was
         let allowed = Arc::new(allowed);
         b.allow_tcp(true);
         b.allow_ip_name_lookup(true);
-        b.socket_addr_check(move |addr, _use| {
-            let ok = allowed.contains(&addr);
+        b.socket_addr_check(move |addr, usage| {
+            let ok = match usage {
+                // The implicit bind of an outgoing connection: any local port.
+                SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                SocketAddrUse::TcpConnect => allowed.contains(&addr),
+                // A connector never listens, accepts or speaks UDP.
+                _ => false,
+            };
             Box::pin(async move { ok })
         });
     }

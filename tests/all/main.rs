@@ -1,1 +1,8 @@
+//! End-to-end tests of the connector platform: the real host running the real CSV connector and
+//! the misbehaving test guest. One binary (one engine, shared by every test, as in the agent).
+
 mod csv;
+mod limits;
+mod loading;
+mod sandbox;
+mod support;

@@ -3,12 +3,56 @@
 use crate::snapshot;
 use crate::Config;
 use idgard_sdk::{Cursor, Error, ExportMode, Exporter};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 use xxhash_rust::xxh3::Xxh3;
+
+/// Counts the line breaks of what the CSV reader reads, so that a row is reported with the line
+/// it starts on: the CSV reader's own count is off by one on files with CRLF line endings.
+struct Lines<R> {
+    inner: R,
+    offset: u64,
+    breaks: Rc<RefCell<VecDeque<u64>>>,
+}
+
+impl<R: Read> Read for Lines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut breaks = self.breaks.borrow_mut();
+        for i in memchr::memchr_iter(b'\n', &buf[..n]) {
+            breaks.push_back(self.offset + i as u64);
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Answers "which line is byte N on" for increasing N, forgetting the breaks it has passed.
+struct LineIndex {
+    breaks: Rc<RefCell<VecDeque<u64>>>,
+    passed: u64,
+}
+
+impl LineIndex {
+    fn line_at(&mut self, byte: u64) -> u64 {
+        let mut breaks = self.breaks.borrow_mut();
+        // A record read after a CRLF starts, for the CSV reader, on the CRLF's `\n`: that break
+        // still ends the previous line.
+        while breaks.front().is_some_and(|&b| b <= byte) {
+            breaks.pop_front();
+            self.passed += 1;
+        }
+        self.passed + 1
+    }
+}
 
 /// An open CSV file with its header row read.
 pub struct Source {
-    reader: csv::Reader<std::fs::File>,
+    reader: csv::Reader<Lines<std::fs::File>>,
+    lines: LineIndex,
     headers: Vec<String>,
     key: String,
     path: PathBuf,
@@ -30,6 +74,8 @@ impl Source {
         let file = config.file.as_deref().ok_or_else(|| Error::configuration("setting `file` is required"))?;
         let path = resolve(&idgard_sdk::fs::granted("source")?, file, "file")?;
         let f = std::fs::File::open(&path).map_err(|e| idgard_sdk::fs::io_error(&path, "open", e))?;
+        let breaks = Rc::new(RefCell::new(VecDeque::new()));
+        let f = Lines { inner: f, offset: 0, breaks: breaks.clone() };
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(config.delimiter_byte()?)
             .has_headers(true)
@@ -45,7 +91,7 @@ impl Source {
         if headers.is_empty() || headers.iter().all(String::is_empty) {
             return Err(Error::invalid_data(format!("{}: the header row is empty", path.display())));
         }
-        Ok(Self { reader, headers, key: config.key.clone(), path })
+        Ok(Self { reader, lines: LineIndex { breaks, passed: 0 }, headers, key: config.key.clone(), path })
     }
 
     pub fn headers(&self) -> &[String] {
@@ -118,7 +164,7 @@ pub fn run(config: &Config, mode: &ExportMode, out: &mut Exporter) -> Result<Cur
                 });
             }
         }
-        let line = record.position().map_or(0, |p| p.line());
+        let line = source.lines.line_at(record.position().map_or(0, |p| p.byte()));
         if let Some(problem) = check_row(&record, &headers, key, line) {
             if config.strict {
                 return Err(Error::invalid_data(format!("{}: {problem}", source.path.display())));
