@@ -14,6 +14,7 @@ const FILES: &[(&str, &str)] = &[
     ("fixtures/people.jsonl", include_str!("templates/people.jsonl")),
     ("example-connection.toml", include_str!("templates/example-connection.toml.in")),
     ("README.md", include_str!("templates/README.md.in")),
+    ("rust-toolchain.toml", include_str!("templates/rust-toolchain.toml.in")),
     (".gitignore", "/target\n/work\n"),
 ];
 

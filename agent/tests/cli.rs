@@ -1,0 +1,119 @@
+//! `idgard-agent connector ...` as an author uses it: the real binary, the real packages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn agent(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_idgard-agent")).args(args).current_dir(cwd).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn demo() -> PathBuf {
+    idgard_tests::root().join("connectors/csv/demo/hr-connection.toml")
+}
+
+#[test]
+fn run_exports_json_lines_then_nothing_when_nothing_changed() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path().to_str().unwrap();
+    let pkg = idgard_tests::packages::CONNECTOR_CSV;
+    let demo = demo();
+    let out = agent(&["connector", "run", pkg, "export", "--config", demo.to_str().unwrap(), "--work", w], work.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 5000);
+    assert_eq!(lines[0]["op"], "upsert");
+    assert_eq!(lines[0]["key"], "E0000001");
+    assert!(text(&out.stderr).contains("exported 5000 entries (0 rejected"), "{}", text(&out.stderr));
+    assert!(work.path().join("state/demo-hr/cursor.json").exists());
+
+    let out = agent(&["connector", "run", pkg, "export", "--incremental", "--config", demo.to_str().unwrap(), "--work", w], work.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    assert!(text(&out.stderr).contains("exported 0 entries"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn describe_fulfill_and_clear_failures() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path().to_str().unwrap();
+    let pkg = idgard_tests::packages::CONNECTOR_CSV;
+    let out = agent(&["connector", "run", pkg, "describe", "--work", w], work.path());
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["name"], "csv");
+
+    std::fs::create_dir(work.path().join("accounts")).unwrap();
+    std::fs::write(
+        work.path().join("target.toml"),
+        "name = \"target\"\n[grants.folders.accounts]\npath = \"accounts\"\naccess = \"read-write\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        work.path().join("orders.jsonl"),
+        "{\"id\":\"1\",\"entity-type\":\"account\",\"key\":\"ann\",\"kind\":\"create\",\"attributes\":{\"name\":[\"Ann\"]}}\n\
+         {\"id\":\"2\",\"entity-type\":\"account\",\"key\":\"bob\",\"kind\":\"disable\"}\n",
+    )
+    .unwrap();
+    let out = agent(&["connector", "run", pkg, "fulfill", "--config", "target.toml", "--orders", "orders.jsonl", "--work", w], work.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "{\"id\":\"1\",\"outcome\":\"done\"}\n{\"id\":\"2\",\"outcome\":\"failed\",\"message\":\"no account `bob`\"}\n");
+    assert_eq!(std::fs::read_to_string(work.path().join("accounts/accounts.csv")).unwrap(), "login,enabled,name\nann,true,Ann\n");
+
+    // A connector error exits 1 with its kind; a package that cannot load exits 2 naming the file.
+    std::fs::write(work.path().join("nofile.toml"), "name = \"x\"\n[settings]\nfile = \"nope.csv\"\n").unwrap();
+    let out = agent(&["connector", "run", pkg, "test-connection", "--config", "nofile.toml", "--work", w], work.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("connector error (denied)"), "{}", text(&out.stderr));
+    let out = agent(&["connector", "run", w, "describe", "--work", w], work.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("connector.toml"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_new_connector_passes_its_own_test_builds_and_runs() {
+    let root = idgard_tests::root();
+    // Inside the workspace's target folder, so that the pinned toolchain applies.
+    let base = root.join("target/template-test");
+    let dir = base.join("people-file");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&base).unwrap();
+    let out = agent(&["connector", "new", "people-file", "--dir", dir.to_str().unwrap()], &base);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let cargo = |args: &[&str]| {
+        let out = Command::new("cargo")
+            .args(args)
+            .arg("--offline")
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", base.join("target"))
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cargo {args:?}: {}", text(&out.stderr));
+        out
+    };
+    let out = cargo(&["test"]);
+    assert!(text(&out.stdout).contains("2 passed"), "{}", text(&out.stdout));
+    cargo(&["build", "--release", "--target", "wasm32-wasip2"]);
+    // The manifest points at the crate's own target folder; the test builds into a shared one.
+    let wasm = base.join("target/wasm32-wasip2/release/people_file.wasm");
+    let manifest = dir.join("connector.toml");
+    let m = std::fs::read_to_string(&manifest).unwrap().replace(
+        "component = \"target/wasm32-wasip2/release/people_file.wasm\"",
+        &format!("component = {:?}", wasm.display().to_string()),
+    );
+    std::fs::write(&manifest, m).unwrap();
+    let work = dir.join("work");
+    let out = agent(
+        &["connector", "run", ".", "export", "--config", "example-connection.toml", "--work", work.to_str().unwrap()],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 2);
+    assert!(text(&out.stderr).contains("2 people exported"), "{}", text(&out.stderr));
+}
