@@ -13,7 +13,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_owned();
-    for watched in ["sdk/src", "sdk/Cargo.toml", "wit", "Cargo.lock", "connectors", "tests/guests"] {
+    for watched in ["sdk/src", "sdk/Cargo.toml", "wit", "Cargo.toml", "Cargo.lock", ".cargo", "connectors", "tests/guests"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let target_dir = root.join("target").join("guests");

@@ -312,6 +312,10 @@ impl Runtime {
         pool.total_stacks(n);
         pool.max_memories_per_component(2);
         pool.max_memory_size((options.max_memory_mib as usize) << 20);
+        // A run's first pages (stack, settings, one batch) are reused by the next run: resetting
+        // them with memset is cheaper than returning them to the kernel and faulting them back.
+        pool.linear_memory_keep_resident(1 << 20);
+        pool.table_keep_resident(64 << 10);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))?;
 

@@ -111,12 +111,9 @@ impl Source {
 }
 
 /// Why a row cannot be exported, if it cannot.
-fn check_row(record: &csv::ByteRecord, headers: &[String], key: usize, line: u64) -> Option<String> {
+fn check_row(record: &csv::StringRecord, headers: &[String], key: usize, line: u64) -> Option<String> {
     if record.len() != headers.len() {
         return Some(format!("line {line}: {} fields where the header has {}; row skipped", record.len(), headers.len()));
-    }
-    if std::str::from_utf8(record.as_slice()).is_err() {
-        return Some(format!("line {line}: not valid UTF-8; row skipped"));
     }
     if record[key].is_empty() {
         return Some(format!("line {line}: the key column `{}` is empty; row skipped", headers[key]));
@@ -124,17 +121,16 @@ fn check_row(record: &csv::ByteRecord, headers: &[String], key: usize, line: u64
     None
 }
 
-fn row_hash(record: &csv::ByteRecord) -> u64 {
-    let mut h = Xxh3::new();
+/// A hash of the row's fields and their boundaries, for change detection.
+fn row_hash(record: &csv::StringRecord, lengths: &mut Vec<u8>) -> u64 {
+    lengths.clear();
     for field in record {
-        h.update(&(field.len() as u32).to_le_bytes());
-        h.update(field);
+        lengths.extend_from_slice(&(field.len() as u32).to_le_bytes());
     }
+    let mut h = Xxh3::new();
+    h.update(record.as_slice().as_bytes());
+    h.update(lengths);
     h.digest()
-}
-
-fn text(field: &[u8]) -> &str {
-    std::str::from_utf8(field).unwrap_or_default()
 }
 
 /// Exports the file; returns the cursor of the snapshot written.
@@ -151,27 +147,33 @@ pub fn run(config: &Config, mode: &ExportMode, out: &mut Exporter) -> Result<Cur
     let mut snap = snapshot::Writer::create(&collect, generation)?;
     let headers = std::mem::take(&mut source.headers);
     let entity_type = config.entity_type.as_str();
-    let mut record = csv::ByteRecord::new();
+    let mut record = csv::StringRecord::new();
+    let mut lengths = Vec::with_capacity(4 * headers.len());
     let mut unidentified = 0u64;
     loop {
-        match source.reader.read_byte_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => {
-                return Err(match e.kind() {
-                    csv::ErrorKind::Io(_) => Error::unavailable(format!("{}: {e}", source.path.display())),
-                    _ => Error::invalid_data(format!("{}: {e}", source.path.display())),
-                });
+        let problem = match source.reader.read_record(&mut record) {
+            Ok(true) => {
+                let line = source.lines.line_at(record.position().map_or(0, |p| p.byte()));
+                check_row(&record, &headers, key, line)
             }
-        }
-        let line = source.lines.line_at(record.position().map_or(0, |p| p.byte()));
-        if let Some(problem) = check_row(&record, &headers, key, line) {
+            Ok(false) => break,
+            Err(e) => match e.kind() {
+                csv::ErrorKind::Utf8 { pos, .. } => {
+                    let line = source.lines.line_at(pos.as_ref().map_or(0, |p| p.byte()));
+                    record.clear();
+                    Some(format!("line {line}: not valid UTF-8; row skipped"))
+                }
+                csv::ErrorKind::Io(_) => return Err(Error::unavailable(format!("{}: {e}", source.path.display()))),
+                _ => return Err(Error::invalid_data(format!("{}: {e}", source.path.display()))),
+            },
+        };
+        if let Some(problem) = problem {
             if config.strict {
                 return Err(Error::invalid_data(format!("{}: {problem}", source.path.display())));
             }
             out.reject(&problem);
             // A row we cannot read must not look deleted: keep what the last export saw of it.
-            match record.get(key).and_then(|k| std::str::from_utf8(k).ok()).filter(|k| !k.is_empty()) {
+            match record.get(key).filter(|k| !k.is_empty()) {
                 Some(k) => {
                     if let Some(h) = previous.as_mut().and_then(|p| p.remove(k)) {
                         snap.row(k, h)?;
@@ -181,8 +183,8 @@ pub fn run(config: &Config, mode: &ExportMode, out: &mut Exporter) -> Result<Cur
             }
             continue;
         }
-        let k = text(&record[key]);
-        let hash = row_hash(&record);
+        let k = &record[key];
+        let hash = row_hash(&record, &mut lengths);
         let changed = match previous.as_mut() {
             None => true,
             Some(p) => p.remove(k) != Some(hash),
@@ -190,12 +192,11 @@ pub fn run(config: &Config, mode: &ExportMode, out: &mut Exporter) -> Result<Cur
         snap.row(k, hash)?;
         if changed {
             let mut w = out.upsert(entity_type, k);
-            for (i, name) in headers.iter().enumerate() {
-                let v = &record[i];
+            for (name, v) in headers.iter().zip(record.iter()) {
                 if v.is_empty() {
                     w.values(name, []);
                 } else {
-                    w.attr(name, text(v));
+                    w.attr(name, v);
                 }
             }
         }

@@ -75,3 +75,16 @@ fn batches_respect_the_batch_size() {
     assert_eq!(export.batches, 2);
     assert_eq!(export.summary.entries, 3);
 }
+
+#[test]
+fn a_row_that_is_not_utf8_is_reported_and_skipped() {
+    let collect = tempfile::tempdir().unwrap();
+    let run = Harness::new()
+        .settings(settings(json!({ "file": "latin1.csv" })))
+        .folder("source", FIXTURES)
+        .collect_dir(collect.path())
+        .export_full::<Csv>();
+    assert!(run.logged(Level::Warn, "line 3: not valid UTF-8"), "{:?}", run.logs);
+    let keys: Vec<String> = run.result.unwrap().entries.into_iter().map(|e| e.key).collect();
+    assert_eq!(keys, ["E1", "E3"]);
+}
