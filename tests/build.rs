@@ -6,21 +6,45 @@ use std::process::Command;
 
 /// (cargo package, package folder under `connectors/` or `tests/guests/`, component file)
 const GUESTS: &[(&str, &str, &str)] = &[
-    ("idgard-connector-csv", "connectors/csv", "idgard_connector_csv.wasm"),
-    ("idgard-guest-misbehave", "tests/guests/misbehave", "idgard_guest_misbehave.wasm"),
+    (
+        "idgard-connector-csv",
+        "connectors/csv",
+        "idgard_connector_csv.wasm",
+    ),
+    (
+        "idgard-guest-misbehave",
+        "tests/guests/misbehave",
+        "idgard_guest_misbehave.wasm",
+    ),
 ];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_owned();
-    for watched in ["sdk/src", "sdk/Cargo.toml", "wit", "Cargo.toml", "Cargo.lock", ".cargo", "connectors", "tests/guests"] {
+    for watched in [
+        "sdk/src",
+        "sdk/Cargo.toml",
+        "wit",
+        "Cargo.toml",
+        "Cargo.lock",
+        ".cargo",
+        "connectors",
+        "tests/guests",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let target_dir = root.join("target").join("guests");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--target", "wasm32-wasip2", "--profile", "wasm", "--target-dir"])
+        .args([
+            "build",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "wasm",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for (package, _, _) in GUESTS {
         cmd.args(["-p", package]);
@@ -41,7 +65,10 @@ fn main() {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("cannot run cargo to build the guests");
-    assert!(status.success(), "building the connectors and test guests for wasm32-wasip2 failed");
+    assert!(
+        status.success(),
+        "building the connectors and test guests for wasm32-wasip2 failed"
+    );
 
     let packages = target_dir.join("packages");
     let mut consts = String::new();
@@ -49,10 +76,24 @@ fn main() {
         let name = Path::new(src).file_name().unwrap().to_str().unwrap();
         let dir = packages.join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(root.join(src).join("connector.toml"), dir.join("connector.toml")).unwrap();
-        std::fs::copy(target_dir.join("wasm32-wasip2/wasm").join(wasm), dir.join(wasm)).unwrap();
-        let konst = package.trim_start_matches("idgard-").replace('-', "_").to_uppercase();
-        consts.push_str(&format!("/// The `{package}` package folder.\npub const {konst}: &str = {:?};\n", dir.display().to_string()));
+        std::fs::copy(
+            root.join(src).join("connector.toml"),
+            dir.join("connector.toml"),
+        )
+        .unwrap();
+        std::fs::copy(
+            target_dir.join("wasm32-wasip2/wasm").join(wasm),
+            dir.join(wasm),
+        )
+        .unwrap();
+        let konst = package
+            .trim_start_matches("idgard-")
+            .replace('-', "_")
+            .to_uppercase();
+        consts.push_str(&format!(
+            "/// The `{package}` package folder.\npub const {konst}: &str = {:?};\n",
+            dir.display().to_string()
+        ));
     }
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("guests.rs");
     std::fs::write(out, consts).unwrap();

@@ -46,14 +46,17 @@ enum ConnectorCommand {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IDGARD_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("IDGARD_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Connector(ConnectorCommand::Run(args)) => run::run(args),
-        Command::Connector(ConnectorCommand::New { name, dir, sdk }) => template::create(&name, dir, &sdk).map(|()| ExitCode::SUCCESS),
+        Command::Connector(ConnectorCommand::New { name, dir, sdk }) => {
+            template::create(&name, dir, &sdk).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

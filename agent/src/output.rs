@@ -3,7 +3,7 @@
 
 use clap::ValueEnum;
 use idgard_host::{Level, Observer};
-use idgard_sdk::wire::{decode, EntryOp};
+use idgard_sdk::wire::{EntryOp, decode};
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,10 +21,12 @@ pub enum Format {
 /// Shown progress is refreshed at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// Widest table cell; longer values are cut.
-const CELL: usize = 24;
+const CELL: usize = 20;
 
 pub struct Printer {
     format: Format,
+    /// Entries still to print; `None` for all.
+    remaining: Option<u64>,
     out: std::io::BufWriter<std::io::Stdout>,
     columns: Option<Vec<String>>,
     progress: Arc<Mutex<Progress>>,
@@ -56,9 +58,10 @@ impl Handle {
 }
 
 impl Printer {
-    pub fn new(format: Format) -> Self {
+    pub fn new(format: Format, limit: Option<u64>) -> Self {
         Self {
             format,
+            remaining: limit,
             out: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()),
             columns: None,
             progress: Arc::new(Mutex::new(Progress {
@@ -108,7 +111,14 @@ impl Observer for Printer {
         let now = Instant::now();
         let due = match p.last {
             None => now.duration_since(p.started) > Duration::from_secs(1),
-            Some(last) => now.duration_since(last) >= if p.tty { PROGRESS_EVERY } else { Duration::from_secs(5) },
+            Some(last) => {
+                now.duration_since(last)
+                    >= if p.tty {
+                        PROGRESS_EVERY
+                    } else {
+                        Duration::from_secs(5)
+                    }
+            }
         };
         if !due {
             return;
@@ -125,13 +135,50 @@ impl Observer for Printer {
     }
 
     fn entries(&mut self, batch: &[u8], _count: u32) -> anyhow::Result<()> {
+        if self.remaining == Some(0) {
+            return Ok(());
+        }
+        let printed = self.print(batch);
+        // A reader that went away (`| head`) ends the printing, not the export.
+        match printed {
+            Err(e)
+                if e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+            {
+                self.remaining = Some(0);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+impl Printer {
+    /// Whether one more entry may be printed (and counts it).
+    fn take(&mut self) -> bool {
+        match &mut self.remaining {
+            None => true,
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+        }
+    }
+
+    fn print(&mut self, batch: &[u8]) -> anyhow::Result<()> {
         match self.format {
             Format::Summary => {}
             Format::Json => {
                 for e in decode(batch) {
                     let e = e?;
-                    let attributes: serde_json::Map<String, serde_json::Value> =
-                        e.attributes().map(|(n, v)| (n.to_owned(), v.into())).collect();
+                    if !self.take() {
+                        break;
+                    }
+                    let attributes: serde_json::Map<String, serde_json::Value> = e
+                        .attributes()
+                        .map(|(n, v)| (n.to_owned(), v.into()))
+                        .collect();
                     let op = match e.op {
                         EntryOp::Upsert => "upsert",
                         EntryOp::Delete => "delete",
@@ -146,8 +193,12 @@ impl Observer for Printer {
             Format::Table => {
                 for e in decode(batch) {
                     let e = e?;
+                    if !self.take() {
+                        break;
+                    }
                     if self.columns.is_none() {
-                        let names: Vec<String> = e.attributes().map(|(n, _)| n.to_owned()).take(5).collect();
+                        let names: Vec<String> =
+                            e.attributes().map(|(n, _)| n.to_owned()).take(5).collect();
                         let mut header = vec!["op", "type", "key"];
                         header.extend(names.iter().map(String::as_str));
                         self.table_row(&header)?;
@@ -157,9 +208,19 @@ impl Observer for Printer {
                     let columns = self.columns.clone().unwrap_or_default();
                     let values: Vec<String> = columns
                         .iter()
-                        .map(|c| attrs.iter().find(|(n, _)| n == c).map(|(_, v)| v.join("|")).unwrap_or_default())
+                        .map(|c| {
+                            attrs
+                                .iter()
+                                .find(|(n, _)| n == c)
+                                .map(|(_, v)| v.join("|"))
+                                .unwrap_or_default()
+                        })
                         .collect();
-                    let op = if e.op == EntryOp::Upsert { "upsert" } else { "delete" };
+                    let op = if e.op == EntryOp::Upsert {
+                        "upsert"
+                    } else {
+                        "delete"
+                    };
                     let mut row = vec![op, e.entity_type, e.key];
                     row.extend(values.iter().map(String::as_str));
                     self.table_row(&row)?;

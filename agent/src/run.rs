@@ -1,7 +1,7 @@
 //! `idgard-agent connector run`: one operation of a connector package, through the real host.
 
 use crate::output::{Format, Printer};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use idgard_host::model::{Cursor, Order, OrderOutcome};
 use idgard_host::{Connection, Outcome, Request, RunFolders, Runtime, RuntimeOptions};
@@ -44,6 +44,9 @@ pub struct RunArgs {
     /// How to print results (default: a table on a terminal, JSON lines otherwise).
     #[arg(long, value_enum)]
     format: Option<Format>,
+    /// Print at most this many entries (the export itself still runs to the end).
+    #[arg(long)]
+    limit: Option<u64>,
 }
 
 fn private_dir(path: &Path) -> Result<PathBuf> {
@@ -52,21 +55,30 @@ fn private_dir(path: &Path) -> Result<PathBuf> {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
-    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Json });
+    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
+        Format::Table
+    } else {
+        Format::Json
+    });
     let runtime = Runtime::new(RuntimeOptions {
         cache_dir: Some(args.work.join("cache")),
         ..Default::default()
     })
     .context("cannot start the connector runtime")?;
     let started = Instant::now();
-    let loaded = runtime.load(&args.package).with_context(|| format!("cannot load {}", args.package.display()))?;
+    let loaded = runtime
+        .load(&args.package)
+        .with_context(|| format!("cannot load {}", args.package.display()))?;
     tracing::info!(connector = %loaded.manifest.name, cache = ?loaded.cache, "loaded in {:?}", started.elapsed());
 
     if args.operation == Operation::Describe {
         println!("{}", serde_json::to_string_pretty(&loaded.info)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let config = args.config.as_deref().context("--config <connection.toml> is needed for this operation")?;
+    let config = args
+        .config
+        .as_deref()
+        .context("--config <connection.toml> is needed for this operation")?;
     let connection = Connection::load(config)?;
     let collect = private_dir(&args.work.join("collect").join(&connection.name))?;
     let orders_dir = private_dir(&args.work.join("orders").join(&connection.name))?;
@@ -80,24 +92,40 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Operation::Export => {
             let cursor = if args.incremental {
                 let text = std::fs::read_to_string(&cursor_file).with_context(|| {
-                    format!("no saved cursor for `{}` ({}): run a full export first", connection.name, cursor_file.display())
+                    format!(
+                        "no saved cursor for `{}` ({}): run a full export first",
+                        connection.name,
+                        cursor_file.display()
+                    )
                 })?;
-                Some(serde_json::from_str::<Cursor>(&text).with_context(|| format!("{} is damaged", cursor_file.display()))?)
+                Some(
+                    serde_json::from_str::<Cursor>(&text)
+                        .with_context(|| format!("{} is damaged", cursor_file.display()))?,
+                )
             } else {
                 None
             };
-            Request::Export { cursor, batch_size: args.batch_size }
+            Request::Export {
+                cursor,
+                batch_size: args.batch_size,
+            }
         }
         Operation::Fulfill => {
-            let path = args.orders.as_deref().context("--orders <file> is needed for fulfill")?;
+            let path = args
+                .orders
+                .as_deref()
+                .context("--orders <file> is needed for fulfill")?;
             Request::Fulfill(read_orders(path)?)
         }
     };
 
-    let printer = Printer::new(format);
+    let printer = Printer::new(format, args.limit);
     let handle = printer.handle();
     let started = Instant::now();
-    let folders = RunFolders { collect: Some(&collect), orders: Some(&orders_dir) };
+    let folders = RunFolders {
+        collect: Some(&collect),
+        orders: Some(&orders_dir),
+    };
     let outcome = runtime.run(&loaded, &connection, &folders, request, Box::new(printer));
     let elapsed = started.elapsed();
     handle.finish();
@@ -117,21 +145,34 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 let tmp = cursor_file.with_extension("json.tmp");
                 std::fs::write(&tmp, serde_json::to_vec(cursor)?)?;
                 std::fs::rename(&tmp, &cursor_file)?;
-                eprintln!("cursor saved to {} (next: --incremental)", cursor_file.display());
+                eprintln!(
+                    "cursor saved to {} (next: --incremental)",
+                    cursor_file.display()
+                );
             }
             if format == Format::Summary {
                 println!("{}", serde_json::to_string(&summary)?);
             }
         }
         Outcome::Fulfilled(results) => {
-            let failed = results.iter().filter(|r| !matches!(r.outcome, OrderOutcome::Done)).count();
+            let failed = results
+                .iter()
+                .filter(|r| !matches!(r.outcome, OrderOutcome::Done))
+                .count();
             for r in &results {
                 println!("{}", serde_json::to_string(r)?);
             }
-            eprintln!("{} orders: {} done, {failed} not done", results.len(), results.len() - failed);
+            eprintln!(
+                "{} orders: {} done, {failed} not done",
+                results.len(),
+                results.len() - failed
+            );
         }
         Outcome::Failed { kind, message } => {
-            eprintln!("connector error ({}): {message}", serde_json::to_value(kind)?.as_str().unwrap_or("?"));
+            eprintln!(
+                "connector error ({}): {message}",
+                serde_json::to_value(kind)?.as_str().unwrap_or("?")
+            );
             return Ok(ExitCode::from(1));
         }
     }
@@ -139,16 +180,21 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 }
 
 fn read_orders(path: &Path) -> Result<Vec<Order>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     if text.trim_start().starts_with('[') {
-        return serde_json::from_str(&text).with_context(|| format!("{}: not an array of orders", path.display()));
+        return serde_json::from_str(&text)
+            .with_context(|| format!("{}: not an array of orders", path.display()));
     }
     let mut orders = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        orders.push(serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))?);
+        orders.push(
+            serde_json::from_str(line)
+                .with_context(|| format!("{} line {}", path.display(), i + 1))?,
+        );
     }
     if orders.is_empty() {
         bail!("{}: no orders", path.display());

@@ -1,7 +1,7 @@
 //! `idgard-agent connector new`: a connector crate that builds to a component and passes its
 //! own test as created.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
 /// The SDK of the idgard tree this agent was built from.
@@ -9,24 +9,42 @@ pub const DEFAULT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk");
 
 const FILES: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("templates/Cargo.toml.in")),
-    ("connector.toml", include_str!("templates/connector.toml.in")),
+    (
+        "connector.toml",
+        include_str!("templates/connector.toml.in"),
+    ),
     ("src/lib.rs", include_str!("templates/lib.rs.in")),
-    ("fixtures/people.jsonl", include_str!("templates/people.jsonl")),
-    ("example-connection.toml", include_str!("templates/example-connection.toml.in")),
+    (
+        "fixtures/people.jsonl",
+        include_str!("templates/people.jsonl"),
+    ),
+    (
+        "example-connection.toml",
+        include_str!("templates/example-connection.toml.in"),
+    ),
     ("README.md", include_str!("templates/README.md.in")),
-    ("rust-toolchain.toml", include_str!("templates/rust-toolchain.toml.in")),
+    (
+        "rust-toolchain.toml",
+        include_str!("templates/rust-toolchain.toml.in"),
+    ),
     (".gitignore", "/target\n/work\n"),
 ];
 
 pub fn create(name: &str, dir: Option<PathBuf>, sdk: &Path) -> Result<()> {
-    if !idgard_host::manifest::valid_name(name) || name.contains('_') || name.starts_with(|c: char| c.is_ascii_digit()) {
-        bail!("connector name `{name}`: use lower-case letters, digits and `-`, starting with a letter");
+    if !idgard_host::manifest::valid_name(name)
+        || name.contains('_')
+        || name.starts_with(|c: char| c.is_ascii_digit())
+    {
+        bail!(
+            "connector name `{name}`: use lower-case letters, digits and `-`, starting with a letter"
+        );
     }
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
         bail!("{} already exists and is not empty", dir.display());
     }
-    let sdk = std::fs::canonicalize(sdk).with_context(|| format!("idgard-sdk not found at {}", sdk.display()))?;
+    let sdk = std::fs::canonicalize(sdk)
+        .with_context(|| format!("idgard-sdk not found at {}", sdk.display()))?;
     let crate_name = name.replace('-', "_");
     for (path, text) in FILES {
         let text = text
@@ -35,11 +53,15 @@ pub fn create(name: &str, dir: Option<PathBuf>, sdk: &Path) -> Result<()> {
             .replace("{{sdk}}", &sdk.display().to_string());
         let target = dir.join(path);
         std::fs::create_dir_all(target.parent().expect("file in a folder"))?;
-        std::fs::write(&target, text).with_context(|| format!("cannot write {}", target.display()))?;
+        std::fs::write(&target, text)
+            .with_context(|| format!("cannot write {}", target.display()))?;
     }
     eprintln!("created connector `{name}` in {}", dir.display());
     eprintln!("next:");
-    eprintln!("  cd {} && cargo test                                  # unit tests, natively", dir.display());
+    eprintln!(
+        "  cd {} && cargo test                                  # unit tests, natively",
+        dir.display()
+    );
     eprintln!("  cargo build --target wasm32-wasip2 --release        # the component");
     eprintln!("  idgard-agent connector run . export --config example-connection.toml");
     Ok(())

@@ -4,7 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn agent(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_idgard-agent")).args(args).current_dir(cwd).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_idgard-agent"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
 }
 
 fn text(b: &[u8]) -> String {
@@ -21,20 +25,56 @@ fn run_exports_json_lines_then_nothing_when_nothing_changed() {
     let w = work.path().to_str().unwrap();
     let pkg = idgard_tests::packages::CONNECTOR_CSV;
     let demo = demo();
-    let out = agent(&["connector", "run", pkg, "export", "--config", demo.to_str().unwrap(), "--work", w], work.path());
+    let out = agent(
+        &[
+            "connector",
+            "run",
+            pkg,
+            "export",
+            "--config",
+            demo.to_str().unwrap(),
+            "--work",
+            w,
+        ],
+        work.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 5000);
     assert_eq!(lines[0]["op"], "upsert");
     assert_eq!(lines[0]["key"], "E0000001");
-    assert!(text(&out.stderr).contains("exported 5000 entries (0 rejected"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("exported 5000 entries (0 rejected"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(work.path().join("state/demo-hr/cursor.json").exists());
 
-    let out = agent(&["connector", "run", pkg, "export", "--incremental", "--config", demo.to_str().unwrap(), "--work", w], work.path());
+    let out = agent(
+        &[
+            "connector",
+            "run",
+            pkg,
+            "export",
+            "--incremental",
+            "--config",
+            demo.to_str().unwrap(),
+            "--work",
+            w,
+        ],
+        work.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "");
-    assert!(text(&out.stderr).contains("exported 0 entries"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("exported 0 entries"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -42,7 +82,10 @@ fn describe_fulfill_and_clear_failures() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path().to_str().unwrap();
     let pkg = idgard_tests::packages::CONNECTOR_CSV;
-    let out = agent(&["connector", "run", pkg, "describe", "--work", w], work.path());
+    let out = agent(
+        &["connector", "run", pkg, "describe", "--work", w],
+        work.path(),
+    );
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["name"], "csv");
 
@@ -58,19 +101,66 @@ fn describe_fulfill_and_clear_failures() {
          {\"id\":\"2\",\"entity-type\":\"account\",\"key\":\"bob\",\"kind\":\"disable\"}\n",
     )
     .unwrap();
-    let out = agent(&["connector", "run", pkg, "fulfill", "--config", "target.toml", "--orders", "orders.jsonl", "--work", w], work.path());
+    let out = agent(
+        &[
+            "connector",
+            "run",
+            pkg,
+            "fulfill",
+            "--config",
+            "target.toml",
+            "--orders",
+            "orders.jsonl",
+            "--work",
+            w,
+        ],
+        work.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "{\"id\":\"1\",\"outcome\":\"done\"}\n{\"id\":\"2\",\"outcome\":\"failed\",\"message\":\"no account `bob`\"}\n");
-    assert_eq!(std::fs::read_to_string(work.path().join("accounts/accounts.csv")).unwrap(), "login,enabled,name\nann,true,Ann\n");
+    assert_eq!(
+        text(&out.stdout),
+        "{\"id\":\"1\",\"outcome\":\"done\"}\n{\"id\":\"2\",\"outcome\":\"failed\",\"message\":\"no account `bob`\"}\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("accounts/accounts.csv")).unwrap(),
+        "login,enabled,name\nann,true,Ann\n"
+    );
 
     // A connector error exits 1 with its kind; a package that cannot load exits 2 naming the file.
-    std::fs::write(work.path().join("nofile.toml"), "name = \"x\"\n[settings]\nfile = \"nope.csv\"\n").unwrap();
-    let out = agent(&["connector", "run", pkg, "test-connection", "--config", "nofile.toml", "--work", w], work.path());
+    std::fs::write(
+        work.path().join("nofile.toml"),
+        "name = \"x\"\n[settings]\nfile = \"nope.csv\"\n",
+    )
+    .unwrap();
+    let out = agent(
+        &[
+            "connector",
+            "run",
+            pkg,
+            "test-connection",
+            "--config",
+            "nofile.toml",
+            "--work",
+            w,
+        ],
+        work.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("connector error (denied)"), "{}", text(&out.stderr));
-    let out = agent(&["connector", "run", w, "describe", "--work", w], work.path());
+    assert!(
+        text(&out.stderr).contains("connector error (denied)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = agent(
+        &["connector", "run", w, "describe", "--work", w],
+        work.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("connector.toml"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("connector.toml"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -81,7 +171,16 @@ fn a_new_connector_passes_its_own_test_builds_and_runs() {
     let dir = base.join("people-file");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&base).unwrap();
-    let out = agent(&["connector", "new", "people-file", "--dir", dir.to_str().unwrap()], &base);
+    let out = agent(
+        &[
+            "connector",
+            "new",
+            "people-file",
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+        &base,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     let cargo = |args: &[&str]| {
@@ -94,11 +193,19 @@ fn a_new_connector_passes_its_own_test_builds_and_runs() {
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .output()
             .unwrap();
-        assert!(out.status.success(), "cargo {args:?}: {}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "cargo {args:?}: {}",
+            text(&out.stderr)
+        );
         out
     };
     let out = cargo(&["test"]);
-    assert!(text(&out.stdout).contains("2 passed"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("2 passed"),
+        "{}",
+        text(&out.stdout)
+    );
     cargo(&["build", "--release", "--target", "wasm32-wasip2"]);
     // The manifest points at the crate's own target folder; the test builds into a shared one.
     let wasm = base.join("target/wasm32-wasip2/release/people_file.wasm");
@@ -110,10 +217,23 @@ fn a_new_connector_passes_its_own_test_builds_and_runs() {
     std::fs::write(&manifest, m).unwrap();
     let work = dir.join("work");
     let out = agent(
-        &["connector", "run", ".", "export", "--config", "example-connection.toml", "--work", work.to_str().unwrap()],
+        &[
+            "connector",
+            "run",
+            ".",
+            "export",
+            "--config",
+            "example-connection.toml",
+            "--work",
+            work.to_str().unwrap(),
+        ],
         &dir,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).lines().count(), 2);
-    assert!(text(&out.stderr).contains("2 people exported"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("2 people exported"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -54,7 +54,11 @@ impl From<wit::ConnectorInfo> for model::ConnectorInfo {
         model::ConnectorInfo {
             name: i.name,
             version: i.version,
-            operations: i.operations.into_iter().map(|o| operation_name(o).to_owned()).collect(),
+            operations: i
+                .operations
+                .into_iter()
+                .map(|o| operation_name(o).to_owned())
+                .collect(),
             entity_types: i.entity_types,
         }
     }
@@ -89,13 +93,19 @@ impl From<wit::EntitySchema> for model::EntitySchema {
 
 impl From<wit::Cursor> for model::Cursor {
     fn from(c: wit::Cursor) -> Self {
-        model::Cursor { format: c.format, data: c.data }
+        model::Cursor {
+            format: c.format,
+            data: c.data,
+        }
     }
 }
 
 impl From<model::Cursor> for wit::Cursor {
     fn from(c: model::Cursor) -> Self {
-        wit::Cursor { format: c.format, data: c.data }
+        wit::Cursor {
+            format: c.format,
+            data: c.data,
+        }
     }
 }
 
@@ -103,7 +113,10 @@ impl From<model::Order> for wit::Order {
     fn from(o: model::Order) -> Self {
         let kind = match o.kind {
             model::OrderKind::Create { attributes } => wit::OrderKind::Create(
-                attributes.into_iter().map(|(name, values)| wit::AttributeValues { name, values }).collect(),
+                attributes
+                    .into_iter()
+                    .map(|(name, values)| wit::AttributeValues { name, values })
+                    .collect(),
             ),
             model::OrderKind::Update { changes } => wit::OrderKind::Update(
                 changes
@@ -124,7 +137,12 @@ impl From<model::Order> for wit::Order {
             model::OrderKind::Disable => wit::OrderKind::Disable,
             model::OrderKind::SetPassword { password } => wit::OrderKind::SetPassword(password),
         };
-        wit::Order { id: o.id, entity_type: o.entity_type, key: o.key, kind }
+        wit::Order {
+            id: o.id,
+            entity_type: o.entity_type,
+            key: o.key,
+            kind,
+        }
     }
 }
 

@@ -48,7 +48,8 @@ impl ArtifactCache {
         let uid = rustix::process::geteuid().as_raw();
         let mut meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io(dir, e))?;
         if meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 != 0 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(dir, e))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| Error::io(dir, e))?;
             meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io(dir, e))?;
         }
         if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
@@ -71,10 +72,16 @@ impl ArtifactCache {
                 }
                 k.try_into().expect("32 bytes")
             }
-            Ok(_) => return Err(Error::Folder { path: key_path, message: "cache key is not 32 bytes".into() }),
+            Ok(_) => {
+                return Err(Error::Folder {
+                    path: key_path,
+                    message: "cache key is not 32 bytes".into(),
+                });
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut k = [0u8; 32];
-                getrandom::fill(&mut k).map_err(|e| Error::Engine(format!("no randomness: {e}")))?;
+                getrandom::fill(&mut k)
+                    .map_err(|e| Error::Engine(format!("no randomness: {e}")))?;
                 let mut f = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -86,7 +93,10 @@ impl ArtifactCache {
             }
             Err(e) => return Err(Error::io(&key_path, e)),
         };
-        Ok(Self { dir: dir.to_owned(), key })
+        Ok(Self {
+            dir: dir.to_owned(),
+            key,
+        })
     }
 
     fn tag(&self, compat: &[u8; 32], digest: &[u8; 32], artifact: &[u8]) -> HmacSha256 {
@@ -98,10 +108,19 @@ impl ArtifactCache {
     }
 
     /// The compiled form of `wasm`, from the cache when a verified entry exists.
-    pub fn load(&self, engine: &Engine, path: &Path, wasm: &[u8]) -> Result<(Component, CacheUse), Error> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        path: &Path,
+        wasm: &[u8],
+    ) -> Result<(Component, CacheUse), Error> {
         let digest: [u8; 32] = Sha256::digest(wasm).into();
         let compat = compatibility_hash(engine);
-        let file = self.dir.join(format!("{}-{}.cwasm", hex::encode(digest), hex::encode(&compat[..8])));
+        let file = self.dir.join(format!(
+            "{}-{}.cwasm",
+            hex::encode(digest),
+            hex::encode(&compat[..8])
+        ));
         let mut refused = false;
         match std::fs::read(&file) {
             Ok(bytes) => match self.verify(&compat, &digest, &bytes) {
@@ -126,11 +145,21 @@ impl ArtifactCache {
             Err(e) => return Err(Error::io(&file, e)),
         }
         let component = compile(engine, path, wasm)?;
-        let artifact = component.serialize().map_err(|e| Error::Engine(e.to_string()))?;
-        let tag = self.tag(&compat, &digest, &artifact).finalize().into_bytes();
+        let artifact = component
+            .serialize()
+            .map_err(|e| Error::Engine(e.to_string()))?;
+        let tag = self
+            .tag(&compat, &digest, &artifact)
+            .finalize()
+            .into_bytes();
         let tmp = file.with_extension("tmp");
         let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(MAGIC)?;
             f.write_all(&tag)?;
             f.write_all(&artifact)?;
@@ -142,22 +171,37 @@ impl ArtifactCache {
             tracing::warn!(file = %file.display(), "cannot store compiled connector: {e}");
             let _ = std::fs::remove_file(&tmp);
         }
-        Ok((component, if refused { CacheUse::Refused } else { CacheUse::Miss }))
+        Ok((
+            component,
+            if refused {
+                CacheUse::Refused
+            } else {
+                CacheUse::Miss
+            },
+        ))
     }
 
-    fn verify<'a>(&self, compat: &[u8; 32], digest: &[u8; 32], bytes: &'a [u8]) -> Result<&'a [u8], &'static str> {
+    fn verify<'a>(
+        &self,
+        compat: &[u8; 32],
+        digest: &[u8; 32],
+        bytes: &'a [u8],
+    ) -> Result<&'a [u8], &'static str> {
         if bytes.len() < MAGIC.len() + TAG_LEN || &bytes[..MAGIC.len()] != MAGIC {
             return Err("not an idgard cache entry");
         }
         let (tag, artifact) = bytes[MAGIC.len()..].split_at(TAG_LEN);
-        self.tag(compat, digest, artifact).verify_slice(tag).map_err(|_| "signature does not match")?;
+        self.tag(compat, digest, artifact)
+            .verify_slice(tag)
+            .map_err(|_| "signature does not match")?;
         Ok(artifact)
     }
 }
 
 /// Compiles a component, with the file named in any error.
 pub(crate) fn compile(engine: &Engine, path: &Path, wasm: &[u8]) -> Result<Component, Error> {
-    Component::new(engine, wasm).map_err(|e| Error::component(path, format!("cannot compile: {e:#}")))
+    Component::new(engine, wasm)
+        .map_err(|e| Error::component(path, format!("cannot compile: {e:#}")))
 }
 
 /// The engine's compatibility hash as bytes (a stable hasher fed with it).

@@ -48,10 +48,16 @@ impl Connection {
     /// Reads a connection file; relative paths in it are taken from the file's folder.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let bad = |message: String| Error::Connection { path: path.to_owned(), message };
+        let bad = |message: String| Error::Connection {
+            path: path.to_owned(),
+            message,
+        };
         let mut c: Connection = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
         if !valid_name(&c.name) {
-            return Err(bad(format!("name `{}`: use lower-case letters, digits, `-` and `_`", c.name)));
+            return Err(bad(format!(
+                "name `{}`: use lower-case letters, digits, `-` and `_`",
+                c.name
+            )));
         }
         let base = path.parent().unwrap_or(Path::new("."));
         for g in c.grants.folders.values_mut() {
@@ -60,10 +66,10 @@ impl Connection {
             }
         }
         for s in c.secrets.values_mut() {
-            if let SecretSource::File(p) = s {
-                if p.is_relative() {
-                    *p = base.join(&*p);
-                }
+            if let SecretSource::File(p) = s
+                && p.is_relative()
+            {
+                *p = base.join(&*p);
             }
         }
         Ok(c)
@@ -79,7 +85,10 @@ impl Connection {
                     message: format!("environment variable {var} is not set"),
                 })?,
                 SecretSource::File(p) => std::fs::read_to_string(p)
-                    .map_err(|e| Error::Secret { name: name.clone(), message: format!("{}: {e}", p.display()) })?
+                    .map_err(|e| Error::Secret {
+                        name: name.clone(),
+                        message: format!("{}: {e}", p.display()),
+                    })?
                     .trim_end_matches(['\n', '\r'])
                     .to_owned(),
                 SecretSource::Value(v) => v.clone(),

@@ -19,14 +19,21 @@ pub fn supported(version: &str) -> bool {
 /// Checks that `bytes` is a WebAssembly component and returns the contract version it embeds.
 pub fn embedded_version(path: &Path, bytes: &[u8]) -> Result<String, Error> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        return Err(Error::component(path, "not a WebAssembly file (no `\\0asm` header)"));
+        return Err(Error::component(
+            path,
+            "not a WebAssembly file (no `\\0asm` header)",
+        ));
     }
     let mut version = None;
     let mut first = true;
     for payload in Parser::new(0).parse_all(bytes) {
-        let payload = payload.map_err(|e| Error::component(path, format!("malformed WebAssembly: {e}")))?;
+        let payload =
+            payload.map_err(|e| Error::component(path, format!("malformed WebAssembly: {e}")))?;
         match payload {
-            Payload::Version { encoding: Encoding::Module, .. } if first => {
+            Payload::Version {
+                encoding: Encoding::Module,
+                ..
+            } if first => {
                 return Err(Error::component(
                     path,
                     "is a core WebAssembly module, not a component: build the connector with \
@@ -69,23 +76,45 @@ mod tests {
 
     #[test]
     fn reads_the_section_of_a_nested_module() {
-        let wasm = wat::parse_str(
-            r#"(component (core module (@custom "idgard:contract" "0.9.3")))"#,
-        )
-        .unwrap();
-        assert_eq!(embedded_version(Path::new("c.wasm"), &wasm).unwrap(), "0.9.3");
+        let wasm =
+            wat::parse_str(r#"(component (core module (@custom "idgard:contract" "0.9.3")))"#)
+                .unwrap();
+        assert_eq!(
+            embedded_version(Path::new("c.wasm"), &wasm).unwrap(),
+            "0.9.3"
+        );
     }
 
     #[test]
     fn refuses_modules_garbage_and_missing_sections() {
         let p = Path::new("x.wasm");
         let module = wat::parse_str("(module)").unwrap();
-        assert!(embedded_version(p, &module).unwrap_err().to_string().contains("not a component"));
-        assert!(embedded_version(p, b"hello world").unwrap_err().to_string().contains("not a WebAssembly file"));
+        assert!(
+            embedded_version(p, &module)
+                .unwrap_err()
+                .to_string()
+                .contains("not a component")
+        );
+        assert!(
+            embedded_version(p, b"hello world")
+                .unwrap_err()
+                .to_string()
+                .contains("not a WebAssembly file")
+        );
         let mut truncated = wat::parse_str("(component (core module (func)))").unwrap();
         truncated.truncate(truncated.len() - 3);
-        assert!(embedded_version(p, &truncated).unwrap_err().to_string().contains("malformed"));
+        assert!(
+            embedded_version(p, &truncated)
+                .unwrap_err()
+                .to_string()
+                .contains("malformed")
+        );
         let bare = wat::parse_str("(component)").unwrap();
-        assert!(embedded_version(p, &bare).unwrap_err().to_string().contains("declares no contract version"));
+        assert!(
+            embedded_version(p, &bare)
+                .unwrap_err()
+                .to_string()
+                .contains("declares no contract version")
+        );
     }
 }

@@ -97,10 +97,16 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_owned(), source }
+        Error::Io {
+            path: path.to_owned(),
+            source,
+        }
     }
 
     pub(crate) fn component(path: &Path, message: impl Into<String>) -> Self {
-        Error::Component { path: path.to_owned(), message: message.into() }
+        Error::Component {
+            path: path.to_owned(),
+            message: message.into(),
+        }
     }
 }

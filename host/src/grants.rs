@@ -135,11 +135,25 @@ mod tests {
         assert_eq!(
             e.folders,
             vec![
-                GrantedFolder { name: "src".into(), path: "/a".into(), access: Access::ReadOnly },
-                GrantedFolder { name: "out".into(), path: "/b".into(), access: Access::ReadOnly },
+                GrantedFolder {
+                    name: "src".into(),
+                    path: "/a".into(),
+                    access: Access::ReadOnly
+                },
+                GrantedFolder {
+                    name: "out".into(),
+                    path: "/b".into(),
+                    access: Access::ReadOnly
+                },
             ]
         );
-        assert!(e.endpoints.is_empty(), "endpoints granted but not asked for");
-        assert_eq!(e.unused, vec!["folder `extra`".to_string(), "endpoints".to_string()]);
+        assert!(
+            e.endpoints.is_empty(),
+            "endpoints granted but not asked for"
+        );
+        assert_eq!(
+            e.unused,
+            vec!["folder `extra`".to_string(), "endpoints".to_string()]
+        );
     }
 }

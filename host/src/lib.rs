@@ -25,7 +25,7 @@ pub use manifest::Manifest;
 pub use model::Level;
 pub use sandbox::RunFolders;
 
-use bindings::{guest, imports, wit, IdgardConnectorPre};
+use bindings::{IdgardConnectorPre, guest, imports, wit};
 use idgard_sdk::wire;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -63,7 +63,11 @@ pub struct RuntimeOptions {
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        Self { cache_dir: None, max_concurrent_runs: 16, max_memory_mib: 4096 }
+        Self {
+            cache_dir: None,
+            max_concurrent_runs: 16,
+            max_memory_mib: 4096,
+        }
     }
 }
 
@@ -101,7 +105,10 @@ pub struct Loaded {
 
 impl std::fmt::Debug for Loaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Loaded").field("name", &self.manifest.name).field("digest", &self.digest).finish()
+        f.debug_struct("Loaded")
+            .field("name", &self.manifest.name)
+            .field("digest", &self.digest)
+            .finish()
     }
 }
 
@@ -129,7 +136,9 @@ impl Request {
             Request::TestConnection => "test-connection",
             Request::Schema => "schema",
             Request::Export { cursor: None, .. } => "export-full",
-            Request::Export { cursor: Some(_), .. } => "export-incremental",
+            Request::Export {
+                cursor: Some(_), ..
+            } => "export-incremental",
             Request::Fulfill(_) => "fulfill",
         }
     }
@@ -208,12 +217,20 @@ struct RunState {
 
 impl WasiView for RunState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl wasmtime::ResourceLimiter for RunState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limits.memory_bytes() {
             self.memory_denied = true;
             return Ok(false);
@@ -222,7 +239,12 @@ impl wasmtime::ResourceLimiter for RunState {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         // Tables hold function references; a million is far beyond any real connector.
         Ok(desired <= 1_000_000)
     }
@@ -252,7 +274,11 @@ impl imports::Host for RunState {
     }
 
     fn progress(&mut self, done: u64, total: Option<u64>, message: String) -> wasmtime::Result<()> {
-        let message = if message.len() > 200 { "…" } else { message.as_str() };
+        let message = if message.len() > 200 {
+            "…"
+        } else {
+            message.as_str()
+        };
         self.observer.progress(done, total, message);
         Ok(())
     }
@@ -268,12 +294,22 @@ impl imports::Host for RunState {
         }
         let max_batch = (self.limits.max_batch_mib as usize) << 20;
         if batch.len() > max_batch {
-            self.limit_hit = Some((LimitHit::Batch, format!("a batch of {} bytes, limit {} MiB", batch.len(), self.limits.max_batch_mib)));
+            self.limit_hit = Some((
+                LimitHit::Batch,
+                format!(
+                    "a batch of {} bytes, limit {} MiB",
+                    batch.len(),
+                    self.limits.max_batch_mib
+                ),
+            ));
             return Err(wasmtime::format_err!("batch too large"));
         }
         let max_output = self.limits.max_output_mib << 20;
         if self.bytes + batch.len() as u64 > max_output {
-            self.limit_hit = Some((LimitHit::Output, format!("more than {} MiB of entries", self.limits.max_output_mib)));
+            self.limit_hit = Some((
+                LimitHit::Output,
+                format!("more than {} MiB of entries", self.limits.max_output_mib),
+            ));
             return Err(wasmtime::format_err!("output limit"));
         }
         let mut count = 0u32;
@@ -320,11 +356,16 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| Error::Engine(format!("{e:#}")))?;
         bindings::IdgardConnector::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
 
-        let cache = options.cache_dir.as_deref().map(ArtifactCache::open).transpose()?;
+        let cache = options
+            .cache_dir
+            .as_deref()
+            .map(ArtifactCache::open)
+            .transpose()?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let ticker_engine = engine.weak();
@@ -342,7 +383,13 @@ impl Runtime {
             })
             .map_err(|e| Error::Engine(format!("cannot start the epoch ticker: {e}")))?;
 
-        Ok(Self { engine, linker, cache, options, ticker: stop })
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            options,
+            ticker: stop,
+        })
     }
 
     /// Loads a connector package: a folder with `connector.toml` (or the manifest's path).
@@ -352,7 +399,10 @@ impl Runtime {
         let (dir, manifest_path) = if package.is_dir() {
             (package.to_owned(), package.join("connector.toml"))
         } else {
-            (package.parent().unwrap_or(Path::new(".")).to_owned(), package.to_owned())
+            (
+                package.parent().unwrap_or(Path::new(".")).to_owned(),
+                package.to_owned(),
+            )
         };
         let manifest = Manifest::load(&manifest_path)?;
         if !contract::supported(&manifest.contract) {
@@ -363,19 +413,31 @@ impl Runtime {
             });
         }
         let component_path = dir.join(&manifest.component);
-        let size = std::fs::metadata(&component_path).map_err(|e| Error::io(&component_path, e))?.len();
+        let size = std::fs::metadata(&component_path)
+            .map_err(|e| Error::io(&component_path, e))?
+            .len();
         if size > MAX_COMPONENT_BYTES {
-            return Err(Error::component(&component_path, format!("is {size} bytes; the limit is {MAX_COMPONENT_BYTES}")));
+            return Err(Error::component(
+                &component_path,
+                format!("is {size} bytes; the limit is {MAX_COMPONENT_BYTES}"),
+            ));
         }
         let wasm = std::fs::read(&component_path).map_err(|e| Error::io(&component_path, e))?;
         let embedded = contract::embedded_version(&component_path, &wasm)?;
         if !contract::supported(&embedded) {
-            return Err(Error::Contract { path: component_path, found: embedded, supported: contract::SUPPORTED.into() });
+            return Err(Error::Contract {
+                path: component_path,
+                found: embedded,
+                supported: contract::SUPPORTED.into(),
+            });
         }
         if embedded != manifest.contract {
             return Err(Error::component(
                 &component_path,
-                format!("implements contract {embedded} but its manifest says {}", manifest.contract),
+                format!(
+                    "implements contract {embedded} but its manifest says {}",
+                    manifest.contract
+                ),
             ));
         }
         let digest = {
@@ -384,14 +446,22 @@ impl Runtime {
         };
         let (component, cache) = match &self.cache {
             Some(c) => c.load(&self.engine, &component_path, &wasm)?,
-            None => (cache::compile(&self.engine, &component_path, &wasm)?, CacheUse::Disabled),
+            None => (
+                cache::compile(&self.engine, &component_path, &wasm)?,
+                CacheUse::Disabled,
+            ),
         };
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| Error::component(&component_path, format!("needs an import this host does not grant: {e:#}")))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            Error::component(
+                &component_path,
+                format!("needs an import this host does not grant: {e:#}"),
+            )
+        })?;
         let pre = IdgardConnectorPre::new(pre).map_err(|e| {
-            Error::component(&component_path, format!("does not export idgard:connector/connector@0.1.0: {e:#}"))
+            Error::component(
+                &component_path,
+                format!("does not export idgard:connector/connector@0.1.0: {e:#}"),
+            )
         })?;
 
         let mut loaded = Loaded {
@@ -399,25 +469,44 @@ impl Runtime {
             dir,
             component_path,
             digest,
-            info: model::ConnectorInfo { name: String::new(), version: String::new(), operations: vec![], entity_types: vec![] },
+            info: model::ConnectorInfo {
+                name: String::new(),
+                version: String::new(),
+                operations: vec![],
+                entity_types: vec![],
+            },
             cache,
             pre,
         };
-        let (info, _) = self.call(&loaded, DESCRIBE_LIMITS, &RunFolders::default(), &grants::Effective::default(),
-            BTreeMap::new(), Box::new(TracingObserver), |c, s| {
-                c.call_describe(s)
-            })?;
+        let (info, _) = self.call(
+            &loaded,
+            DESCRIBE_LIMITS,
+            &RunFolders::default(),
+            &grants::Effective::default(),
+            BTreeMap::new(),
+            Box::new(TracingObserver),
+            |c, s| c.call_describe(s),
+        )?;
         let info: model::ConnectorInfo = info.into();
         let m = &loaded.manifest;
         if info.name != m.name {
-            return Err(Error::component(&loaded.component_path, format!(
-                "describes itself as `{}` but its manifest names `{}`", info.name, m.name)));
+            return Err(Error::component(
+                &loaded.component_path,
+                format!(
+                    "describes itself as `{}` but its manifest names `{}`",
+                    info.name, m.name
+                ),
+            ));
         }
         for op in &m.operations {
             if !info.operations.contains(op) {
-                return Err(Error::component(&loaded.component_path, format!(
-                    "its manifest lists `{op}` but the component does not support it (it supports: {})",
-                    info.operations.join(", "))));
+                return Err(Error::component(
+                    &loaded.component_path,
+                    format!(
+                        "its manifest lists `{op}` but the component does not support it (it supports: {})",
+                        info.operations.join(", ")
+                    ),
+                ));
             }
         }
         loaded.info = info;
@@ -435,14 +524,23 @@ impl Runtime {
     ) -> Result<Outcome, Error> {
         let op = request.operation();
         let m = &loaded.manifest;
-        let bad = |message: String| Error::Connection { path: PathBuf::from(&connection.name), message };
-        if let Some(c) = &connection.connector {
-            if c != &m.name {
-                return Err(bad(format!("expects connector `{c}` but the package is `{}`", m.name)));
-            }
+        let bad = |message: String| Error::Connection {
+            path: PathBuf::from(&connection.name),
+            message,
+        };
+        if let Some(c) = &connection.connector
+            && c != &m.name
+        {
+            return Err(bad(format!(
+                "expects connector `{c}` but the package is `{}`",
+                m.name
+            )));
         }
         if !m.supports(op) {
-            return Err(Error::Unsupported { connector: m.name.clone(), operation: op.into() });
+            return Err(Error::Unsupported {
+                connector: m.name.clone(),
+                operation: op.into(),
+            });
         }
         if connection.limits.memory_mib > self.options.max_memory_mib {
             return Err(bad(format!(
@@ -450,7 +548,10 @@ impl Runtime {
                 connection.limits.memory_mib, self.options.max_memory_mib
             )));
         }
-        let settings = m.resolve_settings(&connection.settings).map_err(bad)?.to_string();
+        let settings = m
+            .resolve_settings(&connection.settings)
+            .map_err(bad)?
+            .to_string();
         let secrets = connection.resolve_secrets()?;
         let effective = grants::effective(m, &connection.grants);
         let mut observer = observer;
@@ -458,24 +559,44 @@ impl Runtime {
             observer.log(Level::Warn, &format!("the connection grants {unused}, which the connector does not ask for: not given"));
         }
         let folders = RunFolders {
-            collect: if matches!(request, Request::Export { .. }) { folders.collect } else { None },
-            orders: if matches!(request, Request::Fulfill(_)) { folders.orders } else { None },
+            collect: if matches!(request, Request::Export { .. }) {
+                folders.collect
+            } else {
+                None
+            },
+            orders: if matches!(request, Request::Fulfill(_)) {
+                folders.orders
+            } else {
+                None
+            },
         };
         let limits = connection.limits;
         match request {
             Request::TestConnection => {
-                let (r, _) = self.call(loaded, limits, &folders, &effective, secrets, observer, |c, s| {
-                    c.call_test_connection(s, &settings)
-                })?;
+                let (r, _) = self.call(
+                    loaded,
+                    limits,
+                    &folders,
+                    &effective,
+                    secrets,
+                    observer,
+                    |c, s| c.call_test_connection(s, &settings),
+                )?;
                 Ok(match r {
                     Ok(()) => Outcome::Tested,
                     Err(e) => failed(e),
                 })
             }
             Request::Schema => {
-                let (r, _) = self.call(loaded, limits, &folders, &effective, secrets, observer, |c, s| {
-                    c.call_schema(s, &settings)
-                })?;
+                let (r, _) = self.call(
+                    loaded,
+                    limits,
+                    &folders,
+                    &effective,
+                    secrets,
+                    observer,
+                    |c, s| c.call_schema(s, &settings),
+                )?;
                 Ok(match r {
                     Ok(s) => Outcome::Schema(s.into_iter().map(Into::into).collect()),
                     Err(e) => failed(e),
@@ -489,10 +610,18 @@ impl Runtime {
                     },
                     batch_size,
                 };
-                let (r, state) = self.call(loaded, limits, &folders, &effective, secrets, observer, |c, s| {
-                    s.data_mut().exporting = true;
-                    c.call_export(s, &settings, &request)
-                })?;
+                let (r, state) = self.call(
+                    loaded,
+                    limits,
+                    &folders,
+                    &effective,
+                    secrets,
+                    observer,
+                    |c, s| {
+                        s.data_mut().exporting = true;
+                        c.call_export(s, &settings, &request)
+                    },
+                )?;
                 Ok(match r {
                     Ok(summary) => {
                         if summary.entries != state.entries {
@@ -521,9 +650,15 @@ impl Runtime {
                     return Err(bad(format!("order id `{dup}` appears twice in one batch")));
                 }
                 let orders: Vec<wit::Order> = orders.into_iter().map(Into::into).collect();
-                let (r, _) = self.call(loaded, limits, &folders, &effective, secrets, observer, |c, s| {
-                    c.call_fulfill(s, &settings, &orders)
-                })?;
+                let (r, _) = self.call(
+                    loaded,
+                    limits,
+                    &folders,
+                    &effective,
+                    secrets,
+                    observer,
+                    |c, s| c.call_fulfill(s, &settings, &orders),
+                )?;
                 Ok(match r {
                     Ok(results) => Outcome::Fulfilled(match_results(&m.name, &ids, results)),
                     Err(e) => failed(e),
@@ -575,8 +710,13 @@ impl Runtime {
         let state = store.data_mut();
         if state.logs_dropped > 0 {
             let n = state.logs_dropped;
-            state.observer.log(Level::Warn, &format!(
-                "{n} log messages dropped: the run wrote more than {} KiB of logs", limits.max_log_kib));
+            state.observer.log(
+                Level::Warn,
+                &format!(
+                    "{n} log messages dropped: the run wrote more than {} KiB of logs",
+                    limits.max_log_kib
+                ),
+            );
         }
         let counts = Counts {
             entries: state.entries,
@@ -586,7 +726,13 @@ impl Runtime {
         };
         match result {
             Ok(r) => Ok((r, counts)),
-            Err(e) => Err(classify(&loaded.manifest.name, &limits, state, &e, &stderr.text())),
+            Err(e) => Err(classify(
+                &loaded.manifest.name,
+                &limits,
+                state,
+                &e,
+                &stderr.text(),
+            )),
         }
     }
 
@@ -604,20 +750,36 @@ struct Counts {
 }
 
 fn failed(e: wit::Error) -> Outcome {
-    Outcome::Failed { kind: e.kind.into(), message: e.message }
+    Outcome::Failed {
+        kind: e.kind.into(),
+        message: e.message,
+    }
 }
 
 /// Says which limit a trap came from, or what else went wrong, with the connector's stderr.
-fn classify(connector: &str, limits: &Limits, state: &RunState, e: &wasmtime::Error, stderr: &str) -> Error {
+fn classify(
+    connector: &str,
+    limits: &Limits,
+    state: &RunState,
+    e: &wasmtime::Error,
+    stderr: &str,
+) -> Error {
     let connector = connector.to_owned();
     if let Some((limit, detail)) = &state.limit_hit {
-        return Error::Limit { connector, limit: *limit, detail: detail.clone() };
+        return Error::Limit {
+            connector,
+            limit: *limit,
+            detail: detail.clone(),
+        };
     }
     if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return Error::Limit {
             connector,
             limit: LimitHit::Deadline,
-            detail: format!("ran longer than {:?}", Duration::from_secs(limits.deadline_secs)),
+            detail: format!(
+                "ran longer than {:?}",
+                Duration::from_secs(limits.deadline_secs)
+            ),
         };
     }
     if state.memory_denied {
@@ -628,7 +790,10 @@ fn classify(connector: &str, limits: &Limits, state: &RunState, e: &wasmtime::Er
         };
     }
     if let Some(p) = &state.protocol_error {
-        return Error::Trap { connector, message: p.clone() };
+        return Error::Trap {
+            connector,
+            message: p.clone(),
+        };
     }
     let mut message = match e.downcast_ref::<Trap>() {
         Some(t) => format!("trapped: {t}"),
@@ -643,23 +808,34 @@ fn classify(connector: &str, limits: &Limits, state: &RunState, e: &wasmtime::Er
 
 /// One result per order, in the orders' order: results for unknown ids or repeated ids are
 /// dropped, orders the connector gave no result for are reported failed.
-fn match_results(connector: &str, ids: &[String], results: Vec<wit::OrderResult>) -> Vec<model::OrderResult> {
+fn match_results(
+    connector: &str,
+    ids: &[String],
+    results: Vec<wit::OrderResult>,
+) -> Vec<model::OrderResult> {
     let mut by_id: BTreeMap<String, model::OrderOutcome> = BTreeMap::new();
     for r in results {
         if !ids.contains(&r.id) {
             tracing::warn!(%connector, id = %r.id, "result for an order that was not sent; ignored");
-        } else if by_id.contains_key(&r.id) {
-            tracing::warn!(%connector, id = %r.id, "second result for one order; the first is kept");
-        } else {
-            by_id.insert(r.id, r.outcome.into());
+            continue;
+        }
+        match by_id.entry(r.id) {
+            std::collections::btree_map::Entry::Occupied(e) => {
+                tracing::warn!(%connector, id = %e.key(), "second result for one order; the first is kept");
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(r.outcome.into());
+            }
         }
     }
     ids.iter()
         .map(|id| model::OrderResult {
             id: id.clone(),
-            outcome: by_id
-                .remove(id)
-                .unwrap_or_else(|| model::OrderOutcome::Failed("the connector returned no result for this order".into())),
+            outcome: by_id.remove(id).unwrap_or_else(|| {
+                model::OrderOutcome::Failed(
+                    "the connector returned no result for this order".into(),
+                )
+            }),
         })
         .collect()
 }

@@ -7,8 +7,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The operations a manifest may list.
-pub const OPERATIONS: &[&str] =
-    &["describe", "test-connection", "schema", "export-full", "export-incremental", "fulfill"];
+pub const OPERATIONS: &[&str] = &[
+    "describe",
+    "test-connection",
+    "schema",
+    "export-full",
+    "export-incremental",
+    "fulfill",
+];
 
 /// A connector package's manifest.
 #[derive(Debug, Clone, Deserialize)]
@@ -102,25 +108,39 @@ impl Manifest {
     /// Reads and checks a manifest file.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let manifest: Manifest = toml::from_str(&text)
-            .map_err(|e| Error::Manifest { path: path.to_owned(), message: e.to_string() })?;
-        manifest.check().map_err(|message| Error::Manifest { path: path.to_owned(), message })?;
+        let manifest: Manifest = toml::from_str(&text).map_err(|e| Error::Manifest {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        manifest.check().map_err(|message| Error::Manifest {
+            path: path.to_owned(),
+            message,
+        })?;
         Ok(manifest)
     }
 
     fn check(&self) -> Result<(), String> {
         if !valid_name(&self.name) {
-            return Err(format!("name `{}`: use lower-case letters, digits and `-`", self.name));
+            return Err(format!(
+                "name `{}`: use lower-case letters, digits and `-`",
+                self.name
+            ));
         }
         for op in &self.operations {
             if !OPERATIONS.contains(&op.as_str()) {
-                return Err(format!("unknown operation `{op}` (known: {})", OPERATIONS.join(", ")));
+                return Err(format!(
+                    "unknown operation `{op}` (known: {})",
+                    OPERATIONS.join(", ")
+                ));
             }
         }
         let mut seen = std::collections::HashSet::new();
         for f in &self.capabilities.folders {
             if !valid_name(&f.name) {
-                return Err(format!("folder name `{}`: use lower-case letters, digits and `-`", f.name));
+                return Err(format!(
+                    "folder name `{}`: use lower-case letters, digits and `-`",
+                    f.name
+                ));
             }
             if !seen.insert(&f.name) {
                 return Err(format!("folder `{}` is asked for twice", f.name));
@@ -147,13 +167,21 @@ impl Manifest {
         for key in given.keys() {
             if !self.settings.contains_key(key) {
                 let known: Vec<&str> = self.settings.keys().map(String::as_str).collect();
-                return Err(format!("unknown setting `{key}` (this connector knows: {})", known.join(", ")));
+                return Err(format!(
+                    "unknown setting `{key}` (this connector knows: {})",
+                    known.join(", ")
+                ));
             }
         }
         for (name, spec) in &self.settings {
             let value = match given.get(name).or(spec.default.as_ref()) {
                 Some(v) => v,
-                None if spec.required => return Err(format!("missing required setting `{name}`: {}", spec.description)),
+                None if spec.required => {
+                    return Err(format!(
+                        "missing required setting `{name}`: {}",
+                        spec.description
+                    ));
+                }
                 None => continue,
             };
             check_type(name, spec.kind, value)?;
@@ -175,7 +203,11 @@ fn check_type(name: &str, kind: SettingType, value: &toml::Value) -> Result<(), 
     if ok {
         Ok(())
     } else {
-        Err(format!("setting `{name}` must be {}, found {}", kind_name(kind), value.type_str()))
+        Err(format!(
+            "setting `{name}` must be {}, found {}",
+            kind_name(kind),
+            value.type_str()
+        ))
     }
 }
 
@@ -192,5 +224,7 @@ fn kind_name(kind: SettingType) -> &'static str {
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }

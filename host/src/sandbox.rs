@@ -38,28 +38,41 @@ fn check_folder(path: &Path) -> Result<(), Error> {
         message: format!("cannot be opened: {e}"),
     })?;
     if meta.file_type().is_symlink() {
-        return Err(Error::Folder { path: path.to_owned(), message: "is a symbolic link; grant its target instead".into() });
+        return Err(Error::Folder {
+            path: path.to_owned(),
+            message: "is a symbolic link; grant its target instead".into(),
+        });
     }
     if !meta.is_dir() {
-        return Err(Error::Folder { path: path.to_owned(), message: "is not a folder".into() });
+        return Err(Error::Folder {
+            path: path.to_owned(),
+            message: "is not a folder".into(),
+        });
     }
     Ok(())
 }
 
 /// Builds the WASI context of one run; returns it with the handle on its stderr.
-pub(crate) fn build(folders: &RunFolders<'_>, grants: &Effective) -> Result<(WasiCtx, Stderr), Error> {
+pub(crate) fn build(
+    folders: &RunFolders<'_>,
+    grants: &Effective,
+) -> Result<(WasiCtx, Stderr), Error> {
     let mut b = WasiCtxBuilder::new();
     let stderr = Stderr::default();
     b.stderr(stderr.clone());
     b.allow_udp(false);
     b.allow_tcp(false);
     b.allow_ip_name_lookup(false);
-    let open = |b: &mut WasiCtxBuilder, host: &Path, guest: &str, perms: FsPerms| -> Result<(), Error> {
-        check_folder(host)?;
-        b.preopened_dir(host, guest, perms)
-            .map(|_| ())
-            .map_err(|e| Error::Folder { path: host.to_owned(), message: format!("cannot be granted: {e}") })
-    };
+    let open =
+        |b: &mut WasiCtxBuilder, host: &Path, guest: &str, perms: FsPerms| -> Result<(), Error> {
+            check_folder(host)?;
+            b.preopened_dir(host, guest, perms)
+                .map(|_| ())
+                .map_err(|e| Error::Folder {
+                    path: host.to_owned(),
+                    message: format!("cannot be granted: {e}"),
+                })
+        };
     if let Some(p) = folders.collect {
         open(&mut b, p, COLLECT, FsPerms::ReadWrite)?;
     }
@@ -106,7 +119,9 @@ pub(crate) struct Stderr(Arc<Mutex<Vec<u8>>>);
 
 impl Stderr {
     pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("stderr lock")).trim_end().to_owned()
+        String::from_utf8_lossy(&self.0.lock().expect("stderr lock"))
+            .trim_end()
+            .to_owned()
     }
 }
 

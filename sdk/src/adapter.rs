@@ -32,16 +32,26 @@ pub(crate) fn schema<C: Connector>(settings: &str) -> Result<Vec<EntitySchema>, 
     C::schema(&Settings::parse_json(settings)?)
 }
 
-pub(crate) fn export<C: Connector>(settings: &str, request: &ExportRequest) -> Result<ExportSummary, Error> {
+pub(crate) fn export<C: Connector>(
+    settings: &str,
+    request: &ExportRequest,
+) -> Result<ExportSummary, Error> {
     install_panic_hook();
     let settings = Settings::parse_json(settings)?;
     let mut out = Exporter::new(request.batch_size);
     let cursor = C::export(&settings, request, &mut out)?;
     let (entries, rejected) = out.finish();
-    Ok(ExportSummary { cursor, entries, rejected })
+    Ok(ExportSummary {
+        cursor,
+        entries,
+        rejected,
+    })
 }
 
-pub(crate) fn fulfill<C: Connector>(settings: &str, orders: Vec<Order>) -> Result<Vec<OrderResult>, Error> {
+pub(crate) fn fulfill<C: Connector>(
+    settings: &str,
+    orders: Vec<Order>,
+) -> Result<Vec<OrderResult>, Error> {
     install_panic_hook();
     C::fulfill(&Settings::parse_json(settings)?, orders)
 }

@@ -20,15 +20,28 @@ pub struct Exporter {
 
 impl Exporter {
     pub(crate) fn new(batch_size: u32) -> Self {
-        let batch_size = if batch_size == 0 { DEFAULT_BATCH_SIZE } else { batch_size };
-        Self { buf: BatchBuffer::with_capacity(64 * 1024), batch_size, emitted: 0, rejected: 0 }
+        let batch_size = if batch_size == 0 {
+            DEFAULT_BATCH_SIZE
+        } else {
+            batch_size
+        };
+        Self {
+            buf: BatchBuffer::with_capacity(64 * 1024),
+            batch_size,
+            emitted: 0,
+            rejected: 0,
+        }
     }
 
     /// Starts an entry that exists (inserted or changed); add its attributes on the writer.
     /// The entry is complete when the writer is dropped.
     pub fn upsert(&mut self, entity_type: &str, key: &str) -> EntryWriter<'_> {
         let at = self.buf.begin_entry(EntryOp::Upsert, entity_type, key);
-        EntryWriter { out: self, at, attributes: 0 }
+        EntryWriter {
+            out: self,
+            at,
+            attributes: 0,
+        }
     }
 
     /// Writes an entry that no longer exists.
@@ -101,7 +114,11 @@ impl EntryWriter<'_> {
     }
 
     /// Adds a multi-valued attribute.
-    pub fn values<'v>(&mut self, name: &str, values: impl IntoIterator<Item = &'v str>) -> &mut Self {
+    pub fn values<'v>(
+        &mut self,
+        name: &str,
+        values: impl IntoIterator<Item = &'v str>,
+    ) -> &mut Self {
         self.out.buf.attribute(name, values);
         self.attributes += 1;
         self

@@ -70,7 +70,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 
 /// A path beside `path` for a temporary file that will be renamed over it.
 pub fn temporary_beside(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".tmp");
     path.with_file_name(name)
 }
@@ -82,9 +85,8 @@ pub fn read_json_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Ve
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| {
-                Error::invalid_data(format!("{} line {}: {e}", path.display(), i + 1))
-            })
+            serde_json::from_str(l)
+                .map_err(|e| Error::invalid_data(format!("{} line {}: {e}", path.display(), i + 1)))
         })
         .collect()
 }
@@ -109,7 +111,10 @@ mod imp {
         PathBuf::from("/orders")
     }
     pub fn granted(name: &str) -> Option<PathBuf> {
-        let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         valid.then(|| PathBuf::from("/grants").join(name))
     }
 }

@@ -130,7 +130,10 @@ impl ConnectorInfo {
 impl Error {
     /// An error of the given kind.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into() }
+        Error {
+            kind,
+            message: message.into(),
+        }
     }
     /// The connection's settings are wrong or incomplete.
     pub fn configuration(message: impl Into<String>) -> Self {
@@ -154,7 +157,10 @@ impl Error {
     }
     /// The operation is not supported.
     pub fn unsupported(operation: &str) -> Self {
-        Self::new(ErrorKind::Unsupported, format!("this connector does not support {operation}"))
+        Self::new(
+            ErrorKind::Unsupported,
+            format!("this connector does not support {operation}"),
+        )
     }
     /// A bug or an unexpected state.
     pub fn internal(message: impl Into<String>) -> Self {
@@ -162,19 +168,27 @@ impl Error {
     }
 }
 
-
 impl OrderResult {
     /// The order was carried out.
     pub fn done(id: &str) -> Self {
-        OrderResult { id: id.to_owned(), outcome: OrderOutcome::Done }
+        OrderResult {
+            id: id.to_owned(),
+            outcome: OrderOutcome::Done,
+        }
     }
     /// The order cannot be carried out; the message says why.
     pub fn failed(id: &str, message: impl Into<String>) -> Self {
-        OrderResult { id: id.to_owned(), outcome: OrderOutcome::Failed(message.into()) }
+        OrderResult {
+            id: id.to_owned(),
+            outcome: OrderOutcome::Failed(message.into()),
+        }
     }
     /// The order could not be carried out now; the host will offer it again later.
     pub fn retry_later(id: &str, message: impl Into<String>) -> Self {
-        OrderResult { id: id.to_owned(), outcome: OrderOutcome::RetryLater(message.into()) }
+        OrderResult {
+            id: id.to_owned(),
+            outcome: OrderOutcome::RetryLater(message.into()),
+        }
     }
 }
 

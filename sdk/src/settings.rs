@@ -17,7 +17,9 @@ impl Settings {
         match serde_json::from_str(text) {
             Ok(serde_json::Value::Object(map)) => Ok(Self(map)),
             Ok(_) => Err(Error::configuration("settings must be a JSON object")),
-            Err(e) => Err(Error::configuration(format!("settings are not valid JSON: {e}"))),
+            Err(e) => Err(Error::configuration(format!(
+                "settings are not valid JSON: {e}"
+            ))),
         }
     }
 

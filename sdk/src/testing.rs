@@ -19,10 +19,10 @@
 //! itself (folders outside the grants are reachable natively): run the component through
 //! `idgard-agent connector run`, or the host's tests, for that.
 
-use crate::wire::{decode, Entry};
+use crate::wire::{Entry, decode};
 use crate::{
-    adapter, Connector, Cursor, EntitySchema, Error, ExportMode, ExportRequest, ExportSummary,
-    Level, Order, OrderResult,
+    Connector, Cursor, EntitySchema, Error, ExportMode, ExportRequest, ExportSummary, Level, Order,
+    OrderResult, adapter,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -58,7 +58,9 @@ pub struct Run<T> {
 impl<T> Run<T> {
     /// Whether some log line at `level` contains `text`.
     pub fn logged(&self, level: Level, text: &str) -> bool {
-        self.logs.iter().any(|(l, m)| *l == level && m.contains(text))
+        self.logs
+            .iter()
+            .any(|(l, m)| *l == level && m.contains(text))
     }
 }
 
@@ -100,7 +102,8 @@ impl Harness {
 
     /// A granted folder, seen by the connector as [`crate::fs::granted`]`(name)`.
     pub fn folder(mut self, name: &str, path: impl AsRef<Path>) -> Self {
-        self.folders.insert(name.to_owned(), path.as_ref().to_owned());
+        self.folders
+            .insert(name.to_owned(), path.as_ref().to_owned());
         self
     }
 
@@ -133,7 +136,14 @@ impl Harness {
         });
         let result = f(&settings);
         let host = fake::take();
-        (Run { result, logs: host.logs, progress: host.progress }, host.batches)
+        (
+            Run {
+                result,
+                logs: host.logs,
+                progress: host.progress,
+            },
+            host.batches,
+        )
     }
 
     /// Runs `test-connection`.
@@ -157,7 +167,10 @@ impl Harness {
     }
 
     fn export<C: Connector>(&self, mode: ExportMode) -> Run<Export> {
-        let request = ExportRequest { mode, batch_size: self.batch_size };
+        let request = ExportRequest {
+            mode,
+            batch_size: self.batch_size,
+        };
         let (run, batches) = self.run(|s| adapter::export::<C>(s, &request));
         let result = run.result.and_then(|summary| {
             let mut entries = Vec::new();
@@ -166,15 +179,29 @@ impl Harness {
                     entries.push(e.map_err(|e| Error::internal(e.to_string()))?.to_owned());
                 }
             }
-            Ok(Export { entries, summary, batches: batches.len() })
+            Ok(Export {
+                entries,
+                summary,
+                batches: batches.len(),
+            })
         });
-        Run { result, logs: run.logs, progress: run.progress }
+        Run {
+            result,
+            logs: run.logs,
+            progress: run.progress,
+        }
     }
 
     /// Runs a full export and hands each batch to `sink` as it comes, instead of keeping the
     /// entries: for exports too large to hold, and for measuring the connector natively.
-    pub fn export_full_into<C: Connector>(&self, sink: impl FnMut(&[u8]) + 'static) -> Run<ExportSummary> {
-        let request = ExportRequest { mode: ExportMode::Full, batch_size: self.batch_size };
+    pub fn export_full_into<C: Connector>(
+        &self,
+        sink: impl FnMut(&[u8]) + 'static,
+    ) -> Run<ExportSummary> {
+        let request = ExportRequest {
+            mode: ExportMode::Full,
+            batch_size: self.batch_size,
+        };
         let settings = self.settings.to_string();
         fake::install(fake::FakeHost {
             secrets: self.secrets.clone(),
@@ -186,7 +213,11 @@ impl Harness {
         });
         let result = adapter::export::<C>(&settings, &request);
         let host = fake::take();
-        Run { result, logs: host.logs, progress: host.progress }
+        Run {
+            result,
+            logs: host.logs,
+            progress: host.progress,
+        }
     }
 
     /// Runs `fulfill` on a batch of orders.
@@ -209,8 +240,10 @@ pub(crate) mod fake {
         pub logs: Vec<(Level, String)>,
         pub progress: Vec<(u64, Option<u64>, String)>,
         pub batches: Vec<Vec<u8>>,
-        pub sink: Option<Box<dyn FnMut(&[u8])>>,
+        pub sink: Option<Sink>,
     }
+
+    pub(crate) type Sink = Box<dyn FnMut(&[u8])>;
 
     thread_local! {
         static HOST: RefCell<Option<FakeHost>> = const { RefCell::new(None) };
@@ -247,15 +280,19 @@ pub(crate) mod fake {
             Some(sink) => sink(batch),
             None => h.batches.push(batch.to_vec()),
         })
-            .expect("export outside a host: run the connector through idgard_sdk::testing::Harness");
+        .expect("export outside a host: run the connector through idgard_sdk::testing::Harness");
     }
 
     pub fn collect_dir() -> PathBuf {
-        with(|h| h.collect.clone()).flatten().unwrap_or_else(|| PathBuf::from("/collect"))
+        with(|h| h.collect.clone())
+            .flatten()
+            .unwrap_or_else(|| PathBuf::from("/collect"))
     }
 
     pub fn orders_dir() -> PathBuf {
-        with(|h| h.orders.clone()).flatten().unwrap_or_else(|| PathBuf::from("/orders"))
+        with(|h| h.orders.clone())
+            .flatten()
+            .unwrap_or_else(|| PathBuf::from("/orders"))
     }
 
     pub fn granted(name: &str) -> Option<PathBuf> {

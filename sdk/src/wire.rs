@@ -68,7 +68,10 @@ pub struct BatchBuffer {
 impl BatchBuffer {
     /// An empty buffer with room for `capacity` bytes.
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { bytes: Vec::with_capacity(capacity), entries: 0 }
+        Self {
+            bytes: Vec::with_capacity(capacity),
+            entries: 0,
+        }
     }
 
     /// Entries written since the last [`BatchBuffer::clear`].
@@ -143,7 +146,8 @@ impl BatchBuffer {
     }
 
     fn put_str(&mut self, s: &str) {
-        self.bytes.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        self.bytes
+            .extend_from_slice(&(s.len() as u32).to_le_bytes());
         self.bytes.extend_from_slice(s.as_bytes());
     }
 }
@@ -159,7 +163,11 @@ pub struct WireError {
 
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed entry batch at byte {}: {}", self.offset, self.reason)
+        write!(
+            f,
+            "malformed entry batch at byte {}: {}",
+            self.offset, self.reason
+        )
     }
 }
 
@@ -186,7 +194,10 @@ impl<'a> EntryRef<'a> {
 
     /// The attributes with their values. The batch was validated when this entry was read.
     pub fn attributes(&self) -> impl Iterator<Item = (&'a str, Vec<&'a str>)> + 'a {
-        let mut r = Reader { bytes: self.body, pos: 0 };
+        let mut r = Reader {
+            bytes: self.body,
+            pos: 0,
+        };
         (0..self.attributes).map(move |_| {
             let name = r.str().expect("validated");
             let n = r.u32().expect("validated");
@@ -216,25 +227,40 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn err(&self, reason: &'static str) -> WireError {
-        WireError { offset: self.pos, reason }
+        WireError {
+            offset: self.pos,
+            reason,
+        }
     }
 
     fn u8(&mut self) -> Result<u8, WireError> {
-        let b = *self.bytes.get(self.pos).ok_or_else(|| self.err("truncated entry"))?;
+        let b = *self
+            .bytes
+            .get(self.pos)
+            .ok_or_else(|| self.err("truncated entry"))?;
         self.pos += 1;
         Ok(b)
     }
 
     fn u32(&mut self) -> Result<u32, WireError> {
-        let b = self.bytes.get(self.pos..self.pos + 4).ok_or_else(|| self.err("truncated length"))?;
+        let b = self
+            .bytes
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| self.err("truncated length"))?;
         self.pos += 4;
         Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
     }
 
     fn str(&mut self) -> Result<&'a str, WireError> {
         let len = self.u32()? as usize;
-        let end = self.pos.checked_add(len).ok_or_else(|| self.err("length overflows"))?;
-        let b = self.bytes.get(self.pos..end).ok_or_else(|| self.err("string runs past the batch"))?;
+        let end = self
+            .pos
+            .checked_add(len)
+            .ok_or_else(|| self.err("length overflows"))?;
+        let b = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or_else(|| self.err("string runs past the batch"))?;
         let s = if b.is_ascii() {
             // SAFETY: ASCII is UTF-8. Checked apart because most identity data is ASCII and
             // `is_ascii` inlines, where `from_utf8` is a call per string.
@@ -250,7 +276,10 @@ impl<'a> Reader<'a> {
 /// Reads and validates a batch, entry by entry. Every string is checked to be UTF-8 and within
 /// the batch; entity types and keys must not be empty; deletes carry no attributes.
 pub fn decode(batch: &[u8]) -> impl Iterator<Item = Result<EntryRef<'_>, WireError>> {
-    let mut r = Reader { bytes: batch, pos: 0 };
+    let mut r = Reader {
+        bytes: batch,
+        pos: 0,
+    };
     let mut failed = false;
     std::iter::from_fn(move || {
         if failed || r.pos >= r.bytes.len() {
@@ -266,7 +295,12 @@ fn read_entry<'a>(r: &mut Reader<'a>) -> Result<EntryRef<'a>, WireError> {
     let op = match r.u8()? {
         1 => EntryOp::Upsert,
         2 => EntryOp::Delete,
-        _ => return Err(WireError { offset: r.pos - 1, reason: "unknown entry operation" }),
+        _ => {
+            return Err(WireError {
+                offset: r.pos - 1,
+                reason: "unknown entry operation",
+            });
+        }
     };
     let entity_type = r.str()?;
     if entity_type.is_empty() {
@@ -290,7 +324,13 @@ fn read_entry<'a>(r: &mut Reader<'a>) -> Result<EntryRef<'a>, WireError> {
             r.str()?;
         }
     }
-    Ok(EntryRef { op, entity_type, key, attributes, body: &r.bytes[start..r.pos] })
+    Ok(EntryRef {
+        op,
+        entity_type,
+        key,
+        attributes,
+        body: &r.bytes[start..r.pos],
+    })
 }
 
 #[cfg(test)]
@@ -314,9 +354,16 @@ mod tests {
     fn round_trip() {
         let mut b = BatchBuffer::default();
         b.push(&sample());
-        let del = Entry { op: EntryOp::Delete, entity_type: "person".into(), key: "E2".into(), attributes: vec![] };
+        let del = Entry {
+            op: EntryOp::Delete,
+            entity_type: "person".into(),
+            key: "E2".into(),
+            attributes: vec![],
+        };
         b.push(&del);
-        let back: Vec<Entry> = decode(b.as_bytes()).map(|e| e.unwrap().to_owned()).collect();
+        let back: Vec<Entry> = decode(b.as_bytes())
+            .map(|e| e.unwrap().to_owned())
+            .collect();
         assert_eq!(back, vec![sample(), del]);
         assert_eq!(b.entries(), 2);
     }
@@ -353,12 +400,18 @@ mod tests {
         let mut b = BatchBuffer::default();
         let at = b.begin_entry(EntryOp::Upsert, "person", "");
         b.end_entry(at, 0);
-        assert_eq!(decode(b.as_bytes()).next().unwrap().unwrap_err().reason, "empty key");
+        assert_eq!(
+            decode(b.as_bytes()).next().unwrap().unwrap_err().reason,
+            "empty key"
+        );
 
         let mut b = BatchBuffer::default();
         let at = b.begin_entry(EntryOp::Delete, "person", "k");
         b.attribute1("x", "y");
         b.end_entry(at, 1);
-        assert_eq!(decode(b.as_bytes()).next().unwrap().unwrap_err().reason, "a delete carries attributes");
+        assert_eq!(
+            decode(b.as_bytes()).next().unwrap().unwrap_err().reason,
+            "a delete carries attributes"
+        );
     }
 }

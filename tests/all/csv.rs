@@ -1,7 +1,9 @@
 //! The CSV connector through the real host: each operation.
 
 use crate::support::*;
-use idgard_host::model::{ChangeOp, AttributeChange, Cursor, ErrorKind, Order, OrderKind, OrderOutcome};
+use idgard_host::model::{
+    AttributeChange, ChangeOp, Cursor, ErrorKind, Order, OrderKind, OrderOutcome,
+};
 use idgard_host::{Error, Outcome, Request};
 use idgard_sdk::wire::EntryOp;
 use std::collections::BTreeMap;
@@ -38,14 +40,26 @@ fn full_export_reads_quoting_bom_and_reports_bad_rows_with_their_line() {
     let e = cap.entries();
     let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, ["E1", "E2", "E4"]);
-    assert_eq!(e[0].get("employee_id"), Some("E1"), "the BOM is not part of the first column's name");
+    assert_eq!(
+        e[0].get("employee_id"),
+        Some("E1"),
+        "the BOM is not part of the first column's name"
+    );
     assert_eq!(e[0].get("first_name"), Some("Zoë"));
     assert_eq!(e[0].get("title"), Some("Director, Sales"));
     assert_eq!(e[1].get("last_name"), Some("O\"Brien"));
     assert_eq!(e[1].get("notes"), Some("line one\nline two"));
     assert_eq!(e[0].get("notes"), None, "an empty cell has no value");
-    assert!(cap.logged("line 5: 3 fields where the header has 5"), "{:?}", cap.logs());
-    assert!(cap.logged("line 6: the key column `employee_id` is empty"), "{:?}", cap.logs());
+    assert!(
+        cap.logged("line 5: 3 fields where the header has 5"),
+        "{:?}",
+        cap.logs()
+    );
+    assert!(
+        cap.logged("line 6: the key column `employee_id` is empty"),
+        "{:?}",
+        cap.logs()
+    );
     assert!(summary.cursor.is_some());
 }
 
@@ -53,7 +67,11 @@ fn full_export_reads_quoting_bom_and_reports_bad_rows_with_their_line() {
 fn delimiter_and_no_bom() {
     let s = Scratch::new();
     s.write("source/hr.csv", "id;name\n1;Ann\n2;\"Semi;colon\"\n");
-    let (out, cap) = s.run(csv(), &hr_connection(&s, "key = \"id\"\ndelimiter = \";\""), full());
+    let (out, cap) = s.run(
+        csv(),
+        &hr_connection(&s, "key = \"id\"\ndelimiter = \";\""),
+        full(),
+    );
     assert_eq!(exported(out).entries, 2);
     assert_eq!(cap.entries()[1].get("name"), Some("Semi;colon"));
 }
@@ -75,17 +93,33 @@ fn strict_mode_stops_at_the_first_bad_row() {
 #[test]
 fn incremental_export_sends_only_inserts_changes_and_deletes() {
     let s = Scratch::new();
-    s.write("source/hr.csv", "employee_id,name,dept\nE1,Ann,IT\nE2,Bob,HR\nE3,Cy,IT\n");
+    s.write(
+        "source/hr.csv",
+        "employee_id,name,dept\nE1,Ann,IT\nE2,Bob,HR\nE3,Cy,IT\n",
+    );
     let conn = hr_connection(&s, "");
     let first = exported(s.run(csv(), &conn, full()).0);
     assert_eq!(first.entries, 3);
 
     // E2 moves, E3 leaves, E4 is hired; E1 is untouched.
-    s.write("source/hr.csv", "employee_id,name,dept\nE1,Ann,IT\nE2,Bob,Finance\nE4,Di,Legal\n");
-    let (out, cap) = s.run(csv(), &conn, Request::Export { cursor: first.cursor.clone(), batch_size: 100 });
+    s.write(
+        "source/hr.csv",
+        "employee_id,name,dept\nE1,Ann,IT\nE2,Bob,Finance\nE4,Di,Legal\n",
+    );
+    let (out, cap) = s.run(
+        csv(),
+        &conn,
+        Request::Export {
+            cursor: first.cursor.clone(),
+            batch_size: 100,
+        },
+    );
     let second = exported(out);
-    let mut got: Vec<(EntryOp, String, Option<String>)> =
-        cap.entries().iter().map(|e| (e.op, e.key.clone(), e.get("dept").map(str::to_owned))).collect();
+    let mut got: Vec<(EntryOp, String, Option<String>)> = cap
+        .entries()
+        .iter()
+        .map(|e| (e.op, e.key.clone(), e.get("dept").map(str::to_owned)))
+        .collect();
     got.sort_by(|a, b| a.1.cmp(&b.1));
     assert_eq!(
         got,
@@ -97,15 +131,42 @@ fn incremental_export_sends_only_inserts_changes_and_deletes() {
     );
 
     // Nothing changed: nothing comes out.
-    let (out, cap) = s.run(csv(), &conn, Request::Export { cursor: second.cursor.clone(), batch_size: 100 });
+    let (out, cap) = s.run(
+        csv(),
+        &conn,
+        Request::Export {
+            cursor: second.cursor.clone(),
+            batch_size: 100,
+        },
+    );
     assert_eq!(exported(out).entries, 0);
     assert!(cap.entries().is_empty());
 
     // The previous cursor still works once (its upload may have failed), the one before that not.
-    let (out, cap) = s.run(csv(), &conn, Request::Export { cursor: second.cursor.clone(), batch_size: 100 });
+    let (out, cap) = s.run(
+        csv(),
+        &conn,
+        Request::Export {
+            cursor: second.cursor.clone(),
+            batch_size: 100,
+        },
+    );
     assert_eq!(exported(out).entries, 0, "{:?}", cap.logs());
-    let (out, _) = s.run(csv(), &conn, Request::Export { cursor: first.cursor, batch_size: 100 });
-    assert!(matches!(out.unwrap(), Outcome::Failed { kind: ErrorKind::InvalidCursor, .. }));
+    let (out, _) = s.run(
+        csv(),
+        &conn,
+        Request::Export {
+            cursor: first.cursor,
+            batch_size: 100,
+        },
+    );
+    assert!(matches!(
+        out.unwrap(),
+        Outcome::Failed {
+            kind: ErrorKind::InvalidCursor,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -116,10 +177,21 @@ fn an_unreadable_row_is_not_taken_for_a_leaver() {
     let first = exported(s.run(csv(), &conn, full()).0);
     // E2's row is damaged (its key still readable), E1's row has lost its key.
     s.write("source/hr.csv", "employee_id,name\n,Ann\nE2,Bob,extra\n");
-    let (out, cap) = s.run(csv(), &conn, Request::Export { cursor: first.cursor, batch_size: 100 });
+    let (out, cap) = s.run(
+        csv(),
+        &conn,
+        Request::Export {
+            cursor: first.cursor,
+            batch_size: 100,
+        },
+    );
     let summary = exported(out);
     assert_eq!(summary.rejected, 2);
-    assert!(cap.entries().iter().all(|e| e.op != EntryOp::Delete), "{:?}", cap.entries());
+    assert!(
+        cap.entries().iter().all(|e| e.op != EntryOp::Delete),
+        "{:?}",
+        cap.entries()
+    );
     assert!(cap.logged("deletions held back"), "{:?}", cap.logs());
 }
 
@@ -127,9 +199,25 @@ fn an_unreadable_row_is_not_taken_for_a_leaver() {
 fn a_foreign_cursor_is_refused_as_invalid() {
     let s = Scratch::new();
     s.write("source/hr.csv", HR);
-    let cursor = Cursor { format: "ldap-usn/1".into(), data: vec![1, 2, 3] };
-    let (out, _) = s.run(csv(), &hr_connection(&s, ""), Request::Export { cursor: Some(cursor), batch_size: 10 });
-    assert!(matches!(out.unwrap(), Outcome::Failed { kind: ErrorKind::InvalidCursor, .. }));
+    let cursor = Cursor {
+        format: "ldap-usn/1".into(),
+        data: vec![1, 2, 3],
+    };
+    let (out, _) = s.run(
+        csv(),
+        &hr_connection(&s, ""),
+        Request::Export {
+            cursor: Some(cursor),
+            batch_size: 10,
+        },
+    );
+    assert!(matches!(
+        out.unwrap(),
+        Outcome::Failed {
+            kind: ErrorKind::InvalidCursor,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -137,17 +225,30 @@ fn schema_and_test_connection_name_the_problem() {
     let s = Scratch::new();
     s.write("source/hr.csv", HR);
     let (out, _) = s.run(csv(), &hr_connection(&s, ""), Request::Schema);
-    let Outcome::Schema(schema) = out.unwrap() else { panic!() };
+    let Outcome::Schema(schema) = out.unwrap() else {
+        panic!()
+    };
     assert_eq!(schema[0].name, "person");
     assert_eq!(schema[0].attributes.len(), 5);
     assert!(schema[0].attributes[0].key);
 
-    let (out, _) = s.run(csv(), &hr_connection(&s, "key = \"matricule\""), Request::TestConnection);
+    let (out, _) = s.run(
+        csv(),
+        &hr_connection(&s, "key = \"matricule\""),
+        Request::TestConnection,
+    );
     match out.unwrap() {
-        Outcome::Failed { kind: ErrorKind::Configuration, message } => assert!(message.contains("no key column `matricule`"), "{message}"),
+        Outcome::Failed {
+            kind: ErrorKind::Configuration,
+            message,
+        } => assert!(message.contains("no key column `matricule`"), "{message}"),
         other => panic!("{other:?}"),
     }
-    let (out, _) = s.run(csv(), &hr_connection(&s, "").clone(), Request::TestConnection);
+    let (out, _) = s.run(
+        csv(),
+        &hr_connection(&s, "").clone(),
+        Request::TestConnection,
+    );
     assert_eq!(out.unwrap(), Outcome::Tested);
 }
 
@@ -171,20 +272,39 @@ fn the_demo_hr_file_exports_whole() {
         "name = \"demo\"\n[settings]\nfile = \"hr.csv\"\n[grants.folders.source]\npath = {:?}\naccess = \"read-only\"\n",
         demo.display().to_string()
     ));
-    let (out, cap) = s.run(csv(), &conn, Request::Export { cursor: None, batch_size: 512 });
+    let (out, cap) = s.run(
+        csv(),
+        &conn,
+        Request::Export {
+            cursor: None,
+            batch_size: 512,
+        },
+    );
     let summary = exported(out);
     assert_eq!(summary.entries, 5000);
     assert_eq!(summary.rejected, 0);
     assert!(summary.batches >= 10);
-    assert!(cap.entries().iter().any(|e| e.get("notes").is_some_and(|n| n.contains('\n'))));
+    assert!(
+        cap.entries()
+            .iter()
+            .any(|e| e.get("notes").is_some_and(|n| n.contains('\n')))
+    );
 }
 
 fn order(id: &str, key: &str, kind: OrderKind) -> Order {
-    Order { id: id.into(), entity_type: "account".into(), key: key.into(), kind }
+    Order {
+        id: id.into(),
+        entity_type: "account".into(),
+        key: key.into(),
+        kind,
+    }
 }
 
 fn attrs(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+        .collect()
 }
 
 #[test]
@@ -195,34 +315,91 @@ fn fulfill_maintains_the_accounts_file_and_repeats_safely() {
         "name = \"target\"\n[settings]\n[grants.folders.accounts]\npath = \"accounts\"\naccess = \"read-write\"\n",
     );
     let orders = vec![
-        order("1", "ann", OrderKind::Create { attributes: attrs(&[("name", &["Ann Lee"]), ("groups", &["staff"])]) }),
-        order("2", "bob", OrderKind::Create { attributes: attrs(&[("name", &["Bob, Jr."])]) }),
-        order("3", "ann", OrderKind::Update { changes: vec![
-            AttributeChange { name: "groups".into(), op: ChangeOp::Add, values: vec!["it".into(), "staff".into()] },
-            AttributeChange { name: "name".into(), op: ChangeOp::Replace, values: vec!["Ann Lee-Smith".into()] },
-        ] }),
+        order(
+            "1",
+            "ann",
+            OrderKind::Create {
+                attributes: attrs(&[("name", &["Ann Lee"]), ("groups", &["staff"])]),
+            },
+        ),
+        order(
+            "2",
+            "bob",
+            OrderKind::Create {
+                attributes: attrs(&[("name", &["Bob, Jr."])]),
+            },
+        ),
+        order(
+            "3",
+            "ann",
+            OrderKind::Update {
+                changes: vec![
+                    AttributeChange {
+                        name: "groups".into(),
+                        op: ChangeOp::Add,
+                        values: vec!["it".into(), "staff".into()],
+                    },
+                    AttributeChange {
+                        name: "name".into(),
+                        op: ChangeOp::Replace,
+                        values: vec!["Ann Lee-Smith".into()],
+                    },
+                ],
+            },
+        ),
         order("4", "bob", OrderKind::Disable),
-        order("5", "cy", OrderKind::Create { attributes: attrs(&[("name", &["Cy"])]) }),
+        order(
+            "5",
+            "cy",
+            OrderKind::Create {
+                attributes: attrs(&[("name", &["Cy"])]),
+            },
+        ),
         order("6", "cy", OrderKind::Delete),
         order("7", "zed", OrderKind::Update { changes: vec![] }),
-        order("8", "ann", OrderKind::SetPassword { password: "s3cret".into() }),
-        order("9", "ann", OrderKind::Update { changes: vec![
-            AttributeChange { name: "groups".into(), op: ChangeOp::Remove, values: vec!["staff".into()] },
-        ] }),
+        order(
+            "8",
+            "ann",
+            OrderKind::SetPassword {
+                password: "s3cret".into(),
+            },
+        ),
+        order(
+            "9",
+            "ann",
+            OrderKind::Update {
+                changes: vec![AttributeChange {
+                    name: "groups".into(),
+                    op: ChangeOp::Remove,
+                    values: vec!["staff".into()],
+                }],
+            },
+        ),
     ];
     let (out, cap) = s.run(csv(), &conn, Request::Fulfill(orders.clone()));
-    let Outcome::Fulfilled(results) = out.unwrap() else { panic!() };
+    let Outcome::Fulfilled(results) = out.unwrap() else {
+        panic!()
+    };
     let outcomes: Vec<&OrderOutcome> = results.iter().map(|r| &r.outcome).collect();
     assert_eq!(outcomes[..6], [&OrderOutcome::Done; 6]);
-    assert_eq!(outcomes[6], &OrderOutcome::Failed("no account `zed`".into()));
+    assert_eq!(
+        outcomes[6],
+        &OrderOutcome::Failed("no account `zed`".into())
+    );
     assert!(matches!(outcomes[7], OrderOutcome::Failed(m) if m.contains("no passwords")));
     assert_eq!(outcomes[8], &OrderOutcome::Done);
     assert!(!cap.logged("s3cret"), "a password reached the log");
     let file = std::fs::read_to_string(s.path("accounts/accounts.csv")).unwrap();
-    assert_eq!(file, "login,enabled,groups,name\nann,true,it,Ann Lee-Smith\nbob,false,,\"Bob, Jr.\"\n");
+    assert_eq!(
+        file,
+        "login,enabled,groups,name\nann,true,it,Ann Lee-Smith\nbob,false,,\"Bob, Jr.\"\n"
+    );
 
     // Replaying the same batch converges on the same file.
     let (out, _) = s.run(csv(), &conn, Request::Fulfill(orders));
     assert!(matches!(out.unwrap(), Outcome::Fulfilled(_)));
-    assert_eq!(std::fs::read_to_string(s.path("accounts/accounts.csv")).unwrap(), file);
+    assert_eq!(
+        std::fs::read_to_string(s.path("accounts/accounts.csv")).unwrap(),
+        file
+    );
 }

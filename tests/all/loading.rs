@@ -27,20 +27,40 @@ fn a_file_that_is_not_a_component_is_named_in_the_error() {
 
     std::fs::write(&wasm, "this is not wasm").unwrap();
     let msg = load_err(&pkg);
-    assert!(msg.contains("idgard_connector_csv.wasm") && msg.contains("not a WebAssembly file"), "{msg}");
+    assert!(
+        msg.contains("idgard_connector_csv.wasm") && msg.contains("not a WebAssembly file"),
+        "{msg}"
+    );
 
-    std::fs::write(&wasm, wat::parse_str("(module (func (export \"f\")))").unwrap()).unwrap();
+    std::fs::write(
+        &wasm,
+        wat::parse_str("(module (func (export \"f\")))").unwrap(),
+    )
+    .unwrap();
     let msg = load_err(&pkg);
-    assert!(msg.contains("idgard_connector_csv.wasm") && msg.contains("core WebAssembly module, not a component"), "{msg}");
+    assert!(
+        msg.contains("idgard_connector_csv.wasm")
+            && msg.contains("core WebAssembly module, not a component"),
+        "{msg}"
+    );
 
-    let good = std::fs::read(Path::new(idgard_tests::packages::CONNECTOR_CSV).join("idgard_connector_csv.wasm")).unwrap();
+    let good = std::fs::read(
+        Path::new(idgard_tests::packages::CONNECTOR_CSV).join("idgard_connector_csv.wasm"),
+    )
+    .unwrap();
     std::fs::write(&wasm, &good[..good.len() / 2]).unwrap();
     let msg = load_err(&pkg);
-    assert!(msg.contains("idgard_connector_csv.wasm") && msg.contains("malformed"), "{msg}");
+    assert!(
+        msg.contains("idgard_connector_csv.wasm") && msg.contains("malformed"),
+        "{msg}"
+    );
 
     std::fs::remove_file(&wasm).unwrap();
     let msg = load_err(&pkg);
-    assert!(msg.contains("idgard_connector_csv.wasm") && msg.contains("No such file"), "{msg}");
+    assert!(
+        msg.contains("idgard_connector_csv.wasm") && msg.contains("No such file"),
+        "{msg}"
+    );
 }
 
 fn edit_manifest(pkg: &Path, from: &str, to: &str) {
@@ -58,11 +78,18 @@ fn contract_version_mismatches_are_refused_before_instantiation() {
     let e = runtime().load(&pkg).unwrap_err();
     assert!(matches!(e, Error::Contract { .. }), "{e}");
     let msg = e.to_string();
-    assert!(msg.contains("connector.toml") && msg.contains("contract version 0.2.0 is not supported"), "{msg}");
+    assert!(
+        msg.contains("connector.toml") && msg.contains("contract version 0.2.0 is not supported"),
+        "{msg}"
+    );
 
     edit_manifest(&pkg, "contract = \"0.2.0\"", "contract = \"0.1.1\"");
     let msg = load_err(&pkg);
-    assert!(msg.contains("idgard_connector_csv.wasm") && msg.contains("implements contract 0.1.0 but its manifest says 0.1.1"), "{msg}");
+    assert!(
+        msg.contains("idgard_connector_csv.wasm")
+            && msg.contains("implements contract 0.1.0 but its manifest says 0.1.1"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -71,24 +98,37 @@ fn a_manifest_that_promises_more_than_the_component_is_refused() {
     let pkg = copy_package(idgard_tests::packages::GUEST_MISBEHAVE, &s.path("pkg"));
     edit_manifest(&pkg, "\"fulfill\"]", "\"fulfill\", \"schema\"]");
     let msg = load_err(&pkg);
-    assert!(msg.contains("lists `schema` but the component does not support it"), "{msg}");
+    assert!(
+        msg.contains("lists `schema` but the component does not support it"),
+        "{msg}"
+    );
 
     let pkg2 = copy_package(idgard_tests::packages::GUEST_MISBEHAVE, &s.path("pkg2"));
     edit_manifest(&pkg2, "name = \"misbehave\"", "name = \"impostor\"");
     let msg = load_err(&pkg2);
-    assert!(msg.contains("describes itself as `misbehave` but its manifest names `impostor`"), "{msg}");
+    assert!(
+        msg.contains("describes itself as `misbehave` but its manifest names `impostor`"),
+        "{msg}"
+    );
 
     let pkg3 = copy_package(idgard_tests::packages::GUEST_MISBEHAVE, &s.path("pkg3"));
     edit_manifest(&pkg3, "[capabilities]", "surprise = true\n[capabilities]");
     let msg = load_err(&pkg3);
-    assert!(msg.contains("connector.toml") && msg.contains("surprise"), "{msg}");
+    assert!(
+        msg.contains("connector.toml") && msg.contains("surprise"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn the_cache_serves_its_own_entries_and_refuses_tampered_or_foreign_ones() {
     let s = Scratch::new();
     let cache = s.path("cache");
-    let rt = Runtime::new(RuntimeOptions { cache_dir: Some(cache.clone()), ..Default::default() }).unwrap();
+    let rt = Runtime::new(RuntimeOptions {
+        cache_dir: Some(cache.clone()),
+        ..Default::default()
+    })
+    .unwrap();
     let pkg = Path::new(idgard_tests::packages::GUEST_MISBEHAVE);
     assert_eq!(rt.load(pkg).unwrap().cache, CacheUse::Miss);
     assert_eq!(rt.load(pkg).unwrap().cache, CacheUse::Hit);
@@ -108,7 +148,11 @@ fn the_cache_serves_its_own_entries_and_refuses_tampered_or_foreign_ones() {
 
     // An entry made by another agent (another key) is refused too.
     let other_dir = s.path("other-cache");
-    let other = Runtime::new(RuntimeOptions { cache_dir: Some(other_dir.clone()), ..Default::default() }).unwrap();
+    let other = Runtime::new(RuntimeOptions {
+        cache_dir: Some(other_dir.clone()),
+        ..Default::default()
+    })
+    .unwrap();
     other.load(pkg).unwrap();
     let name = entry.file_name().unwrap();
     std::fs::copy(other_dir.join(name), &entry).unwrap();
@@ -118,7 +162,13 @@ fn the_cache_serves_its_own_entries_and_refuses_tampered_or_foreign_ones() {
     let conn = s.connection("name = \"c\"\n[settings]\nmode = \"ok\"\ncount = 3\n");
     let loaded = rt.load(pkg).unwrap();
     let out = rt
-        .run(&loaded, &conn, &idgard_host::RunFolders::default(), idgard_host::Request::TestConnection, Box::new(Captured::default()))
+        .run(
+            &loaded,
+            &conn,
+            &idgard_host::RunFolders::default(),
+            idgard_host::Request::TestConnection,
+            Box::new(Captured::default()),
+        )
         .unwrap();
     assert_eq!(out, idgard_host::Outcome::Tested);
 }
@@ -129,7 +179,19 @@ fn a_cache_folder_others_can_write_is_refused() {
     let s = Scratch::new();
     let dir = s.mkdir("shared-cache");
     std::fs::write(dir.join("cache.key"), [0u8; 32]).unwrap();
-    std::fs::set_permissions(dir.join("cache.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let e = Runtime::new(RuntimeOptions { cache_dir: Some(dir), ..Default::default() }).map(|_| ()).unwrap_err();
-    assert!(e.to_string().contains("readable by the agent's user only"), "{e}");
+    std::fs::set_permissions(
+        dir.join("cache.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let e = Runtime::new(RuntimeOptions {
+        cache_dir: Some(dir),
+        ..Default::default()
+    })
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("readable by the agent's user only"),
+        "{e}"
+    );
 }

@@ -32,7 +32,13 @@ fn granted_folders_are_readable() {
 fn dot_dot_and_absolute_paths_do_not_escape() {
     let s = Scratch::new();
     s.write("outside.txt", "SECRET");
-    for path in ["/grants/data/../outside.txt", "/grants/data/../../outside.txt", "/etc/passwd", "../outside.txt", "/grants/../outside.txt"] {
+    for path in [
+        "/grants/data/../outside.txt",
+        "/grants/data/../../outside.txt",
+        "/etc/passwd",
+        "../outside.txt",
+        "/grants/../outside.txt",
+    ] {
         let r = read(&s, path);
         assert!(r.is_err(), "{path} was readable: {r:?}");
     }
@@ -56,8 +62,17 @@ fn symlinks_made_by_the_host_do_not_lead_out() {
 fn symlinks_made_by_the_guest_do_not_lead_out() {
     let s = Scratch::new();
     s.write("outside.txt", "SECRET");
-    for target in ["../outside.txt", "/etc/passwd", "../../../../../../etc/passwd"] {
-        let r = guest(&s, &format!("mode = \"symlink\"\npath = \"evil\"\ntarget = {target:?}"), "").result();
+    for target in [
+        "../outside.txt",
+        "/etc/passwd",
+        "../../../../../../etc/passwd",
+    ] {
+        let r = guest(
+            &s,
+            &format!("mode = \"symlink\"\npath = \"evil\"\ntarget = {target:?}"),
+            "",
+        )
+        .result();
         assert!(r.is_err(), "read through a guest link to {target}: {r:?}");
         let _ = std::fs::remove_file(s.path("data/evil"));
     }
@@ -67,15 +82,36 @@ fn symlinks_made_by_the_guest_do_not_lead_out() {
 fn a_read_only_grant_cannot_be_written() {
     let s = Scratch::new();
     s.write("ro/file.txt", "original");
-    let r = guest(&s, "mode = \"write\"\npath = \"/grants/ro/file.txt\"\ncontent = \"changed\"", "").result();
+    let r = guest(
+        &s,
+        "mode = \"write\"\npath = \"/grants/ro/file.txt\"\ncontent = \"changed\"",
+        "",
+    )
+    .result();
     assert!(r.is_err(), "{r:?}");
-    assert_eq!(std::fs::read_to_string(s.path("ro/file.txt")).unwrap(), "original");
-    let r = guest(&s, "mode = \"write\"\npath = \"/grants/ro/new.txt\"\ncontent = \"x\"", "").result();
+    assert_eq!(
+        std::fs::read_to_string(s.path("ro/file.txt")).unwrap(),
+        "original"
+    );
+    let r = guest(
+        &s,
+        "mode = \"write\"\npath = \"/grants/ro/new.txt\"\ncontent = \"x\"",
+        "",
+    )
+    .result();
     assert!(r.is_err() && !s.path("ro/new.txt").exists(), "{r:?}");
 
-    let r = guest(&s, "mode = \"write\"\npath = \"/grants/data/new.txt\"\ncontent = \"written\"", "").result();
+    let r = guest(
+        &s,
+        "mode = \"write\"\npath = \"/grants/data/new.txt\"\ncontent = \"written\"",
+        "",
+    )
+    .result();
     assert_eq!(r, Ok("written".into()));
-    assert_eq!(std::fs::read_to_string(s.path("data/new.txt")).unwrap(), "written");
+    assert_eq!(
+        std::fs::read_to_string(s.path("data/new.txt")).unwrap(),
+        "written"
+    );
 }
 
 #[test]
@@ -83,7 +119,10 @@ fn another_connections_folders_and_the_orders_folder_are_out_of_reach_of_an_expo
     let s = Scratch::new();
     s.write("collect-other/secret.txt", "OTHER");
     s.write("orders/pending.json", "{}");
-    for path in ["/collect/../collect-other/secret.txt", "/orders/pending.json"] {
+    for path in [
+        "/collect/../collect-other/secret.txt",
+        "/orders/pending.json",
+    ] {
         let r = read(&s, path);
         assert!(r.is_err(), "{path}: {r:?}");
     }
@@ -111,9 +150,19 @@ fn the_network_is_closed_unless_an_endpoint_is_granted() {
     assert!(r.is_err(), "connected without a grant: {r:?}");
 
     let grant = format!("[grants]\nendpoints = [{addr:?}]");
-    let r = guest(&s, &format!("mode = \"connect\"\ntarget = {addr:?}"), &grant).result();
+    let r = guest(
+        &s,
+        &format!("mode = \"connect\"\ntarget = {addr:?}"),
+        &grant,
+    )
+    .result();
     assert_eq!(r, Ok("connected".into()));
-    let r = guest(&s, &format!("mode = \"connect\"\ntarget = {other_addr:?}"), &grant).result();
+    let r = guest(
+        &s,
+        &format!("mode = \"connect\"\ntarget = {other_addr:?}"),
+        &grant,
+    )
+    .result();
     assert!(r.is_err(), "connected to an endpoint not granted: {r:?}");
 }
 
@@ -122,16 +171,34 @@ fn secrets_by_name_only_those_of_the_connection() {
     let s = Scratch::new();
     s.write("pw.txt", "from-a-file\n");
     let secrets = "[secrets]\npw = { value = \"hunter2\" }\nfiled = { file = \"pw.txt\" }";
-    assert_eq!(guest(&s, "mode = \"secret\"\npath = \"pw\"", secrets).result(), Ok("hunter2".into()));
-    assert_eq!(guest(&s, "mode = \"secret\"\npath = \"filed\"", secrets).result(), Ok("from-a-file".into()));
-    assert!(guest(&s, "mode = \"secret\"\npath = \"root\"", secrets).result().is_err());
+    assert_eq!(
+        guest(&s, "mode = \"secret\"\npath = \"pw\"", secrets).result(),
+        Ok("hunter2".into())
+    );
+    assert_eq!(
+        guest(&s, "mode = \"secret\"\npath = \"filed\"", secrets).result(),
+        Ok("from-a-file".into())
+    );
+    assert!(
+        guest(&s, "mode = \"secret\"\npath = \"root\"", secrets)
+            .result()
+            .is_err()
+    );
 }
 
 #[test]
 fn grants_not_asked_for_are_not_given_and_said_so() {
     let s = Scratch::new();
     s.write("extra/x.txt", "x");
-    let cap = guest(&s, "mode = \"read\"\npath = \"/grants/extra/x.txt\"", "[grants.folders.extra]\npath = \"extra\"\naccess = \"read-only\"");
+    let cap = guest(
+        &s,
+        "mode = \"read\"\npath = \"/grants/extra/x.txt\"",
+        "[grants.folders.extra]\npath = \"extra\"\naccess = \"read-only\"",
+    );
     assert!(cap.result().is_err());
-    assert!(cap.logged("grants folder `extra`, which the connector does not ask for"), "{:?}", cap.logs());
+    assert!(
+        cap.logged("grants folder `extra`, which the connector does not ask for"),
+        "{:?}",
+        cap.logs()
+    );
 }

@@ -1,7 +1,10 @@
 //! What every test uses: one runtime, the loaded packages, a capturing observer, connections.
 
-use idgard_host::{Connection, Error, Level, Loaded, Observer, Outcome, Request, RunFolders, Runtime, RuntimeOptions};
-use idgard_sdk::wire::{decode, Entry};
+use idgard_host::{
+    Connection, Error, Level, Loaded, Observer, Outcome, Request, RunFolders, Runtime,
+    RuntimeOptions,
+};
+use idgard_sdk::wire::{Entry, decode};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -9,18 +12,30 @@ pub fn runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
-        Runtime::new(RuntimeOptions { cache_dir: Some(dir.join("cache")), ..Default::default() }).unwrap()
+        Runtime::new(RuntimeOptions {
+            cache_dir: Some(dir.join("cache")),
+            ..Default::default()
+        })
+        .unwrap()
     })
 }
 
 pub fn csv() -> &'static Loaded {
     static L: OnceLock<Loaded> = OnceLock::new();
-    L.get_or_init(|| runtime().load(Path::new(idgard_tests::packages::CONNECTOR_CSV)).unwrap())
+    L.get_or_init(|| {
+        runtime()
+            .load(Path::new(idgard_tests::packages::CONNECTOR_CSV))
+            .unwrap()
+    })
 }
 
 pub fn misbehave() -> &'static Loaded {
     static L: OnceLock<Loaded> = OnceLock::new();
-    L.get_or_init(|| runtime().load(Path::new(idgard_tests::packages::GUEST_MISBEHAVE)).unwrap())
+    L.get_or_init(|| {
+        runtime()
+            .load(Path::new(idgard_tests::packages::GUEST_MISBEHAVE))
+            .unwrap()
+    })
 }
 
 /// What a run reported besides its outcome.
@@ -42,7 +57,11 @@ impl Captured {
     }
     /// The `result` entry of the misbehaving guest: Ok(value) or Err(error).
     pub fn result(&self) -> Result<String, String> {
-        let e = self.entries().into_iter().find(|e| e.key == "result").expect("a result entry");
+        let e = self
+            .entries()
+            .into_iter()
+            .find(|e| e.key == "result")
+            .expect("a result entry");
         match (e.get("ok"), e.get("error")) {
             (Some(v), _) => Ok(v.to_owned()),
             (_, Some(e)) => Err(e.to_owned()),
@@ -71,7 +90,9 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -97,16 +118,27 @@ impl Scratch {
     }
 
     /// Runs with the scratch's `collect/` and `orders/` folders.
-    pub fn run(&self, loaded: &Loaded, conn: &Connection, request: Request) -> (Result<Outcome, Error>, Captured) {
+    pub fn run(
+        &self,
+        loaded: &Loaded,
+        conn: &Connection,
+        request: Request,
+    ) -> (Result<Outcome, Error>, Captured) {
         let collect = self.mkdir("collect");
         let orders = self.mkdir("orders");
         let captured = Captured::default();
-        let folders = RunFolders { collect: Some(&collect), orders: Some(&orders) };
+        let folders = RunFolders {
+            collect: Some(&collect),
+            orders: Some(&orders),
+        };
         let out = runtime().run(loaded, conn, &folders, request, Box::new(captured.clone()));
         (out, captured)
     }
 }
 
 pub fn full() -> Request {
-    Request::Export { cursor: None, batch_size: 100 }
+    Request::Export {
+        cursor: None,
+        batch_size: 100,
+    }
 }

@@ -16,8 +16,8 @@ use idgard_host::model::ExportSummary;
 use idgard_host::{Connection, Observer, Outcome, Request, RunFolders, Runtime, RuntimeOptions};
 use idgard_sdk::testing::Harness;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 struct Count(Arc<AtomicU64>);
@@ -36,13 +36,31 @@ fn connection(text: &str, dir: &Path) -> Connection {
     Connection::load(&path).unwrap()
 }
 
-fn export_host(runtime: &Runtime, loaded: &idgard_host::Loaded, conn: &Connection, collect: &Path, batch: u32) -> (ExportSummary, Duration) {
+fn export_host(
+    runtime: &Runtime,
+    loaded: &idgard_host::Loaded,
+    conn: &Connection,
+    collect: &Path,
+    batch: u32,
+) -> (ExportSummary, Duration) {
     let _ = std::fs::remove_dir_all(collect);
     std::fs::create_dir_all(collect).unwrap();
     let started = Instant::now();
-    let folders = RunFolders { collect: Some(collect), orders: None };
+    let folders = RunFolders {
+        collect: Some(collect),
+        orders: None,
+    };
     let out = runtime
-        .run(loaded, conn, &folders, Request::Export { cursor: None, batch_size: batch }, Box::new(Count(Arc::default())))
+        .run(
+            loaded,
+            conn,
+            &folders,
+            Request::Export {
+                cursor: None,
+                batch_size: batch,
+            },
+            Box::new(Count(Arc::default())),
+        )
         .unwrap();
     let elapsed = started.elapsed();
     match out {
@@ -67,8 +85,12 @@ fn export_native(data: &Path, collect: &Path, batch: u32) -> (u64, Duration) {
         .batch_size(batch)
         .export_full_into::<Csv>(move |b| {
             // The host validates every batch it receives; so does the baseline.
-            let n = idgard_sdk::wire::decode(b).map(|e| e.expect("valid")).count();
-            counter.fetch_add(n as u64, Ordering::Relaxed);
+            let mut n = 0;
+            for entry in idgard_sdk::wire::decode(b) {
+                entry.expect("valid batch");
+                n += 1;
+            }
+            counter.fetch_add(n, Ordering::Relaxed);
         });
     let elapsed = started.elapsed();
     run.result.expect("native export");
@@ -83,7 +105,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn vm_hwm_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap())
+        })
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
@@ -91,31 +117,68 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rows: usize = std::env::var("IDGARD_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let rows: usize = std::env::var("IDGARD_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let small = tmp.path().join("small");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::create_dir_all(&small).unwrap();
     eprintln!("generating {rows} HR rows…");
-    idgard_tests::demo::write_hr(std::io::BufWriter::new(std::fs::File::create(data.join("hr.csv")).unwrap()), rows, 7).unwrap();
-    idgard_tests::demo::write_hr(std::io::BufWriter::new(std::fs::File::create(small.join("hr.csv")).unwrap()), rows / 10, 7).unwrap();
+    idgard_tests::demo::write_hr(
+        std::io::BufWriter::new(std::fs::File::create(data.join("hr.csv")).unwrap()),
+        rows,
+        7,
+    )
+    .unwrap();
+    idgard_tests::demo::write_hr(
+        std::io::BufWriter::new(std::fs::File::create(small.join("hr.csv")).unwrap()),
+        rows / 10,
+        7,
+    )
+    .unwrap();
     let size = std::fs::metadata(data.join("hr.csv")).unwrap().len();
 
-    let runtime = Runtime::new(RuntimeOptions { cache_dir: Some(tmp.path().join("cache")), ..Default::default() }).unwrap();
-    let csv = runtime.load(Path::new(idgard_tests::packages::CONNECTOR_CSV)).unwrap();
-    let guest = runtime.load(Path::new(idgard_tests::packages::GUEST_MISBEHAVE)).unwrap();
+    let runtime = Runtime::new(RuntimeOptions {
+        cache_dir: Some(tmp.path().join("cache")),
+        ..Default::default()
+    })
+    .unwrap();
+    let csv = runtime
+        .load(Path::new(idgard_tests::packages::CONNECTOR_CSV))
+        .unwrap();
+    let guest = runtime
+        .load(Path::new(idgard_tests::packages::GUEST_MISBEHAVE))
+        .unwrap();
 
     // (a) run overhead.
     let trivial = connection("name = \"probe\"\n[settings]\nmode = \"ok\"\n", tmp.path());
     let none = RunFolders::default();
     for _ in 0..2000 {
-        runtime.run(&guest, &trivial, &none, Request::TestConnection, Box::new(Count(Arc::default()))).unwrap();
+        runtime
+            .run(
+                &guest,
+                &trivial,
+                &none,
+                Request::TestConnection,
+                Box::new(Count(Arc::default())),
+            )
+            .unwrap();
     }
     let mut samples = Vec::with_capacity(20_000);
     for _ in 0..20_000 {
         let t = Instant::now();
-        let out = runtime.run(&guest, &trivial, &none, Request::TestConnection, Box::new(Count(Arc::default()))).unwrap();
+        let out = runtime
+            .run(
+                &guest,
+                &trivial,
+                &none,
+                Request::TestConnection,
+                Box::new(Count(Arc::default())),
+            )
+            .unwrap();
         samples.push(t.elapsed());
         assert_eq!(out, Outcome::Tested);
     }
@@ -160,15 +223,35 @@ fn main() {
 
     let rate = |t: Duration| rows as f64 / t.as_secs_f64();
     println!();
-    println!("idgard connector benchmark ({rows} rows, {:.1} MiB CSV)", size as f64 / (1 << 20) as f64);
-    println!("(a) run overhead (fresh store + instantiate + test-connection): median {:.1} µs, p99 {:.1} µs   target ≤ 20 µs",
-        overhead.as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6);
-    println!("(b) export through the host: {:.3} s, {:.0} entries/s   target ≥ 1,000,000/s", host_t.as_secs_f64(), rate(host_t));
-    println!("    same code natively:      {:.3} s, {:.0} entries/s", native_t.as_secs_f64(), rate(native_t));
-    println!("    ratio host/native: {:.2}   target ≤ 1.5", host_t.as_secs_f64() / native_t.as_secs_f64());
+    println!(
+        "idgard connector benchmark ({rows} rows, {:.1} MiB CSV)",
+        size as f64 / (1 << 20) as f64
+    );
+    println!(
+        "(a) run overhead (fresh store + instantiate + test-connection): median {:.1} µs, p99 {:.1} µs   target ≤ 20 µs",
+        overhead.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6
+    );
+    println!(
+        "(b) export through the host: {:.3} s, {:.0} entries/s   target ≥ 1,000,000/s",
+        host_t.as_secs_f64(),
+        rate(host_t)
+    );
+    println!(
+        "    same code natively:      {:.3} s, {:.0} entries/s",
+        native_t.as_secs_f64(),
+        rate(native_t)
+    );
+    println!(
+        "    ratio host/native: {:.2}   target ≤ 1.5",
+        host_t.as_secs_f64() / native_t.as_secs_f64()
+    );
     println!("(c) connector peak linear memory:");
     for (label, n, batch, peak) in memory {
-        println!("    {label:>8} ({n:>8} rows), batch {batch:>5}: {:.2} MiB", peak as f64 / (1 << 20) as f64);
+        println!(
+            "    {label:>8} ({n:>8} rows), batch {batch:>5}: {:.2} MiB",
+            peak as f64 / (1 << 20) as f64
+        );
     }
     println!("    benchmark process peak RSS: {:.0} MiB", vm_hwm_mib());
 }

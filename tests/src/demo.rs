@@ -4,26 +4,111 @@
 use std::io::Write;
 
 const FIRST: &[&str] = &[
-    "Alice", "Bruno", "Chloé", "David", "Émilie", "François", "Gabriel", "Hélène", "Inès", "Jakub",
-    "Karin", "Łukasz", "Maëlle", "Nikolaj", "Océane", "Pål", "Quentin", "Renée", "Søren", "Thomas",
-    "Ursula", "Václav", "Wiktoria", "Xavier", "Yasmine", "Zoë", "José", "Björn", "Aurélien", "Mónica",
+    "Alice",
+    "Bruno",
+    "Chloé",
+    "David",
+    "Émilie",
+    "François",
+    "Gabriel",
+    "Hélène",
+    "Inès",
+    "Jakub",
+    "Karin",
+    "Łukasz",
+    "Maëlle",
+    "Nikolaj",
+    "Océane",
+    "Pål",
+    "Quentin",
+    "Renée",
+    "Søren",
+    "Thomas",
+    "Ursula",
+    "Václav",
+    "Wiktoria",
+    "Xavier",
+    "Yasmine",
+    "Zoë",
+    "José",
+    "Björn",
+    "Aurélien",
+    "Mónica",
 ];
 const LAST: &[&str] = &[
-    "Martin", "Bernard", "Dubois", "Müller", "Schmidt", "García", "Núñez", "Kowalski", "Nowak",
-    "Andersen", "Østergaard", "Lefèvre", "O'Brien", "Rossi", "Ångström", "Johansson", "Lambert",
-    "Fontaine", "Šimek", "Dvořák", "Smith", "Weiß", "Fernández", "Leroy", "Moreau", "Girard",
+    "Martin",
+    "Bernard",
+    "Dubois",
+    "Müller",
+    "Schmidt",
+    "García",
+    "Núñez",
+    "Kowalski",
+    "Nowak",
+    "Andersen",
+    "Østergaard",
+    "Lefèvre",
+    "O'Brien",
+    "Rossi",
+    "Ångström",
+    "Johansson",
+    "Lambert",
+    "Fontaine",
+    "Šimek",
+    "Dvořák",
+    "Smith",
+    "Weiß",
+    "Fernández",
+    "Leroy",
+    "Moreau",
+    "Girard",
 ];
-const DEPARTMENTS: &[&str] = &["Finance", "Human Resources", "Engineering", "Sales", "Legal", "Operations", "Marketing", "IT"];
+const DEPARTMENTS: &[&str] = &[
+    "Finance",
+    "Human Resources",
+    "Engineering",
+    "Sales",
+    "Legal",
+    "Operations",
+    "Marketing",
+    "IT",
+];
 const TITLES: &[&str] = &[
-    "Analyst", "Engineer", "Senior Engineer", "Director, Sales", "Manager", "Accountant",
-    "Engineer (\"Platform\")", "Assistant", "Head of Operations", "Consultant, Risk & Compliance",
+    "Analyst",
+    "Engineer",
+    "Senior Engineer",
+    "Director, Sales",
+    "Manager",
+    "Accountant",
+    "Engineer (\"Platform\")",
+    "Assistant",
+    "Head of Operations",
+    "Consultant, Risk & Compliance",
 ];
-const LOCATIONS: &[&str] = &["Paris", "Lyon", "Zürich", "Kraków", "São Paulo", "Montréal", "Oslo", "Berlin"];
+const LOCATIONS: &[&str] = &[
+    "Paris",
+    "Lyon",
+    "Zürich",
+    "Kraków",
+    "São Paulo",
+    "Montréal",
+    "Oslo",
+    "Berlin",
+];
 
 /// The columns of the generated file.
 pub const COLUMNS: &[&str] = &[
-    "employee_id", "first_name", "last_name", "email", "department", "title", "manager_id",
-    "location", "hire_date", "status", "notes",
+    "employee_id",
+    "first_name",
+    "last_name",
+    "email",
+    "department",
+    "title",
+    "manager_id",
+    "location",
+    "hire_date",
+    "status",
+    "notes",
 ];
 
 struct Rng(u64);
@@ -70,10 +155,32 @@ pub fn write_hr(out: impl Write, rows: usize, seed: u64) -> csv::Result<()> {
         let first = rng.pick(FIRST);
         let last = rng.pick(LAST);
         let id = format!("E{:07}", i + 1);
-        let email = format!("{}.{}{}@example.org", ascii(first), ascii(last), if i % 7 == 0 { i.to_string() } else { String::new() });
-        let manager = if i < 10 { String::new() } else { format!("E{:07}", 1 + rng.next() % (i as u64 / 10 + 1)) };
-        let hire = format!("{}-{:02}-{:02}", 2005 + rng.next() % 21, 1 + rng.next() % 12, 1 + rng.next() % 28);
-        let status = if rng.next() % 50 == 0 { "leave" } else { "active" };
+        let email = format!(
+            "{}.{}{}@example.org",
+            ascii(first),
+            ascii(last),
+            if i % 7 == 0 {
+                i.to_string()
+            } else {
+                String::new()
+            }
+        );
+        let manager = if i < 10 {
+            String::new()
+        } else {
+            format!("E{:07}", 1 + rng.next() % (i as u64 / 10 + 1))
+        };
+        let hire = format!(
+            "{}-{:02}-{:02}",
+            2005 + rng.next() % 21,
+            1 + rng.next() % 12,
+            1 + rng.next() % 28
+        );
+        let status = if rng.next().is_multiple_of(50) {
+            "leave"
+        } else {
+            "active"
+        };
         let notes = match i % 250 {
             0 => "Prefers \"Bob\"\nPart-time",
             1 => "Remote; visits HQ monthly",

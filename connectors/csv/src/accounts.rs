@@ -2,8 +2,8 @@
 //! repeat: a create of an existing account converges on the asked values, a delete of a missing
 //! one is done. The file is replaced atomically once the whole batch is applied.
 
-use crate::export::resolve;
 use crate::Config;
+use crate::export::resolve;
 use idgard_sdk::{AttributeChange, ChangeOp, Error, Order, OrderKind, OrderResult};
 use std::collections::HashMap;
 use std::path::Path;
@@ -36,12 +36,27 @@ impl Table {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(t),
             Err(e) => return Err(idgard_sdk::fs::io_error(path, "open", e)),
         };
-        let mut r = csv::ReaderBuilder::new().delimiter(delimiter).from_reader(f);
+        let mut r = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .from_reader(f);
         let bad = |e: csv::Error| Error::invalid_data(format!("{}: {e}", path.display()));
-        t.headers = r.headers().map_err(bad)?.iter().map(str::to_owned).collect();
-        t.key = t.headers.iter().position(|h| *h == config.accounts_key).ok_or_else(|| {
-            Error::invalid_data(format!("{}: no key column `{}`", path.display(), config.accounts_key))
-        })?;
+        t.headers = r
+            .headers()
+            .map_err(bad)?
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        t.key = t
+            .headers
+            .iter()
+            .position(|h| *h == config.accounts_key)
+            .ok_or_else(|| {
+                Error::invalid_data(format!(
+                    "{}: no key column `{}`",
+                    path.display(),
+                    config.accounts_key
+                ))
+            })?;
         for row in r.records() {
             let row: Vec<String> = row.map_err(bad)?.iter().map(str::to_owned).collect();
             t.index.insert(row[t.key].clone(), t.rows.len());
@@ -51,7 +66,9 @@ impl Table {
     }
 
     fn save(&self, path: &Path, delimiter: u8) -> Result<(), Error> {
-        let mut w = csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
+        let mut w = csv::WriterBuilder::new()
+            .delimiter(delimiter)
+            .from_writer(Vec::new());
         let io = |e: csv::Error| Error::internal(e.to_string());
         w.write_record(&self.headers).map_err(io)?;
         for row in self.rows.iter().flatten() {
@@ -73,7 +90,10 @@ impl Table {
     }
 
     fn row(&mut self, key: &str) -> Option<usize> {
-        self.index.get(key).copied().filter(|&i| self.rows[i].is_some())
+        self.index
+            .get(key)
+            .copied()
+            .filter(|&i| self.rows[i].is_some())
     }
 
     fn set(&mut self, at: usize, name: &str, values: &[String]) {
@@ -84,12 +104,21 @@ impl Table {
 
     fn values(&self, at: usize, col: usize) -> Vec<String> {
         let cell = &self.rows[at].as_ref().expect("live row")[col];
-        if cell.is_empty() { Vec::new() } else { cell.split(self.separator.as_str()).map(str::to_owned).collect() }
+        if cell.is_empty() {
+            Vec::new()
+        } else {
+            cell.split(self.separator.as_str())
+                .map(str::to_owned)
+                .collect()
+        }
     }
 
     fn apply(&mut self, order: &Order) -> Result<(), String> {
         if order.entity_type != ACCOUNT {
-            return Err(format!("this connector maintains `{ACCOUNT}` entries, not `{}`", order.entity_type));
+            return Err(format!(
+                "this connector maintains `{ACCOUNT}` entries, not `{}`",
+                order.entity_type
+            ));
         }
         let key = order.key.as_str();
         if key.is_empty() {
@@ -134,17 +163,26 @@ impl Table {
             }
             OrderKind::Enable | OrderKind::Disable => {
                 let at = self.row(key).ok_or_else(missing)?;
-                let value = if matches!(order.kind, OrderKind::Enable) { "true" } else { "false" };
+                let value = if matches!(order.kind, OrderKind::Enable) {
+                    "true"
+                } else {
+                    "false"
+                };
                 self.set(at, ENABLED, &[value.to_owned()]);
                 Ok(())
             }
-            OrderKind::SetPassword(_) => Err("an accounts file holds no passwords; set-password is not supported".into()),
+            OrderKind::SetPassword(_) => {
+                Err("an accounts file holds no passwords; set-password is not supported".into())
+            }
         }
     }
 
     fn change(&mut self, at: usize, c: &AttributeChange) -> Result<(), String> {
         if c.name == self.headers[self.key] {
-            return Err(format!("the key column `{}` cannot be changed; delete and create instead", c.name));
+            return Err(format!(
+                "the key column `{}` cannot be changed; delete and create instead",
+                c.name
+            ));
         }
         let col = self.column(&c.name);
         let mut values = self.values(at, col);
@@ -160,7 +198,10 @@ impl Table {
             ChangeOp::Remove => values.retain(|v| !c.values.contains(v)),
         }
         if values.iter().any(|v| v.contains(self.separator.as_str())) {
-            return Err(format!("a value of `{}` contains the separator `{}`", c.name, self.separator));
+            return Err(format!(
+                "a value of `{}` contains the separator `{}`",
+                c.name, self.separator
+            ));
         }
         self.set(at, &c.name, &values);
         Ok(())
@@ -168,12 +209,18 @@ impl Table {
 }
 
 pub fn fulfill(config: &Config, orders: Vec<Order>) -> Result<Vec<OrderResult>, Error> {
-    let path = resolve(&idgard_sdk::fs::granted("accounts")?, &config.accounts_file, "accounts_file")?;
+    let path = resolve(
+        &idgard_sdk::fs::granted("accounts")?,
+        &config.accounts_file,
+        "accounts_file",
+    )?;
     let mut table = Table::load(&path, config)?;
     let mut results = Vec::with_capacity(orders.len());
     for order in &orders {
         // An order is applied whole or not at all: its changes are tried on a copy of its row.
-        let before = table.row(&order.key).map(|at| (at, table.rows[at].clone(), table.headers.len()));
+        let before = table
+            .row(&order.key)
+            .map(|at| (at, table.rows[at].clone(), table.headers.len()));
         match table.apply(order) {
             Ok(()) => results.push(OrderResult::done(&order.id)),
             Err(message) => {
@@ -190,6 +237,10 @@ pub fn fulfill(config: &Config, orders: Vec<Order>) -> Result<Vec<OrderResult>, 
         }
     }
     table.save(&path, config.delimiter_byte()?)?;
-    idgard_sdk::log::info(&format!("{} orders applied to {}", orders.len(), path.display()));
+    idgard_sdk::log::info(&format!(
+        "{} orders applied to {}",
+        orders.len(),
+        path.display()
+    ));
     Ok(results)
 }

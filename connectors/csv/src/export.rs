@@ -1,7 +1,7 @@
 //! Export of an HR-style CSV file: full, or incremental against the previous snapshot.
 
-use crate::snapshot;
 use crate::Config;
+use crate::snapshot;
 use idgard_sdk::{Cursor, Error, ExportMode, Exporter};
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -71,11 +71,19 @@ pub fn resolve(folder: &Path, name: &str, setting: &str) -> Result<PathBuf, Erro
 
 impl Source {
     pub fn open(config: &Config) -> Result<Self, Error> {
-        let file = config.file.as_deref().ok_or_else(|| Error::configuration("setting `file` is required"))?;
+        let file = config
+            .file
+            .as_deref()
+            .ok_or_else(|| Error::configuration("setting `file` is required"))?;
         let path = resolve(&idgard_sdk::fs::granted("source")?, file, "file")?;
-        let f = std::fs::File::open(&path).map_err(|e| idgard_sdk::fs::io_error(&path, "open", e))?;
+        let f =
+            std::fs::File::open(&path).map_err(|e| idgard_sdk::fs::io_error(&path, "open", e))?;
         let breaks = Rc::new(RefCell::new(VecDeque::new()));
-        let f = Lines { inner: f, offset: 0, breaks: breaks.clone() };
+        let f = Lines {
+            inner: f,
+            offset: 0,
+            breaks: breaks.clone(),
+        };
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(config.delimiter_byte()?)
             .has_headers(true)
@@ -84,14 +92,28 @@ impl Source {
             .from_reader(f);
         let headers = reader
             .headers()
-            .map_err(|e| Error::invalid_data(format!("{}: cannot read the header row: {e}", path.display())))?
+            .map_err(|e| {
+                Error::invalid_data(format!(
+                    "{}: cannot read the header row: {e}",
+                    path.display()
+                ))
+            })?
             .iter()
             .map(str::to_owned)
             .collect::<Vec<_>>();
         if headers.is_empty() || headers.iter().all(String::is_empty) {
-            return Err(Error::invalid_data(format!("{}: the header row is empty", path.display())));
+            return Err(Error::invalid_data(format!(
+                "{}: the header row is empty",
+                path.display()
+            )));
         }
-        Ok(Self { reader, lines: LineIndex { breaks, passed: 0 }, headers, key: config.key.clone(), path })
+        Ok(Self {
+            reader,
+            lines: LineIndex { breaks, passed: 0 },
+            headers,
+            key: config.key.clone(),
+            path,
+        })
     }
 
     pub fn headers(&self) -> &[String] {
@@ -99,24 +121,39 @@ impl Source {
     }
 
     pub fn key_index(&self) -> Result<usize, Error> {
-        self.headers.iter().position(|h| *h == self.key).ok_or_else(|| {
-            Error::configuration(format!(
-                "{}: no key column `{}` (columns: {})",
-                self.path.display(),
-                self.key,
-                self.headers.join(", ")
-            ))
-        })
+        self.headers
+            .iter()
+            .position(|h| *h == self.key)
+            .ok_or_else(|| {
+                Error::configuration(format!(
+                    "{}: no key column `{}` (columns: {})",
+                    self.path.display(),
+                    self.key,
+                    self.headers.join(", ")
+                ))
+            })
     }
 }
 
 /// Why a row cannot be exported, if it cannot.
-fn check_row(record: &csv::StringRecord, headers: &[String], key: usize, line: u64) -> Option<String> {
+fn check_row(
+    record: &csv::StringRecord,
+    headers: &[String],
+    key: usize,
+    line: u64,
+) -> Option<String> {
     if record.len() != headers.len() {
-        return Some(format!("line {line}: {} fields where the header has {}; row skipped", record.len(), headers.len()));
+        return Some(format!(
+            "line {line}: {} fields where the header has {}; row skipped",
+            record.len(),
+            headers.len()
+        ));
     }
     if record[key].is_empty() {
-        return Some(format!("line {line}: the key column `{}` is empty; row skipped", headers[key]));
+        return Some(format!(
+            "line {line}: the key column `{}` is empty; row skipped",
+            headers[key]
+        ));
     }
     None
 }
@@ -141,7 +178,9 @@ pub fn run(config: &Config, mode: &ExportMode, out: &mut Exporter) -> Result<Cur
     let latest = snapshot::latest(&collect)?;
     let mut previous = match mode {
         ExportMode::Full => None,
-        ExportMode::Incremental(cursor) => Some(snapshot::load(&collect, snapshot::generation(cursor)?)?),
+        ExportMode::Incremental(cursor) => {
+            Some(snapshot::load(&collect, snapshot::generation(cursor)?)?)
+        }
     };
     let generation = latest + 1;
     let mut snap = snapshot::Writer::create(&collect, generation)?;
@@ -153,7 +192,9 @@ pub fn run(config: &Config, mode: &ExportMode, out: &mut Exporter) -> Result<Cur
     loop {
         let problem = match source.reader.read_record(&mut record) {
             Ok(true) => {
-                let line = source.lines.line_at(record.position().map_or(0, |p| p.byte()));
+                let line = source
+                    .lines
+                    .line_at(record.position().map_or(0, |p| p.byte()));
                 check_row(&record, &headers, key, line)
             }
             Ok(false) => break,
@@ -163,13 +204,26 @@ pub fn run(config: &Config, mode: &ExportMode, out: &mut Exporter) -> Result<Cur
                     record.clear();
                     Some(format!("line {line}: not valid UTF-8; row skipped"))
                 }
-                csv::ErrorKind::Io(_) => return Err(Error::unavailable(format!("{}: {e}", source.path.display()))),
-                _ => return Err(Error::invalid_data(format!("{}: {e}", source.path.display()))),
+                csv::ErrorKind::Io(_) => {
+                    return Err(Error::unavailable(format!(
+                        "{}: {e}",
+                        source.path.display()
+                    )));
+                }
+                _ => {
+                    return Err(Error::invalid_data(format!(
+                        "{}: {e}",
+                        source.path.display()
+                    )));
+                }
             },
         };
         if let Some(problem) = problem {
             if config.strict {
-                return Err(Error::invalid_data(format!("{}: {problem}", source.path.display())));
+                return Err(Error::invalid_data(format!(
+                    "{}: {problem}",
+                    source.path.display()
+                )));
             }
             out.reject(&problem);
             // A row we cannot read must not look deleted: keep what the last export saw of it.

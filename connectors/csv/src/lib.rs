@@ -39,7 +39,9 @@ impl Config {
         let c: Config = settings.parse()?;
         c.delimiter_byte()?;
         if c.multi_value_separator.is_empty() {
-            return Err(Error::configuration("multi_value_separator must not be empty"));
+            return Err(Error::configuration(
+                "multi_value_separator must not be empty",
+            ));
         }
         Ok(c)
     }
@@ -47,7 +49,9 @@ impl Config {
     fn delimiter_byte(&self) -> Result<u8, Error> {
         match self.delimiter.as_str() {
             "\\t" | "\t" => Ok(b'\t'),
-            d if d.len() == 1 && d.is_ascii() && d != "\"" && d != "\n" && d != "\r" => Ok(d.as_bytes()[0]),
+            d if d.len() == 1 && d.is_ascii() && d != "\"" && d != "\n" && d != "\r" => {
+                Ok(d.as_bytes()[0])
+            }
             d => Err(Error::configuration(format!(
                 "delimiter `{d}` must be one ASCII character other than a quote or a line break"
             ))),
@@ -60,13 +64,15 @@ pub struct Csv;
 
 impl Connector for Csv {
     fn describe() -> ConnectorInfo {
-        idgard_sdk::info("csv", env!("CARGO_PKG_VERSION"), &["person", "account"]).with_operations(&[
-            Operation::TestConnection,
-            Operation::Schema,
-            Operation::ExportFull,
-            Operation::ExportIncremental,
-            Operation::Fulfill,
-        ])
+        idgard_sdk::info("csv", env!("CARGO_PKG_VERSION"), &["person", "account"]).with_operations(
+            &[
+                Operation::TestConnection,
+                Operation::Schema,
+                Operation::ExportFull,
+                Operation::ExportIncremental,
+                Operation::Fulfill,
+            ],
+        )
     }
 
     fn test_connection(settings: &Settings) -> Result<(), Error> {
@@ -92,10 +98,17 @@ impl Connector for Csv {
                 required: i == key,
             })
             .collect();
-        Ok(vec![EntitySchema { name: config.entity_type, attributes }])
+        Ok(vec![EntitySchema {
+            name: config.entity_type,
+            attributes,
+        }])
     }
 
-    fn export(settings: &Settings, request: &ExportRequest, out: &mut Exporter) -> Result<Option<Cursor>, Error> {
+    fn export(
+        settings: &Settings,
+        request: &ExportRequest,
+        out: &mut Exporter,
+    ) -> Result<Option<Cursor>, Error> {
         let config = Config::load(settings)?;
         export::run(&config, &request.mode, out).map(Some)
     }

@@ -19,14 +19,24 @@ pub fn path(dir: &Path, generation: u64) -> PathBuf {
 }
 
 pub fn cursor(generation: u64) -> Cursor {
-    Cursor { format: FORMAT.into(), data: generation.to_le_bytes().to_vec() }
+    Cursor {
+        format: FORMAT.into(),
+        data: generation.to_le_bytes().to_vec(),
+    }
 }
 
 pub fn generation(cursor: &Cursor) -> Result<u64, Error> {
     if cursor.format != FORMAT {
-        return Err(Error::invalid_cursor(format!("cursor format `{}` is not {FORMAT}", cursor.format)));
+        return Err(Error::invalid_cursor(format!(
+            "cursor format `{}` is not {FORMAT}",
+            cursor.format
+        )));
     }
-    let bytes: [u8; 8] = cursor.data.as_slice().try_into().map_err(|_| Error::invalid_cursor("cursor is not 8 bytes"))?;
+    let bytes: [u8; 8] = cursor
+        .data
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::invalid_cursor("cursor is not 8 bytes"))?;
     Ok(u64::from_le_bytes(bytes))
 }
 
@@ -37,7 +47,10 @@ pub fn latest(dir: &Path) -> Result<u64, Error> {
     for e in entries.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if let Some(n) = name.strip_prefix("snapshot-").and_then(|s| s.strip_suffix(".bin")) {
+        if let Some(n) = name
+            .strip_prefix("snapshot-")
+            .and_then(|s| s.strip_suffix(".bin"))
+        {
             max = max.max(n.parse().unwrap_or(0));
         }
     }
@@ -52,7 +65,10 @@ pub fn prune(dir: &Path, keep_from: u64) {
             let name = name.to_string_lossy();
             let old = name
                 .strip_prefix("snapshot-")
-                .and_then(|s| s.strip_suffix(".bin").or_else(|| s.strip_suffix(".bin.tmp")))
+                .and_then(|s| {
+                    s.strip_suffix(".bin")
+                        .or_else(|| s.strip_suffix(".bin.tmp"))
+                })
                 .and_then(|n| n.parse::<u64>().ok())
                 .is_some_and(|n| n < keep_from);
             if old {
@@ -66,13 +82,17 @@ pub fn prune(dir: &Path, keep_from: u64) {
 pub fn load(dir: &Path, generation: u64) -> Result<HashMap<Box<str>, u64>, Error> {
     let p = path(dir, generation);
     let f = std::fs::File::open(&p).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            Error::invalid_cursor(format!("snapshot {generation} is gone from the collection folder; run a full export"))
-        }
+        std::io::ErrorKind::NotFound => Error::invalid_cursor(format!(
+            "snapshot {generation} is gone from the collection folder; run a full export"
+        )),
         _ => idgard_sdk::fs::io_error(&p, "read", e),
     })?;
     let mut r = BufReader::with_capacity(256 * 1024, f);
-    let corrupt = || Error::invalid_cursor(format!("snapshot {generation} is damaged; run a full export"));
+    let corrupt = || {
+        Error::invalid_cursor(format!(
+            "snapshot {generation} is damaged; run a full export"
+        ))
+    };
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic).map_err(|_| corrupt())?;
     if &magic != MAGIC {
@@ -111,9 +131,11 @@ impl Writer {
     pub fn create(dir: &Path, generation: u64) -> Result<Self, Error> {
         let path = path(dir, generation);
         let tmp = idgard_sdk::fs::temporary_beside(&path);
-        let f = std::fs::File::create(&tmp).map_err(|e| idgard_sdk::fs::io_error(&tmp, "create", e))?;
+        let f =
+            std::fs::File::create(&tmp).map_err(|e| idgard_sdk::fs::io_error(&tmp, "create", e))?;
         let mut out = BufWriter::with_capacity(256 * 1024, f);
-        out.write_all(MAGIC).map_err(|e| idgard_sdk::fs::io_error(&tmp, "write", e))?;
+        out.write_all(MAGIC)
+            .map_err(|e| idgard_sdk::fs::io_error(&tmp, "write", e))?;
         Ok(Self { out, tmp, path })
     }
 
@@ -126,8 +148,13 @@ impl Writer {
     }
 
     pub fn finish(self) -> Result<(), Error> {
-        let f = self.out.into_inner().map_err(|e| idgard_sdk::fs::io_error(&self.tmp, "write", e.into_error()))?;
-        f.sync_all().map_err(|e| idgard_sdk::fs::io_error(&self.tmp, "write", e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| idgard_sdk::fs::io_error(&self.path, "write", e))
+        let f = self
+            .out
+            .into_inner()
+            .map_err(|e| idgard_sdk::fs::io_error(&self.tmp, "write", e.into_error()))?;
+        f.sync_all()
+            .map_err(|e| idgard_sdk::fs::io_error(&self.tmp, "write", e))?;
+        std::fs::rename(&self.tmp, &self.path)
+            .map_err(|e| idgard_sdk::fs::io_error(&self.path, "write", e))
     }
 }

@@ -21,8 +21,16 @@ fn settings(extra: serde_json::Value) -> serde_json::Value {
 #[test]
 fn crlf_file_rows_are_reported_on_the_line_they_start() {
     let collect = tempfile::tempdir().unwrap();
-    let run = Harness::new().settings(settings(json!({}))).folder("source", FIXTURES).collect_dir(collect.path()).export_full::<Csv>();
-    assert!(run.logged(Level::Warn, "line 5: 1 fields where the header has 3"), "{:?}", run.logs);
+    let run = Harness::new()
+        .settings(settings(json!({})))
+        .folder("source", FIXTURES)
+        .collect_dir(collect.path())
+        .export_full::<Csv>();
+    assert!(
+        run.logged(Level::Warn, "line 5: 1 fields where the header has 3"),
+        "{:?}",
+        run.logs
+    );
     let export = run.result.unwrap();
     assert_eq!(export.entries.len(), 3);
     assert_eq!(export.entries[1].get("name"), Some("Bob\r\nJr"));
@@ -44,10 +52,16 @@ fn tab_delimiter_is_accepted_as_an_escape() {
 fn settings_errors_are_configuration_errors() {
     for (extra, text) in [
         (json!({ "delimiter": ";;" }), "delimiter `;;`"),
-        (json!({ "file": "../../etc/passwd" }), "relative path inside its folder"),
+        (
+            json!({ "file": "../../etc/passwd" }),
+            "relative path inside its folder",
+        ),
         (json!({ "file": "missing.csv" }), "missing.csv"),
     ] {
-        let run = Harness::new().settings(settings(extra)).folder("source", FIXTURES).test_connection::<Csv>();
+        let run = Harness::new()
+            .settings(settings(extra))
+            .folder("source", FIXTURES)
+            .test_connection::<Csv>();
         let e = run.result.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Configuration);
         assert!(e.message.contains(text), "{}", e.message);
@@ -56,10 +70,16 @@ fn settings_errors_are_configuration_errors() {
 
 #[test]
 fn without_the_source_grant_the_error_says_what_to_grant() {
-    let run = Harness::new().settings(settings(json!({}))).test_connection::<Csv>();
+    let run = Harness::new()
+        .settings(settings(json!({})))
+        .test_connection::<Csv>();
     let e = run.result.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Denied);
-    assert!(e.message.contains("folder `source` is not granted"), "{}", e.message);
+    assert!(
+        e.message.contains("folder `source` is not granted"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -84,7 +104,17 @@ fn a_row_that_is_not_utf8_is_reported_and_skipped() {
         .folder("source", FIXTURES)
         .collect_dir(collect.path())
         .export_full::<Csv>();
-    assert!(run.logged(Level::Warn, "line 3: not valid UTF-8"), "{:?}", run.logs);
-    let keys: Vec<String> = run.result.unwrap().entries.into_iter().map(|e| e.key).collect();
+    assert!(
+        run.logged(Level::Warn, "line 3: not valid UTF-8"),
+        "{:?}",
+        run.logs
+    );
+    let keys: Vec<String> = run
+        .result
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
     assert_eq!(keys, ["E1", "E3"]);
 }

@@ -2,7 +2,10 @@
 //! attack or fault; the host's tests check that each is stopped and reported. Results of file and
 //! network attempts come back as one entry `result` with `ok` or `error`.
 
-use idgard_sdk::{Connector, ConnectorInfo, Cursor, Error, ExportRequest, Exporter, Operation, Order, OrderResult, Settings};
+use idgard_sdk::{
+    Connector, ConnectorInfo, Cursor, Error, ExportRequest, Exporter, Operation, Order,
+    OrderResult, Settings,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -36,14 +39,19 @@ impl Connector for Misbehave {
         Ok(())
     }
 
-    fn export(settings: &Settings, _request: &ExportRequest, out: &mut Exporter) -> Result<Option<Cursor>, Error> {
+    fn export(
+        settings: &Settings,
+        _request: &ExportRequest,
+        out: &mut Exporter,
+    ) -> Result<Option<Cursor>, Error> {
         let c: Config = settings.parse()?;
         let path = c.path.clone().unwrap_or_default();
         let count = c.count.unwrap_or(1) as u64;
         match c.mode.as_str() {
             "ok" => {
                 for i in 0..count {
-                    out.upsert("result", &format!("k{i}")).attr("n", &i.to_string());
+                    out.upsert("result", &format!("k{i}"))
+                        .attr("n", &i.to_string());
                 }
             }
             "loop" => {
@@ -80,33 +88,54 @@ impl Connector for Misbehave {
                 for _ in 0..count {
                     idgard_sdk::log::info(&line);
                 }
-                out.upsert("result", "after-flood").attr("ok", "still running");
+                out.upsert("result", "after-flood")
+                    .attr("ok", "still running");
             }
             "panic" => panic!("the connector gave up on purpose"),
-            "error" => return Err(Error::unavailable("the managed system is down (on purpose)")),
-            "read" => report(out, std::fs::read_to_string(&path).map_err(|e| e.to_string())),
+            "error" => {
+                return Err(Error::unavailable(
+                    "the managed system is down (on purpose)",
+                ));
+            }
+            "read" => report(
+                out,
+                std::fs::read_to_string(&path).map_err(|e| e.to_string()),
+            ),
             "list" => report(
                 out,
                 std::fs::read_dir(&path)
-                    .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>().join(","))
+                    .map(|d| {
+                        d.flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
                     .map_err(|e| e.to_string()),
             ),
             "write" => report(
                 out,
-                std::fs::write(&path, c.content.unwrap_or_default()).map(|()| "written".into()).map_err(|e| e.to_string()),
+                std::fs::write(&path, c.content.unwrap_or_default())
+                    .map(|()| "written".into())
+                    .map_err(|e| e.to_string()),
             ),
             "symlink" => {
                 // Make a link `path` in the writable `data` folder pointing at `target`, then read
                 // through it.
                 match make_link(c.target.as_deref().unwrap_or_default(), &path) {
                     Err(e) => report(out, Err(format!("symlink refused: {e}"))),
-                    Ok(()) => report(out, std::fs::read_to_string(format!("/grants/data/{path}")).map_err(|e| e.to_string())),
+                    Ok(()) => report(
+                        out,
+                        std::fs::read_to_string(format!("/grants/data/{path}"))
+                            .map_err(|e| e.to_string()),
+                    ),
                 }
             }
             "env" => {
                 let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
                 let args: Vec<String> = std::env::args().collect();
-                out.upsert("result", "env").attr("vars", &vars.len().to_string()).attr("args", &args.len().to_string());
+                out.upsert("result", "env")
+                    .attr("vars", &vars.len().to_string())
+                    .attr("args", &args.len().to_string());
             }
             "connect" => report(
                 out,
@@ -114,7 +143,10 @@ impl Connector for Misbehave {
                     .map(|_| "connected".into())
                     .map_err(|e| e.to_string()),
             ),
-            "secret" => report(out, idgard_sdk::secret(&path).ok_or_else(|| "no such secret".into())),
+            "secret" => report(
+                out,
+                idgard_sdk::secret(&path).ok_or_else(|| "no such secret".into()),
+            ),
             other => return Err(Error::configuration(format!("unknown mode {other}"))),
         }
         Ok(None)
@@ -126,7 +158,11 @@ impl Connector for Misbehave {
             // Answers only the first order, twice, plus one for an order nobody sent.
             "partial" => {
                 let first = &orders[0].id;
-                vec![OrderResult::done(first), OrderResult::failed(first, "again"), OrderResult::done("stranger")]
+                vec![
+                    OrderResult::done(first),
+                    OrderResult::failed(first, "again"),
+                    OrderResult::done("stranger"),
+                ]
             }
             _ => orders.iter().map(|o| OrderResult::done(&o.id)).collect(),
         })
@@ -141,7 +177,10 @@ fn raw_emit(bytes: &[u8]) {
 #[cfg(target_arch = "wasm32")]
 fn make_link(target: &str, name: &str) -> Result<(), String> {
     let dirs = wasip2::filesystem::preopens::get_directories();
-    let (dir, _) = dirs.iter().find(|(_, p)| p == "/grants/data").ok_or("no data folder")?;
+    let (dir, _) = dirs
+        .iter()
+        .find(|(_, p)| p == "/grants/data")
+        .ok_or("no data folder")?;
     dir.symlink_at(target, name).map_err(|e| format!("{e:?}"))
 }
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every check and test of idgard, installing what they need first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+echo "== format"
+cargo fmt --all -- --check
+echo "== lints (host and wasm32-wasip2)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --locked --target wasm32-wasip2 -p idgard-sdk -p idgard-connector-csv -p idgard-guest-misbehave -- -D warnings
+echo "== tests"
+cargo test --workspace --locked
