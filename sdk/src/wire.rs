@@ -226,6 +226,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[cold]
     fn err(&self, reason: &'static str) -> WireError {
         WireError {
             offset: self.pos,
@@ -233,6 +234,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn u8(&mut self) -> Result<u8, WireError> {
         let b = *self
             .bytes
@@ -242,6 +244,7 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
+    #[inline]
     fn u32(&mut self) -> Result<u32, WireError> {
         let b = self
             .bytes
@@ -251,6 +254,7 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
     }
 
+    #[inline]
     fn str(&mut self) -> Result<&'a str, WireError> {
         let len = self.u32()? as usize;
         let end = self
