@@ -478,15 +478,15 @@ impl Runtime {
             cache,
             pre,
         };
-        let (info, _) = self.call(
-            &loaded,
-            DESCRIBE_LIMITS,
-            &RunFolders::default(),
-            &grants::Effective::default(),
-            BTreeMap::new(),
-            Box::new(TracingObserver),
-            |c, s| c.call_describe(s),
-        )?;
+        let describe = Setup {
+            limits: DESCRIBE_LIMITS,
+            folders: RunFolders::default(),
+            grants: grants::Effective::default(),
+            secrets: BTreeMap::new(),
+        };
+        let (info, _) = self.call(&loaded, describe, Box::new(TracingObserver), |c, s| {
+            c.call_describe(s)
+        })?;
         let info: model::ConnectorInfo = info.into();
         let m = &loaded.manifest;
         if info.name != m.name {
@@ -570,33 +570,25 @@ impl Runtime {
                 None
             },
         };
-        let limits = connection.limits;
+        let setup = Setup {
+            limits: connection.limits,
+            folders,
+            grants: effective,
+            secrets,
+        };
         match request {
             Request::TestConnection => {
-                let (r, _) = self.call(
-                    loaded,
-                    limits,
-                    &folders,
-                    &effective,
-                    secrets,
-                    observer,
-                    |c, s| c.call_test_connection(s, &settings),
-                )?;
+                let (r, _) = self.call(loaded, setup, observer, |c, s| {
+                    c.call_test_connection(s, &settings)
+                })?;
                 Ok(match r {
                     Ok(()) => Outcome::Tested,
                     Err(e) => failed(e),
                 })
             }
             Request::Schema => {
-                let (r, _) = self.call(
-                    loaded,
-                    limits,
-                    &folders,
-                    &effective,
-                    secrets,
-                    observer,
-                    |c, s| c.call_schema(s, &settings),
-                )?;
+                let (r, _) =
+                    self.call(loaded, setup, observer, |c, s| c.call_schema(s, &settings))?;
                 Ok(match r {
                     Ok(s) => Outcome::Schema(s.into_iter().map(Into::into).collect()),
                     Err(e) => failed(e),
@@ -610,18 +602,10 @@ impl Runtime {
                     },
                     batch_size,
                 };
-                let (r, state) = self.call(
-                    loaded,
-                    limits,
-                    &folders,
-                    &effective,
-                    secrets,
-                    observer,
-                    |c, s| {
-                        s.data_mut().exporting = true;
-                        c.call_export(s, &settings, &request)
-                    },
-                )?;
+                let (r, state) = self.call(loaded, setup, observer, |c, s| {
+                    s.data_mut().exporting = true;
+                    c.call_export(s, &settings, &request)
+                })?;
                 Ok(match r {
                     Ok(summary) => {
                         if summary.entries != state.entries {
@@ -650,15 +634,9 @@ impl Runtime {
                     return Err(bad(format!("order id `{dup}` appears twice in one batch")));
                 }
                 let orders: Vec<wit::Order> = orders.into_iter().map(Into::into).collect();
-                let (r, _) = self.call(
-                    loaded,
-                    limits,
-                    &folders,
-                    &effective,
-                    secrets,
-                    observer,
-                    |c, s| c.call_fulfill(s, &settings, &orders),
-                )?;
+                let (r, _) = self.call(loaded, setup, observer, |c, s| {
+                    c.call_fulfill(s, &settings, &orders)
+                })?;
                 Ok(match r {
                     Ok(results) => Outcome::Fulfilled(match_results(&m.name, &ids, results)),
                     Err(e) => failed(e),
@@ -669,18 +647,15 @@ impl Runtime {
 
     /// Instantiates the connector in a fresh store with these limits and grants, calls `f`, and
     /// turns any trap into an error naming the limit hit. The store is dropped either way.
-    #[allow(clippy::too_many_arguments)]
     fn call<R>(
         &self,
         loaded: &Loaded,
-        limits: Limits,
-        folders: &RunFolders<'_>,
-        grants: &grants::Effective,
-        secrets: BTreeMap<String, String>,
+        setup: Setup<'_>,
         observer: Box<dyn Observer>,
         f: impl FnOnce(&guest::Guest, &mut Store<RunState>) -> wasmtime::Result<R>,
     ) -> Result<(R, Counts), Error> {
-        let (wasi, stderr) = sandbox::build(folders, grants)?;
+        let limits = setup.limits;
+        let (wasi, stderr) = sandbox::build(&setup.folders, &setup.grants)?;
         let state = RunState {
             wasi,
             table: ResourceTable::new(),
@@ -690,7 +665,7 @@ impl Runtime {
             limit_hit: None,
             protocol_error: None,
             observer,
-            secrets,
+            secrets: setup.secrets,
             exporting: false,
             log_bytes: 0,
             logs_dropped: 0,
@@ -740,6 +715,14 @@ impl Runtime {
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
+}
+
+/// What one run is given: its limits, folders, grants and secrets.
+struct Setup<'a> {
+    limits: Limits,
+    folders: RunFolders<'a>,
+    grants: grants::Effective,
+    secrets: BTreeMap<String, String>,
 }
 
 struct Counts {

@@ -125,15 +125,20 @@ impl Harness {
         self
     }
 
-    fn run<T>(&self, f: impl FnOnce(&str) -> Result<T, Error>) -> (Run<T>, Vec<Vec<u8>>) {
-        let settings = self.settings.to_string();
-        fake::install(fake::FakeHost {
+    fn fake_host(&self, sink: Option<fake::Sink>) -> fake::FakeHost {
+        fake::FakeHost {
             secrets: self.secrets.clone(),
             folders: self.folders.clone(),
             collect: self.collect.clone(),
             orders: self.orders.clone(),
+            sink,
             ..Default::default()
-        });
+        }
+    }
+
+    fn run<T>(&self, f: impl FnOnce(&str) -> Result<T, Error>) -> (Run<T>, Vec<Vec<u8>>) {
+        let settings = self.settings.to_string();
+        fake::install(self.fake_host(None));
         let result = f(&settings);
         let host = fake::take();
         (
@@ -203,14 +208,7 @@ impl Harness {
             batch_size: self.batch_size,
         };
         let settings = self.settings.to_string();
-        fake::install(fake::FakeHost {
-            secrets: self.secrets.clone(),
-            folders: self.folders.clone(),
-            collect: self.collect.clone(),
-            orders: self.orders.clone(),
-            sink: Some(Box::new(sink)),
-            ..Default::default()
-        });
+        fake::install(self.fake_host(Some(Box::new(sink))));
         let result = adapter::export::<C>(&settings, &request);
         let host = fake::take();
         Run {
