@@ -339,6 +339,10 @@ impl Runtime {
         config.epoch_interruption(true);
         // Connectors use no component-model async: turning it off makes calls cheaper.
         config.concurrency_support(false);
+        if std::env::var_os("IDGARD_PERF_MAP").is_some() {
+            // Only with the `profiling` feature; otherwise the engine refuses to start.
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let mut pool = PoolingAllocationConfig::default();
         let n = options.max_concurrent_runs.max(1);
         pool.total_component_instances(n);

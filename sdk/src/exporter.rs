@@ -35,6 +35,7 @@ impl Exporter {
 
     /// Starts an entry that exists (inserted or changed); add its attributes on the writer.
     /// The entry is complete when the writer is dropped.
+    #[inline]
     pub fn upsert(&mut self, entity_type: &str, key: &str) -> EntryWriter<'_> {
         let at = self.buf.begin_entry(EntryOp::Upsert, entity_type, key);
         EntryWriter {
@@ -74,6 +75,7 @@ impl Exporter {
         self.rejected
     }
 
+    #[inline]
     fn entry_done(&mut self) {
         if self.buf.entries() >= self.batch_size || self.buf.len() >= MAX_BATCH_BYTES {
             self.flush();
@@ -107,6 +109,7 @@ pub struct EntryWriter<'a> {
 
 impl EntryWriter<'_> {
     /// Adds a single-valued attribute.
+    #[inline]
     pub fn attr(&mut self, name: &str, value: &str) -> &mut Self {
         self.out.buf.attribute1(name, value);
         self.attributes += 1;
@@ -114,6 +117,7 @@ impl EntryWriter<'_> {
     }
 
     /// Adds a multi-valued attribute.
+    #[inline]
     pub fn values<'v>(
         &mut self,
         name: &str,
@@ -126,6 +130,7 @@ impl EntryWriter<'_> {
 }
 
 impl Drop for EntryWriter<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.out.buf.end_entry(self.at, self.attributes);
         self.out.entry_done();

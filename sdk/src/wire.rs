@@ -101,6 +101,7 @@ impl BatchBuffer {
     }
 
     /// Starts an entry; returns the offset of its attribute count, for [`BatchBuffer::end_entry`].
+    #[inline]
     pub fn begin_entry(&mut self, op: EntryOp, entity_type: &str, key: &str) -> usize {
         self.bytes.push(op.tag());
         self.put_str(entity_type);
@@ -124,6 +125,7 @@ impl BatchBuffer {
     }
 
     /// Writes a single-valued attribute of the entry being built.
+    #[inline]
     pub fn attribute1(&mut self, name: &str, value: &str) {
         self.put_str(name);
         self.bytes.extend_from_slice(&1u32.to_le_bytes());
@@ -131,6 +133,7 @@ impl BatchBuffer {
     }
 
     /// Closes the entry started at `at` with its number of attributes.
+    #[inline]
     pub fn end_entry(&mut self, at: usize, attributes: u32) {
         self.bytes[at..at + 4].copy_from_slice(&attributes.to_le_bytes());
         self.entries += 1;
@@ -145,6 +148,7 @@ impl BatchBuffer {
         self.end_entry(at, entry.attributes.len() as u32);
     }
 
+    #[inline]
     fn put_str(&mut self, s: &str) {
         self.bytes
             .extend_from_slice(&(s.len() as u32).to_le_bytes());
