@@ -24,6 +24,10 @@ const FILES: &[(&str, &str)] = &[
     ),
     ("README.md", include_str!("templates/README.md.in")),
     (
+        ".cargo/config.toml",
+        include_str!("templates/cargo-config.toml.in"),
+    ),
+    (
         "rust-toolchain.toml",
         include_str!("templates/rust-toolchain.toml.in"),
     ),
