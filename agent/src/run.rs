@@ -173,6 +173,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 "connector error ({}): {message}",
                 serde_json::to_value(kind)?.as_str().unwrap_or("?")
             );
+            if kind == idgard_host::model::ErrorKind::InvalidCursor {
+                eprintln!(
+                    "the saved cursor cannot be used: run a full export (without --incremental)"
+                );
+            }
             return Ok(ExitCode::from(1));
         }
     }
