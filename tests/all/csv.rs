@@ -106,14 +106,7 @@ fn incremental_export_sends_only_inserts_changes_and_deletes() {
         "source/hr.csv",
         "employee_id,name,dept\nE1,Ann,IT\nE2,Bob,Finance\nE4,Di,Legal\n",
     );
-    let (out, cap) = s.run(
-        csv(),
-        &conn,
-        Request::Export {
-            cursor: first.cursor.clone(),
-            batch_size: 100,
-        },
-    );
+    let (out, cap) = s.run(csv(), &conn, since(first.cursor.clone()));
     let second = exported(out);
     let mut got: Vec<(EntryOp, String, Option<String>)> = cap
         .entries()
@@ -131,35 +124,14 @@ fn incremental_export_sends_only_inserts_changes_and_deletes() {
     );
 
     // Nothing changed: nothing comes out.
-    let (out, cap) = s.run(
-        csv(),
-        &conn,
-        Request::Export {
-            cursor: second.cursor.clone(),
-            batch_size: 100,
-        },
-    );
+    let (out, cap) = s.run(csv(), &conn, since(second.cursor.clone()));
     assert_eq!(exported(out).entries, 0);
     assert!(cap.entries().is_empty());
 
     // The previous cursor still works once (its upload may have failed), the one before that not.
-    let (out, cap) = s.run(
-        csv(),
-        &conn,
-        Request::Export {
-            cursor: second.cursor.clone(),
-            batch_size: 100,
-        },
-    );
+    let (out, cap) = s.run(csv(), &conn, since(second.cursor.clone()));
     assert_eq!(exported(out).entries, 0, "{:?}", cap.logs());
-    let (out, _) = s.run(
-        csv(),
-        &conn,
-        Request::Export {
-            cursor: first.cursor,
-            batch_size: 100,
-        },
-    );
+    let (out, _) = s.run(csv(), &conn, since(first.cursor));
     assert!(matches!(
         out.unwrap(),
         Outcome::Failed {
@@ -177,14 +149,7 @@ fn an_unreadable_row_is_not_taken_for_a_leaver() {
     let first = exported(s.run(csv(), &conn, full()).0);
     // E2's row is damaged (its key still readable), E1's row has lost its key.
     s.write("source/hr.csv", "employee_id,name\n,Ann\nE2,Bob,extra\n");
-    let (out, cap) = s.run(
-        csv(),
-        &conn,
-        Request::Export {
-            cursor: first.cursor,
-            batch_size: 100,
-        },
-    );
+    let (out, cap) = s.run(csv(), &conn, since(first.cursor));
     let summary = exported(out);
     assert_eq!(summary.rejected, 2);
     assert!(

@@ -142,3 +142,11 @@ pub fn full() -> Request {
         batch_size: 100,
     }
 }
+
+/// An incremental export from a cursor a previous export returned.
+pub fn since(cursor: Option<idgard_host::model::Cursor>) -> Request {
+    Request::Export {
+        cursor,
+        batch_size: 100,
+    }
+}
