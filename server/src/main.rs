@@ -1,18 +1,294 @@
-//! `idgard-server`. This version of idgard carries the connector platform (contract, host, SDK,
-//! connectors and the author's runner); the server (task queue, repository, API, web UI) is the
-//! next piece of work. Until then this binary says so plainly rather than pretending to serve.
+//! `idgard-server`: the server binary and its administration commands.
 
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use idgard_protocol::{NewJob, Operation, TaskSpec};
+use idgard_server::config::{Config, Overrides};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[derive(Parser)]
+#[command(name = "idgard-server", version, about = "The idgard server")]
+struct Cli {
+    /// Configuration file (TOML); also IDGARD_CONFIG.
+    #[arg(long, global = true, env = "IDGARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where to listen (default 127.0.0.1:8443).
+    #[arg(long, global = true)]
+    listen: Option<SocketAddr>,
+    /// The server's folder (default ./data).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// sqlite://<file> (default: <data_dir>/idgard.db) or postgres://...
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// Serve plain HTTP: development only.
+    #[arg(long, global = true)]
+    dev_http: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the server (the default).
+    Serve,
+    /// Manages agents (directly in the database).
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Manages jobs (directly in the database).
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Creates a new administrator token for the API and prints it.
+    AdminToken,
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Creates an agent and prints its one-time enrolment token.
+    Add {
+        /// The agent's name.
+        name: String,
+        /// The server's address as the agent reaches it (for the printed command).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Gives an agent a new enrolment token (to enrol again after losing its credentials).
+    Reset {
+        /// The agent's name.
+        name: String,
+        /// The server's address as the agent reaches it.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Lists agents.
+    List,
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Creates a job for an agent and starts it.
+    Create {
+        /// The agent.
+        #[arg(long)]
+        agent: String,
+        /// A name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A step: `operation:connection`, several separated by commas run at once
+        /// (e.g. `export:hr`); repeat for later steps.
+        #[arg(long = "step", required = true)]
+        steps: Vec<String>,
+        /// Create it without starting it.
+        #[arg(long)]
+        no_start: bool,
+    },
+    /// Shows a job and its tasks.
+    Show {
+        /// The job's id.
+        id: i64,
+    },
+    /// Lists the latest jobs.
+    List,
+}
+
+fn parse_step(s: &str) -> Result<Vec<TaskSpec>> {
+    s.split(',')
+        .map(|t| {
+            let (op, conn) = t.trim().split_once(':').unwrap_or((t.trim(), ""));
+            let operation = Operation::parse(op).with_context(|| {
+                format!("`{op}`: operations are export, fulfill, test-connection, schema, noop")
+            })?;
+            Ok(TaskSpec {
+                connection: conn.to_owned(),
+                operation,
+                args: serde_json::Value::Null,
+                max_attempts: None,
+                timeout_s: None,
+            })
+        })
+        .collect()
+}
+
 fn main() -> ExitCode {
-    if std::env::args().any(|a| a == "--version" || a == "-V") {
-        println!("idgard-server {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("IDGARD_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
     }
-    eprintln!(
-        "idgard-server {}: the server is not part of this version yet. Connectors run today with \
-         `idgard-agent connector run`; see README.md.",
-        env!("CARGO_PKG_VERSION")
-    );
-    ExitCode::from(2)
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let overrides = Overrides {
+        listen: cli.listen,
+        data_dir: cli.data_dir,
+        database_url: cli.database_url,
+        dev_http: cli.dev_http,
+    };
+    let config = Config::load(cli.config.as_deref(), std::env::vars(), &overrides)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            idgard_server::serve(config, shutdown_signal(), |s| {
+                match &s.fingerprint {
+                    Some(f) => println!(
+                        "idgard-server listening on {} (certificate sha256 {f})",
+                        s.url
+                    ),
+                    None => println!("idgard-server listening on {}", s.url),
+                }
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+            })
+            .await
+        }
+        Command::Agent(cmd) => {
+            let queue = idgard_server::open_queue(&config).await?;
+            match cmd {
+                AgentCommand::Add { name, url } | AgentCommand::Reset { name, url } => {
+                    let reset = queue.agent(&name).await.is_ok();
+                    let answer = if reset {
+                        queue.reset_agent(&name).await?
+                    } else {
+                        queue.add_agent(&name).await?
+                    };
+                    let url = url
+                        .or(config.public_url.clone())
+                        .unwrap_or_else(|| default_url(&config));
+                    println!(
+                        "agent `{name}` {}; enrolment token (valid 24 h, once):\n  {}",
+                        if reset { "reset" } else { "created" },
+                        answer.enrolment_token
+                    );
+                    let pin = fingerprint_hint(&config);
+                    println!(
+                        "on the agent's host, run:\n  idgard-agent enrol --server {url} --token {}{pin}",
+                        answer.enrolment_token
+                    );
+                }
+                AgentCommand::List => {
+                    for a in queue.agents().await? {
+                        println!(
+                            "{:<24} {:<10} last seen {:<14} connections: {}",
+                            a.name,
+                            if a.enrolled { "enrolled" } else { "waiting" },
+                            a.last_seen_ms
+                                .map(|t| format!("{} s ago", (idgard_server::now_ms() - t) / 1000))
+                                .unwrap_or_else(|| "never".into()),
+                            a.connections
+                                .iter()
+                                .map(|c| format!("{} ({} {})", c.name, c.connector, c.version))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Job(cmd) => {
+            let queue = idgard_server::open_queue(&config).await?;
+            match cmd {
+                JobCommand::Create {
+                    agent,
+                    name,
+                    steps,
+                    no_start,
+                } => {
+                    let steps = steps
+                        .iter()
+                        .map(|s| parse_step(s))
+                        .collect::<Result<Vec<_>>>()?;
+                    let job = queue
+                        .create_job(&NewJob {
+                            agent,
+                            name,
+                            steps,
+                            start: Some(!no_start),
+                        })
+                        .await?;
+                    println!("{}", serde_json::to_string_pretty(&job)?);
+                }
+                JobCommand::Show { id } => {
+                    println!("{}", serde_json::to_string_pretty(&queue.job(id).await?)?)
+                }
+                JobCommand::List => {
+                    for j in queue.jobs(50).await? {
+                        println!(
+                            "{:>6}  {:<10} {:<16} step {}/{}  {}",
+                            j.id,
+                            j.state.as_str(),
+                            j.agent,
+                            j.step + 1,
+                            j.steps,
+                            j.name
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::AdminToken => {
+            let queue = idgard_server::open_queue(&config).await?;
+            println!("{}", queue.new_admin_token().await?);
+            Ok(())
+        }
+    }
+}
+
+fn default_url(config: &Config) -> String {
+    let scheme = if config.dev_http { "http" } else { "https" };
+    format!("{scheme}://{}", config.listen)
+}
+
+/// The `--fingerprint` argument, when the certificate is known.
+fn fingerprint_hint(config: &Config) -> String {
+    if config.dev_http {
+        return String::new();
+    }
+    let cert = config
+        .tls
+        .cert
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("dev-cert.pem"));
+    match std::fs::read(&cert).ok().and_then(|pem| {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        CertificateDer::pem_slice_iter(&pem).next()?.ok()
+    }) {
+        Some(der) => format!(" --fingerprint {}", idgard_server::keys::fingerprint(&der)),
+        None => " --fingerprint <the server's certificate sha256, printed when it starts>".into(),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

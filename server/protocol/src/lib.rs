@@ -1,0 +1,600 @@
+//! The idgard server's HTTP API, as types.
+//!
+//! Every body is JSON. Errors answer with an [`ApiError`] and a 4xx or 5xx status; the `code`
+//! is stable, the `message` is for people. The endpoints, states and timeouts are described in
+//! `docs/protocol.md`.
+
+use serde::{Deserialize, Serialize};
+
+/// The version of this API, in every path: `/api/v1/...`.
+pub const API: &str = "/api/v1";
+
+/// How the server says no.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Stable, machine-readable: `bad_request`, `unauthorized`, `not_found`, `stale_lease`, ...
+    pub code: String,
+    /// What went wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+/// The body of an error answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ApiError,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enrolment and tokens
+
+/// `POST /api/v1/enrol`: an agent trades its one-time enrolment token for credentials.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    /// The token `idgard-server agent add` printed.
+    pub token: String,
+}
+
+/// The credentials an agent keeps; the server stores only a hash of the secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrolAnswer {
+    /// The agent's id.
+    pub agent_id: i64,
+    /// The agent's name.
+    pub agent_name: String,
+    /// The client secret (shown once).
+    pub client_secret: String,
+}
+
+/// `POST /api/v1/agent/token`: credentials for a short-lived access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The agent's id.
+    pub agent_id: i64,
+    /// Its client secret.
+    pub client_secret: String,
+}
+
+/// A signed access token (RS256 JWT).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenAnswer {
+    /// The token, sent as `Authorization: Bearer <token>`.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agents
+
+/// A connection an agent owns, as it reports it when it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionReport {
+    /// The connection's name.
+    pub name: String,
+    /// Its connector's name.
+    pub connector: String,
+    /// The connector's version.
+    pub version: String,
+    /// The operations the connector supports.
+    pub operations: Vec<String>,
+}
+
+/// `POST /api/v1/agent/hello`: sent when an agent starts and when its connections change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hello {
+    /// The agent's version.
+    pub version: String,
+    /// Every connection the agent serves now.
+    pub connections: Vec<ConnectionReport>,
+    /// True on the first hello after the agent process started: tasks it held before are no
+    /// longer running and go back to the queue at once (or are marked lost).
+    #[serde(default)]
+    pub restarted: bool,
+}
+
+/// The server's timings, answered to a hello.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Timings {
+    /// How long a lease lasts without a heartbeat, in ms.
+    pub lease_ms: u64,
+    /// How often to send heartbeats, in ms.
+    pub heartbeat_ms: u64,
+    /// The longest the server holds a poll, in ms.
+    pub poll_wait_ms: u64,
+    /// How long a claimed task waits for its first heartbeat (its acknowledgement), in ms.
+    pub ack_ms: u64,
+}
+
+/// An agent as administrators see it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentView {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Whether it has enrolled.
+    pub enrolled: bool,
+    /// When it last polled or reported, ms since the epoch.
+    pub last_seen_ms: Option<i64>,
+    /// Its connections, as last reported.
+    pub connections: Vec<ConnectionReport>,
+}
+
+/// `POST /api/v1/agents`: create an agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAgent {
+    /// Its name: lower-case letters, digits, `-` and `_`.
+    pub name: String,
+}
+
+/// A new agent and its one-time enrolment token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewAgentAnswer {
+    /// The agent.
+    pub agent: AgentView,
+    /// The enrolment token (shown once; valid until `expires_ms`).
+    pub enrolment_token: String,
+    /// When the token expires, ms since the epoch.
+    pub expires_ms: i64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tasks
+
+/// What a task asks of an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    /// Export a connection's entries (full or incremental); the result is an upload.
+    Export,
+    /// Carry out orders on a connection.
+    Fulfill,
+    /// Check that a connection's system can be reached.
+    TestConnection,
+    /// Read a connection's schema.
+    Schema,
+    /// Nothing: the agent completes it at once (health checks, benchmarks).
+    Noop,
+}
+
+impl Operation {
+    /// Whether running the task again after a lost agent is harmless. A fulfil that may have
+    /// half-run is not repeated by the queue: it is marked lost for someone to look at.
+    pub fn repeat_safe(self) -> bool {
+        !matches!(self, Operation::Fulfill)
+    }
+
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Export => "export",
+            Operation::Fulfill => "fulfill",
+            Operation::TestConnection => "test-connection",
+            Operation::Schema => "schema",
+            Operation::Noop => "noop",
+        }
+    }
+
+    /// Parses an API name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "export" => Operation::Export,
+            "fulfill" => Operation::Fulfill,
+            "test-connection" => Operation::TestConnection,
+            "schema" => Operation::Schema,
+            "noop" => Operation::Noop,
+            _ => return None,
+        })
+    }
+}
+
+/// A task to create (alone, or as part of a job step).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// The connection it runs on (empty for `noop`).
+    #[serde(default)]
+    pub connection: String,
+    /// What to do.
+    pub operation: Operation,
+    /// Operation arguments: `{"incremental": true}` for an export, `{"orders": [...]}` for a
+    /// fulfil.
+    #[serde(default)]
+    pub args: serde_json::Value,
+    /// Attempts before the task fails for good (default 3).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Longest run, in seconds, once started (default 3600).
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+}
+
+/// `POST /api/v1/tasks`: tasks outside any job, for one agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTasks {
+    /// The agent's name.
+    pub agent: String,
+    /// The tasks.
+    pub tasks: Vec<TaskSpec>,
+}
+
+/// Ids of created tasks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedTasks {
+    /// In the order asked.
+    pub ids: Vec<i64>,
+}
+
+/// `POST /api/v1/agent/poll`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollRequest {
+    /// Tasks the agent can take now (at least 1).
+    pub capacity: u32,
+    /// How long the agent is willing to wait, in ms (the server caps it).
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+/// A claimed task, leased to the agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The task's id.
+    pub id: i64,
+    /// The fencing token: every later call about this task carries it; a call with an older one
+    /// is refused (409).
+    pub fence: i64,
+    /// The connection.
+    pub connection: String,
+    /// The operation.
+    pub operation: Operation,
+    /// Its arguments.
+    pub args: serde_json::Value,
+    /// Which attempt this is (1 for the first).
+    pub attempt: u32,
+    /// Longest run, in ms.
+    pub timeout_ms: u64,
+}
+
+/// What a poll brings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PollAnswer {
+    /// New tasks (acknowledge each with a heartbeat before the ack deadline).
+    pub tasks: Vec<Assignment>,
+    /// Tasks the agent holds that were cancelled: stop them and complete them as cancelled.
+    pub cancel: Vec<i64>,
+    /// True when a newer poll from the same agent replaced this one.
+    #[serde(default)]
+    pub superseded: bool,
+}
+
+/// `POST /api/v1/agent/tasks/{id}/heartbeat`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// The lease's fencing token.
+    pub fence: i64,
+    /// Progress: items done.
+    #[serde(default)]
+    pub done: Option<u64>,
+    /// Progress: items in all, when known.
+    #[serde(default)]
+    pub total: Option<u64>,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatAnswer {
+    /// The lease now ends this many ms from now.
+    pub lease_ms: u64,
+    /// The task was cancelled: stop and complete it as cancelled.
+    pub cancel: bool,
+}
+
+/// One line of a task's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// When, ms since the epoch (agent clock).
+    pub at_ms: i64,
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: String,
+    /// The text.
+    pub message: String,
+}
+
+/// `POST /api/v1/agent/tasks/{id}/logs`: a chunk of log lines. Chunks are numbered from 0; a
+/// chunk sent twice is stored once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogChunk {
+    /// The lease's fencing token.
+    pub fence: i64,
+    /// The chunk's number within this attempt.
+    pub seq: u32,
+    /// Its lines.
+    pub lines: Vec<LogLine>,
+}
+
+/// `POST /api/v1/agent/tasks/{id}/uploads`: open (or find again) an upload slot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUpload {
+    /// The lease's fencing token.
+    pub fence: i64,
+    /// The upload's name within the task (`entries`, ...).
+    pub name: String,
+    /// Its total size in bytes.
+    pub size: u64,
+    /// SHA-256 of the whole content, hex.
+    pub sha256: String,
+}
+
+/// An upload slot and how far it got.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadView {
+    /// The slot's id.
+    pub id: i64,
+    /// The task it belongs to.
+    pub task_id: i64,
+    /// Its name.
+    pub name: String,
+    /// Total size.
+    pub size: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// Bytes received so far: the next chunk starts here.
+    pub received: u64,
+    /// True once all bytes arrived and the checksum matched.
+    pub complete: bool,
+    /// Entries in it, once complete (export uploads).
+    pub entries: Option<u64>,
+}
+
+/// How a task ended, as the agent reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum TaskOutcome {
+    /// It worked; `result` depends on the operation.
+    Succeeded {
+        /// Export: its summary and upload id; fulfil: one result per order; ...
+        #[serde(default)]
+        result: serde_json::Value,
+    },
+    /// It did not work.
+    Failed {
+        /// Why.
+        error: String,
+        /// Whether another attempt may succeed (the queue retries with backoff).
+        #[serde(default)]
+        retryable: bool,
+    },
+    /// It stopped because it was cancelled.
+    Cancelled,
+}
+
+/// `POST /api/v1/agent/tasks/{id}/complete`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Completion {
+    /// The lease's fencing token.
+    pub fence: i64,
+    /// The outcome.
+    pub outcome: TaskOutcome,
+}
+
+/// A task's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskState {
+    /// Waiting for an agent (maybe not before `run_after`).
+    Queued,
+    /// Claimed by a poll, not yet acknowledged.
+    Claimed,
+    /// Acknowledged and running.
+    Running,
+    /// Finished well.
+    Succeeded,
+    /// Finished badly, no attempt left.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+    /// Its agent was lost while running a task that is not safe to repeat.
+    Lost,
+}
+
+impl TaskState {
+    /// Its name in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Claimed => "claimed",
+            TaskState::Running => "running",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
+            TaskState::Lost => "lost",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => TaskState::Queued,
+            "claimed" => TaskState::Claimed,
+            "running" => TaskState::Running,
+            "succeeded" => TaskState::Succeeded,
+            "failed" => TaskState::Failed,
+            "cancelled" => TaskState::Cancelled,
+            "lost" => TaskState::Lost,
+            _ => return None,
+        })
+    }
+
+    /// Whether nothing more happens to the task.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::Lost
+        )
+    }
+}
+
+/// A task as administrators (and its agent, on completion) see it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskView {
+    /// Id.
+    pub id: i64,
+    /// The agent's name.
+    pub agent: String,
+    /// The job, if any.
+    pub job_id: Option<i64>,
+    /// The connection.
+    pub connection: String,
+    /// The operation.
+    pub operation: Operation,
+    /// State.
+    pub state: TaskState,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// The result, once succeeded.
+    pub result: Option<serde_json::Value>,
+    /// The last error.
+    pub error: Option<String>,
+    /// Progress: done, total.
+    pub progress: Option<(u64, Option<u64>)>,
+    /// Created, ms since the epoch.
+    pub created_ms: i64,
+    /// Finished, ms since the epoch.
+    pub finished_ms: Option<i64>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+
+/// `POST /api/v1/jobs`: a job for one agent: steps run in order, the tasks of a step at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewJob {
+    /// The agent's name.
+    pub agent: String,
+    /// A name for people.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The steps.
+    pub steps: Vec<Vec<TaskSpec>>,
+    /// Start it at once (default true).
+    #[serde(default)]
+    pub start: Option<bool>,
+}
+
+/// A job's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    /// Created, not started.
+    Pending,
+    /// A step is running.
+    Running,
+    /// Every step succeeded.
+    Succeeded,
+    /// A task failed or was lost; later steps did not run.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl JobState {
+    /// Its name in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => JobState::Pending,
+            "running" => JobState::Running,
+            "succeeded" => JobState::Succeeded,
+            "failed" => JobState::Failed,
+            "cancelled" => JobState::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// A job and its tasks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobView {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// The agent's name.
+    pub agent: String,
+    /// State.
+    pub state: JobState,
+    /// The step running now (0-based), or the last one run.
+    pub step: u32,
+    /// Steps in all.
+    pub steps: u32,
+    /// Its tasks so far.
+    pub tasks: Vec<TaskView>,
+    /// Created, ms since the epoch.
+    pub created_ms: i64,
+    /// Finished, ms since the epoch.
+    pub finished_ms: Option<i64>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Export uploads
+
+/// An export's upload is a sequence of frames, one per batch the connector emitted:
+/// `[entries: u32 LE][length: u32 LE][batch: length bytes]`, the batch in the connector wire
+/// format (`idgard_sdk::wire`).
+pub mod frames {
+    /// Bytes before each batch.
+    pub const HEADER: usize = 8;
+
+    /// The header of a frame.
+    pub fn header(entries: u32, length: u32) -> [u8; HEADER] {
+        let mut h = [0u8; HEADER];
+        h[..4].copy_from_slice(&entries.to_le_bytes());
+        h[4..].copy_from_slice(&length.to_le_bytes());
+        h
+    }
+
+    /// Splits a whole upload into `(entries, batch)` frames; `Err` names the offset of the first
+    /// frame that does not fit.
+    pub fn split(bytes: &[u8]) -> Result<Vec<(u32, &[u8])>, u64> {
+        let mut out = Vec::new();
+        let mut at = 0usize;
+        while at < bytes.len() {
+            let Some(h) = bytes.get(at..at + HEADER) else {
+                return Err(at as u64);
+            };
+            let entries = u32::from_le_bytes(h[..4].try_into().expect("4 bytes"));
+            let len = u32::from_le_bytes(h[4..].try_into().expect("4 bytes")) as usize;
+            let Some(batch) = bytes.get(at + HEADER..at + HEADER + len) else {
+                return Err(at as u64);
+            };
+            out.push((entries, batch));
+            at += HEADER + len;
+        }
+        Ok(out)
+    }
+}

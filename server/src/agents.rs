@@ -1,0 +1,228 @@
+//! Agents: creation with a one-time enrolment token, enrolment, client secrets, reports of
+//! their connections; and the administrator tokens of the API.
+
+use crate::error::{Error, Result};
+use crate::keys::{hash_secret, random_token};
+use crate::queue::{Queue, valid_name};
+use idgard_protocol::{AgentView, ConnectionReport, EnrolAnswer, Hello, NewAgentAnswer};
+use sqlx::Row;
+
+/// How long an enrolment token stays valid.
+pub const ENROL_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// Compares two equal-length strings in time that does not depend on where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl Queue {
+    /// Creates an agent and its one-time enrolment token.
+    pub async fn add_agent(&self, name: &str) -> Result<NewAgentAnswer> {
+        if !valid_name(name) {
+            return Err(Error::bad_request(format!(
+                "agent name `{name}`: use 1 to 64 lower-case letters, digits, `-` and `_`"
+            )));
+        }
+        let now = self.now();
+        let token = random_token();
+        let expires = now + ENROL_TTL_MS;
+        let row = sqlx::query(
+            "INSERT INTO agents (name, enrol_hash, enrol_expires_ms, created_ms) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING RETURNING id",
+        )
+        .bind(name)
+        .bind(hash_secret(&token))
+        .bind(expires)
+        .bind(now)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        if row.is_none() {
+            return Err(Error::conflict(format!(
+                "an agent named `{name}` exists already (use `agent reset {name}` for a new enrolment token)"
+            )));
+        }
+        Ok(NewAgentAnswer {
+            agent: self.agent(name).await?,
+            enrolment_token: token,
+            expires_ms: expires,
+        })
+    }
+
+    /// Gives an existing agent a new enrolment token; its current secret stops working once the
+    /// token is used.
+    pub async fn reset_agent(&self, name: &str) -> Result<NewAgentAnswer> {
+        let now = self.now();
+        let token = random_token();
+        let expires = now + ENROL_TTL_MS;
+        let done =
+            sqlx::query("UPDATE agents SET enrol_hash = $1, enrol_expires_ms = $2 WHERE name = $3")
+                .bind(hash_secret(&token))
+                .bind(expires)
+                .bind(name)
+                .execute(&self.db.pool)
+                .await?
+                .rows_affected();
+        if done == 0 {
+            return Err(Error::not_found(format!("no agent named `{name}`")));
+        }
+        Ok(NewAgentAnswer {
+            agent: self.agent(name).await?,
+            enrolment_token: token,
+            expires_ms: expires,
+        })
+    }
+
+    /// Trades a one-time enrolment token for a client secret.
+    pub async fn enrol(&self, token: &str) -> Result<EnrolAnswer> {
+        let secret = random_token();
+        let row = sqlx::query(
+            "UPDATE agents SET secret_hash = $1, enrol_hash = NULL, enrol_expires_ms = NULL \
+             WHERE enrol_hash = $2 AND enrol_expires_ms > $3 RETURNING id, name",
+        )
+        .bind(hash_secret(&secret))
+        .bind(hash_secret(token))
+        .bind(self.now())
+        .fetch_optional(&self.db.pool)
+        .await?
+        .ok_or_else(|| {
+            Error::unauthorized(
+                "this enrolment token is unknown, used already or expired: ask for a new one (`idgard-server agent reset <name>`)",
+            )
+        })?;
+        let agent_id: i64 = row.try_get(0)?;
+        let agent_name: String = row.try_get(1)?;
+        tracing::info!(agent = %agent_name, "agent enrolled");
+        Ok(EnrolAnswer {
+            agent_id,
+            agent_name,
+            client_secret: secret,
+        })
+    }
+
+    /// Checks an agent's client secret.
+    pub async fn check_secret(&self, agent: i64, secret: &str) -> Result<()> {
+        let stored: Option<String> = sqlx::query("SELECT secret_hash FROM agents WHERE id = $1")
+            .bind(agent)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?
+            .flatten();
+        match stored {
+            Some(hash) if same(&hash, &hash_secret(secret)) => Ok(()),
+            _ => Err(Error::unauthorized(
+                "unknown agent or wrong client secret (enrol again if the agent was reset)",
+            )),
+        }
+    }
+
+    /// Records what an agent reported when it started or its connections changed.
+    pub async fn hello(&self, agent: i64, hello: &Hello) -> Result<usize> {
+        for c in &hello.connections {
+            if !valid_name(&c.name) {
+                return Err(Error::bad_request(format!(
+                    "connection name `{}`: use lower-case letters, digits, `-` and `_`",
+                    c.name
+                )));
+            }
+        }
+        sqlx::query(
+            "UPDATE agents SET connections = $1, version = $2, last_seen_ms = $3 WHERE id = $4",
+        )
+        .bind(serde_json::to_string(&hello.connections).map_err(anyhow::Error::from)?)
+        .bind(&hello.version)
+        .bind(self.now())
+        .bind(agent)
+        .execute(&self.db.pool)
+        .await?;
+        if hello.restarted {
+            return self.release_agent(agent).await;
+        }
+        Ok(0)
+    }
+
+    /// Notes that an agent was heard from.
+    pub async fn seen(&self, agent: i64) -> Result<()> {
+        sqlx::query("UPDATE agents SET last_seen_ms = $1 WHERE id = $2")
+            .bind(self.now())
+            .bind(agent)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn agent_view(row: &sqlx::any::AnyRow) -> Result<AgentView> {
+        let connections: String = row.try_get(3)?;
+        Ok(AgentView {
+            id: row.try_get(0)?,
+            name: row.try_get(1)?,
+            enrolled: row.try_get::<Option<String>, _>(2)?.is_some(),
+            last_seen_ms: row.try_get(4)?,
+            connections: serde_json::from_str::<Vec<ConnectionReport>>(&connections)
+                .unwrap_or_default(),
+        })
+    }
+
+    /// One agent.
+    pub async fn agent(&self, name: &str) -> Result<AgentView> {
+        let row = sqlx::query(
+            "SELECT id, name, secret_hash, connections, last_seen_ms FROM agents WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no agent named `{name}`")))?;
+        Self::agent_view(&row)
+    }
+
+    /// Every agent, by name.
+    pub async fn agents(&self) -> Result<Vec<AgentView>> {
+        sqlx::query(
+            "SELECT id, name, secret_hash, connections, last_seen_ms FROM agents ORDER BY name",
+        )
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(Self::agent_view)
+        .collect()
+    }
+
+    /// Creates an administrator token when none exists yet; returns it (shown once).
+    pub async fn first_admin_token(&self) -> Result<Option<String>> {
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM admin_tokens")
+            .fetch_one(&self.db.pool)
+            .await?
+            .try_get(0)?;
+        if count > 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.new_admin_token().await?))
+    }
+
+    /// Creates an administrator token.
+    pub async fn new_admin_token(&self) -> Result<String> {
+        let token = random_token();
+        sqlx::query("INSERT INTO admin_tokens (hash, created_ms) VALUES ($1, $2)")
+            .bind(hash_secret(&token))
+            .bind(self.now())
+            .execute(&self.db.pool)
+            .await?;
+        Ok(token)
+    }
+
+    /// Whether an administrator token is valid.
+    pub async fn check_admin(&self, token: &str) -> Result<()> {
+        let found = sqlx::query("SELECT 1 FROM admin_tokens WHERE hash = $1")
+            .bind(hash_secret(token))
+            .fetch_optional(&self.db.pool)
+            .await?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(Error::unauthorized("invalid administrator token")),
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The server's configuration, in layers: defaults, then a TOML file, then `IDGARD_*`
+//! environment variables, then command-line flags. Unknown keys in the file are errors;
+//! unknown `IDGARD_*` variables are warned about.
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything the server reads at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The server's own folder: the SQLite database, development keys, the admin token.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; default: `sqlite://<data_dir>/idgard.db`.
+    pub database_url: Option<String>,
+    /// The address agents use, printed in enrolment instructions.
+    pub public_url: Option<String>,
+    /// Serve plain HTTP (development only: tokens and secrets travel in clear).
+    pub dev_http: bool,
+    /// HTTPS.
+    pub tls: TlsConfig,
+    /// The RSA key that signs agents' tokens.
+    pub signing: SigningConfig,
+    /// Queue timings.
+    pub queue: QueueConfig,
+    /// Request limits.
+    pub limits: LimitsConfig,
+}
+
+/// HTTPS certificate and key (PEM). Without them (and without `dev_http`), a self-signed
+/// development certificate is generated in the data folder, with a warning.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert: Option<PathBuf>,
+    /// Private key, PEM.
+    pub key: Option<PathBuf>,
+}
+
+/// The token-signing key pair: an RSA-2048 (or larger) private key, PEM (PKCS#1 or PKCS#8) or
+/// PKCS#12. Without one, a development key is generated in the data folder, with a warning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningConfig {
+    /// The key file (`.pem`, `.p12` or `.pfx`).
+    pub key: Option<PathBuf>,
+    /// A file holding the PKCS#12 password.
+    pub password_file: Option<PathBuf>,
+    /// Lifetime of agents' access tokens, in seconds.
+    pub token_ttl_s: u64,
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        Self {
+            key: None,
+            password_file: None,
+            token_ttl_s: 900,
+        }
+    }
+}
+
+/// Queue timings; see `docs/protocol.md`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// A lease without a heartbeat lapses after this many ms.
+    pub lease_ms: u64,
+    /// A claimed task must be acknowledged (first heartbeat) within this many ms, or it goes
+    /// back to the queue: this covers a poll answer lost on the way.
+    pub ack_ms: u64,
+    /// The longest a poll is held, in ms.
+    pub poll_wait_ms: u64,
+    /// A held poll looks at the database again this often even without a wake-up, in ms.
+    pub poll_recheck_ms: u64,
+    /// How often lapsed leases and timeouts are looked for, in ms.
+    pub reap_every_ms: u64,
+    /// First retry delay, doubled at each attempt, in ms.
+    pub backoff_ms: u64,
+    /// Longest retry delay, in ms.
+    pub backoff_max_ms: u64,
+    /// Default attempts per task.
+    pub max_attempts: u32,
+    /// Default run time limit per task, in seconds.
+    pub timeout_s: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            lease_ms: 60_000,
+            ack_ms: 15_000,
+            poll_wait_ms: 25_000,
+            poll_recheck_ms: 5_000,
+            reap_every_ms: 1_000,
+            backoff_ms: 2_000,
+            backoff_max_ms: 300_000,
+            max_attempts: 3,
+            timeout_s: 3_600,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// The retry delay before attempt `attempts + 1`.
+    pub fn backoff(&self, attempts: u32) -> u64 {
+        let shift = attempts.saturating_sub(1).min(20);
+        self.backoff_ms
+            .saturating_mul(1 << shift)
+            .min(self.backoff_max_ms)
+    }
+
+    /// How often agents are told to send heartbeats.
+    pub fn heartbeat_ms(&self) -> u64 {
+        (self.lease_ms / 4).max(100)
+    }
+}
+
+/// Limits on what a request may carry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest JSON body, in KiB.
+    pub json_kib: usize,
+    /// Largest upload chunk, in MiB.
+    pub chunk_mib: usize,
+    /// Largest upload, in MiB.
+    pub upload_mib: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            json_kib: 1024,
+            chunk_mib: 8,
+            upload_mib: 4096,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8443".parse().expect("valid address"),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            public_url: None,
+            dev_http: false,
+            tls: TlsConfig::default(),
+            signing: SigningConfig::default(),
+            queue: QueueConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// Environment variables and the configuration key each one sets.
+const ENV_KEYS: &[(&str, &str)] = &[
+    ("IDGARD_LISTEN", "listen"),
+    ("IDGARD_DATA_DIR", "data_dir"),
+    ("IDGARD_DATABASE_URL", "database_url"),
+    ("IDGARD_PUBLIC_URL", "public_url"),
+    ("IDGARD_DEV_HTTP", "dev_http"),
+    ("IDGARD_TLS_CERT", "tls.cert"),
+    ("IDGARD_TLS_KEY", "tls.key"),
+    ("IDGARD_SIGNING_KEY", "signing.key"),
+    ("IDGARD_SIGNING_PASSWORD_FILE", "signing.password_file"),
+    ("IDGARD_SIGNING_TOKEN_TTL_S", "signing.token_ttl_s"),
+    ("IDGARD_QUEUE_LEASE_MS", "queue.lease_ms"),
+    ("IDGARD_QUEUE_ACK_MS", "queue.ack_ms"),
+    ("IDGARD_QUEUE_POLL_WAIT_MS", "queue.poll_wait_ms"),
+    ("IDGARD_QUEUE_POLL_RECHECK_MS", "queue.poll_recheck_ms"),
+    ("IDGARD_QUEUE_REAP_EVERY_MS", "queue.reap_every_ms"),
+    ("IDGARD_QUEUE_BACKOFF_MS", "queue.backoff_ms"),
+    ("IDGARD_QUEUE_BACKOFF_MAX_MS", "queue.backoff_max_ms"),
+    ("IDGARD_QUEUE_MAX_ATTEMPTS", "queue.max_attempts"),
+    ("IDGARD_QUEUE_TIMEOUT_S", "queue.timeout_s"),
+    ("IDGARD_LIMITS_JSON_KIB", "limits.json_kib"),
+    ("IDGARD_LIMITS_CHUNK_MIB", "limits.chunk_mib"),
+    ("IDGARD_LIMITS_UPLOAD_MIB", "limits.upload_mib"),
+];
+
+/// Variables read elsewhere, not configuration keys.
+const ENV_OTHER: &[&str] = &["IDGARD_LOG", "IDGARD_CONFIG"];
+
+/// Values given on the command line; they win over everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+    /// `--dev-http`.
+    pub dev_http: bool,
+}
+
+impl Config {
+    /// Reads the layers: `file` (if any), then `env` (name, value pairs), then `overrides`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Self> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("{} is not valid TOML", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            if !name.starts_with("IDGARD_") {
+                continue;
+            }
+            match ENV_KEYS.iter().find(|(n, _)| *n == name) {
+                Some((_, key)) => set_key(&mut table, key, &value)
+                    .with_context(|| format!("environment variable {name}"))?,
+                None if ENV_OTHER.contains(&name.as_str()) => {}
+                None => tracing::warn!("unknown environment variable {name} is ignored"),
+            }
+        }
+        if let Some(listen) = overrides.listen {
+            set_key(&mut table, "listen", &listen.to_string())?;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            set_key(&mut table, "data_dir", &dir.to_string_lossy())?;
+        }
+        if let Some(url) = &overrides.database_url {
+            set_key(&mut table, "database_url", url)?;
+        }
+        if overrides.dev_http {
+            set_key(&mut table, "dev_http", "true")?;
+        }
+        let where_ = file
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the configuration".into());
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .with_context(|| format!("{where_}: invalid configuration"))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<()> {
+        let q = &self.queue;
+        if q.lease_ms < 500 || q.ack_ms < 200 || q.poll_wait_ms > 120_000 {
+            bail!(
+                "queue timings out of range: lease_ms ≥ 500, ack_ms ≥ 200, poll_wait_ms ≤ 120000"
+            );
+        }
+        if q.max_attempts == 0 {
+            bail!("queue.max_attempts must be at least 1");
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            bail!("tls.cert and tls.key go together");
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to a SQLite file in the data folder.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("idgard.db").display()),
+        }
+    }
+
+    /// How long to hold polls, etc.
+    pub fn poll_wait(&self) -> Duration {
+        Duration::from_millis(self.queue.poll_wait_ms)
+    }
+}
+
+/// Sets `a.b` in a TOML table from a string, guessing the type from the value.
+fn set_key(table: &mut toml::Table, key: &str, value: &str) -> Result<()> {
+    let parsed = if let Ok(v) = value.parse::<i64>() {
+        toml::Value::Integer(v)
+    } else if let Ok(v) = value.parse::<bool>() {
+        toml::Value::Boolean(v)
+    } else {
+        toml::Value::String(value.to_owned())
+    };
+    let mut parts = key.split('.').peekable();
+    let mut here = table;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            here.insert(part.to_owned(), parsed);
+            return Ok(());
+        }
+        let entry = here
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        here = entry
+            .as_table_mut()
+            .with_context(|| format!("`{part}` is not a table"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1\"\n[queue]\nlease_ms = 9000\n",
+        )
+        .unwrap();
+        let env = vec![
+            ("IDGARD_QUEUE_LEASE_MS".to_owned(), "7000".to_owned()),
+            ("IDGARD_DATA_DIR".to_owned(), "/srv/idgard".to_owned()),
+        ];
+        let over = Overrides {
+            listen: Some("127.0.0.1:2".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&file), env, &over).unwrap();
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.queue.lease_ms, 7000);
+        assert_eq!(c.data_dir, PathBuf::from("/srv/idgard"));
+        assert_eq!(c.database_url(), "sqlite:///srv/idgard/idgard.db");
+
+        std::fs::write(&file, "[queue]\nlease = 9000\n").unwrap();
+        let e = Config::load(Some(&file), vec![], &Overrides::default()).unwrap_err();
+        assert!(format!("{e:#}").contains("unknown field `lease`"), "{e:#}");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let q = QueueConfig {
+            backoff_ms: 100,
+            backoff_max_ms: 1000,
+            ..Default::default()
+        };
+        assert_eq!(
+            [1, 2, 3, 4, 5, 30].map(|a| q.backoff(a)),
+            [100, 200, 400, 800, 1000, 1000]
+        );
+    }
+}

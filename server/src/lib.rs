@@ -1,0 +1,177 @@
+//! `idgard-server`: queues tasks for agents, stores what they send, serves the API.
+//!
+//! It never opens a connection to a managed system or to an agent: agents poll it.
+
+pub mod agents;
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod queue;
+pub mod store;
+pub mod uploads;
+
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Opens the database and the queue for `config` (also used by the CLI's direct commands).
+pub async fn open_queue(config: &config::Config) -> Result<queue::Queue> {
+    let db = store::Db::open(&config.database_url()).await?;
+    Ok(queue::Queue {
+        db,
+        cfg: config.queue.clone(),
+        clock: Arc::new(now_ms),
+    })
+}
+
+/// What a started server tells its caller.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// `https://...` or `http://...`.
+    pub url: String,
+    /// SHA-256 of the HTTPS certificate (what agents pin), when serving HTTPS.
+    pub fingerprint: Option<String>,
+}
+
+/// Runs the server until `stop` resolves; `started` is called once it listens.
+pub async fn serve(
+    config: config::Config,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    started: impl FnOnce(&Started) + Send,
+) -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    create_private_dir(&config.data_dir)?;
+    let queue = open_queue(&config).await?;
+    queue.db.listen().await?;
+    tracing::info!(
+        database = %store::redact(&config.database_url()),
+        "database ready"
+    );
+    if let Some(token) = queue.first_admin_token().await? {
+        let path = config.data_dir.join("admin-token");
+        keys::write_private(&path, format!("{token}\n").as_bytes())?;
+        tracing::warn!(
+            "created the first administrator token in {} (readable by this user only)",
+            path.display()
+        );
+    }
+    let password = match &config.signing.password_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let signer = keys::Signer::load(
+        config.signing.key.as_deref(),
+        password.as_deref(),
+        &config.data_dir.join("dev-signing-key.pem"),
+        config.signing.token_ttl_s,
+    )?;
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let app = Arc::new(api::AppState {
+        queue: queue.clone(),
+        signer,
+        max_upload: config.limits.upload_mib << 20,
+        stopping,
+    });
+    let router = api::router(
+        app,
+        config.limits.json_kib << 10,
+        config.limits.chunk_mib << 20,
+    );
+
+    let reaper = {
+        let queue = queue.clone();
+        let every = Duration::from_millis(config.queue.reap_every_ms);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = queue.reap().await {
+                    tracing::warn!("lease check failed: {e}");
+                }
+            }
+        })
+    };
+
+    let handle = axum_server::Handle::new();
+    let shutdown = handle.clone();
+    tokio::spawn(async move {
+        stop.await;
+        tracing::info!("stopping: answering held polls, finishing requests (10 s at most)");
+        let _ = stopping_tx.send(true);
+        shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let service = router.into_make_service();
+    let (result, fingerprint) = if config.dev_http {
+        tracing::warn!(
+            "serving plain HTTP (dev_http): tokens and secrets travel in clear; never do this outside development"
+        );
+        let server = axum_server::bind(config.listen).handle(handle.clone());
+        let announce = announce(handle.clone(), "http", None, started);
+        let (r, ()) = tokio::join!(server.serve(service), announce);
+        (r, None)
+    } else {
+        let (cert, key, fingerprint) = keys::tls_material(
+            config.tls.cert.as_deref(),
+            config.tls.key.as_deref(),
+            &config.data_dir,
+        )?;
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem(cert, key)
+            .await
+            .context("cannot use the TLS certificate and key")?;
+        let server = axum_server::bind_rustls(config.listen, tls).handle(handle.clone());
+        let announce = announce(handle.clone(), "https", Some(fingerprint.clone()), started);
+        let (r, ()) = tokio::join!(server.serve(service), announce);
+        (r, Some(fingerprint))
+    };
+    reaper.abort();
+    let _ = fingerprint;
+    result.with_context(|| format!("cannot serve on {}", config.listen))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn announce(
+    handle: axum_server::Handle,
+    scheme: &str,
+    fingerprint: Option<String>,
+    started: impl FnOnce(&Started),
+) {
+    if let Some(addr) = handle.listening().await {
+        let s = Started {
+            addr,
+            url: format!("{scheme}://{addr}"),
+            fingerprint,
+        };
+        tracing::info!(url = %s.url, fingerprint = ?s.fingerprint, "listening");
+        started(&s);
+    }
+}
+
+/// Creates a folder only its owner can enter.
+pub fn create_private_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! The database: a SQLite file (one writer, WAL) or PostgreSQL (several replicas), through
+//! sqlx's `Any` driver so that one set of queries serves both; the few statements that differ
+//! are chosen by [`Backend`]. Migrations are embedded and applied at start.
+
+use anyhow::{Context, Result, bail};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite: one connection writes; claims are serialised by it.
+    Sqlite,
+    /// PostgreSQL: claims use `FOR UPDATE SKIP LOCKED`; replicas wake each other with NOTIFY.
+    Postgres,
+}
+
+/// The channel replicas use to tell each other that an agent has work.
+pub const NOTIFY_CHANNEL: &str = "idgard_tasks";
+
+/// The pool and what goes with it.
+#[derive(Clone)]
+pub struct Db {
+    /// The pool.
+    pub pool: AnyPool,
+    /// Which database.
+    pub backend: Backend,
+    /// The URL (for the listener).
+    url: String,
+    /// Wakes polls held in this process.
+    pub wakers: Wakers,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+static MIGRATE_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static MIGRATE_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl Db {
+    /// Opens the database (creating a SQLite file if needed) and applies migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            bail!("unsupported database URL `{url}`: use sqlite://<file> or postgres://...");
+        };
+        let pool = match backend {
+            Backend::Sqlite => {
+                let path = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
+                let path = path.split('?').next().unwrap_or(path);
+                if let Some(dir) = std::path::Path::new(path).parent()
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+                let url = if url.contains('?') {
+                    url.to_owned()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                let options = AnyConnectOptions::from_str(&url)?;
+                // One connection: SQLite has one writer, and a single connection never meets
+                // SQLITE_BUSY. Reads are short; long polls wait in memory, not in the database.
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await
+                    .with_context(|| format!("cannot open {url}"))?
+            }
+            Backend::Postgres => {
+                let options = AnyConnectOptions::from_str(url)?;
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+                    .with_context(|| format!("cannot connect to {}", redact(url)))?
+            }
+        };
+        let migrator = match backend {
+            Backend::Sqlite => &MIGRATE_SQLITE,
+            Backend::Postgres => &MIGRATE_POSTGRES,
+        };
+        migrator
+            .run(&pool)
+            .await
+            .context("cannot apply the database migrations")?;
+        Ok(Self {
+            pool,
+            backend,
+            url: url.to_owned(),
+            wakers: Wakers::default(),
+        })
+    }
+
+    /// Relays other replicas' wake-ups (PostgreSQL only); runs until the process ends.
+    pub async fn listen(&self) -> Result<()> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
+        listener.listen(NOTIFY_CHANNEL).await?;
+        let wakers = self.wakers.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(n) => {
+                        if let Ok(agent) = n.payload().parse::<i64>() {
+                            wakers.wake_local(agent);
+                        }
+                    }
+                    Err(e) => {
+                        // PgListener reconnects by itself; polls recheck the database meanwhile.
+                        tracing::warn!("wake-up listener: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// One agent's wake-up: held polls wait on `notify`; `generation` tells a held poll that a newer
+/// one replaced it.
+#[derive(Debug, Default)]
+pub struct AgentWaker {
+    /// Signalled when the agent may have work or a cancellation.
+    pub notify: Notify,
+    /// Bumped by each new poll.
+    pub generation: std::sync::atomic::AtomicU64,
+}
+
+/// Wake-ups for the polls held in this process.
+#[derive(Debug, Clone, Default)]
+pub struct Wakers(Arc<Mutex<HashMap<i64, Arc<AgentWaker>>>>);
+
+impl Wakers {
+    /// The waker of an agent.
+    pub fn get(&self, agent: i64) -> Arc<AgentWaker> {
+        self.0
+            .lock()
+            .expect("wakers")
+            .entry(agent)
+            .or_default()
+            .clone()
+    }
+
+    /// Wakes the agent's poll in this process (a permit is kept if none is held).
+    pub fn wake_local(&self, agent: i64) {
+        if let Some(w) = self.0.lock().expect("wakers").get(&agent) {
+            w.notify.notify_one();
+        }
+    }
+}

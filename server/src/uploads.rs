@@ -1,0 +1,329 @@
+//! Uploads: resumable, checksummed, into slots the server creates for one attempt of a task.
+//!
+//! A slot is keyed by (task, fence, name): the same attempt asking again gets the same slot and
+//! resumes where it stopped; another attempt gets its own. Chunks must start where the slot's
+//! received bytes end. When the last byte arrives the whole content is hashed; a mismatch
+//! empties the slot. Only a complete slot can be named by a task's result, and a task completes
+//! once, so a retried upload is never applied twice. Chunks are stored in the database, so that
+//! every replica sees them.
+
+use crate::error::{Error, Result};
+use crate::queue::Queue;
+use idgard_protocol::{NewUpload, UploadView, frames};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+fn upload_view(row: &sqlx::any::AnyRow) -> Result<UploadView> {
+    Ok(UploadView {
+        id: row.try_get(0)?,
+        task_id: row.try_get(1)?,
+        name: row.try_get(2)?,
+        size: row.try_get::<i64, _>(3)? as u64,
+        sha256: row.try_get(4)?,
+        received: row.try_get::<i64, _>(5)? as u64,
+        complete: row.try_get::<i64, _>(6)? != 0,
+        entries: row.try_get::<Option<i64>, _>(7)?.map(|e| e as u64),
+    })
+}
+
+const UPLOAD_COLUMNS: &str = "id, task_id, name, size, sha256, received, complete, entries";
+
+impl Queue {
+    /// Opens, or finds again, the slot for an upload of a task's current attempt.
+    pub async fn open_upload(
+        &self,
+        agent: i64,
+        task: i64,
+        new: &NewUpload,
+        max_bytes: u64,
+    ) -> Result<UploadView> {
+        if new.name.is_empty() || new.name.len() > 64 {
+            return Err(Error::bad_request("an upload's name is 1 to 64 characters"));
+        }
+        if new.sha256.len() != 64 || !new.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::bad_request("sha256 must be 64 hexadecimal digits"));
+        }
+        if new.size > max_bytes {
+            return Err(Error::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "an upload of {} bytes is over this server's limit of {max_bytes}",
+                    new.size
+                ),
+            ));
+        }
+        self.holds(agent, task, new.fence).await?;
+        sqlx::query(
+            "INSERT INTO uploads (task_id, agent_id, fence, name, size, sha256, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (task_id, fence, name) DO NOTHING",
+        )
+        .bind(task)
+        .bind(agent)
+        .bind(new.fence)
+        .bind(&new.name)
+        .bind(new.size as i64)
+        .bind(new.sha256.to_ascii_lowercase())
+        .bind(self.now())
+        .execute(&self.db.pool)
+        .await?;
+        let sql = format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE task_id = $1 AND fence = $2 AND name = $3"
+        );
+        let row = sqlx::query(&sql)
+            .bind(task)
+            .bind(new.fence)
+            .bind(&new.name)
+            .fetch_one(&self.db.pool)
+            .await?;
+        let view = upload_view(&row)?;
+        if view.size != new.size || !view.sha256.eq_ignore_ascii_case(&new.sha256) {
+            return Err(Error::conflict(format!(
+                "upload `{}` of this attempt exists with another size or checksum",
+                new.name
+            )));
+        }
+        Ok(view)
+    }
+
+    /// Checks that an agent holds a task's current lease.
+    async fn holds(&self, agent: i64, task: i64, fence: i64) -> Result<()> {
+        let row = sqlx::query(
+            "SELECT 1 FROM tasks WHERE id = $1 AND agent_id = $2 AND fence = $3 \
+             AND state IN ('claimed', 'running')",
+        )
+        .bind(task)
+        .bind(agent)
+        .bind(fence)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        match row {
+            Some(_) => Ok(()),
+            None => Err(self.refusal_for(agent, task, fence).await?),
+        }
+    }
+
+    /// An upload slot, seen by its agent.
+    pub async fn upload(&self, agent: Option<i64>, id: i64) -> Result<UploadView> {
+        let sql = format!("SELECT {UPLOAD_COLUMNS}, agent_id FROM uploads WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no upload {id}")))?;
+        if agent.is_some_and(|a| a != row.try_get::<i64, _>(8).unwrap_or(-1)) {
+            return Err(Error::not_found(format!("no upload {id}")));
+        }
+        upload_view(&row)
+    }
+
+    /// Appends a chunk at `offset`. The answer says how far the slot got; a chunk that does not
+    /// start at the end of what was received is refused with 409 and the slot's state.
+    pub async fn put_chunk(
+        &self,
+        agent: i64,
+        id: i64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<UploadView> {
+        let view = self.upload(Some(agent), id).await?;
+        let fence: i64 = sqlx::query("SELECT fence FROM uploads WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.db.pool)
+            .await?
+            .try_get(0)?;
+        self.holds(agent, view.task_id, fence).await?;
+        if view.complete {
+            return Ok(view);
+        }
+        if offset != view.received {
+            return Err(Error::conflict(format!(
+                "upload {id}: the next chunk starts at byte {}, not {offset}",
+                view.received
+            )));
+        }
+        if offset + data.len() as u64 > view.size {
+            return Err(Error::bad_request(format!(
+                "upload {id}: {} bytes at {offset} go past its size of {}",
+                data.len(),
+                view.size
+            )));
+        }
+        if data.is_empty() && view.size != 0 {
+            return Err(Error::bad_request("an empty chunk"));
+        }
+        let mut tx = self.db.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE uploads SET received = received + $1 WHERE id = $2 AND received = $3",
+        )
+        .bind(data.len() as i64)
+        .bind(id)
+        .bind(offset as i64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if moved != 1 {
+            return Err(Error::conflict(format!(
+                "upload {id}: another chunk at byte {offset} arrived first; ask for the slot's state"
+            )));
+        }
+        sqlx::query("INSERT INTO upload_chunks (upload_id, start_at, data) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(offset as i64)
+            .bind(data.to_vec())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if offset + data.len() as u64 == view.size {
+            return self.finish_upload(id).await;
+        }
+        self.upload(Some(agent), id).await
+    }
+
+    /// The content of an upload, in order.
+    pub async fn upload_content(&self, id: i64) -> Result<Vec<u8>> {
+        let rows =
+            sqlx::query("SELECT data FROM upload_chunks WHERE upload_id = $1 ORDER BY start_at")
+                .bind(id)
+                .fetch_all(&self.db.pool)
+                .await?;
+        let mut all = Vec::new();
+        for r in rows {
+            all.extend_from_slice(&r.try_get::<Vec<u8>, _>(0)?);
+        }
+        Ok(all)
+    }
+
+    /// All bytes are in: check the checksum and the frames, and count the entries.
+    async fn finish_upload(&self, id: i64) -> Result<UploadView> {
+        let view = self.upload(None, id).await?;
+        let content = self.upload_content(id).await?;
+        let actual = hex::encode(Sha256::digest(&content));
+        let checked = if actual != view.sha256 {
+            Err(format!(
+                "upload {id}: checksum mismatch (expected {}, received {actual}); the slot was emptied, send it again",
+                view.sha256
+            ))
+        } else if view.name == "entries" {
+            count_entries(&content).map_err(|e| format!("upload {id}: {e}; the slot was emptied"))
+        } else {
+            Ok(0)
+        };
+        match checked {
+            Ok(entries) => {
+                sqlx::query("UPDATE uploads SET complete = 1, entries = $1 WHERE id = $2")
+                    .bind((view.name == "entries").then_some(entries as i64))
+                    .bind(id)
+                    .execute(&self.db.pool)
+                    .await?;
+                tracing::info!(
+                    upload = id,
+                    task = view.task_id,
+                    bytes = view.size,
+                    "upload complete"
+                );
+                self.upload(None, id).await
+            }
+            Err(message) => {
+                let mut tx = self.db.pool.begin().await?;
+                sqlx::query("DELETE FROM upload_chunks WHERE upload_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE uploads SET received = 0 WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Err(Error::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad_upload",
+                    message,
+                ))
+            }
+        }
+    }
+
+    /// Stores a chunk of a task's log; a chunk already stored is kept as it was.
+    pub async fn append_log(
+        &self,
+        agent: i64,
+        task: i64,
+        fence: i64,
+        seq: u32,
+        lines: &[idgard_protocol::LogLine],
+    ) -> Result<()> {
+        // Logs may still arrive just after the completion they precede, so a finished task of
+        // the same attempt takes them too; another attempt's holder cannot write.
+        let row = sqlx::query("SELECT agent_id, fence FROM tasks WHERE id = $1")
+            .bind(task)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        match row {
+            Some(r) if r.try_get::<i64, _>(0)? == agent => {
+                if r.try_get::<i64, _>(1)? != fence {
+                    return Err(self.refusal_for(agent, task, fence).await?);
+                }
+            }
+            _ => return Err(Error::not_found(format!("no task {task}"))),
+        }
+        sqlx::query(
+            "INSERT INTO task_logs (task_id, fence, seq, lines) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (task_id, fence, seq) DO NOTHING",
+        )
+        .bind(task)
+        .bind(fence)
+        .bind(seq as i64)
+        .bind(serde_json::to_string(lines).map_err(anyhow::Error::from)?)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A task's log, every attempt in order.
+    pub async fn task_log(&self, task: i64) -> Result<Vec<idgard_protocol::LogLine>> {
+        let rows =
+            sqlx::query("SELECT lines FROM task_logs WHERE task_id = $1 ORDER BY fence, seq")
+                .bind(task)
+                .fetch_all(&self.db.pool)
+                .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let lines: Vec<idgard_protocol::LogLine> =
+                serde_json::from_str(&r.try_get::<String, _>(0)?).unwrap_or_default();
+            out.extend(lines);
+        }
+        Ok(out)
+    }
+
+    /// Uploads of a task.
+    pub async fn uploads_of(&self, task: i64) -> Result<Vec<UploadView>> {
+        let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE task_id = $1 ORDER BY id");
+        sqlx::query(&sql)
+            .bind(task)
+            .fetch_all(&self.db.pool)
+            .await?
+            .iter()
+            .map(upload_view)
+            .collect()
+    }
+}
+
+/// Entries in an export upload, every batch checked against the wire format.
+pub fn count_entries(content: &[u8]) -> Result<u64, String> {
+    let frames =
+        frames::split(content).map_err(|at| format!("a frame at byte {at} is cut short"))?;
+    let mut total = 0u64;
+    for (i, (entries, batch)) in frames.into_iter().enumerate() {
+        let mut n = 0u32;
+        for entry in idgard_sdk::wire::decode(batch) {
+            entry.map_err(|e| format!("batch {i}: {e}"))?;
+            n += 1;
+        }
+        if n != entries {
+            return Err(format!("batch {i} says {entries} entries but holds {n}"));
+        }
+        total += u64::from(n);
+    }
+    Ok(total)
+}
