@@ -1,9 +1,10 @@
 //! `idgard-agent`: runs connectors inside a protected network.
 //!
-//! This version carries the connector author's commands: `connector run` runs a connector
-//! package through the real host, `connector new` creates a connector crate from a template.
-//! Polling the server comes with the server.
+//! `enrol` and `run` make it an agent of a server: it polls for tasks and runs them through the
+//! connector host. `connector run` and `connector new` are the connector author's tools.
 
+mod client;
+mod daemon;
 mod output;
 mod run;
 mod template;
@@ -21,6 +22,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Enrols this agent with a server, using the one-time token from `idgard-server agent add`.
+    Enrol {
+        /// The agent's configuration file.
+        #[arg(long, default_value = "agent.toml")]
+        config: PathBuf,
+        /// The server's address, e.g. https://idgard.example.org:8443
+        #[arg(long)]
+        server: String,
+        /// The enrolment token.
+        #[arg(long)]
+        token: String,
+        /// SHA-256 of the server's certificate (printed by the server); pinned from now on.
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
+    /// Runs the agent: polls the server and runs its tasks, until SIGTERM or Ctrl-C.
+    Run {
+        /// The agent's configuration file.
+        #[arg(long, default_value = "agent.toml")]
+        config: PathBuf,
+    },
     /// Tools for connector authors.
     #[command(subcommand)]
     Connector(ConnectorCommand),
@@ -43,16 +65,39 @@ enum ConnectorCommand {
     },
 }
 
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IDGARD_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("IDGARD_LOG").unwrap_or_else(|_| {
+                if std::env::args().nth(1).as_deref() == Some("run") {
+                    "info".into()
+                } else {
+                    "warn".into()
+                }
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Enrol {
+            config,
+            server,
+            token,
+            fingerprint,
+        } => daemon::AgentConfig::load(&config).and_then(|c| {
+            block_on(daemon::enrol(&c, &server, &token, fingerprint.as_deref()))
+                .map(|()| ExitCode::SUCCESS)
+        }),
+        Command::Run { config } => daemon::AgentConfig::load(&config)
+            .and_then(|c| block_on(daemon::run(c)).map(|()| ExitCode::SUCCESS)),
         Command::Connector(ConnectorCommand::Run(args)) => run::run(args),
         Command::Connector(ConnectorCommand::New { name, dir, sdk }) => {
             template::create(&name, dir, &sdk).map(|()| ExitCode::SUCCESS)

@@ -1,0 +1,348 @@
+//! The agent's side of the server's API: HTTPS with the server's certificate pinned, access
+//! tokens fetched and renewed, errors sorted into "try again later" and "no".
+
+use anyhow::{Context, Result};
+use idgard_protocol::{ErrorBody, TokenAnswer, TokenRequest};
+use reqwest::{Method, StatusCode};
+use rustls::DigitallySignedStruct;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// What an enrolled agent keeps (0600, in its work folder).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// The server's base URL.
+    pub server: String,
+    /// SHA-256 of the server's certificate, hex; `None` for a development HTTP server.
+    pub fingerprint: Option<String>,
+    /// The agent's id.
+    pub agent_id: i64,
+    /// The agent's name.
+    pub agent_name: String,
+    /// The client secret.
+    pub client_secret: String,
+}
+
+impl Credentials {
+    /// Reads them.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read {} (enrol this agent first: idgard-agent enrol --server URL --token T)",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+    }
+}
+
+/// Accepts exactly one certificate: the one whose SHA-256 was pinned at enrolment. Signatures
+/// of the handshake are still checked, so only the holder of that certificate's key passes.
+#[derive(Debug)]
+struct Pinned {
+    sha256: Vec<u8>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if Sha256::digest(end_entity.as_ref()).as_slice() == self.sha256.as_slice() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "the server's certificate is not the one pinned at enrolment".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// An HTTP client for `server`, pinned to `fingerprint` when given.
+pub fn http_client(server: &str, fingerprint: Option<&str>) -> Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(50))
+        .user_agent(concat!("idgard-agent/", env!("CARGO_PKG_VERSION")));
+    let builder = if server.starts_with("https://") {
+        let fingerprint = fingerprint.context(
+            "an https server needs --fingerprint (the certificate's SHA-256 the server prints)",
+        )?;
+        let sha256 = hex::decode(fingerprint.replace(':', ""))
+            .ok()
+            .filter(|b| b.len() == 32)
+            .context("the fingerprint must be 64 hexadecimal digits (SHA-256)")?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned { sha256, provider }))
+            .with_no_client_auth();
+        builder.use_preconfigured_tls(config)
+    } else if server.starts_with("http://") {
+        tracing::warn!("talking to {server} over plain HTTP: development only");
+        builder
+    } else {
+        anyhow::bail!("the server's URL must start with https:// (or http:// in development)");
+    };
+    Ok(builder.build()?)
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// The server answered no: a 4xx other than 401/408/429.
+    Refused {
+        /// The status.
+        status: StatusCode,
+        /// Its stable code.
+        code: String,
+        /// Its message.
+        message: String,
+    },
+    /// Worth trying again: network errors, 5xx, 429, 408.
+    Later {
+        /// What happened.
+        message: String,
+        /// The server's Retry-After, if any.
+        retry_after: Option<Duration>,
+    },
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Refused {
+                status,
+                code,
+                message,
+            } => write!(f, "{status} {code}: {message}"),
+            CallError::Later { message, .. } => write!(f, "{message}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+impl CallError {
+    /// The refusal's status, if the server refused.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            CallError::Refused { status, .. } => Some(*status),
+            CallError::Later { .. } => None,
+        }
+    }
+}
+
+/// The API client of an enrolled agent.
+pub struct Client {
+    http: reqwest::Client,
+    creds: Credentials,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+impl Client {
+    /// A client for these credentials.
+    pub fn new(creds: Credentials) -> Result<Self> {
+        Ok(Self {
+            http: http_client(&creds.server, creds.fingerprint.as_deref())?,
+            creds,
+            token: Mutex::new(None),
+        })
+    }
+
+    async fn token(&self, renew: bool) -> Result<String, CallError> {
+        let mut held = self.token.lock().await;
+        if let Some((t, until)) = &*held
+            && !renew
+            && Instant::now() < *until
+        {
+            return Ok(t.clone());
+        }
+        let answer: TokenAnswer = self
+            .send(
+                Method::POST,
+                "/api/v1/agent/token",
+                Some(&TokenRequest {
+                    agent_id: self.creds.agent_id,
+                    client_secret: self.creds.client_secret.clone(),
+                }),
+                None,
+                None,
+            )
+            .await?;
+        // Renew well before it expires.
+        let until = Instant::now() + Duration::from_secs(answer.expires_in * 3 / 4);
+        *held = Some((answer.access_token.clone(), until));
+        Ok(answer.access_token)
+    }
+
+    /// Calls the API with a JSON body (or none) and reads a JSON answer.
+    pub async fn call<B: Serialize, R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<R, CallError> {
+        let token = self.token(false).await?;
+        match self
+            .send(method.clone(), path, body, None, Some(&token))
+            .await
+        {
+            Err(CallError::Refused { status, .. }) if status == StatusCode::UNAUTHORIZED => {
+                let token = self.token(true).await?;
+                self.send(method, path, body, None, Some(&token)).await
+            }
+            other => other,
+        }
+    }
+
+    /// Sends raw bytes (an upload chunk).
+    pub async fn put_bytes<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> Result<R, CallError> {
+        let token = self.token(false).await?;
+        self.send::<(), R>(Method::PUT, path, None, Some(bytes), Some(&token))
+            .await
+    }
+
+    async fn send<B: Serialize, R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        bytes: Option<Vec<u8>>,
+        token: Option<&str>,
+    ) -> Result<R, CallError> {
+        let url = format!("{}{path}", self.creds.server.trim_end_matches('/'));
+        let mut req = self
+            .http
+            .request(method, &url)
+            .timeout(Duration::from_secs(90));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        if let Some(b) = bytes {
+            req = req
+                .header("content-type", "application/octet-stream")
+                .body(b);
+        }
+        let response = req.send().await.map_err(|e| CallError::Later {
+            message: format!("cannot reach the server: {}", error_chain(&e)),
+            retry_after: None,
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            if status == StatusCode::NO_CONTENT {
+                return serde_json::from_str("null").map_err(|e| CallError::Later {
+                    message: format!("unexpected empty answer: {e}"),
+                    retry_after: None,
+                });
+            }
+            return response.json::<R>().await.map_err(|e| CallError::Later {
+                message: format!("unreadable answer from {path}: {e}"),
+                retry_after: None,
+            });
+        }
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = response.text().await.unwrap_or_default();
+        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(b) => (b.error.code, b.error.message),
+            Err(_) => ("http".to_owned(), text.chars().take(200).collect()),
+        };
+        if status.is_server_error()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT
+        {
+            Err(CallError::Later {
+                message: format!("{status} {code}: {message}"),
+                retry_after,
+            })
+        } else {
+            Err(CallError::Refused {
+                status,
+                code,
+                message,
+            })
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// A delay before trying again: doubling from 200 ms to 30 s, with ±50 % jitter so that agents
+/// cut off together do not come back together.
+pub fn backoff(failures: u32, retry_after: Option<Duration>) -> Duration {
+    let base = 200u64.saturating_mul(1 << failures.min(8)).min(30_000);
+    let mut r = [0u8; 2];
+    let _ = getrandom::fill(&mut r);
+    let jitter = u64::from(u16::from_le_bytes(r)) * base / 65_535;
+    let d = Duration::from_millis(base / 2 + jitter);
+    retry_after.map_or(d, |ra| ra.max(d))
+}

@@ -1,0 +1,1121 @@
+//! `idgard-agent enrol` and `idgard-agent run`: the agent's service.
+//!
+//! The agent opens no listening socket. It polls the server for tasks, runs each through the
+//! connector host, streams logs and progress, uploads exports, and completes tasks. What must
+//! survive a restart (a finished task's outcome, its upload) is written to `work/spool/` first.
+
+use crate::client::{CallError, Client, Credentials, backoff};
+use anyhow::{Context, Result, bail};
+use idgard_host::model::{Cursor, ErrorKind, Order};
+use idgard_host::{Connection, Level, Loaded, Observer, Outcome, Request, RunFolders, Runtime};
+use idgard_protocol::{
+    Assignment, Completion, ConnectionReport, EnrolAnswer, EnrolRequest, Heartbeat,
+    HeartbeatAnswer, Hello, LogChunk, LogLine, NewUpload, Operation, PollAnswer, PollRequest,
+    TaskOutcome, TaskView, Timings, UploadView, frames,
+};
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+
+/// The agent's configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The work folder: credentials, collect/, orders/, state/, spool/, cache/.
+    #[serde(default = "default_work")]
+    pub work: PathBuf,
+    /// Connector packages, one folder per connector (named after it).
+    #[serde(default = "default_runtime")]
+    pub runtime: PathBuf,
+    /// Connection files (`*.toml`), one per managed system.
+    #[serde(default = "default_connections")]
+    pub connections: PathBuf,
+    /// Tasks run at once.
+    #[serde(default = "default_max_tasks")]
+    pub max_tasks: u32,
+    /// Entries per batch asked of connectors.
+    #[serde(default = "default_batch")]
+    pub batch_size: u32,
+}
+
+fn default_work() -> PathBuf {
+    "work".into()
+}
+fn default_runtime() -> PathBuf {
+    "runtime".into()
+}
+fn default_connections() -> PathBuf {
+    "connections".into()
+}
+fn default_max_tasks() -> u32 {
+    2
+}
+fn default_batch() -> u32 {
+    1024
+}
+
+impl AgentConfig {
+    /// Reads the file; relative folders are taken from the file's folder.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut c: AgentConfig =
+            toml::from_str(&text).with_context(|| format!("{}: invalid", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut c.work, &mut c.runtime, &mut c.connections] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if c.max_tasks == 0 || c.max_tasks > 64 {
+            bail!("{}: max_tasks must be 1 to 64", path.display());
+        }
+        Ok(c)
+    }
+
+    fn credentials_path(&self) -> PathBuf {
+        self.work.join("credentials.json")
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Enrols: trades the one-time token for credentials and stores them with the pinned
+/// certificate fingerprint.
+pub async fn enrol(
+    config: &AgentConfig,
+    server: &str,
+    token: &str,
+    fingerprint: Option<&str>,
+) -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = crate::client::http_client(server, fingerprint)?;
+    let url = format!("{}/api/v1/enrol", server.trim_end_matches('/'));
+    let response = http
+        .post(&url)
+        .json(&EnrolRequest {
+            token: token.to_owned(),
+        })
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {server}"))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<idgard_protocol::ErrorBody>(&text)
+            .map(|b| b.error.message)
+            .unwrap_or(text);
+        bail!("enrolment refused ({status}): {message}");
+    }
+    let answer: EnrolAnswer = response.json().await?;
+    let creds = Credentials {
+        server: server.trim_end_matches('/').to_owned(),
+        fingerprint: fingerprint.map(|f| f.replace(':', "").to_ascii_lowercase()),
+        agent_id: answer.agent_id,
+        agent_name: answer.agent_name.clone(),
+        client_secret: answer.client_secret,
+    };
+    let path = config.credentials_path();
+    write_private(&path, &serde_json::to_vec_pretty(&creds)?)?;
+    println!(
+        "enrolled as agent `{}`; credentials in {} (readable by this user only)",
+        answer.agent_name,
+        path.display()
+    );
+    Ok(())
+}
+
+/// The connections this agent serves now, each with its loaded connector.
+#[derive(Default)]
+struct Registry {
+    connections: BTreeMap<String, (Arc<Connection>, Arc<Loaded>)>,
+    /// Package folder → (its newest modification time, the loaded connector).
+    packages: HashMap<PathBuf, (SystemTime, Arc<Loaded>)>,
+}
+
+impl Registry {
+    fn reports(&self) -> Vec<ConnectionReport> {
+        self.connections
+            .iter()
+            .map(|(name, (_, l))| ConnectionReport {
+                name: name.clone(),
+                connector: l.manifest.name.clone(),
+                version: l.info.version.clone(),
+                operations: l.manifest.operations.clone(),
+            })
+            .collect()
+    }
+}
+
+fn newest_mtime(dir: &Path) -> SystemTime {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
+                newest = newest.max(m);
+            }
+        }
+    }
+    newest
+}
+
+/// Loads every connection file; a broken one is logged and its previous version kept.
+fn reload(runtime: &Runtime, config: &AgentConfig, old: &Registry) -> Registry {
+    let mut next = Registry::default();
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&config.connections) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect(),
+        Err(e) => {
+            tracing::error!(
+                "cannot read the connections folder {}: {e}",
+                config.connections.display()
+            );
+            return Registry {
+                connections: old.connections.clone(),
+                packages: old.packages.clone(),
+            };
+        }
+    };
+    files.sort();
+    for file in files {
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let loaded = (|| -> Result<(Arc<Connection>, Arc<Loaded>)> {
+            let connection = Connection::load(&file)?;
+            let connector = connection.connector.clone().with_context(|| {
+                "say which connector serves it: `connector = \"<name>\"` (a folder of the runtime)"
+            })?;
+            let dir = config.runtime.join(&connector);
+            let mtime = newest_mtime(&dir);
+            let loaded = match old.packages.get(&dir).or(next.packages.get(&dir)) {
+                Some((t, l)) if *t == mtime => l.clone(),
+                _ => {
+                    let l = Arc::new(
+                        runtime
+                            .load(&dir)
+                            .with_context(|| format!("connector package {}", dir.display()))?,
+                    );
+                    tracing::info!(connector = %l.manifest.name, version = %l.info.version, "connector loaded");
+                    l
+                }
+            };
+            next.packages.insert(dir, (mtime, loaded.clone()));
+            Ok((Arc::new(connection), loaded))
+        })();
+        match loaded {
+            Ok((c, l)) => {
+                next.connections.insert(c.name.clone(), (c, l));
+            }
+            Err(e) => {
+                tracing::error!(file = %file.display(), "connection refused: {e:#}");
+                if let Some((name, prev)) =
+                    old.connections.iter().find(|(_, (c, _))| c.name == stem)
+                {
+                    tracing::warn!(connection = %name, "keeping its previous version");
+                    next.connections.insert(name.clone(), prev.clone());
+                }
+            }
+        }
+    }
+    next
+}
+
+/// What a finished task leaves in the spool until the server has it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Spooled {
+    task: i64,
+    fence: i64,
+    connection: String,
+    /// The export's entries file and its checksum.
+    upload: Option<SpooledUpload>,
+    outcome: Option<TaskOutcome>,
+    /// The cursor to save once the server accepted the export.
+    cursor: Option<Cursor>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SpooledUpload {
+    path: PathBuf,
+    size: u64,
+    sha256: String,
+}
+
+struct Agent {
+    client: Client,
+    config: AgentConfig,
+    runtime: Arc<Runtime>,
+    registry: RwLock<Registry>,
+    timings: Mutex<Timings>,
+    running: Mutex<HashMap<i64, Arc<AtomicBool>>>,
+    finished: tokio::sync::Notify,
+}
+
+/// Runs the agent until SIGTERM or Ctrl-C.
+pub async fn run(config: AgentConfig) -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let creds = Credentials::load(&config.credentials_path())?;
+    for dir in ["collect", "orders", "state", "spool", "cache"] {
+        std::fs::create_dir_all(config.work.join(dir))?;
+    }
+    let runtime = Arc::new(
+        Runtime::new(idgard_host::RuntimeOptions {
+            cache_dir: Some(config.work.join("cache")),
+            max_concurrent_runs: config.max_tasks.max(2),
+            ..Default::default()
+        })
+        .context("cannot start the connector runtime")?,
+    );
+    let registry = {
+        let runtime = runtime.clone();
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || reload(&runtime, &config, &Registry::default())).await?
+    };
+    tracing::info!(
+        agent = %creds.agent_name,
+        connections = registry.connections.len(),
+        "agent starting"
+    );
+    let agent = Arc::new(Agent {
+        client: Client::new(creds)?,
+        config,
+        runtime,
+        registry: RwLock::new(registry),
+        timings: Mutex::new(Timings {
+            lease_ms: 60_000,
+            heartbeat_ms: 15_000,
+            poll_wait_ms: 25_000,
+            ack_ms: 15_000,
+        }),
+        running: Mutex::new(HashMap::new()),
+        finished: tokio::sync::Notify::new(),
+    });
+
+    agent.replay_spool().await;
+    agent.say_hello(true).await;
+    watch(agent.clone())?;
+
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    let mut failures = 0u32;
+    loop {
+        let free = agent.config.max_tasks as usize - agent.running.lock().expect("running").len();
+        if free == 0 {
+            tokio::select! {
+                _ = agent.finished.notified() => continue,
+                _ = &mut stop => break,
+            }
+        }
+        let wait = agent.timings.lock().expect("timings").poll_wait_ms;
+        let request = PollRequest {
+            capacity: free as u32,
+            wait_ms: Some(wait),
+        };
+        let poll =
+            agent
+                .client
+                .call::<_, PollAnswer>(Method::POST, "/api/v1/agent/poll", Some(&request));
+        let answer = tokio::select! {
+            a = poll => a,
+            _ = &mut stop => break,
+        };
+        match answer {
+            Ok(answer) => {
+                if failures > 0 {
+                    tracing::info!("server reachable again");
+                    agent.say_hello(false).await;
+                }
+                failures = 0;
+                for id in answer.cancel {
+                    if let Some(flag) = agent.running.lock().expect("running").get(&id) {
+                        tracing::info!(task = id, "cancelled by the server");
+                        flag.store(true, Ordering::SeqCst);
+                    }
+                }
+                for task in answer.tasks {
+                    let flag = Arc::new(AtomicBool::new(false));
+                    agent
+                        .running
+                        .lock()
+                        .expect("running")
+                        .insert(task.id, flag.clone());
+                    let agent = agent.clone();
+                    tokio::spawn(async move {
+                        let id = task.id;
+                        agent.clone().run_task(task, flag).await;
+                        agent.running.lock().expect("running").remove(&id);
+                        agent.finished.notify_one();
+                    });
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                let delay = match &e {
+                    CallError::Later { retry_after, .. } => backoff(failures, *retry_after),
+                    CallError::Refused { .. } => backoff(failures.max(6), None),
+                };
+                tracing::warn!("poll failed ({e}); trying again in {delay:.1?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = &mut stop => break,
+                }
+            }
+        }
+    }
+    let held: Vec<i64> = agent
+        .running
+        .lock()
+        .expect("running")
+        .keys()
+        .copied()
+        .collect();
+    if !held.is_empty() {
+        tracing::info!(
+            "stopping: waiting for {} running task(s) to finish",
+            held.len()
+        );
+        while !agent.running.lock().expect("running").is_empty() {
+            agent.finished.notified().await;
+        }
+    }
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Reloads connections and connectors when their files change, then tells the server.
+fn watch(agent: Arc<Agent>) -> Result<()> {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(());
+        }
+    })?;
+    for dir in [&agent.config.connections, &agent.config.runtime] {
+        std::fs::create_dir_all(dir)?;
+        watcher
+            .watch(dir, RecursiveMode::Recursive)
+            .with_context(|| format!("cannot watch {}", dir.display()))?;
+    }
+    tokio::spawn(async move {
+        let _watcher = watcher;
+        while rx.recv().await.is_some() {
+            // Let a copy finish: wait for a quiet half second.
+            loop {
+                match tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            let before = agent.registry.read().expect("registry").reports();
+            let next = {
+                let agent = agent.clone();
+                tokio::task::spawn_blocking(move || {
+                    let old = agent.registry.read().expect("registry");
+                    reload(&agent.runtime, &agent.config, &old)
+                })
+                .await
+            };
+            let Ok(next) = next else { continue };
+            let after = next.reports();
+            *agent.registry.write().expect("registry") = next;
+            if before != after {
+                tracing::info!(connections = after.len(), "connections reloaded");
+                agent.say_hello(false).await;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Sends a task's log lines up in numbered chunks.
+struct LogShipper {
+    rx: mpsc::UnboundedReceiver<LogLine>,
+    seq: u32,
+}
+
+impl Agent {
+    async fn say_hello(&self, restarted: bool) {
+        let hello = Hello {
+            version: env!("CARGO_PKG_VERSION").into(),
+            connections: self.registry.read().expect("registry").reports(),
+            restarted,
+        };
+        let mut failures = 0;
+        loop {
+            match self
+                .client
+                .call::<_, Timings>(Method::POST, "/api/v1/agent/hello", Some(&hello))
+                .await
+            {
+                Ok(t) => {
+                    *self.timings.lock().expect("timings") = t;
+                    return;
+                }
+                Err(e) => {
+                    failures += 1;
+                    let delay = backoff(failures, None);
+                    tracing::warn!("cannot report to the server ({e}); again in {delay:.1?}");
+                    if !restarted && failures > 3 {
+                        return;
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    fn spool_path(&self, task: i64, fence: i64) -> PathBuf {
+        self.config
+            .work
+            .join("spool")
+            .join(format!("task-{task}-{fence}.json"))
+    }
+
+    /// Sends what finished before a restart; drops what the server no longer wants.
+    async fn replay_spool(&self) {
+        let dir = self.config.work.join("spool");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let spooled: Option<Spooled> = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            match spooled {
+                Some(s) if s.outcome.is_some() => {
+                    tracing::info!(task = s.task, "sending a result saved before the restart");
+                    self.deliver(s).await;
+                }
+                Some(s) => {
+                    tracing::info!(
+                        task = s.task,
+                        "task was interrupted by the restart; the server sends it again"
+                    );
+                    self.forget(&s);
+                }
+                None => {
+                    tracing::warn!(file = %path.display(), "unreadable spool file removed");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+    }
+
+    fn forget(&self, s: &Spooled) {
+        if let Some(u) = &s.upload {
+            let _ = std::fs::remove_file(&u.path);
+        }
+        let _ = std::fs::remove_file(self.spool_path(s.task, s.fence));
+    }
+
+    fn save(&self, s: &Spooled) -> Result<()> {
+        write_private(&self.spool_path(s.task, s.fence), &serde_json::to_vec(s)?)
+    }
+
+    async fn run_task(self: Arc<Self>, task: Assignment, cancel: Arc<AtomicBool>) {
+        let span = tracing::info_span!("task", id = task.id, op = task.operation.as_str(), connection = %task.connection);
+        let _enter = span.enter();
+        tracing::info!(attempt = task.attempt, "task received");
+        let lost = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new((AtomicU64::new(0), AtomicU64::new(u64::MAX)));
+        // The first heartbeat acknowledges the claim.
+        match self.heartbeat(&task, &progress).await {
+            Ok(h) => {
+                if h.cancel {
+                    cancel.store(true, Ordering::SeqCst);
+                }
+            }
+            Err(e) if e.status().is_some() => {
+                tracing::warn!("the server no longer gives us this task ({e})");
+                return;
+            }
+            Err(e) => tracing::warn!("acknowledgement not sent ({e}); going on"),
+        }
+        let beats = {
+            let agent = self.clone();
+            let task = task.clone();
+            let cancel = cancel.clone();
+            let lost = lost.clone();
+            let progress = progress.clone();
+            tokio::spawn(async move {
+                loop {
+                    let every = agent.timings.lock().expect("timings").heartbeat_ms;
+                    tokio::time::sleep(Duration::from_millis(every)).await;
+                    match agent.heartbeat(&task, &progress).await {
+                        Ok(h) if h.cancel => cancel.store(true, Ordering::SeqCst),
+                        Ok(_) => {}
+                        Err(e) if e.status().is_some() => {
+                            tracing::warn!(task = task.id, "lease lost ({e}): stopping");
+                            lost.store(true, Ordering::SeqCst);
+                            cancel.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(e) => tracing::warn!(task = task.id, "heartbeat not sent ({e})"),
+                    }
+                }
+            })
+        };
+        let (log_tx, log_rx) = mpsc::unbounded_channel();
+        let mut shipper = LogShipper { rx: log_rx, seq: 0 };
+        let shipping = {
+            let agent = self.clone();
+            let task = task.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if !agent.ship_logs(&task, &mut shipper, false).await {
+                        return shipper;
+                    }
+                }
+            })
+        };
+        let mut spooled = self
+            .execute(&task, cancel.clone(), progress.clone(), log_tx)
+            .await;
+        beats.abort();
+        if lost.load(Ordering::SeqCst) {
+            self.forget(&spooled);
+            return;
+        }
+        if cancel.load(Ordering::SeqCst) {
+            spooled.outcome = Some(TaskOutcome::Cancelled);
+            spooled.cursor = None;
+        }
+        // Logs go up before the completion, so the final status never overtakes them.
+        if let Ok(mut shipper) = shipping.await {
+            self.ship_logs(&task, &mut shipper, true).await;
+        }
+        if let Err(e) = self.save(&spooled) {
+            tracing::error!("cannot write the spool: {e:#}");
+        }
+        self.deliver(spooled).await;
+    }
+
+    async fn heartbeat(
+        &self,
+        task: &Assignment,
+        progress: &(AtomicU64, AtomicU64),
+    ) -> Result<HeartbeatAnswer, CallError> {
+        let done = progress.0.load(Ordering::Relaxed);
+        let total = progress.1.load(Ordering::Relaxed);
+        self.client
+            .call(
+                Method::POST,
+                &format!("/api/v1/agent/tasks/{}/heartbeat", task.id),
+                Some(&Heartbeat {
+                    fence: task.fence,
+                    done: (done > 0).then_some(done),
+                    total: (total != u64::MAX).then_some(total),
+                }),
+            )
+            .await
+    }
+
+    /// Sends buffered log lines; `last` drains the channel. False once the channel is closed.
+    async fn ship_logs(&self, task: &Assignment, s: &mut LogShipper, last: bool) -> bool {
+        let mut open = true;
+        loop {
+            let mut lines = Vec::new();
+            while lines.len() < 1000 {
+                match s.rx.try_recv() {
+                    Ok(l) => lines.push(l),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            if lines.is_empty() {
+                return open;
+            }
+            let chunk = LogChunk {
+                fence: task.fence,
+                seq: s.seq,
+                lines,
+            };
+            for attempt in 0..5 {
+                match self
+                    .client
+                    .call::<_, ()>(
+                        Method::POST,
+                        &format!("/api/v1/agent/tasks/{}/logs", task.id),
+                        Some(&chunk),
+                    )
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(e @ CallError::Refused { .. }) => {
+                        tracing::warn!("log chunk refused: {e}");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!("log chunk not sent ({e})");
+                        tokio::time::sleep(backoff(attempt, None)).await;
+                    }
+                }
+            }
+            s.seq += 1;
+            if !last && open {
+                return true;
+            }
+        }
+    }
+
+    /// Runs the task's operation; the outcome is always set.
+    async fn execute(
+        self: &Arc<Self>,
+        task: &Assignment,
+        cancel: Arc<AtomicBool>,
+        progress: Arc<(AtomicU64, AtomicU64)>,
+        log: mpsc::UnboundedSender<LogLine>,
+    ) -> Spooled {
+        let mut spooled = Spooled {
+            task: task.id,
+            fence: task.fence,
+            connection: task.connection.clone(),
+            upload: None,
+            outcome: None,
+            cursor: None,
+        };
+        let outcome = match self
+            .clone()
+            .execute_inner(task, &mut spooled, cancel, progress, log)
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => TaskOutcome::Failed {
+                error: format!("{e:#}"),
+                retryable: false,
+            },
+        };
+        spooled.outcome = Some(outcome);
+        spooled
+    }
+
+    async fn execute_inner(
+        self: Arc<Self>,
+        task: &Assignment,
+        spooled: &mut Spooled,
+        cancel: Arc<AtomicBool>,
+        progress: Arc<(AtomicU64, AtomicU64)>,
+        log: mpsc::UnboundedSender<LogLine>,
+    ) -> Result<TaskOutcome> {
+        if task.operation == Operation::Noop {
+            return Ok(TaskOutcome::Succeeded {
+                result: serde_json::Value::Null,
+            });
+        }
+        let (connection, loaded) = self
+            .registry
+            .read()
+            .expect("registry")
+            .connections
+            .get(&task.connection)
+            .cloned()
+            .with_context(|| {
+                format!(
+                    "this agent has no connection `{}` (see its connections folder)",
+                    task.connection
+                )
+            })?;
+        let work = &self.config.work;
+        let collect = work.join("collect").join(&connection.name);
+        let orders_dir = work.join("orders").join(&connection.name);
+        let state = work.join("state").join(&connection.name);
+        for d in [&collect, &orders_dir, &state] {
+            std::fs::create_dir_all(d)?;
+        }
+        let cursor_file = state.join("cursor.json");
+        let entries_path = self
+            .config
+            .work
+            .join("spool")
+            .join(format!("task-{}-{}.entries", task.id, task.fence));
+        let request = match task.operation {
+            Operation::Export => {
+                let incremental = task
+                    .args
+                    .get("incremental")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
+                let cursor = if incremental {
+                    let text = std::fs::read_to_string(&cursor_file).with_context(|| {
+                        format!(
+                            "no saved cursor for `{}`: run a full export first",
+                            connection.name
+                        )
+                    })?;
+                    Some(serde_json::from_str::<Cursor>(&text)?)
+                } else {
+                    None
+                };
+                Request::Export {
+                    cursor,
+                    batch_size: self.config.batch_size,
+                }
+            }
+            Operation::Fulfill => {
+                let orders: Vec<Order> = serde_json::from_value(
+                    task.args
+                        .get("orders")
+                        .cloned()
+                        .context("a fulfil task carries `orders`")?,
+                )
+                .context("the task's orders are not valid")?;
+                write_private(
+                    &orders_dir.join(format!("task-{}.json", task.id)),
+                    &serde_json::to_vec(&orders)?,
+                )?;
+                Request::Fulfill(orders)
+            }
+            Operation::TestConnection => Request::TestConnection,
+            Operation::Schema => Request::Schema,
+            Operation::Noop => unreachable!("answered above"),
+        };
+        let writer = if task.operation == Operation::Export {
+            Some(
+                std::fs::File::create(&entries_path)
+                    .with_context(|| format!("cannot create {}", entries_path.display()))?,
+            )
+        } else {
+            None
+        };
+        let observer = TaskObserver {
+            out: writer.map(|f| std::io::BufWriter::with_capacity(1 << 20, f)),
+            hash: Sha256::new(),
+            size: 0,
+            cancel: cancel.clone(),
+            progress,
+            log,
+            done: Arc::new(Mutex::new(None)),
+        };
+        let done = observer.done.clone();
+        let runtime = self.runtime.clone();
+        let started = Instant::now();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let folders = RunFolders {
+                collect: Some(&collect),
+                orders: Some(&orders_dir),
+            };
+            runtime.run(&loaded, &connection, &folders, request, Box::new(observer))
+        })
+        .await?;
+        let elapsed = started.elapsed();
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = std::fs::remove_file(&entries_path);
+                if cancel.load(Ordering::SeqCst) {
+                    return Ok(TaskOutcome::Cancelled);
+                }
+                return Ok(TaskOutcome::Failed {
+                    error: e.to_string(),
+                    retryable: false,
+                });
+            }
+        };
+        Ok(match outcome {
+            Outcome::Tested => TaskOutcome::Succeeded {
+                result: serde_json::json!({ "ok": true }),
+            },
+            Outcome::Schema(schema) => TaskOutcome::Succeeded {
+                result: serde_json::json!({ "schema": schema }),
+            },
+            Outcome::Fulfilled(results) => TaskOutcome::Succeeded {
+                result: serde_json::json!({ "results": results }),
+            },
+            Outcome::Failed { kind, message } => {
+                let _ = std::fs::remove_file(&entries_path);
+                TaskOutcome::Failed {
+                    error: format!("connector error ({kind:?}): {message}"),
+                    retryable: kind == ErrorKind::Unavailable,
+                }
+            }
+            Outcome::Exported(summary) => {
+                let (size, sha256) = done
+                    .lock()
+                    .expect("done")
+                    .take()
+                    .context("the export's output was not closed")?;
+                tracing::info!(
+                    entries = summary.entries,
+                    bytes = size,
+                    "exported in {elapsed:.2?}"
+                );
+                spooled.upload = Some(SpooledUpload {
+                    path: entries_path,
+                    size,
+                    sha256,
+                });
+                spooled.cursor = summary.cursor.clone();
+                // The upload id is filled in once the upload is done.
+                TaskOutcome::Succeeded {
+                    result: serde_json::json!({
+                        "entries": summary.entries,
+                        "rejected": summary.rejected,
+                        "batches": summary.batches,
+                        "bytes": summary.bytes,
+                        "peak_memory": summary.peak_memory,
+                        "incremental": task.args.get("incremental").and_then(|v| v.as_bool()).unwrap_or(false),
+                    }),
+                }
+            }
+        })
+    }
+
+    /// Uploads (if any) and completes, retrying what can be retried; the spool entry goes
+    /// once the server has the outcome or refuses it for good.
+    async fn deliver(&self, mut s: Spooled) {
+        let mut failures = 0;
+        loop {
+            match self.try_deliver(&mut s).await {
+                Ok(view) => {
+                    tracing::info!(task = s.task, state = view.state.as_str(), "task completed");
+                    if let (Some(cursor), TaskOutcome::Succeeded { .. }) =
+                        (&s.cursor, s.outcome.as_ref().expect("outcome"))
+                    {
+                        let file = self
+                            .config
+                            .work
+                            .join("state")
+                            .join(&s.connection)
+                            .join("cursor.json");
+                        if let Err(e) = serde_json::to_vec(cursor)
+                            .map_err(anyhow::Error::from)
+                            .and_then(|b| write_private(&file, &b))
+                        {
+                            tracing::error!("cannot save the cursor: {e:#}");
+                        }
+                    }
+                    self.forget(&s);
+                    return;
+                }
+                Err(CallError::Refused {
+                    status, message, ..
+                }) if status == StatusCode::CONFLICT || status == StatusCode::NOT_FOUND => {
+                    tracing::warn!(
+                        task = s.task,
+                        "the server does not take this result ({message}); dropped"
+                    );
+                    self.forget(&s);
+                    return;
+                }
+                Err(e) => {
+                    failures += 1;
+                    let delay = match &e {
+                        CallError::Later { retry_after, .. } => backoff(failures, *retry_after),
+                        CallError::Refused { .. } => {
+                            if failures > 5 {
+                                tracing::error!(
+                                    task = s.task,
+                                    "result refused for good ({e}); kept in the spool"
+                                );
+                                return;
+                            }
+                            backoff(failures, None)
+                        }
+                    };
+                    tracing::warn!(
+                        task = s.task,
+                        "cannot deliver the result ({e}); again in {delay:.1?}"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn try_deliver(&self, s: &mut Spooled) -> Result<TaskView, CallError> {
+        if let (Some(up), Some(TaskOutcome::Succeeded { result })) = (&s.upload, &mut s.outcome)
+            && result.get("upload_id").is_none()
+        {
+            let id = self.upload(s.task, s.fence, up).await?;
+            result["upload_id"] = serde_json::json!(id);
+            let _ = self.save(s);
+        }
+        self.client
+            .call(
+                Method::POST,
+                &format!("/api/v1/agent/tasks/{}/complete", s.task),
+                Some(&Completion {
+                    fence: s.fence,
+                    outcome: s.outcome.clone().expect("outcome"),
+                }),
+            )
+            .await
+    }
+
+    /// Sends a file into a slot, from wherever the slot got to.
+    async fn upload(&self, task: i64, fence: i64, up: &SpooledUpload) -> Result<i64, CallError> {
+        const CHUNK: u64 = 4 << 20;
+        let mut slot: UploadView = self
+            .client
+            .call(
+                Method::POST,
+                &format!("/api/v1/agent/tasks/{task}/uploads"),
+                Some(&NewUpload {
+                    fence,
+                    name: "entries".into(),
+                    size: up.size,
+                    sha256: up.sha256.clone(),
+                }),
+            )
+            .await?;
+        let file = std::fs::File::open(&up.path).map_err(|e| CallError::Refused {
+            status: StatusCode::GONE,
+            code: "spool".into(),
+            message: format!("{}: {e}", up.path.display()),
+        })?;
+        while !slot.complete {
+            let len = CHUNK.min(slot.size - slot.received) as usize;
+            let mut buf = vec![0u8; len];
+            use std::os::unix::fs::FileExt;
+            file.read_exact_at(&mut buf, slot.received)
+                .map_err(|e| CallError::Refused {
+                    status: StatusCode::GONE,
+                    code: "spool".into(),
+                    message: format!("{}: {e}", up.path.display()),
+                })?;
+            match self
+                .client
+                .put_bytes::<UploadView>(
+                    &format!("/api/v1/agent/uploads/{}?offset={}", slot.id, slot.received),
+                    buf,
+                )
+                .await
+            {
+                Ok(next) => slot = next,
+                Err(CallError::Refused { status, .. }) if status == StatusCode::CONFLICT => {
+                    // Somewhere else than we thought: ask where, and go on from there.
+                    slot = self
+                        .client
+                        .call::<(), UploadView>(
+                            Method::GET,
+                            &format!("/api/v1/agent/uploads/{}", slot.id),
+                            None,
+                        )
+                        .await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::info!(upload = slot.id, entries = ?slot.entries, bytes = slot.size, "upload complete");
+        Ok(slot.id)
+    }
+}
+
+/// Receives a run's output: entries framed into the spool file, logs to the shipper.
+struct TaskObserver {
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    hash: Sha256,
+    size: u64,
+    cancel: Arc<AtomicBool>,
+    progress: Arc<(AtomicU64, AtomicU64)>,
+    log: mpsc::UnboundedSender<LogLine>,
+    done: Arc<Mutex<Option<(u64, String)>>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Observer for TaskObserver {
+    fn log(&mut self, level: Level, message: &str) {
+        let level = match level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        let _ = self.log.send(LogLine {
+            at_ms: now_ms(),
+            level: level.into(),
+            message: message.into(),
+        });
+    }
+
+    fn progress(&mut self, done: u64, total: Option<u64>, _message: &str) {
+        self.progress.0.store(done, Ordering::Relaxed);
+        self.progress
+            .1
+            .store(total.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn entries(&mut self, batch: &[u8], count: u32) -> anyhow::Result<()> {
+        if self.cancel.load(Ordering::SeqCst) {
+            bail!("cancelled");
+        }
+        let Some(out) = &mut self.out else {
+            return Ok(());
+        };
+        let header = frames::header(count, batch.len() as u32);
+        out.write_all(&header)?;
+        out.write_all(batch)?;
+        self.hash.update(header);
+        self.hash.update(batch);
+        self.size += (header.len() + batch.len()) as u64;
+        Ok(())
+    }
+}
+
+impl Drop for TaskObserver {
+    fn drop(&mut self) {
+        if let Some(mut out) = self.out.take() {
+            let flushed = out.flush().and_then(|()| out.get_ref().sync_all()).is_ok();
+            if flushed {
+                let hash = std::mem::take(&mut self.hash);
+                *self.done.lock().expect("done") = Some((self.size, hex::encode(hash.finalize())));
+            }
+        }
+    }
+}
