@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 /// The agent's configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -310,6 +311,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         runtime,
         registry: RwLock::new(registry),
         timings: Mutex::new(Timings {
+            chunk_bytes: 1 << 20,
             lease_ms: 60_000,
             heartbeat_ms: 15_000,
             poll_wait_ms: 25_000,
@@ -370,7 +372,13 @@ pub async fn run(config: AgentConfig) -> Result<()> {
                     let agent = agent.clone();
                     tokio::spawn(async move {
                         let id = task.id;
-                        agent.clone().run_task(task, flag).await;
+                        let span = tracing::info_span!(
+                            "task",
+                            id = task.id,
+                            op = task.operation.as_str(),
+                            connection = %task.connection
+                        );
+                        agent.clone().run_task(task, flag).instrument(span).await;
                         agent.running.lock().expect("running").remove(&id);
                         agent.finished.notify_one();
                     });
@@ -518,8 +526,14 @@ impl Agent {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return;
         };
+        let mut kept = std::collections::HashSet::new();
+        let mut outputs = Vec::new();
         for e in entries.flatten() {
             let path = e.path();
+            if path.extension().is_some_and(|x| x == "entries") {
+                outputs.push(path);
+                continue;
+            }
             if path.extension().is_none_or(|x| x != "json") {
                 continue;
             }
@@ -529,6 +543,9 @@ impl Agent {
             match spooled {
                 Some(s) if s.outcome.is_some() => {
                     tracing::info!(task = s.task, "sending a result saved before the restart");
+                    if let Some(u) = &s.upload {
+                        kept.insert(u.path.clone());
+                    }
                     self.deliver(s).await;
                 }
                 Some(s) => {
@@ -542,6 +559,12 @@ impl Agent {
                     tracing::warn!(file = %path.display(), "unreadable spool file removed");
                     let _ = std::fs::remove_file(&path);
                 }
+            }
+        }
+        // Output of runs the restart interrupted: their tasks run again.
+        for path in outputs {
+            if !kept.contains(&path) {
+                let _ = std::fs::remove_file(&path);
             }
         }
     }
@@ -558,8 +581,6 @@ impl Agent {
     }
 
     async fn run_task(self: Arc<Self>, task: Assignment, cancel: Arc<AtomicBool>) {
-        let span = tracing::info_span!("task", id = task.id, op = task.operation.as_str(), connection = %task.connection);
-        let _enter = span.enter();
         tracing::info!(attempt = task.attempt, "task received");
         let lost = Arc::new(AtomicBool::new(false));
         let progress = Arc::new((AtomicU64::new(0), AtomicU64::new(u64::MAX)));
@@ -993,7 +1014,12 @@ impl Agent {
 
     /// Sends a file into a slot, from wherever the slot got to.
     async fn upload(&self, task: i64, fence: i64, up: &SpooledUpload) -> Result<i64, CallError> {
-        const CHUNK: u64 = 4 << 20;
+        let chunk = self
+            .timings
+            .lock()
+            .expect("timings")
+            .chunk_bytes
+            .clamp(64 << 10, 16 << 20);
         let mut slot: UploadView = self
             .client
             .call(
@@ -1013,7 +1039,7 @@ impl Agent {
             message: format!("{}: {e}", up.path.display()),
         })?;
         while !slot.complete {
-            let len = CHUNK.min(slot.size - slot.received) as usize;
+            let len = chunk.min(slot.size - slot.received) as usize;
             let mut buf = vec![0u8; len];
             use std::os::unix::fs::FileExt;
             file.read_exact_at(&mut buf, slot.received)

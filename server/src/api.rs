@@ -29,6 +29,8 @@ pub struct AppState {
     pub signer: Signer,
     /// Largest upload.
     pub max_upload: u64,
+    /// Largest upload chunk.
+    pub max_chunk: u64,
     /// Flips to true when the server stops: held polls answer at once.
     pub stopping: watch::Receiver<bool>,
 }
@@ -193,6 +195,7 @@ async fn hello(
     );
     let q = &app.queue.cfg;
     Ok(Json(Timings {
+        chunk_bytes: app.max_chunk,
         lease_ms: q.lease_ms,
         heartbeat_ms: q.heartbeat_ms(),
         poll_wait_ms: q.poll_wait_ms,

@@ -87,6 +87,7 @@ pub async fn serve(
         queue: queue.clone(),
         signer,
         max_upload: config.limits.upload_mib << 20,
+        max_chunk: (config.limits.chunk_mib as u64) << 20,
         stopping,
     });
     let router = api::router(

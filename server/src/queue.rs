@@ -227,16 +227,22 @@ impl Queue {
         Ok(out)
     }
 
-    /// Tasks an agent holds that were cancelled.
+    /// Tasks an agent holds that were cancelled and that no poll has told it about yet
+    /// (heartbeats keep telling it until the task ends).
     pub async fn cancelled_for(&self, agent: i64) -> Result<Vec<i64>> {
         let rows = sqlx::query(
-            "SELECT id FROM tasks WHERE agent_id = $1 AND state IN ('claimed', 'running') \
-             AND cancel_requested = 1 ORDER BY id",
+            "UPDATE tasks SET cancel_requested = 2 WHERE agent_id = $1 \
+             AND state IN ('claimed', 'running') AND cancel_requested = 1 RETURNING id",
         )
         .bind(agent)
         .fetch_all(&self.db.pool)
         .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        let mut ids = rows
+            .iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect::<Result<Vec<i64>>>()?;
+        ids.sort_unstable();
+        Ok(ids)
     }
 
     /// Why a call about `task` with `fence` cannot be taken.

@@ -6,3 +6,4 @@ mod limits;
 mod loading;
 mod sandbox;
 mod support;
+mod system;

@@ -97,9 +97,11 @@ pub struct Hello {
     pub restarted: bool,
 }
 
-/// The server's timings, answered to a hello.
+/// The server's timings and limits, answered to a hello.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Timings {
+    /// The largest upload chunk the server takes, in bytes.
+    pub chunk_bytes: u64,
     /// How long a lease lasts without a heartbeat, in ms.
     pub lease_ms: u64,
     /// How often to send heartbeats, in ms.

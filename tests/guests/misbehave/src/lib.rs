@@ -54,6 +54,16 @@ impl Connector for Misbehave {
                         .attr("n", &i.to_string());
                 }
             }
+            // A slow system: `count` entries, 10 ms apart, each sent at once (the agent's tests
+            // stop or cancel runs in the middle of this).
+            "slow" => {
+                for i in 0..count {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    out.upsert("result", &format!("k{i}"))
+                        .attr("n", &i.to_string());
+                    out.flush();
+                }
+            }
             "loop" => {
                 let mut x = 0u64;
                 loop {

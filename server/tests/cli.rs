@@ -1,0 +1,86 @@
+//! `idgard-server` as an administrator runs it: configuration errors, agent creation.
+
+use std::process::{Command, Output};
+
+fn server(data: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_idgard-server"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("IDGARD_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn an_unknown_configuration_key_stops_the_server_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("server.toml");
+    std::fs::write(&conf, "[queue]\nlease_seconds = 5\n").unwrap();
+    let out = server(dir.path(), &["--config", conf.to_str().unwrap(), "serve"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown field `lease_seconds`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn agent_add_prints_a_one_time_token_and_refuses_bad_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = server(
+        dir.path(),
+        &["agent", "add", "paris-1", "--url", "https://idm:8443"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("idgard-agent enrol --server https://idm:8443 --token "),
+        "{stdout}"
+    );
+    let token = stdout.lines().nth(1).unwrap().trim();
+    assert_eq!(token.len(), 64);
+
+    let listed = text(&server(dir.path(), &["agent", "list"]).stdout);
+    assert!(
+        listed.contains("paris-1") && listed.contains("waiting"),
+        "{listed}"
+    );
+
+    let out = server(dir.path(), &["agent", "add", "Paris 1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("lower-case letters"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_job_for_an_unknown_agent_or_operation_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = server(
+        dir.path(),
+        &["job", "create", "--agent", "nobody", "--step", "export:hr"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no agent named `nobody`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = server(
+        dir.path(),
+        &["job", "create", "--agent", "x", "--step", "explode:hr"],
+    );
+    assert!(
+        text(&out.stderr).contains("operations are export"),
+        "{}",
+        text(&out.stderr)
+    );
+}

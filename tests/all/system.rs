@@ -1,0 +1,1152 @@
+//! The server and its agents as processes on loopback: the real binaries over HTTPS, on SQLite
+//! and on PostgreSQL. Tests that play an agent by hand (to lose answers, replay completions,
+//! send garbage) use the API like an agent would.
+
+use idgard_protocol::*;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+fn bin(name: &str) -> PathBuf {
+    // Tests run from target/<profile>/deps; the binaries sit one folder up.
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace's binaries first (cargo test --workspace builds them)",
+        path.display()
+    );
+    path
+}
+
+/// One signing key and certificate for every test server (RSA key generation is slow).
+fn shared_keys() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        // A first server start generates them; later servers read them.
+        let out = Command::new(bin("idgard-server"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["agent", "list"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let mut child = Command::new(bin("idgard-server"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(dir.join("dev-signing-key.pem").exists(), "{line}");
+        dir
+    })
+}
+
+fn postgres_url(db: &str) -> String {
+    format!("postgres://postgres@127.0.0.1:5432/{db}")
+}
+
+/// A fresh PostgreSQL database for one test.
+fn postgres_database() -> String {
+    let name = format!(
+        "idgard_test_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    rt().block_on(async {
+        use sqlx::Executor;
+        sqlx::any::install_default_drivers();
+        let mut conn =
+            <sqlx::AnyConnection as sqlx::Connection>::connect(&postgres_url("postgres"))
+                .await
+                .expect(
+                    "PostgreSQL on 127.0.0.1:5432 (user postgres, trust) is needed by these tests",
+                );
+        conn.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+    });
+    postgres_url(&name)
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub data: PathBuf,
+    pub database_url: String,
+    pub port: u16,
+    pub url: String,
+    pub fingerprint: String,
+    pub admin: String,
+    env: Vec<(String, String)>,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts a server with short timings (lease 3 s, ack 1 s, backoff 100 ms).
+    pub fn start(backend: Backend) -> Server {
+        Self::start_with(backend, &[])
+    }
+
+    pub fn start_with(backend: Backend, env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let database_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", data.join("idgard.db").display()),
+            Backend::Postgres => postgres_database(),
+        };
+        let keys = shared_keys();
+        let mut all = vec![
+            ("IDGARD_QUEUE_LEASE_MS", "3000"),
+            ("IDGARD_QUEUE_ACK_MS", "1000"),
+            ("IDGARD_QUEUE_BACKOFF_MS", "100"),
+            ("IDGARD_QUEUE_REAP_EVERY_MS", "100"),
+            ("IDGARD_QUEUE_POLL_WAIT_MS", "5000"),
+            ("IDGARD_QUEUE_POLL_RECHECK_MS", "1000"),
+            ("IDGARD_LIMITS_CHUNK_MIB", "1"),
+        ];
+        all.extend_from_slice(env);
+        let mut env: Vec<(String, String)> = all
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.push((
+            "IDGARD_SIGNING_KEY".into(),
+            keys.join("dev-signing-key.pem").display().to_string(),
+        ));
+        env.push((
+            "IDGARD_TLS_CERT".into(),
+            keys.join("dev-cert.pem").display().to_string(),
+        ));
+        env.push((
+            "IDGARD_TLS_KEY".into(),
+            keys.join("dev-cert.key").display().to_string(),
+        ));
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap();
+        let mut s = Server {
+            child: None,
+            data,
+            database_url,
+            port: 0,
+            url: String::new(),
+            fingerprint: String::new(),
+            admin: String::new(),
+            env,
+            http,
+            _dir: dir,
+        };
+        s.spawn();
+        s.admin = std::fs::read_to_string(s.data.join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        s
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(bin("idgard-server"));
+        c.arg("--data-dir")
+            .arg(&self.data)
+            .arg("--database-url")
+            .arg(&self.database_url)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env_remove("IDGARD_CONFIG");
+        c
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.with_extension("log"))
+            .unwrap();
+        let mut child = self
+            .command()
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.contains("listening on https://"),
+            "server did not start: {line}\n{}",
+            self.log()
+        );
+        let url = line.split_whitespace().nth(3).unwrap().to_owned();
+        self.port = url.rsplit(':').next().unwrap().parse().unwrap();
+        self.fingerprint = line
+            .split("sha256 ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .trim_end_matches(')')
+            .to_owned();
+        self.url = url;
+        self.child = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
+    }
+
+    /// Stops (SIGTERM) and starts again on the same port and database.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            terminate(&c);
+            let _ = c.wait();
+        }
+    }
+
+    /// Creates an agent; returns its enrolment token.
+    pub fn add_agent(&self, name: &str) -> String {
+        let a: NewAgentAnswer = self
+            .admin(
+                Method::POST,
+                "/api/v1/agents",
+                Some(&NewAgent { name: name.into() }),
+            )
+            .unwrap();
+        a.enrolment_token
+    }
+
+    /// An administrator's call.
+    pub fn admin<B: Serialize, R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<R, (StatusCode, Value)> {
+        let (status, v) = self.raw(method, path, Some(&self.admin), body.map(|b| json!(b)));
+        if status.is_success() {
+            Ok(serde_json::from_value(v).unwrap())
+        } else {
+            Err((status, v))
+        }
+    }
+
+    /// Any call: status and JSON answer (`Value::Null` when not JSON).
+    pub fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.raw_bytes(
+            method,
+            path,
+            token,
+            body.map(|b| b.to_string().into_bytes()),
+            "application/json",
+        )
+    }
+
+    pub fn raw_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        content_type: &str,
+    ) -> (StatusCode, Value) {
+        rt().block_on(async {
+            let mut r = self.http.request(method, format!("{}{path}", self.url));
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            if let Some(b) = body {
+                r = r.header("content-type", content_type).body(b);
+            }
+            let resp = r.send().await.unwrap();
+            let status = resp.status();
+            let text = resp.text().await.unwrap();
+            (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        })
+    }
+
+    pub fn task(&self, id: i64) -> TaskView {
+        self.admin::<(), _>(Method::GET, &format!("/api/v1/tasks/{id}"), None)
+            .unwrap()
+    }
+
+    pub fn job(&self, id: i64) -> JobView {
+        self.admin::<(), _>(Method::GET, &format!("/api/v1/jobs/{id}"), None)
+            .unwrap()
+    }
+
+    pub fn enqueue(&self, agent: &str, specs: Vec<TaskSpec>) -> Vec<i64> {
+        let c: CreatedTasks = self
+            .admin(
+                Method::POST,
+                "/api/v1/tasks",
+                Some(&NewTasks {
+                    agent: agent.into(),
+                    tasks: specs,
+                }),
+            )
+            .unwrap();
+        c.ids
+    }
+
+    pub fn create_job(&self, agent: &str, steps: Vec<Vec<TaskSpec>>) -> JobView {
+        self.admin(
+            Method::POST,
+            "/api/v1/jobs",
+            Some(&NewJob {
+                agent: agent.into(),
+                name: None,
+                steps,
+                start: None,
+            }),
+        )
+        .unwrap()
+    }
+
+    /// Waits until a job ends; panics with the logs after `secs`.
+    pub fn wait_job(&self, id: i64, secs: u64) -> JobView {
+        let until = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let j = self.job(id);
+            if !matches!(j.state, JobState::Pending | JobState::Running) {
+                return j;
+            }
+            assert!(
+                Instant::now() < until,
+                "job {id} still {:?} after {secs} s: {j:#?}\n--- server log\n{}",
+                j.state,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn wait_task(&self, id: i64, secs: u64, done: impl Fn(&TaskView) -> bool) -> TaskView {
+        let until = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let t = self.task(id);
+            if done(&t) {
+                return t;
+            }
+            assert!(
+                Instant::now() < until,
+                "task {id} not there after {secs} s: {t:#?}\n--- server log\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn terminate(c: &Child) {
+    let pid = rustix::process::Pid::from_raw(c.id() as i32).unwrap();
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+}
+
+pub fn noop() -> TaskSpec {
+    TaskSpec {
+        connection: String::new(),
+        operation: Operation::Noop,
+        args: Value::Null,
+        max_attempts: None,
+        timeout_s: None,
+    }
+}
+
+pub fn on(connection: &str, operation: Operation) -> TaskSpec {
+    TaskSpec {
+        connection: connection.into(),
+        operation,
+        args: Value::Null,
+        max_attempts: None,
+        timeout_s: None,
+    }
+}
+
+/// A real agent process with its folders.
+pub struct Agent {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Enrols an agent named `name` and starts it, serving the demo HR file (`demo-hr`) and a
+    /// slow system (`slow`, 300 entries 10 ms apart).
+    pub fn start(server: &Server, name: &str) -> Agent {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let runtime = dir.join("runtime");
+        let connections = dir.join("connections");
+        std::fs::create_dir_all(&connections).unwrap();
+        for (pkg, folder) in [
+            (idgard_tests::packages::CONNECTOR_CSV, "csv"),
+            (idgard_tests::packages::GUEST_MISBEHAVE, "misbehave"),
+        ] {
+            let to = runtime.join(folder);
+            std::fs::create_dir_all(&to).unwrap();
+            for f in std::fs::read_dir(pkg).unwrap() {
+                let f = f.unwrap().path();
+                std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+        std::fs::write(
+            connections.join("demo-hr.toml"),
+            format!(
+                "name = \"demo-hr\"\nconnector = \"csv\"\n[settings]\nfile = \"hr.csv\"\nkey = \"employee_id\"\n\
+                 [grants.folders.source]\npath = \"{}\"\naccess = \"read-only\"\n",
+                idgard_tests::root().join("connectors/csv/demo").display()
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.join("slow-data")).unwrap();
+        std::fs::write(
+            connections.join("slow.toml"),
+            format!(
+                "name = \"slow\"\nconnector = \"misbehave\"\n[settings]\nmode = \"slow\"\ncount = 300\n\
+                 [grants.folders.data]\npath = \"{}\"\naccess = \"read-write\"\n",
+                dir.join("slow-data").display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("agent.toml"),
+            "work = \"work\"\nruntime = \"runtime\"\nconnections = \"connections\"\nmax_tasks = 2\nbatch_size = 16\n",
+        )
+        .unwrap();
+        let token = server.add_agent(name);
+        let out = Command::new(bin("idgard-agent"))
+            .args(["enrol", "--config"])
+            .arg(dir.join("agent.toml"))
+            .args(["--server", &server.url, "--token", &token, "--fingerprint"])
+            .arg(&server.fingerprint)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "enrol: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut a = Agent {
+            child: None,
+            dir,
+            _tmp: tmp,
+        };
+        a.spawn();
+        a
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("agent.log"))
+            .unwrap();
+        self.child = Some(
+            Command::new(bin("idgard-agent"))
+                .args(["run", "--config"])
+                .arg(self.dir.join("agent.toml"))
+                .env("IDGARD_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// TCP sockets the agent process listens on (from /proc).
+    pub fn listening_sockets(&self) -> usize {
+        let pid = self.pid();
+        let mut inodes = std::collections::HashSet::new();
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+        {
+            if let Ok(link) = std::fs::read_link(fd.path()) {
+                let link = link.to_string_lossy().into_owned();
+                if let Some(inode) = link
+                    .strip_prefix("socket:[")
+                    .and_then(|s| s.strip_suffix(']'))
+                {
+                    inodes.insert(inode.to_owned());
+                }
+            }
+        }
+        let mut n = 0;
+        for table in ["tcp", "tcp6", "udp", "udp6"] {
+            let text =
+                std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+            for line in text.lines().skip(1) {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                // State 0A is LISTEN for TCP; any bound UDP socket counts as listening.
+                let listening = if table.starts_with("tcp") {
+                    cols.get(3) == Some(&"0A")
+                } else {
+                    true
+                };
+                if listening && cols.get(9).is_some_and(|i| inodes.contains(*i)) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An agent played by the test through the API (to do what a real agent would not).
+pub struct Hand {
+    pub token: String,
+    pub id: i64,
+}
+
+impl Hand {
+    pub fn enrol(server: &Server, name: &str) -> Hand {
+        let token = server.add_agent(name);
+        let (s, v) = server.raw(
+            Method::POST,
+            "/api/v1/enrol",
+            None,
+            Some(json!({ "token": token })),
+        );
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let e: EnrolAnswer = serde_json::from_value(v).unwrap();
+        let (s, v) = server.raw(
+            Method::POST,
+            "/api/v1/agent/token",
+            None,
+            Some(json!({ "agent_id": e.agent_id, "client_secret": e.client_secret })),
+        );
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let t: TokenAnswer = serde_json::from_value(v).unwrap();
+        Hand {
+            token: t.access_token,
+            id: e.agent_id,
+        }
+    }
+
+    pub fn call(
+        &self,
+        server: &Server,
+        method: Method,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        server.raw(method, path, Some(&self.token), Some(body))
+    }
+
+    pub fn poll(&self, server: &Server, wait_ms: u64) -> PollAnswer {
+        let (s, v) = self.call(
+            server,
+            Method::POST,
+            "/api/v1/agent/poll",
+            json!({ "capacity": 8, "wait_ms": wait_ms }),
+        );
+        assert_eq!(s, StatusCode::OK, "{v}");
+        serde_json::from_value(v).unwrap()
+    }
+
+    pub fn complete(
+        &self,
+        server: &Server,
+        task: i64,
+        fence: i64,
+        result: Value,
+    ) -> (StatusCode, Value) {
+        self.call(
+            server,
+            Method::POST,
+            &format!("/api/v1/agent/tasks/{task}/complete"),
+            json!({ "fence": fence, "outcome": { "status": "succeeded", "result": result } }),
+        )
+    }
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name(super::Backend::Sqlite)
+                }
+                #[test]
+                fn postgres() {
+                    super::$name(super::Backend::Postgres)
+                }
+            }
+        )*
+    };
+}
+
+on_both!(
+    export_job_goes_up_and_is_stored,
+    killed_agent_task_is_requeued_and_completed_once,
+    lost_poll_answer_returns_after_the_ack_deadline,
+    stale_holder_is_refused_and_nothing_is_recorded,
+    replayed_completion_records_one_result,
+    agents_restart_with_the_server_and_nothing_is_lost,
+    an_agent_cannot_touch_another_agents_tasks,
+    bad_input_gets_a_clear_4xx,
+    cancellation_reaches_the_running_agent,
+    uploads_resume_and_checksums_are_checked,
+);
+
+fn export_job_goes_up_and_is_stored(b: Backend) {
+    let server = Server::start(b);
+    let agent = Agent::start(&server, "paris");
+    let job = server.create_job(
+        "paris",
+        vec![vec![on("demo-hr", Operation::Export)], vec![noop()]],
+    );
+    let job = server.wait_job(job.id, 60);
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", agent.log());
+    assert_eq!(job.tasks.len(), 2);
+    let export = &job.tasks[0];
+    let result = export.result.as_ref().unwrap();
+    assert_eq!(result["entries"], 5000);
+    let upload = result["upload_id"].as_i64().unwrap();
+    let uploads: Vec<UploadView> = server
+        .admin::<(), _>(
+            Method::GET,
+            &format!("/api/v1/tasks/{}/uploads", export.id),
+            None,
+        )
+        .unwrap();
+    assert_eq!(uploads.len(), 1);
+    assert!(uploads[0].complete);
+    assert_eq!(uploads[0].entries, Some(5000));
+    assert_eq!(uploads[0].id, upload);
+    // What is stored is what the connector emitted: every frame decodes, 5,000 people.
+    let (status, _) = server.raw(
+        Method::GET,
+        &format!("/api/v1/uploads/{upload}/content"),
+        Some(&server.admin),
+        None,
+    );
+    assert_eq!(status, StatusCode::OK);
+    // The task's log came up.
+    let log: Vec<LogLine> = server
+        .admin::<(), _>(
+            Method::GET,
+            &format!("/api/v1/tasks/{}/log", export.id),
+            None,
+        )
+        .unwrap();
+    let _ = log;
+    // The agent reported its connections and listens on nothing.
+    let agents: Vec<AgentView> = server
+        .admin::<(), _>(Method::GET, "/api/v1/agents", None)
+        .unwrap();
+    let names: Vec<&str> = agents[0]
+        .connections
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["demo-hr", "slow"]);
+    assert_eq!(agent.listening_sockets(), 0);
+}
+
+fn killed_agent_task_is_requeued_and_completed_once(b: Backend) {
+    let server = Server::start(b);
+    let mut agent = Agent::start(&server, "lyon");
+    let id = server.enqueue("lyon", vec![on("slow", Operation::Export)])[0];
+    server.wait_task(id, 30, |t| t.state == TaskState::Running);
+    std::thread::sleep(Duration::from_millis(300));
+    agent.kill();
+    assert_eq!(server.task(id).state, TaskState::Running);
+    agent.restart();
+    let t = server.wait_task(id, 60, |t| t.state.is_final());
+    assert_eq!(t.state, TaskState::Succeeded, "{t:#?}\n{}", agent.log());
+    assert_eq!(t.attempts, 2, "the first attempt died with the agent");
+    assert_eq!(t.result.as_ref().unwrap()["entries"], 300);
+    let uploads: Vec<UploadView> = server
+        .admin::<(), _>(Method::GET, &format!("/api/v1/tasks/{id}/uploads"), None)
+        .unwrap();
+    assert_eq!(
+        uploads.iter().filter(|u| u.complete).count(),
+        1,
+        "{uploads:#?}"
+    );
+    assert_eq!(agent.listening_sockets(), 0);
+}
+
+fn lost_poll_answer_returns_after_the_ack_deadline(b: Backend) {
+    let server = Server::start(b);
+    let hand = Hand::enrol(&server, "nantes");
+    let id = server.enqueue("nantes", vec![noop()])[0];
+    // The answer is "lost": the agent never acknowledges it.
+    let first = hand.poll(&server, 0);
+    assert_eq!(first.tasks.len(), 1);
+    assert_eq!(first.tasks[0].fence, 1);
+    assert!(
+        hand.poll(&server, 0).tasks.is_empty(),
+        "claimed tasks are not handed out twice"
+    );
+    // After the ack deadline (1 s) it comes back, as a new attempt with a new fence.
+    let again = hand.poll(&server, 5000);
+    assert_eq!(again.tasks.len(), 1, "the task came back");
+    assert_eq!(again.tasks[0].id, id);
+    assert_eq!(again.tasks[0].attempt, 2);
+    assert_eq!(again.tasks[0].fence, 2);
+    let (s, v) = hand.complete(&server, id, 2, json!({}));
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+fn stale_holder_is_refused_and_nothing_is_recorded(b: Backend) {
+    let server = Server::start(b);
+    let hand = Hand::enrol(&server, "lille");
+    let id = server.enqueue("lille", vec![noop()])[0];
+    let old = hand.poll(&server, 0).tasks[0].fence;
+    // Lapses (no acknowledgement), then is handed out again.
+    let new = hand.poll(&server, 5000).tasks[0].fence;
+    assert!(new > old);
+    let (s, v) = hand.complete(&server, id, old, json!({ "from": "stale" }));
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "stale_lease");
+    let (s, _) = hand.call(
+        &server,
+        Method::POST,
+        &format!("/api/v1/agent/tasks/{id}/heartbeat"),
+        json!({ "fence": old }),
+    );
+    assert_eq!(s, StatusCode::CONFLICT);
+    let t = server.task(id);
+    assert_eq!(t.state, TaskState::Claimed);
+    assert!(t.result.is_none());
+    let (s, _) = hand.complete(&server, id, new, json!({ "from": "current" }));
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(server.task(id).result.unwrap()["from"], "current");
+}
+
+fn replayed_completion_records_one_result(b: Backend) {
+    let server = Server::start(b);
+    let hand = Hand::enrol(&server, "brest");
+    let job = server.create_job("brest", vec![vec![noop()], vec![noop()]]);
+    let a = hand.poll(&server, 1000).tasks.remove(0);
+    for _ in 0..5 {
+        let (s, v) = hand.complete(&server, a.id, a.fence, json!({ "n": 1 }));
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["result"]["n"], 1);
+    }
+    // A replay that says something else still gets the first result.
+    let (s, v) = hand.complete(&server, a.id, a.fence, json!({ "n": 2 }));
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["result"]["n"], 1);
+    // The job moved on exactly once: one task for step 2.
+    let j = server.job(job.id);
+    assert_eq!(j.tasks.len(), 2, "{j:#?}");
+    assert_eq!(j.step, 1);
+}
+
+fn agents_restart_with_the_server_and_nothing_is_lost(b: Backend) {
+    let mut server = Server::start(b);
+    let agent = Agent::start(&server, "rennes");
+    let before = server.create_job("rennes", vec![vec![noop()]]);
+    assert_eq!(server.wait_job(before.id, 30).state, JobState::Succeeded);
+    // Queued while the server is down for the agent: enqueued, then the server restarts.
+    let queued = server.enqueue("rennes", vec![noop(), noop(), noop()]);
+    server.restart();
+    let after = server.create_job("rennes", vec![vec![on("demo-hr", Operation::Export)]]);
+    assert_eq!(
+        server.wait_job(after.id, 60).state,
+        JobState::Succeeded,
+        "{}",
+        agent.log()
+    );
+    for id in queued {
+        let t = server.wait_task(id, 30, |t| t.state.is_final());
+        assert_eq!(t.state, TaskState::Succeeded);
+        assert_eq!(t.attempts, 1);
+    }
+    assert_eq!(agent.listening_sockets(), 0);
+}
+
+fn an_agent_cannot_touch_another_agents_tasks(b: Backend) {
+    let server = Server::start(b);
+    let a = Hand::enrol(&server, "agent-a");
+    let other = Hand::enrol(&server, "agent-b");
+    let id = server.enqueue("agent-a", vec![noop()])[0];
+    assert!(other.poll(&server, 200).tasks.is_empty());
+    let task = a.poll(&server, 0).tasks.remove(0);
+    let fence = task.fence;
+    for (path, body) in [
+        (
+            format!("/api/v1/agent/tasks/{id}/heartbeat"),
+            json!({ "fence": fence }),
+        ),
+        (
+            format!("/api/v1/agent/tasks/{id}/complete"),
+            json!({ "fence": fence, "outcome": { "status": "succeeded" } }),
+        ),
+        (
+            format!("/api/v1/agent/tasks/{id}/uploads"),
+            json!({ "fence": fence, "name": "entries", "size": 1, "sha256": "00".repeat(32) }),
+        ),
+        (
+            format!("/api/v1/agent/tasks/{id}/logs"),
+            json!({ "fence": fence, "seq": 0, "lines": [] }),
+        ),
+    ] {
+        let (s, v) = other.call(&server, Method::POST, &path, body);
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {v}");
+    }
+    // Agents' tokens do not open the administration API, and the reverse.
+    let (s, _) = server.raw(Method::GET, "/api/v1/agents", Some(&a.token), None);
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = server.raw(
+        Method::POST,
+        "/api/v1/agent/poll",
+        Some(&server.admin),
+        Some(json!({ "capacity": 1 })),
+    );
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = a.complete(&server, id, fence, json!({}));
+    assert_eq!(s, StatusCode::OK);
+}
+
+fn bad_input_gets_a_clear_4xx(b: Backend) {
+    let server = Server::start(b);
+    let hand = Hand::enrol(&server, "metz");
+    let poll = "/api/v1/agent/poll";
+    let cases: Vec<(&str, Method, String, Option<&str>, Vec<u8>, StatusCode)> = vec![
+        (
+            "malformed JSON",
+            Method::POST,
+            poll.into(),
+            Some(&hand.token),
+            b"{\"capacity\": ".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "wrong shape",
+            Method::POST,
+            poll.into(),
+            Some(&hand.token),
+            b"{\"capacity\": \"many\"}".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "unknown field",
+            Method::POST,
+            poll.into(),
+            Some(&hand.token),
+            b"{\"capacity\": 1, \"x\": 1}".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "oversized body",
+            Method::POST,
+            poll.into(),
+            Some(&hand.token),
+            vec![b' '; 2 << 20],
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "no token",
+            Method::POST,
+            poll.into(),
+            None,
+            b"{\"capacity\": 1}".to_vec(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "forged token",
+            Method::POST,
+            poll.into(),
+            Some("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZ2VudDoxIn0.c2lnbmF0dXJl"),
+            b"{\"capacity\": 1}".to_vec(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "unknown task",
+            Method::POST,
+            "/api/v1/agent/tasks/999999/heartbeat".into(),
+            Some(&hand.token),
+            b"{\"fence\": 1}".to_vec(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "not an id",
+            Method::POST,
+            "/api/v1/agent/tasks/abc/heartbeat".into(),
+            Some(&hand.token),
+            b"{\"fence\": 1}".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "unknown upload",
+            Method::GET,
+            "/api/v1/agent/uploads/424242".into(),
+            Some(&hand.token),
+            vec![],
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "used enrolment token",
+            Method::POST,
+            "/api/v1/enrol".into(),
+            None,
+            b"{\"token\": \"0000\"}".to_vec(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "wrong secret",
+            Method::POST,
+            "/api/v1/agent/token".into(),
+            None,
+            format!("{{\"agent_id\": {}, \"client_secret\": \"nope\"}}", hand.id).into_bytes(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "unknown job",
+            Method::GET,
+            "/api/v1/jobs/77".into(),
+            Some(&server.admin),
+            vec![],
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "empty job",
+            Method::POST,
+            "/api/v1/jobs".into(),
+            Some(&server.admin),
+            b"{\"agent\": \"metz\", \"steps\": []}".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "unknown endpoint",
+            Method::GET,
+            "/api/v1/nothing".into(),
+            Some(&server.admin),
+            vec![],
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (what, method, path, token, body, expected) in cases {
+        let (s, v) = server.raw_bytes(
+            method,
+            &path,
+            token,
+            (!body.is_empty()).then_some(body),
+            "application/json",
+        );
+        assert_eq!(s, expected, "{what}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{what}: no message: {v}"
+        );
+    }
+    assert!(!server.log().contains("panicked"));
+}
+
+fn cancellation_reaches_the_running_agent(b: Backend) {
+    let server = Server::start(b);
+    let agent = Agent::start(&server, "tours");
+    let job = server.create_job(
+        "tours",
+        vec![vec![on("slow", Operation::Export)], vec![noop()]],
+    );
+    let task = job.tasks[0].id;
+    server.wait_task(task, 30, |t| t.state == TaskState::Running);
+    let started = Instant::now();
+    let j: JobView = server
+        .admin::<(), _>(
+            Method::POST,
+            &format!("/api/v1/jobs/{}/cancel", job.id),
+            None,
+        )
+        .unwrap();
+    assert_eq!(j.state, JobState::Cancelled);
+    let t = server.wait_task(task, 30, |t| t.state.is_final());
+    assert_eq!(t.state, TaskState::Cancelled, "{t:#?}\n{}", agent.log());
+    // The slow export takes 3 s; the agent stopped it well before.
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+    let j = server.job(job.id);
+    assert_eq!(j.tasks.len(), 1, "the second step never ran");
+}
+
+fn uploads_resume_and_checksums_are_checked(b: Backend) {
+    use sha2::Digest;
+    let server = Server::start(b);
+    let hand = Hand::enrol(&server, "dijon");
+    let id = server.enqueue("dijon", vec![on("hr", Operation::Export)])[0];
+    let fence = hand.poll(&server, 0).tasks[0].fence;
+    // Three batches of real entries, framed.
+    let mut content = Vec::new();
+    for b in 0..3 {
+        let mut batch = idgard_sdk::wire::BatchBuffer::with_capacity(1024);
+        for i in 0..100 {
+            let at = batch.begin_entry(
+                idgard_sdk::wire::EntryOp::Upsert,
+                "person",
+                &format!("p{b}-{i}"),
+            );
+            batch.attribute1("name", "Zoë");
+            batch.end_entry(at, 1);
+        }
+        content.extend_from_slice(&frames::header(batch.entries(), batch.len() as u32));
+        content.extend_from_slice(batch.as_bytes());
+    }
+    let sha = hex::encode(sha2::Sha256::digest(&content));
+    let open = |sha: &str| {
+        hand.call(
+            &server,
+            Method::POST,
+            &format!("/api/v1/agent/tasks/{id}/uploads"),
+            json!({ "fence": fence, "name": "entries", "size": content.len(), "sha256": sha }),
+        )
+    };
+    let (s, v) = open(&sha);
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let slot = v["id"].as_i64().unwrap();
+    let put = |offset: usize, bytes: &[u8]| {
+        server.raw_bytes(
+            Method::PUT,
+            &format!("/api/v1/agent/uploads/{slot}?offset={offset}"),
+            Some(&hand.token),
+            Some(bytes.to_vec()),
+            "application/octet-stream",
+        )
+    };
+    let half = content.len() / 2;
+    let (s, v) = put(0, &content[..half]);
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // A retry of the same chunk is refused with where to go on; asking again resumes.
+    let (s, v) = put(0, &content[..half]);
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (s, v) = open(&sha);
+    assert_eq!(
+        (s, v["received"].as_u64()),
+        (StatusCode::OK, Some(half as u64))
+    );
+    // Completing before the upload is whole is refused.
+    let (s, _) = hand.complete(&server, id, fence, json!({ "upload_id": slot }));
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, v) = put(half, &content[half..]);
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["complete"], true);
+    assert_eq!(v["entries"], 300);
+    let (s, v) = hand.complete(&server, id, fence, json!({ "upload_id": slot }));
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // A wrong checksum: the whole upload is refused and the slot emptied.
+    let id = server.enqueue("dijon", vec![on("hr", Operation::Export)])[0];
+    let fence = hand.poll(&server, 0).tasks[0].fence;
+    let (s, v) = hand.call(
+        &server,
+        Method::POST,
+        &format!("/api/v1/agent/tasks/{id}/uploads"),
+        json!({ "fence": fence, "name": "entries", "size": content.len(), "sha256": "ab".repeat(32) }),
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let slot = v["id"].as_i64().unwrap();
+    let (s, v) = server.raw_bytes(
+        Method::PUT,
+        &format!("/api/v1/agent/uploads/{slot}?offset=0"),
+        Some(&hand.token),
+        Some(content.clone()),
+        "application/octet-stream",
+    );
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("checksum mismatch")
+    );
+    let (_, v) = hand.call(
+        &server,
+        Method::GET,
+        &format!("/api/v1/agent/uploads/{slot}"),
+        Value::Null,
+    );
+    assert_eq!(v["received"], 0);
+    assert!(!server.log().contains("panicked"));
+}
