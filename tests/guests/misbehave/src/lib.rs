@@ -57,7 +57,11 @@ impl Connector for Misbehave {
             // A slow system: `count` entries, 10 ms apart, each sent at once (the agent's tests
             // stop or cancel runs in the middle of this).
             "slow" => {
+                idgard_sdk::log::info(&format!("slow system: {count} entries to go"));
                 for i in 0..count {
+                    if i % 100 == 0 {
+                        idgard_sdk::log::info(&format!("slow system: entry {i}"));
+                    }
                     std::thread::sleep(std::time::Duration::from_millis(10));
                     out.upsert("result", &format!("k{i}"))
                         .attr("n", &i.to_string());
