@@ -889,7 +889,16 @@ fn bad_input_gets_a_clear_4xx(b: Backend) {
     let server = Server::start(b);
     let hand = Hand::enrol(&server, "metz");
     let poll = "/api/v1/agent/poll";
-    let cases: Vec<(&str, Method, String, Option<&str>, Vec<u8>, StatusCode)> = vec![
+    // What, method, path, token, body, expected status.
+    type Case<'a> = (
+        &'a str,
+        Method,
+        String,
+        Option<&'a str>,
+        Vec<u8>,
+        StatusCode,
+    );
+    let cases: Vec<Case> = vec![
         (
             "malformed JSON",
             Method::POST,

@@ -1,0 +1,440 @@
+//! The task queue's benchmark: the release `idgard-server` in its own process, simulated agents
+//! in this one, over HTTPS on loopback. Prints
+//! - tasks/s sustained (claim → complete, no-op tasks) on SQLite and on PostgreSQL;
+//! - p50 / p99 from enqueue to "the agent has it", with idle long-polling agents;
+//! - the server's RSS with 1,000 and 10,000 idle long-polling agents;
+//! - as an anchor, graphile-worker (npm) processing the same number of no-op jobs on the same
+//!   PostgreSQL, when `scripts/bench-queue.sh` installed it.
+//!
+//! Run with `bash scripts/bench-queue.sh` (it builds the release server first). Settings:
+//! IDGARD_BENCH_TASKS (20000), IDGARD_BENCH_AGENTS (8), IDGARD_BENCH_IDLE ("1000,10000"),
+//! IDGARD_BENCH_SAMPLES (300).
+
+use idgard_protocol::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    admin: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn server_binary() -> PathBuf {
+    let path = idgard_tests::root().join("target/release/idgard-server");
+    assert!(
+        path.exists(),
+        "build the release server first: cargo build --release -p idgard-server (scripts/bench-queue.sh does)"
+    );
+    path
+}
+
+fn create_database(name: &str) -> String {
+    let admin = "postgres://postgres@127.0.0.1:5432/postgres";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Executor;
+        sqlx::any::install_default_drivers();
+        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(admin)
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432");
+        let _ = c
+            .execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
+            .await;
+        c.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+    });
+    format!("postgres://postgres@127.0.0.1:5432/{name}")
+}
+
+fn start(database: Option<String>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(server_binary());
+    cmd.arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .env("IDGARD_QUEUE_POLL_WAIT_MS", "60000")
+        .env("IDGARD_QUEUE_POLL_RECHECK_MS", "30000")
+        .env("IDGARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(url) = database {
+        cmd.arg("--database-url").arg(url);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .nth(3)
+        .expect("listening")
+        .to_owned();
+    let admin = std::fs::read_to_string(dir.path().join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .pool_max_idle_per_host(usize::MAX)
+        .http1_only()
+        .build()
+        .unwrap();
+    Server {
+        child,
+        url,
+        admin,
+        http,
+        _dir: dir,
+    }
+}
+
+impl Server {
+    async fn call(&self, method: Method, path: &str, token: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    /// Creates, enrols and logs in `n` agents; returns their access tokens.
+    async fn agents(self: &Arc<Self>, prefix: &str, n: usize) -> Vec<String> {
+        let mut tokens = Vec::with_capacity(n);
+        let mut set = tokio::task::JoinSet::new();
+        let mut next = 0;
+        while tokens.len() < n {
+            while next < n && set.len() < 32 {
+                let s = self.clone();
+                let name = format!("{prefix}-{next}");
+                next += 1;
+                set.spawn(async move {
+                    let a = s
+                        .call(Method::POST, "/api/v1/agents", &s.admin, json!({ "name": name }))
+                        .await;
+                    let e = s
+                        .call(
+                            Method::POST,
+                            "/api/v1/enrol",
+                            "",
+                            json!({ "token": a["enrolment_token"] }),
+                        )
+                        .await;
+                    let t = s
+                        .call(
+                            Method::POST,
+                            "/api/v1/agent/token",
+                            "",
+                            json!({ "agent_id": e["agent_id"], "client_secret": e["client_secret"] }),
+                        )
+                        .await;
+                    t["access_token"].as_str().unwrap().to_owned()
+                });
+            }
+            tokens.push(set.join_next().await.unwrap().unwrap());
+        }
+        tokens
+    }
+
+    async fn enqueue(&self, agent: &str, specs: Vec<Value>) {
+        for chunk in specs.chunks(2000) {
+            self.call(
+                Method::POST,
+                "/api/v1/tasks",
+                &self.admin,
+                json!({ "agent": agent, "tasks": chunk }),
+            )
+            .await;
+        }
+    }
+
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        kib / 1024.0
+    }
+}
+
+/// Claim → complete for `tasks` no-op tasks over `agents` agents; tasks/s.
+async fn throughput(server: Arc<Server>, tasks: usize, agents: usize) -> f64 {
+    let tokens = server.agents("worker", agents).await;
+    for i in 0..agents {
+        let n = tasks / agents + usize::from(i < tasks % agents);
+        server
+            .enqueue(
+                &format!("worker-{i}"),
+                vec![json!({ "operation": "noop" }); n],
+            )
+            .await;
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for token in tokens {
+        let server = server.clone();
+        let done = done.clone();
+        set.spawn(async move {
+            loop {
+                let v = server
+                    .call(
+                        Method::POST,
+                        "/api/v1/agent/poll",
+                        &token,
+                        json!({ "capacity": 32, "wait_ms": 200 }),
+                    )
+                    .await;
+                let answer: PollAnswer = serde_json::from_value(v).unwrap();
+                if answer.tasks.is_empty() {
+                    return;
+                }
+                let mut completes = tokio::task::JoinSet::new();
+                for t in answer.tasks {
+                    let server = server.clone();
+                    let token = token.clone();
+                    completes.spawn(async move {
+                        server
+                            .call(
+                                Method::POST,
+                                &format!("/api/v1/agent/tasks/{}/complete", t.id),
+                                &token,
+                                json!({ "fence": t.fence, "outcome": { "status": "succeeded" } }),
+                            )
+                            .await;
+                    });
+                    if completes.len() >= 4 {
+                        completes.join_next().await.unwrap().unwrap();
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                while let Some(r) = completes.join_next().await {
+                    r.unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(
+        done.load(Ordering::Relaxed) as usize,
+        tasks,
+        "every task completed once"
+    );
+    tasks as f64 / elapsed.as_secs_f64()
+}
+
+/// Enqueue → the idle agent's poll returns it; p50 and p99 in ms.
+async fn latency(server: Arc<Server>, samples: usize) -> (f64, f64) {
+    const AGENTS: usize = 16;
+    let tokens = server.agents("idle", AGENTS).await;
+    let received: Arc<Vec<AtomicU64>> = Arc::new((0..samples).map(|_| AtomicU64::new(0)).collect());
+    let origin = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut set = tokio::task::JoinSet::new();
+    for token in tokens {
+        let (server, received, stop) = (server.clone(), received.clone(), stop.clone());
+        set.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let v = server
+                    .call(
+                        Method::POST,
+                        "/api/v1/agent/poll",
+                        &token,
+                        json!({ "capacity": 1, "wait_ms": 2000 }),
+                    )
+                    .await;
+                let at = origin.elapsed().as_micros() as u64;
+                let answer: PollAnswer = serde_json::from_value(v).unwrap();
+                for t in answer.tasks {
+                    let seq = t.args["seq"].as_u64().unwrap() as usize;
+                    received[seq].store(at, Ordering::Relaxed);
+                    server
+                        .call(
+                            Method::POST,
+                            &format!("/api/v1/agent/tasks/{}/complete", t.id),
+                            &token,
+                            json!({ "fence": t.fence, "outcome": { "status": "succeeded" } }),
+                        )
+                        .await;
+                }
+            }
+        });
+    }
+    // Let every agent's poll settle into waiting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut lat = Vec::with_capacity(samples);
+    for seq in 0..samples {
+        let agent = format!("idle-{}", seq % AGENTS);
+        let sent = origin.elapsed().as_micros() as u64;
+        server
+            .enqueue(
+                &agent,
+                vec![json!({ "operation": "noop", "args": { "seq": seq } })],
+            )
+            .await;
+        let wait_until = Instant::now() + Duration::from_secs(10);
+        while received[seq].load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < wait_until, "task {seq} never arrived");
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        lat.push((received[seq].load(Ordering::Relaxed) - sent) as f64 / 1000.0);
+        // Idle agents: let the completion and the next poll settle.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    set.abort_all();
+    lat.sort_by(f64::total_cmp);
+    let p = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
+    (p(0.5), p(0.99))
+}
+
+/// Server RSS with `n` idle agents, each holding a long poll.
+async fn idle_rss(server: Arc<Server>, tokens: &[String]) -> f64 {
+    let held = Arc::new(AtomicU64::new(0));
+    let mut set = tokio::task::JoinSet::new();
+    for token in tokens {
+        let (server, token, held) = (server.clone(), token.clone(), held.clone());
+        set.spawn(async move {
+            held.fetch_add(1, Ordering::Relaxed);
+            let _ = server
+                .http
+                .post(format!("{}/api/v1/agent/poll", server.url))
+                .bearer_auth(&token)
+                .json(&json!({ "capacity": 1, "wait_ms": 60000 }))
+                .timeout(Duration::from_secs(90))
+                .send()
+                .await;
+        });
+    }
+    // Connections open and TLS handshakes finish over a few seconds; then it is idle.
+    tokio::time::sleep(Duration::from_secs(5 + tokens.len() as u64 / 1000)).await;
+    let rss = server.rss_mib();
+    set.abort_all();
+    rss
+}
+
+fn graphile(database: &str, jobs: usize) -> Option<f64> {
+    let script = idgard_tests::root().join("tests/benches/queue-baseline/graphile.cjs");
+    let modules = idgard_tests::root().join("target/bench-node/node_modules");
+    if !modules.join("graphile-worker").exists() {
+        println!("graphile-worker: not installed (scripts/bench-queue.sh installs it); skipped");
+        return None;
+    }
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(jobs.to_string())
+        .env("DATABASE_URL", database)
+        .env("NODE_PATH", &modules)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rate = text
+        .lines()
+        .find_map(|l| l.strip_prefix("jobs/s "))
+        .and_then(|r| r.trim().parse().ok());
+    if rate.is_none() {
+        println!(
+            "graphile-worker failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    rate
+}
+
+fn main() {
+    let tasks: usize = env_or("IDGARD_BENCH_TASKS", 20_000);
+    let agents: usize = env_or("IDGARD_BENCH_AGENTS", 8);
+    let samples: usize = env_or("IDGARD_BENCH_SAMPLES", 300);
+    let idle: Vec<usize> = std::env::var("IDGARD_BENCH_IDLE")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    println!(
+        "queue benchmark: {tasks} no-op tasks, {agents} agents, HTTPS on loopback, server in its own process"
+    );
+    let mut rates = Vec::new();
+    for (name, db) in [
+        ("SQLite", None),
+        ("PostgreSQL", Some(create_database("idgard_bench"))),
+    ] {
+        let server = Arc::new(start(db));
+        let rate = rt.block_on(throughput(server.clone(), tasks, agents));
+        let (p50, p99) = rt.block_on(latency(server.clone(), samples));
+        println!(
+            "{name:<11} {rate:>8.0} tasks/s (claim → complete)   enqueue → agent: p50 {p50:.2} ms, p99 {p99:.2} ms   (targets: ≥ 3000 tasks/s on SQLite, p99 ≤ 20 ms)"
+        );
+        rates.push((name, rate));
+    }
+    let baseline_db = create_database("idgard_bench_graphile");
+    if let Some(g) = graphile(&baseline_db, tasks) {
+        let pg = rates[1].1;
+        println!(
+            "graphile-worker {g:>8.0} jobs/s on the same PostgreSQL (in-process worker, no network hop); idgard/graphile = {:.2}",
+            pg / g
+        );
+    }
+    if !idle.is_empty() {
+        let server = Arc::new(start(None));
+        let base = server.rss_mib();
+        let max = *idle.iter().max().unwrap();
+        let tokens = rt.block_on(server.agents("idle", max));
+        let after_enrol = server.rss_mib();
+        println!(
+            "server RSS: {base:.1} MiB at start, {after_enrol:.1} MiB after enrolling {max} agents"
+        );
+        for n in idle {
+            let rss = rt.block_on(idle_rss(server.clone(), &tokens[..n]));
+            println!(
+                "server RSS with {n:>6} idle long-polling agents: {rss:.1} MiB (target for 10000: ≤ 512 MiB)"
+            );
+        }
+    }
+}
