@@ -230,6 +230,11 @@ fn reload(runtime: &Runtime, config: &AgentConfig, old: &Registry) -> Registry {
                 }
             };
             next.packages.insert(dir, (mtime, loaded.clone()));
+            // Settings that do not fit the connector are refused now, not at the first task.
+            loaded
+                .manifest
+                .resolve_settings(&connection.settings)
+                .map_err(|e| anyhow::anyhow!("settings: {e}"))?;
             Ok((Arc::new(connection), loaded))
         })();
         match loaded {

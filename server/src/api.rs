@@ -33,7 +33,13 @@ pub struct AppState {
     pub max_chunk: u64,
     /// Flips to true when the server stops: held polls answer at once.
     pub stopping: watch::Receiver<bool>,
+    /// Access tokens already verified: token → (agent, expiry in s). Saves an RSA verification
+    /// per request; bounded by clearing it when full.
+    pub verified: std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>,
 }
+
+/// Most tokens remembered as verified.
+const VERIFIED_MAX: usize = 100_000;
 
 /// The shared state.
 pub type App = Arc<AppState>;
@@ -89,10 +95,19 @@ impl FromRequestParts<App> for AgentAuth {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self> {
         let token = bearer(parts)?;
-        app.signer
-            .verify(token)
-            .map(AgentAuth)
-            .map_err(Error::unauthorized)
+        let now = (app.queue.now() / 1000).max(0) as u64;
+        if let Some(&(agent, exp)) = app.verified.lock().expect("verified").get(token)
+            && now < exp
+        {
+            return Ok(AgentAuth(agent));
+        }
+        let (agent, exp) = app.signer.verify(token).map_err(Error::unauthorized)?;
+        let mut verified = app.verified.lock().expect("verified");
+        if verified.len() >= VERIFIED_MAX {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), (agent, exp));
+        Ok(AgentAuth(agent))
     }
 }
 

@@ -121,8 +121,9 @@ impl Signer {
         )?)
     }
 
-    /// The agent a token was issued to, if it is valid, unexpired and ours.
-    pub fn verify(&self, token: &str) -> Result<i64, String> {
+    /// The agent a token was issued to and when it expires (s), if it is valid, unexpired and
+    /// ours.
+    pub fn verify(&self, token: &str) -> Result<(i64, u64), String> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
@@ -134,6 +135,7 @@ impl Signer {
             .sub
             .strip_prefix("agent:")
             .and_then(|id| id.parse().ok())
+            .map(|id| (id, data.claims.exp))
             .ok_or_else(|| "invalid access token (subject)".to_owned())
     }
 }
@@ -266,12 +268,12 @@ mod tests {
         let b = Signer::load(None, None, &dir.path().join("b.pem"), 60).unwrap();
         let now = crate::now_ms();
         let t = a.issue(7, now).unwrap();
-        assert_eq!(a.verify(&t), Ok(7));
+        assert_eq!(a.verify(&t).map(|v| v.0), Ok(7));
         assert!(b.verify(&t).unwrap_err().contains("invalid access token"));
         let expired = a.issue(7, now - 3_600_000).unwrap();
         assert!(a.verify(&expired).unwrap_err().contains("expired"));
         // A reloaded development key signs the same way.
         let again = Signer::load(None, None, &dir.path().join("a.pem"), 60).unwrap();
-        assert_eq!(again.verify(&t), Ok(7));
+        assert_eq!(again.verify(&t).map(|v| v.0), Ok(7));
     }
 }

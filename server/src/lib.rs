@@ -31,6 +31,7 @@ pub async fn open_queue(config: &config::Config) -> Result<queue::Queue> {
         db,
         cfg: config.queue.clone(),
         clock: Arc::new(now_ms),
+        names: Default::default(),
     })
 }
 
@@ -89,6 +90,7 @@ pub async fn serve(
         max_upload: config.limits.upload_mib << 20,
         max_chunk: (config.limits.chunk_mib as u64) << 20,
         stopping,
+        verified: Default::default(),
     });
     let router = api::router(
         app,

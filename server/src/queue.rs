@@ -29,6 +29,8 @@ pub struct Queue {
     pub cfg: QueueConfig,
     /// The clock.
     pub clock: Clock,
+    /// Agents' names by id.
+    pub names: Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>,
 }
 
 type Tx = Transaction<'static, Any>;
@@ -308,6 +310,9 @@ impl Queue {
     /// Records how a task ended. A replay of the same completion answers the stored result; a
     /// stale lease gets 409 and changes nothing.
     pub async fn complete(&self, agent: i64, task: i64, done: &Completion) -> Result<TaskView> {
+        if let Some(view) = self.complete_alone(agent, task, done).await? {
+            return Ok(view);
+        }
         let now = self.now();
         let mut tx = self.begin().await?;
         let mut wake = Wake::default();
@@ -399,6 +404,88 @@ impl Queue {
         }
         self.commit(tx, wake).await?;
         self.task(task).await
+    }
+
+    /// The common case in one statement: a task outside any job, not an export, ending for
+    /// good. `None` when the task is not in that case (or the call is a replay, stale, ...):
+    /// the general path then decides.
+    async fn complete_alone(
+        &self,
+        agent: i64,
+        task: i64,
+        done: &Completion,
+    ) -> Result<Option<TaskView>> {
+        let (state, result, error) = match &done.outcome {
+            TaskOutcome::Succeeded { result } => {
+                (TaskState::Succeeded, Some(result.to_string()), None)
+            }
+            TaskOutcome::Failed {
+                error,
+                retryable: false,
+            } => (TaskState::Failed, None, Some(error.clone())),
+            TaskOutcome::Cancelled => (TaskState::Cancelled, None, Some("cancelled".to_owned())),
+            TaskOutcome::Failed {
+                retryable: true, ..
+            } => return Ok(None),
+        };
+        let row = sqlx::query(
+            "UPDATE tasks SET state = $1, result = $2, error = $3, completed_fence = $4, \
+             finished_ms = $5, lease_until_ms = NULL \
+             WHERE id = $6 AND agent_id = $7 AND fence = $4 AND state IN ('claimed', 'running') \
+             AND job_id IS NULL AND operation <> 'export' \
+             RETURNING id, job_id, connection, operation, state, attempts, max_attempts, result, \
+             error, progress_done, progress_total, created_ms, finished_ms",
+        )
+        .bind(state.as_str())
+        .bind(result)
+        .bind(error)
+        .bind(done.fence)
+        .bind(self.now())
+        .bind(task)
+        .bind(agent)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let name = self.agent_name(agent).await?;
+        let op: String = row.try_get(3)?;
+        let state: String = row.try_get(4)?;
+        let result: Option<String> = row.try_get(7)?;
+        let done: Option<i64> = row.try_get(9)?;
+        let total: Option<i64> = row.try_get(10)?;
+        Ok(Some(TaskView {
+            id: row.try_get(0)?,
+            agent: name,
+            job_id: row.try_get(1)?,
+            connection: row.try_get(2)?,
+            operation: Operation::parse(&op)
+                .ok_or_else(|| anyhow::anyhow!("stored operation `{op}`"))?,
+            state: TaskState::parse(&state)
+                .ok_or_else(|| anyhow::anyhow!("stored state `{state}`"))?,
+            attempts: row.try_get::<i64, _>(5)? as u32,
+            max_attempts: row.try_get::<i64, _>(6)? as u32,
+            result: result.and_then(|r| serde_json::from_str(&r).ok()),
+            error: row.try_get(8)?,
+            progress: done.map(|d| (d as u64, total.map(|t| t as u64))),
+            created_ms: row.try_get(11)?,
+            finished_ms: row.try_get(12)?,
+        }))
+    }
+
+    /// An agent's name (names never change, so they are cached).
+    async fn agent_name(&self, agent: i64) -> Result<String> {
+        if let Some(name) = self.names.lock().expect("names").get(&agent) {
+            return Ok(name.clone());
+        }
+        let name: String = sqlx::query("SELECT name FROM agents WHERE id = $1")
+            .bind(agent)
+            .fetch_one(&self.db.pool)
+            .await?
+            .try_get(0)?;
+        self.names
+            .lock()
+            .expect("names")
+            .insert(agent, name.clone());
+        Ok(name)
     }
 
     /// An export's result must name a complete upload of this attempt.

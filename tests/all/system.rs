@@ -1159,3 +1159,60 @@ fn uploads_resume_and_checksums_are_checked(b: Backend) {
     assert_eq!(v["received"], 0);
     assert!(!server.log().contains("panicked"));
 }
+
+/// The agent picks up a new connection without a restart; a broken file is refused with a log
+/// line and the previous version keeps serving.
+#[test]
+fn connections_reload_without_a_restart() {
+    let server = Server::start(Backend::Sqlite);
+    let agent = Agent::start(&server, "caen");
+    let listed = |server: &Server| -> Vec<String> {
+        let agents: Vec<AgentView> = server
+            .admin::<(), _>(Method::GET, "/api/v1/agents", None)
+            .unwrap();
+        agents[0]
+            .connections
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
+        let until = Instant::now() + Duration::from_secs(30);
+        while !ok() {
+            assert!(
+                Instant::now() < until,
+                "{what}\n--- agent log\n{}",
+                agent.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("the agent reports its connections", &|| {
+        listed(&server).len() == 2
+    });
+    let demo = std::fs::read_to_string(agent.dir.join("connections/demo-hr.toml")).unwrap();
+    let extra = agent.dir.join("connections/extra.toml");
+    std::fs::write(
+        &extra,
+        demo.replace("name = \"demo-hr\"", "name = \"extra\""),
+    )
+    .unwrap();
+    wait_for("the new connection is reported", &|| {
+        listed(&server).contains(&"extra".to_owned())
+    });
+
+    std::fs::write(
+        &extra,
+        "name = \"extra\"\nconnector = \"csv\"\n[settings]\nfile = 42\n",
+    )
+    .unwrap();
+    wait_for("the broken file is refused in the log", &|| {
+        agent.log().contains("connection refused")
+            && agent.log().contains("keeping its previous version")
+    });
+    assert!(listed(&server).contains(&"extra".to_owned()));
+    let job = server.create_job("caen", vec![vec![on("extra", Operation::Export)]]);
+    let job = server.wait_job(job.id, 60);
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", agent.log());
+    assert_eq!(job.tasks[0].result.as_ref().unwrap()["entries"], 5000);
+}
