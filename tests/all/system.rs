@@ -125,13 +125,41 @@ impl Server {
 
     pub fn start_with(backend: Backend, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
         let database_url = match backend {
-            Backend::Sqlite => format!("sqlite://{}", data.join("idgard.db").display()),
+            Backend::Sqlite => format!(
+                "sqlite://{}",
+                dir.path().join("data").join("idgard.db").display()
+            ),
             Backend::Postgres => postgres_database(),
         };
+        Self::start_on(dir, database_url, env, None)
+    }
+
+    /// Another server process on the same database (PostgreSQL): a replica.
+    pub fn replica(&self) -> Server {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| k.starts_with("IDGARD_QUEUE") || k.starts_with("IDGARD_LIMITS"))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        Self::start_on(
+            tempfile::tempdir().unwrap(),
+            self.database_url.clone(),
+            &env,
+            Some(self.admin.clone()),
+        )
+    }
+
+    fn start_on(
+        dir: tempfile::TempDir,
+        database_url: String,
+        env: &[(&str, &str)],
+        admin: Option<String>,
+    ) -> Server {
+        let data = dir.path().join("data");
         let keys = shared_keys();
-        let mut all = vec![
+        let mut all: Vec<(&str, &str)> = vec![
             ("IDGARD_QUEUE_LEASE_MS", "3000"),
             ("IDGARD_QUEUE_ACK_MS", "1000"),
             ("IDGARD_QUEUE_BACKOFF_MS", "100"),
@@ -140,6 +168,8 @@ impl Server {
             ("IDGARD_QUEUE_POLL_RECHECK_MS", "1000"),
             ("IDGARD_LIMITS_CHUNK_MIB", "1"),
         ];
+        // Later values win.
+        all.retain(|(k, _)| !env.iter().any(|(e, _)| e == k));
         all.extend_from_slice(env);
         let mut env: Vec<(String, String)> = all
             .iter()
@@ -174,10 +204,12 @@ impl Server {
             _dir: dir,
         };
         s.spawn();
-        s.admin = std::fs::read_to_string(s.data.join("admin-token"))
-            .unwrap()
-            .trim()
-            .to_owned();
+        s.admin = admin.unwrap_or_else(|| {
+            std::fs::read_to_string(s.data.join("admin-token"))
+                .unwrap()
+                .trim()
+                .to_owned()
+        });
         s
     }
 
@@ -464,6 +496,18 @@ impl Agent {
             ),
         )
         .unwrap();
+        std::fs::create_dir_all(dir.join("accounts")).unwrap();
+        std::fs::write(
+            connections.join("accounts.toml"),
+            format!(
+                "name = \"accounts\"\nconnector = \"csv\"\n[settings]\nfile = \"hr.csv\"\n\
+                 [grants.folders.source]\npath = \"{}\"\naccess = \"read-only\"\n\
+                 [grants.folders.accounts]\npath = \"{}\"\naccess = \"read-write\"\n",
+                idgard_tests::root().join("connectors/csv/demo").display(),
+                dir.join("accounts").display()
+            ),
+        )
+        .unwrap();
         std::fs::write(
             dir.join("agent.toml"),
             "work = \"work\"\nruntime = \"runtime\"\nconnections = \"connections\"\nmax_tasks = 2\nbatch_size = 16\n",
@@ -670,6 +714,8 @@ on_both!(
     bad_input_gets_a_clear_4xx,
     cancellation_reaches_the_running_agent,
     uploads_resume_and_checksums_are_checked,
+    fulfil_orders_go_down_and_results_come_back,
+    a_newer_poll_replaces_the_held_one,
 );
 
 fn export_job_goes_up_and_is_stored(b: Backend) {
@@ -723,7 +769,7 @@ fn export_job_goes_up_and_is_stored(b: Backend) {
         .iter()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(names, ["demo-hr", "slow"]);
+    assert_eq!(names, ["accounts", "demo-hr", "slow"]);
     assert_eq!(agent.listening_sockets(), 0);
 }
 
@@ -1188,7 +1234,7 @@ fn connections_reload_without_a_restart() {
         }
     };
     wait_for("the agent reports its connections", &|| {
-        listed(&server).len() == 2
+        listed(&server).len() == 3
     });
     let demo = std::fs::read_to_string(agent.dir.join("connections/demo-hr.toml")).unwrap();
     let extra = agent.dir.join("connections/extra.toml");
@@ -1215,4 +1261,152 @@ fn connections_reload_without_a_restart() {
     let job = server.wait_job(job.id, 60);
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", agent.log());
     assert_eq!(job.tasks[0].result.as_ref().unwrap()["entries"], 5000);
+}
+
+fn fulfil_orders_go_down_and_results_come_back(b: Backend) {
+    let server = Server::start(b);
+    let agent = Agent::start(&server, "nice");
+    let orders = json!([
+        { "id": "o1", "entity-type": "account", "key": "jdoe", "kind": "create", "attributes": { "name": ["Jeanne Doé"] } },
+        { "id": "o2", "entity-type": "account", "key": "asmith", "kind": "create", "attributes": { "name": ["Al Smith"] } },
+        { "id": "o3", "entity-type": "account", "key": "jdoe", "kind": "disable" },
+        { "id": "o4", "entity-type": "account", "key": "asmith", "kind": "set-password", "password": "not-logged-1" },
+    ]);
+    let mut spec = on("accounts", Operation::Fulfill);
+    spec.args = json!({ "orders": orders });
+    let job = server.create_job("nice", vec![vec![spec]]);
+    let job = server.wait_job(job.id, 60);
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", agent.log());
+    let task = &job.tasks[0];
+    let results = task.result.as_ref().unwrap()["results"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let outcomes: Vec<(&str, &str)> = results
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("o1", "done"),
+            ("o2", "done"),
+            ("o3", "done"),
+            ("o4", "failed")
+        ]
+    );
+    let file = std::fs::read_to_string(agent.dir.join("accounts/accounts.csv")).unwrap();
+    assert!(
+        file.contains("jdoe") && file.contains("Jeanne Doé") && file.contains("asmith"),
+        "{file}"
+    );
+    // The orders came down into the connection's orders folder.
+    let down = agent
+        .dir
+        .join(format!("work/orders/accounts/task-{}.json", task.id));
+    assert!(std::fs::read_to_string(down).unwrap().contains("asmith"));
+    // The password is in no log.
+    assert!(!agent.log().contains("not-logged-1") && !server.log().contains("not-logged-1"));
+}
+
+fn a_newer_poll_replaces_the_held_one(b: Backend) {
+    let server = Server::start(b);
+    let hand = std::sync::Arc::new(Hand::enrol(&server, "pau"));
+    let server = std::sync::Arc::new(server);
+    let held = {
+        let (server, hand) = (server.clone(), hand.clone());
+        std::thread::spawn(move || hand.poll(&server, 5000))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let id = {
+        let newer = {
+            let (server, hand) = (server.clone(), hand.clone());
+            std::thread::spawn(move || hand.poll(&server, 5000))
+        };
+        let first = held.join().unwrap();
+        assert!(first.superseded, "{first:?}");
+        assert!(first.tasks.is_empty());
+        let id = server.enqueue("pau", vec![noop()])[0];
+        let second = newer.join().unwrap();
+        assert!(!second.superseded);
+        assert_eq!(second.tasks.iter().map(|t| t.id).collect::<Vec<_>>(), [id]);
+        id
+    };
+    assert_eq!(server.task(id).state, TaskState::Claimed);
+}
+
+/// Two servers on one PostgreSQL: a task queued through one wakes the poll held by the other.
+#[test]
+fn replicas_wake_each_others_polls() {
+    // The held poll re-reads the database only after 60 s, so only a wake-up can answer it.
+    let a = Server::start_with(
+        Backend::Postgres,
+        &[
+            ("IDGARD_QUEUE_POLL_RECHECK_MS", "60000"),
+            ("IDGARD_QUEUE_POLL_WAIT_MS", "20000"),
+        ],
+    );
+    let b = std::sync::Arc::new(a.replica());
+    let hand = std::sync::Arc::new(Hand::enrol(&a, "vannes"));
+    let held = {
+        let (b, hand) = (b.clone(), hand.clone());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            (hand.poll(&b, 20000), started.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let id = a.enqueue("vannes", vec![noop()])[0];
+    let (answer, waited) = held.join().unwrap();
+    assert_eq!(
+        answer.tasks.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [id],
+        "after {waited:?}"
+    );
+    // Completed through the other replica.
+    let (s, v) = hand.complete(&a, id, answer.tasks[0].fence, json!({}));
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+/// A result the agent could not deliver survives its restart and is delivered once.
+#[test]
+fn a_spooled_result_survives_an_agent_restart() {
+    let mut server = Server::start_with(Backend::Sqlite, &[("IDGARD_QUEUE_LEASE_MS", "120000")]);
+    let mut agent = Agent::start(&server, "quimper");
+    let id = server.enqueue("quimper", vec![on("slow", Operation::Export)])[0];
+    server.wait_task(id, 30, |t| t.state == TaskState::Running);
+    // The server goes away while the export runs; the agent finishes and cannot deliver.
+    server.stop();
+    let spool = agent.dir.join("work/spool");
+    let until = Instant::now() + Duration::from_secs(30);
+    let spooled = loop {
+        let found = std::fs::read_dir(&spool)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "json"));
+        if let Some(p) = found
+            && std::fs::read_to_string(&p).unwrap().contains("succeeded")
+        {
+            break p;
+        }
+        assert!(Instant::now() < until, "no spooled result\n{}", agent.log());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    agent.kill();
+    assert!(spooled.exists());
+    server.restart();
+    agent.restart();
+    let t = server.wait_task(id, 60, |t| t.state.is_final());
+    assert_eq!(t.state, TaskState::Succeeded, "{t:#?}\n{}", agent.log());
+    assert_eq!(t.attempts, 1, "delivered from the spool, not run again");
+    assert_eq!(t.result.as_ref().unwrap()["entries"], 300);
+    let until = Instant::now() + Duration::from_secs(10);
+    while spooled.exists() {
+        assert!(
+            Instant::now() < until,
+            "the spool entry stays after delivery"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
