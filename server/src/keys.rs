@@ -276,4 +276,61 @@ mod tests {
         let again = Signer::load(None, None, &dir.path().join("a.pem"), 60).unwrap();
         assert_eq!(again.verify(&t).map(|v| v.0), Ok(7));
     }
+
+    #[test]
+    fn a_pkcs12_key_loads_with_its_password_and_not_without() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl (Debian's package) makes the PKCS#12 file");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "c.pem",
+            "-subj",
+            "/CN=idgard",
+            "-days",
+            "1",
+        ]);
+        run(&[
+            "pkcs12",
+            "-export",
+            "-inkey",
+            "k.pem",
+            "-in",
+            "c.pem",
+            "-out",
+            "s.p12",
+            "-passout",
+            "pass:s3cret",
+        ]);
+        let p12 = d.join("s.p12");
+        let signer = Signer::load(Some(&p12), Some("s3cret"), &d.join("unused.pem"), 60).unwrap();
+        let t = signer.issue(3, crate::now_ms()).unwrap();
+        assert_eq!(signer.verify(&t).map(|v| v.0), Ok(3));
+        // The same key from its PEM (PKCS#8) file verifies the same token.
+        let pem = Signer::load(Some(&d.join("k.pem")), None, &d.join("unused.pem"), 60).unwrap();
+        assert_eq!(pem.verify(&t).map(|v| v.0), Ok(3));
+        let e = Signer::load(Some(&p12), Some("wrong"), &d.join("unused.pem"), 60)
+            .err()
+            .unwrap();
+        assert!(format!("{e:#}").contains("PKCS#12"), "{e:#}");
+        assert!(!d.join("unused.pem").exists());
+    }
 }
