@@ -138,6 +138,54 @@ impl Queue {
             .ok_or_else(|| Error::not_found(format!("no agent named `{name}`")))
     }
 
+    /// Refuses tasks for connections the agent does not report, or operations their connector
+    /// does not support. An agent that never reported is taken at its word later.
+    async fn check_connections(&self, agent: i64, specs: &[&TaskSpec]) -> Result<()> {
+        let row = sqlx::query("SELECT name, connections, version FROM agents WHERE id = $1")
+            .bind(agent)
+            .fetch_one(&self.db.pool)
+            .await?;
+        if row.try_get::<Option<String>, _>(2)?.is_none() {
+            return Ok(());
+        }
+        let name: String = row.try_get(0)?;
+        let reported: Vec<idgard_protocol::ConnectionReport> =
+            serde_json::from_str(&row.try_get::<String, _>(1)?).unwrap_or_default();
+        for spec in specs {
+            if spec.operation == Operation::Noop {
+                continue;
+            }
+            let Some(c) = reported.iter().find(|c| c.name == spec.connection) else {
+                let known: Vec<&str> = reported.iter().map(|c| c.name.as_str()).collect();
+                return Err(Error::bad_request(format!(
+                    "agent `{name}` has no connection `{}` (it reports: {})",
+                    spec.connection,
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            };
+            let needed = match spec.operation {
+                Operation::Export
+                    if spec.args.get("incremental").and_then(|v| v.as_bool()) == Some(true) =>
+                {
+                    "export-incremental"
+                }
+                Operation::Export => "export-full",
+                other => other.as_str(),
+            };
+            if !c.operations.iter().any(|o| o == needed) {
+                return Err(Error::bad_request(format!(
+                    "connection `{}` of agent `{name}` uses connector `{}`, which does not support {needed}",
+                    c.name, c.connector
+                )));
+            }
+        }
+        Ok(())
+    }
+
     async fn insert_tasks(
         &self,
         tx: &mut Tx,
@@ -181,6 +229,8 @@ impl Queue {
             check_spec(s)?;
         }
         let agent = self.agent_id(agent).await?;
+        self.check_connections(agent, &specs.iter().collect::<Vec<_>>())
+            .await?;
         let mut tx = self.begin().await?;
         let mut wake = Wake::default();
         let ids = self.insert_tasks(&mut tx, agent, None, specs).await?;
@@ -845,6 +895,8 @@ impl Queue {
             check_spec(spec)?;
         }
         let agent = self.agent_id(&new.agent).await?;
+        self.check_connections(agent, &new.steps.iter().flatten().collect::<Vec<_>>())
+            .await?;
         let name = new.name.clone().unwrap_or_else(|| {
             new.steps
                 .iter()

@@ -716,6 +716,7 @@ on_both!(
     uploads_resume_and_checksums_are_checked,
     fulfil_orders_go_down_and_results_come_back,
     a_newer_poll_replaces_the_held_one,
+    lapses_end_lost_failed_or_timed_out,
 );
 
 fn export_job_goes_up_and_is_stored(b: Backend) {
@@ -770,6 +771,31 @@ fn export_job_goes_up_and_is_stored(b: Backend) {
         .map(|c| c.name.as_str())
         .collect();
     assert_eq!(names, ["accounts", "demo-hr", "slow"]);
+    // Work for a connection the agent does not have, or an operation its connector lacks, is
+    // refused when it is asked for.
+    for (spec, expected) in [
+        (on("nope", Operation::Export), "has no connection `nope`"),
+        (on("slow", Operation::Schema), "does not support schema"),
+    ] {
+        let e = server
+            .admin::<_, JobView>(
+                Method::POST,
+                "/api/v1/jobs",
+                Some(&NewJob {
+                    agent: "paris".into(),
+                    name: None,
+                    steps: vec![vec![spec]],
+                    start: None,
+                }),
+            )
+            .unwrap_err();
+        assert_eq!(e.0, StatusCode::BAD_REQUEST);
+        assert!(
+            e.1["error"]["message"].as_str().unwrap().contains(expected),
+            "{}",
+            e.1
+        );
+    }
     assert_eq!(agent.listening_sockets(), 0);
 }
 
@@ -1409,4 +1435,59 @@ fn a_spooled_result_survives_an_agent_restart() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn lapses_end_lost_failed_or_timed_out(b: Backend) {
+    let server = Server::start(b);
+    let hand = Hand::enrol(&server, "arles");
+    let mut fulfil = on("accounts", Operation::Fulfill);
+    fulfil.args = json!({ "orders": [] });
+    let mut once = noop();
+    once.max_attempts = Some(1);
+    let mut short = noop();
+    short.timeout_s = Some(1);
+    let ids = server.enqueue("arles", vec![fulfil, once, short]);
+    let claimed = hand.poll(&server, 0).tasks;
+    assert_eq!(claimed.len(), 3);
+    let beat = |t: &Assignment| {
+        hand.call(
+            &server,
+            Method::POST,
+            &format!("/api/v1/agent/tasks/{}/heartbeat", t.id),
+            json!({ "fence": t.fence }),
+        )
+    };
+    // The fulfil is acknowledged, then its agent goes silent: it may have half-run, so it is
+    // not repeated.
+    assert_eq!(beat(&claimed[0]).0, StatusCode::OK);
+    // The short task keeps beating but runs past its time.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(2500) {
+        let (s, v) = beat(&claimed[2]);
+        if s != StatusCode::OK {
+            assert_eq!(s, StatusCode::CONFLICT, "{v}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let lost = server.wait_task(ids[0], 30, |t| t.state.is_final());
+    assert_eq!(lost.state, TaskState::Lost, "{lost:#?}");
+    assert!(
+        lost.error.as_ref().unwrap().contains("not repeated"),
+        "{lost:#?}"
+    );
+    let failed = server.wait_task(ids[1], 30, |t| t.state.is_final());
+    assert_eq!(failed.state, TaskState::Failed);
+    assert!(
+        failed.error.as_ref().unwrap().contains("no attempt left"),
+        "{failed:#?}"
+    );
+    let timed_out = server.wait_task(ids[2], 30, |t| t.state.is_final());
+    assert_eq!(timed_out.state, TaskState::Failed);
+    assert!(
+        timed_out.error.as_ref().unwrap().contains("timed out"),
+        "{timed_out:#?}"
+    );
+    // None of them comes back.
+    assert!(hand.poll(&server, 1500).tasks.is_empty());
 }
