@@ -114,6 +114,8 @@ pub struct Server {
     pub admin: String,
     env: Vec<(String, String)>,
     http: reqwest::Client,
+    /// Drop the PostgreSQL database at the end (replicas share their first server's).
+    owns_database: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -132,7 +134,9 @@ impl Server {
             ),
             Backend::Postgres => postgres_database(),
         };
-        Self::start_on(dir, database_url, env, None)
+        let mut s = Self::start_on(dir, database_url, env, None);
+        s.owns_database = matches!(backend, Backend::Postgres);
+        s
     }
 
     /// Another server process on the same database (PostgreSQL): a replica.
@@ -201,6 +205,7 @@ impl Server {
             admin: String::new(),
             env,
             http,
+            owns_database: false,
             _dir: dir,
         };
         s.spawn();
@@ -421,6 +426,20 @@ impl Drop for Server {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if self.owns_database
+            && let Some(name) = self.database_url.rsplit('/').next()
+        {
+            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            rt().block_on(async {
+                if let Ok(mut conn) =
+                    <sqlx::AnyConnection as sqlx::Connection>::connect(&postgres_url("postgres"))
+                        .await
+                {
+                    use sqlx::Executor;
+                    let _ = conn.execute(sql.as_str()).await;
+                }
+            });
         }
     }
 }
