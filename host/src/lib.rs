@@ -14,7 +14,7 @@ pub mod error;
 pub mod grants;
 pub mod limits;
 pub mod manifest;
-pub mod model;
+pub use idgard_protocol::model;
 pub mod sandbox;
 
 pub use cache::{ArtifactCache, CacheUse};

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod keys;
 pub mod queue;
+pub mod rules;
 pub mod store;
 pub mod uploads;
 

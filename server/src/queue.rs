@@ -977,8 +977,8 @@ impl Queue {
     /// One job with its tasks.
     pub async fn job(&self, job: i64) -> Result<JobView> {
         let row = sqlx::query(
-            "SELECT j.id, j.name, a.name, j.state, j.step, j.step_count, j.created_ms, j.finished_ms \
-             FROM jobs j JOIN agents a ON a.id = j.agent_id WHERE j.id = $1",
+            "SELECT j.id, j.name, a.name, j.state, j.step, j.step_count, j.created_ms, j.finished_ms, \
+             j.definition, j.mode, j.blocked FROM jobs j JOIN agents a ON a.id = j.agent_id WHERE j.id = $1",
         )
         .bind(job)
         .fetch_optional(&self.db.pool)
@@ -1007,6 +1007,11 @@ impl Queue {
             tasks,
             created_ms: row.try_get(6)?,
             finished_ms: row.try_get(7)?,
+            definition: row.try_get(8)?,
+            mode: row.try_get(9)?,
+            blocked: row
+                .try_get::<Option<String>, _>(10)?
+                .and_then(|b| serde_json::from_str(&b).ok()),
         })
     }
 

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod model;
+
 /// The version of this API, in every path: `/api/v1/...`.
 pub const API: &str = "/api/v1";
 
@@ -163,6 +165,12 @@ pub enum Operation {
     Schema,
     /// Nothing: the agent completes it at once (health checks, benchmarks).
     Noop,
+    /// Bring the job's export of a connection into the repository. Runs on the server, started
+    /// by the agent that owns the job (`POST /api/v1/agent/tasks/{id}/run`).
+    Synchronize,
+    /// Compute a target connection's provisioning orders. Runs on the server, like
+    /// `synchronize`.
+    Provision,
 }
 
 impl Operation {
@@ -170,6 +178,11 @@ impl Operation {
     /// half-run is not repeated by the queue: it is marked lost for someone to look at.
     pub fn repeat_safe(self) -> bool {
         !matches!(self, Operation::Fulfill)
+    }
+
+    /// Whether the server does the work (the agent only starts it and holds the lease).
+    pub fn on_server(self) -> bool {
+        matches!(self, Operation::Synchronize | Operation::Provision)
     }
 
     /// Its name in the API.
@@ -180,6 +193,8 @@ impl Operation {
             Operation::TestConnection => "test-connection",
             Operation::Schema => "schema",
             Operation::Noop => "noop",
+            Operation::Synchronize => "synchronize",
+            Operation::Provision => "provision",
         }
     }
 
@@ -191,6 +206,8 @@ impl Operation {
             "test-connection" => Operation::TestConnection,
             "schema" => Operation::Schema,
             "noop" => Operation::Noop,
+            "synchronize" => Operation::Synchronize,
+            "provision" => Operation::Provision,
             _ => return None,
         })
     }
@@ -409,6 +426,8 @@ pub enum TaskState {
     Cancelled,
     /// Its agent was lost while running a task that is not safe to repeat.
     Lost,
+    /// Stopped by a threshold: its job waits for an approval.
+    Blocked,
 }
 
 impl TaskState {
@@ -422,6 +441,7 @@ impl TaskState {
             TaskState::Failed => "failed",
             TaskState::Cancelled => "cancelled",
             TaskState::Lost => "lost",
+            TaskState::Blocked => "blocked",
         }
     }
 
@@ -435,6 +455,7 @@ impl TaskState {
             "failed" => TaskState::Failed,
             "cancelled" => TaskState::Cancelled,
             "lost" => TaskState::Lost,
+            "blocked" => TaskState::Blocked,
             _ => return None,
         })
     }
@@ -443,7 +464,11 @@ impl TaskState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::Lost
+            TaskState::Succeeded
+                | TaskState::Failed
+                | TaskState::Cancelled
+                | TaskState::Lost
+                | TaskState::Blocked
         )
     }
 }
@@ -512,6 +537,8 @@ pub enum JobState {
     Failed,
     /// Cancelled.
     Cancelled,
+    /// A threshold stopped it; it goes on once approved (`POST /api/v1/jobs/{id}/approve`).
+    Blocked,
 }
 
 impl JobState {
@@ -523,6 +550,7 @@ impl JobState {
             JobState::Succeeded => "succeeded",
             JobState::Failed => "failed",
             JobState::Cancelled => "cancelled",
+            JobState::Blocked => "blocked",
         }
     }
 
@@ -534,6 +562,7 @@ impl JobState {
             "succeeded" => JobState::Succeeded,
             "failed" => JobState::Failed,
             "cancelled" => JobState::Cancelled,
+            "blocked" => JobState::Blocked,
             _ => return None,
         })
     }
@@ -556,10 +585,152 @@ pub struct JobView {
     pub steps: u32,
     /// Its tasks so far.
     pub tasks: Vec<TaskView>,
+    /// The declared job it is a run of, if any.
+    #[serde(default)]
+    pub definition: Option<String>,
+    /// `complete` or `incremental`, for a declared job's run.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Why it is blocked, while it is.
+    #[serde(default)]
+    pub blocked: Option<serde_json::Value>,
     /// Created, ms since the epoch.
     pub created_ms: i64,
     /// Finished, ms since the epoch.
     pub finished_ms: Option<i64>,
+}
+
+/// `POST /api/v1/agent/tasks/{id}/run`: the agent that holds a server-side task asks the
+/// server to do it. The answer is the task, final.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// The lease's fencing token.
+    pub fence: i64,
+}
+
+/// `POST /api/v1/jobs/run`: a run of a declared job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunJob {
+    /// The declared job's name.
+    pub job: String,
+    /// A complete run (export everything) or an incremental one (default complete).
+    #[serde(default)]
+    pub incremental: bool,
+    /// Compute the orders and show them without sending them.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provisioning orders
+
+/// An order's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrderState {
+    /// Waiting for a fulfil task.
+    Pending,
+    /// Handed to an agent in a fulfil task.
+    Sent,
+    /// Carried out; the repository reflects it.
+    Done,
+    /// Failed or asked to retry; sent again after `next_ms`.
+    Retry,
+    /// Failed for good (attempts used up); kept with its message.
+    Failed,
+    /// Computed by a dry run; never sent.
+    Dry,
+    /// Replaced by a newer computation before it was sent.
+    Superseded,
+}
+
+impl OrderState {
+    /// Its name in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::Pending => "pending",
+            OrderState::Sent => "sent",
+            OrderState::Done => "done",
+            OrderState::Retry => "retry",
+            OrderState::Failed => "failed",
+            OrderState::Dry => "dry",
+            OrderState::Superseded => "superseded",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => OrderState::Pending,
+            "sent" => OrderState::Sent,
+            "done" => OrderState::Done,
+            "retry" => OrderState::Retry,
+            "failed" => OrderState::Failed,
+            "dry" => OrderState::Dry,
+            "superseded" => OrderState::Superseded,
+            _ => return None,
+        })
+    }
+}
+
+/// An order as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrderView {
+    /// Id (unique; results are matched on it).
+    pub id: String,
+    /// The job that computed it.
+    pub job_id: Option<i64>,
+    /// The target connection.
+    pub connection: String,
+    /// The entity type.
+    pub entity_type: String,
+    /// The entry's key in the target.
+    pub key: String,
+    /// The identity it serves, if any.
+    pub identity: Option<String>,
+    /// `create`, `update`, `delete`, `enable`, `disable`.
+    pub kind: String,
+    /// The order as the connector receives it.
+    pub order: model::Order,
+    /// State.
+    pub state: OrderState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last message from the connector.
+    pub message: Option<String>,
+    /// Created, ms since the epoch.
+    pub created_ms: i64,
+    /// Last change, ms since the epoch.
+    pub updated_ms: i64,
+}
+
+/// `GET /api/v1/agent/tasks/{id}/orders?fence=N`: the orders of a fulfil task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskOrders {
+    /// The orders, in the order to carry them out.
+    pub orders: Vec<model::Order>,
+}
+
+/// `POST /api/v1/agent/tasks/{id}/order-results`: results of some of a fulfil task's orders.
+/// Sending a result twice is harmless.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderResults {
+    /// The lease's fencing token.
+    pub fence: i64,
+    /// One per order, matched by id.
+    pub results: Vec<model::OrderResult>,
+}
+
+/// The answer to [`OrderResults`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OrderResultsAnswer {
+    /// Results recorded now.
+    pub recorded: u32,
+    /// Results for orders already final (replays), ignored.
+    pub ignored: u32,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-//! The host's view of the contract's data: the types a caller of [`crate::Runtime::run`] gives
-//! and gets, with a stable JSON form (kebab-case) for files, the command line and the server.
+//! The contract's data as the host, the agent and the server pass it around, with a stable
+//! JSON form (kebab-case) for files, the command line and the API.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
