@@ -11,7 +11,8 @@ use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use idgard_protocol::{
-    AgentView, Completion, CreatedTasks, EnrolAnswer, EnrolRequest, Heartbeat, HeartbeatAnswer,
+    AgentView, Completion, OrderResults, OrderResultsAnswer, OrderView, RunJob, RunRequest,
+    TaskOrders, CreatedTasks, EnrolAnswer, EnrolRequest, Heartbeat, HeartbeatAnswer,
     Hello, JobView, LogChunk, LogLine, NewAgent, NewAgentAnswer, NewJob, NewTasks, NewUpload,
     PollAnswer, PollRequest, TaskView, Timings, TokenAnswer, TokenRequest, UploadView,
 };
@@ -141,6 +142,9 @@ pub fn router(app: App, json_limit: usize, chunk_limit: usize) -> Router {
         .route("/tasks/{id}/logs", post(logs))
         .route("/tasks/{id}/uploads", post(open_upload))
         .route("/tasks/{id}/complete", post(complete))
+        .route("/tasks/{id}/run", post(run_on_server))
+        .route("/tasks/{id}/orders", get(task_orders))
+        .route("/tasks/{id}/order-results", post(order_results))
         .route(
             "/uploads/{id}",
             get(upload_state)
@@ -158,7 +162,13 @@ pub fn router(app: App, json_limit: usize, chunk_limit: usize) -> Router {
         .route("/jobs", post(create_job).get(list_jobs))
         .route("/jobs/{id}", get(job))
         .route("/jobs/{id}/start", post(start_job))
-        .route("/jobs/{id}/cancel", post(cancel_job));
+        .route("/jobs/{id}/cancel", post(cancel_job))
+        .route("/jobs/{id}/approve", post(approve_job))
+        .route("/jobs/run", post(run_job))
+        .route("/orders", get(orders))
+        .route("/connections/{name}/entries", get(entries))
+        .route("/connections/{name}/entries/{key}/history", get(history))
+        .route("/connections/{name}/links", get(links));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -474,4 +484,129 @@ async fn cancel_job(
     Path(job): Path<String>,
 ) -> Result<Json<JobView>> {
     Ok(Json(app.queue.cancel_job(id(&job)?).await?))
+}
+
+async fn run_on_server(
+    State(app): State<App>,
+    AgentAuth(agent): AgentAuth,
+    Path(task): Path<String>,
+    JsonBody(req): JsonBody<RunRequest>,
+) -> Result<Json<TaskView>> {
+    Ok(Json(
+        app.queue
+            .run_on_server(agent, id(&task)?, req.fence)
+            .await?,
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct Fence {
+    fence: i64,
+}
+
+async fn task_orders(
+    State(app): State<App>,
+    AgentAuth(agent): AgentAuth,
+    Path(task): Path<String>,
+    fence: std::result::Result<Query<Fence>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<TaskOrders>> {
+    let Query(Fence { fence }) =
+        fence.map_err(|_| Error::bad_request("say which lease: `?fence=<n>`"))?;
+    Ok(Json(TaskOrders {
+        orders: app.queue.task_orders(agent, id(&task)?, fence).await?,
+    }))
+}
+
+async fn order_results(
+    State(app): State<App>,
+    AgentAuth(agent): AgentAuth,
+    Path(task): Path<String>,
+    JsonBody(req): JsonBody<OrderResults>,
+) -> Result<Json<OrderResultsAnswer>> {
+    Ok(Json(
+        app.queue.order_results(agent, id(&task)?, &req).await?,
+    ))
+}
+
+async fn approve_job(
+    State(app): State<App>,
+    _: Admin,
+    Path(job): Path<String>,
+) -> Result<Json<JobView>> {
+    Ok(Json(app.queue.approve_job(id(&job)?).await?))
+}
+
+async fn run_job(
+    State(app): State<App>,
+    _: Admin,
+    JsonBody(req): JsonBody<RunJob>,
+) -> Result<Json<JobView>> {
+    Ok(Json(app.queue.run_declared(&req).await?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderFilter {
+    job: Option<i64>,
+    connection: Option<String>,
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn orders(
+    State(app): State<App>,
+    _: Admin,
+    filter: std::result::Result<Query<OrderFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<OrderView>>> {
+    let Query(f) = filter.map_err(|e| Error::bad_request(e.body_text()))?;
+    Ok(Json(
+        app.queue
+            .orders(
+                f.job,
+                f.connection.as_deref(),
+                f.state.as_deref(),
+                f.limit.unwrap_or(1000).min(100_000),
+            )
+            .await?,
+    ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    after: Option<String>,
+    limit: Option<u32>,
+    situation: Option<String>,
+}
+
+async fn entries(
+    State(app): State<App>,
+    _: Admin,
+    Path(name): Path<String>,
+    page: std::result::Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<serde_json::Value>>> {
+    let Query(p) = page.map_err(|e| Error::bad_request(e.body_text()))?;
+    Ok(Json(
+        app.queue
+            .entries(&name, p.after.as_deref(), p.limit.unwrap_or(1000).min(100_000))
+            .await?,
+    ))
+}
+
+async fn history(
+    State(app): State<App>,
+    _: Admin,
+    Path((name, key)): Path<(String, String)>,
+) -> Result<Json<Vec<serde_json::Value>>> {
+    Ok(Json(app.queue.history(&name, &key).await?))
+}
+
+async fn links(
+    State(app): State<App>,
+    _: Admin,
+    Path(name): Path<String>,
+    page: std::result::Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<serde_json::Value>>> {
+    let Query(p) = page.map_err(|e| Error::bad_request(e.body_text()))?;
+    Ok(Json(app.queue.links(&name, p.situation.as_deref()).await?))
 }

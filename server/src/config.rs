@@ -30,6 +30,8 @@ pub struct Config {
     pub queue: QueueConfig,
     /// Request limits.
     pub limits: LimitsConfig,
+    /// The provisioning rules file (identities, targets, thresholds, declared jobs).
+    pub rules: Option<PathBuf>,
 }
 
 /// HTTPS certificate and key (PEM). Without them (and without `dev_http`), a self-signed
@@ -156,6 +158,7 @@ impl Default for Config {
             signing: SigningConfig::default(),
             queue: QueueConfig::default(),
             limits: LimitsConfig::default(),
+            rules: None,
         }
     }
 }
@@ -165,6 +168,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("IDGARD_LISTEN", "listen"),
     ("IDGARD_DATA_DIR", "data_dir"),
     ("IDGARD_DATABASE_URL", "database_url"),
+    ("IDGARD_RULES", "rules"),
     ("IDGARD_PUBLIC_URL", "public_url"),
     ("IDGARD_DEV_HTTP", "dev_http"),
     ("IDGARD_TLS_CERT", "tls.cert"),

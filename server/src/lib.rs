@@ -7,7 +7,10 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod pipeline;
+pub mod provision;
 pub mod queue;
+pub mod repo;
 pub mod rules;
 pub mod store;
 pub mod uploads;
@@ -27,9 +30,14 @@ pub fn now_ms() -> i64 {
 
 /// Opens the database and the queue for `config` (also used by the CLI's direct commands).
 pub async fn open_queue(config: &config::Config) -> Result<queue::Queue> {
+    let rules = match &config.rules {
+        Some(path) => Some(Arc::new(rules::Rules::load(path)?)),
+        None => None,
+    };
     let db = store::Db::open(&config.database_url()).await?;
     Ok(queue::Queue {
         db,
+        rules,
         cfg: config.queue.clone(),
         clock: Arc::new(now_ms),
         names: Default::default(),

@@ -29,15 +29,17 @@ pub struct Queue {
     pub cfg: QueueConfig,
     /// The clock.
     pub clock: Clock,
+    /// The provisioning rules, when the server was given some.
+    pub rules: Option<Arc<crate::rules::Rules>>,
     /// Agents' names by id.
     pub names: Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>,
 }
 
-type Tx = Transaction<'static, Any>;
+pub(crate) type Tx = Transaction<'static, Any>;
 
 /// Agents whose polls should wake once a transaction commits.
 #[derive(Default)]
-struct Wake(Vec<i64>);
+pub(crate) struct Wake(Vec<i64>);
 
 const TASK_COLUMNS: &str = "t.id, a.name, t.job_id, t.connection, t.operation, t.state, \
      t.attempts, t.max_attempts, t.result, t.error, t.progress_done, t.progress_total, \
@@ -101,11 +103,11 @@ impl Queue {
         (self.clock)()
     }
 
-    async fn begin(&self) -> Result<Tx> {
+    pub(crate) async fn begin(&self) -> Result<Tx> {
         Ok(self.db.pool.begin().await?)
     }
 
-    async fn commit(&self, tx: Tx, wake: Wake) -> Result<()> {
+    pub(crate) async fn commit(&self, tx: Tx, wake: Wake) -> Result<()> {
         tx.commit().await?;
         for agent in wake.0 {
             self.db.wakers.wake_local(agent);
@@ -113,7 +115,7 @@ impl Queue {
         Ok(())
     }
 
-    async fn notify(&self, tx: &mut Tx, wake: &mut Wake, agent: i64) -> Result<()> {
+    pub(crate) async fn notify(&self, tx: &mut Tx, wake: &mut Wake, agent: i64) -> Result<()> {
         if self.db.backend == Backend::Postgres && !wake.0.contains(&agent) {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(NOTIFY_CHANNEL)
@@ -167,6 +169,9 @@ impl Queue {
                     }
                 )));
             };
+            if spec.operation.on_server() {
+                continue;
+            }
             let needed = match spec.operation {
                 Operation::Export
                     if spec.args.get("incremental").and_then(|v| v.as_bool()) == Some(true) =>
@@ -571,7 +576,7 @@ impl Queue {
     }
 
     /// Moves a job on after one of its tasks changed state.
-    async fn advance_job(
+    pub(crate) async fn advance_job(
         &self,
         tx: &mut Tx,
         wake: &mut Wake,
@@ -629,6 +634,7 @@ impl Queue {
                     .bind(job)
                     .execute(&mut **tx)
                     .await?;
+                    self.after_job(tx, wake, job).await?;
                 }
             }
             TaskState::Failed | TaskState::Lost | TaskState::Cancelled => {
@@ -677,6 +683,7 @@ impl Queue {
         if running > 0 {
             self.notify(tx, wake, agent).await?;
         }
+        self.after_job(tx, wake, job).await?;
         Ok(())
     }
 
@@ -730,7 +737,7 @@ impl Queue {
         let mut wake = Wake::default();
         let row = sqlx::query(
             "SELECT fence, state, operation, attempts, max_attempts, lease_until_ms, started_ms, \
-             timeout_ms, job_id, step, agent_id, cancel_requested FROM tasks WHERE id = $1",
+             timeout_ms, job_id, step, agent_id, cancel_requested, args FROM tasks WHERE id = $1",
         )
         .bind(task)
         .fetch_optional(&mut *tx)
@@ -748,6 +755,11 @@ impl Queue {
         let step: Option<i64> = row.try_get(9)?;
         let agent: i64 = row.try_get(10)?;
         let cancelled = row.try_get::<i64, _>(11)? != 0;
+        // Orders from the server carry ids and converge when repeated: such a fulfil is safe.
+        let repeat_safe = op.repeat_safe()
+            || row
+                .try_get::<String, _>(12)?
+                .contains("\"server_orders\":true");
         if !(state == "claimed" || state == "running") {
             return Ok(false);
         }
@@ -773,7 +785,7 @@ impl Queue {
             } else {
                 "the agent did not acknowledge the task (poll answer lost?)"
             });
-            if acknowledged && !op.repeat_safe() {
+            if acknowledged && !repeat_safe {
                 (
                     TaskState::Lost,
                     format!(
@@ -931,28 +943,52 @@ impl Queue {
     pub async fn start_job(&self, job: i64) -> Result<JobView> {
         let mut tx = self.begin().await?;
         let mut wake = Wake::default();
-        let row = sqlx::query(
-            "UPDATE jobs SET state = 'running' WHERE id = $1 AND state = 'pending' RETURNING agent_id, steps",
-        )
-        .bind(job)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
+        let pending = sqlx::query("SELECT 1 FROM jobs WHERE id = $1 AND state = 'pending'")
+            .bind(job)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if pending.is_none() {
             drop(tx);
             let view = self.job(job).await?;
             return Err(Error::conflict(format!(
                 "job {job} is {} and cannot be started",
                 view.state.as_str()
             )));
-        };
+        }
+        self.start_job_in(&mut tx, &mut wake, job).await?;
+        self.commit(tx, wake).await?;
+        self.job(job).await
+    }
+
+    /// Starts a pending job inside a transaction.
+    pub(crate) async fn start_job_in(&self, tx: &mut Tx, wake: &mut Wake, job: i64) -> Result<()> {
+        let row = sqlx::query(
+            "UPDATE jobs SET state = 'running' WHERE id = $1 AND state = 'pending' RETURNING agent_id, steps",
+        )
+        .bind(job)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(row) = row else { return Ok(()) };
         let agent: i64 = row.try_get(0)?;
         let steps: Vec<Vec<TaskSpec>> = serde_json::from_str(&row.try_get::<String, _>(1)?)
             .map_err(|e| anyhow::anyhow!("job {job}: stored steps: {e}"))?;
-        self.insert_tasks(&mut tx, agent, Some((job, 0)), &steps[0])
+        self.insert_tasks(tx, agent, Some((job, 0)), &steps[0])
             .await?;
-        self.notify(&mut tx, &mut wake, agent).await?;
-        self.commit(tx, wake).await?;
-        self.job(job).await
+        self.notify(tx, wake, agent).await?;
+        Ok(())
+    }
+
+    /// After a job ended: the next waiting run of the same declared job starts.
+    async fn after_job(&self, tx: &mut Tx, wake: &mut Wake, job: i64) -> Result<()> {
+        let def: Option<String> = sqlx::query("SELECT definition FROM jobs WHERE id = $1")
+            .bind(job)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get(0)?;
+        if let Some(def) = def {
+            self.start_next(tx, wake, &def).await?;
+        }
+        Ok(())
     }
 
     /// Cancels a job: queued tasks at once, running ones through their agent.
@@ -960,7 +996,7 @@ impl Queue {
         let mut tx = self.begin().await?;
         let mut wake = Wake::default();
         let row = sqlx::query(
-            "SELECT agent_id FROM jobs WHERE id = $1 AND state IN ('pending', 'running')",
+            "SELECT agent_id FROM jobs WHERE id = $1 AND state IN ('pending', 'running', 'blocked')",
         )
         .bind(job)
         .fetch_optional(&mut *tx)

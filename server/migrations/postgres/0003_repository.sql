@@ -73,3 +73,10 @@ CREATE TABLE schedules (
     name TEXT PRIMARY KEY,
     next_ms BIGINT NOT NULL
 );
+
+-- How far provisioning of a target has read the identities' and the target's changes.
+CREATE TABLE provision_marks (
+    connection TEXT PRIMARY KEY,
+    source_sync BIGINT NOT NULL,
+    target_sync BIGINT NOT NULL
+);

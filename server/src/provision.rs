@@ -1,0 +1,964 @@
+//! Provisioning: desired state (from the identities and the rules) against collected state
+//! (the target's entries) gives orders; agents fulfil them and their results come back here.
+//!
+//! A complete computation looks at every identity; an incremental one only at the identities
+//! whose source entries changed since the last computation for that target, the accounts that
+//! changed in the target, and the accounts of identities that left (their delete may be due).
+//! So its cost follows the changes, not the size of the repository.
+
+use crate::error::{Error, Result};
+use crate::queue::{Queue, Tx};
+use crate::repo::{Checked, close_versions, current_of, encode_attrs, insert_versions, parse_attrs};
+use crate::rules::{Attrs, Changes, Rules, Target};
+use futures_util::TryStreamExt as _;
+use idgard_protocol::model::{AttributeChange, ChangeOp, Order, OrderKind, OrderOutcome};
+use idgard_protocol::{OrderResults, OrderResultsAnswer, OrderState, OrderView};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+const DAY_MS: i64 = 86_400_000;
+/// Orders handed to one fulfil task at most.
+const ORDERS_PER_TASK: i64 = 50_000;
+
+/// What a provisioning computation found and decided.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProvisionReport {
+    /// The target connection.
+    pub connection: String,
+    /// `complete` or `incremental`.
+    pub mode: String,
+    /// Whether the orders were only shown.
+    pub dry_run: bool,
+    /// Identities looked at.
+    pub identities: u64,
+    /// Orders by kind.
+    pub creates: u64,
+    /// Updates.
+    pub updates: u64,
+    /// Enables.
+    pub enables: u64,
+    /// Disables.
+    pub disables: u64,
+    /// Deletes.
+    pub deletes: u64,
+    /// Accounts newly linked to an identity by correlation.
+    pub linked: u64,
+    /// Accounts matched but left for review.
+    pub unlinked: u64,
+    /// Accounts no identity matches (orphans).
+    pub unmatched: u64,
+    /// Identities skipped because an order for them is still in flight.
+    pub in_flight: u64,
+    /// Identities whose rules could not be evaluated (see `samples`).
+    pub errors: u64,
+    /// Some errors, for people.
+    pub samples: Vec<String>,
+    /// Current entries of the target before the run.
+    pub held_before: u64,
+    /// Time spent, ms.
+    pub elapsed_ms: u64,
+}
+
+impl ProvisionReport {
+    /// Orders computed.
+    pub fn orders(&self) -> u64 {
+        self.creates + self.updates + self.enables + self.disables + self.deletes
+    }
+
+    /// The counts a threshold looks at: enable and disable count as updates.
+    pub fn changes(&self) -> Changes {
+        Changes {
+            inserts: self.creates,
+            updates: self.updates + self.enables + self.disables,
+            deletes: self.deletes,
+        }
+    }
+}
+
+fn order_id() -> String {
+    let mut b = [0u8; 12];
+    getrandom::fill(&mut b).expect("the system's random source");
+    format!("o-{}", hex::encode(b))
+}
+
+fn kind_name(k: &OrderKind) -> &'static str {
+    match k {
+        OrderKind::Create { .. } => "create",
+        OrderKind::Update { .. } => "update",
+        OrderKind::Delete => "delete",
+        OrderKind::Enable => "enable",
+        OrderKind::Disable => "disable",
+        OrderKind::SetPassword { .. } => "set-password",
+    }
+}
+
+struct Planned {
+    identity: Option<String>,
+    order: Order,
+}
+
+fn is_enabled(attrs: &Attrs, enabled: &Option<String>) -> bool {
+    match enabled {
+        Some(a) => attrs
+            .get(a)
+            .and_then(|v| v.first())
+            .is_none_or(|v| !v.eq_ignore_ascii_case("false")),
+        None => true,
+    }
+}
+
+async fn max_sync(tx: &mut Tx, connection: &str) -> Result<i64> {
+    Ok(
+        sqlx::query("SELECT COALESCE(MAX(id), 0) FROM syncs WHERE connection = $1")
+            .bind(connection)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get(0)?,
+    )
+}
+
+fn in_list(from: usize, n: usize) -> String {
+    (0..n)
+        .map(|i| format!("${}", from + i + 1))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Queue {
+    /// Computes a target's orders and stores them (or, for a dry run, shows them).
+    pub async fn provision(
+        &self,
+        rules: &Rules,
+        target: &str,
+        job: Option<i64>,
+        complete: bool,
+        dry_run: bool,
+        approved: bool,
+    ) -> Result<Checked<ProvisionReport>> {
+        let started = std::time::Instant::now();
+        let t = rules.target(target).ok_or_else(|| {
+            Error::bad_request(format!(
+                "`{target}` is not a target in the rules ({})",
+                rules.origin
+            ))
+        })?;
+        let src = &rules.identities.connection;
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let mut report = ProvisionReport {
+            connection: target.to_owned(),
+            mode: if complete { "complete" } else { "incremental" }.into(),
+            dry_run,
+            ..Default::default()
+        };
+        report.held_before = sqlx::query(
+            "SELECT COUNT(*) FROM entries WHERE connection = $1 AND valid_to IS NULL",
+        )
+        .bind(target)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get::<i64, _>(0)? as u64;
+        let mark = sqlx::query(
+            "SELECT source_sync, target_sync FROM provision_marks WHERE connection = $1",
+        )
+        .bind(target)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (source_mark, target_mark) = match (&mark, complete) {
+            (Some(r), false) => (r.try_get::<i64, _>(0)?, r.try_get::<i64, _>(1)?),
+            _ => (-1, -1),
+        };
+        let source_now = max_sync(&mut tx, src).await?;
+        let target_now = max_sync(&mut tx, target).await?;
+        let ev = rules.evaluator();
+
+        // 1. Correlate the target's accounts that have no link yet.
+        let sql = format!(
+            "SELECT e.key, e.attrs FROM entries e LEFT JOIN links l ON l.connection = e.connection \
+             AND l.entity_type = e.entity_type AND l.key = e.key \
+             WHERE e.connection = $1 AND e.entity_type = $2 AND e.valid_to IS NULL \
+             AND l.key IS NULL{}",
+            if complete { "" } else { " AND e.sync_id > $3" }
+        );
+        let mut q = sqlx::query(&sql).bind(target).bind(&t.entity_type);
+        if !complete {
+            q = q.bind(target_mark);
+        }
+        let unlinked_accounts: Vec<(String, String)> = q
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_>>()?;
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+        if !unlinked_accounts.is_empty() {
+            let mut wanted: Vec<(String, Option<String>)> = Vec::new();
+            for (key, attrs) in &unlinked_accounts {
+                let attrs = parse_attrs(attrs)?;
+                let value = ev.account(&attrs).values(&t.correlation.account);
+                match value {
+                    Ok(v) => wanted.push((key.clone(), v.into_iter().next())),
+                    Err(e) => {
+                        report.errors += 1;
+                        if report.samples.len() < 10 {
+                            report.samples.push(format!("account `{key}`: {e}"));
+                        }
+                        wanted.push((key.clone(), None));
+                    }
+                }
+            }
+            let found = self
+                .identities_by(&mut tx, rules, t, wanted.iter().filter_map(|w| w.1.clone()).collect())
+                .await?;
+            let mut links = Vec::with_capacity(wanted.len());
+            for (key, value) in wanted {
+                let identity = value.and_then(|v| found.get(&v).cloned());
+                let situation = match (&identity, t.correlation.auto_link) {
+                    (Some(_), true) => {
+                        report.linked += 1;
+                        "linked"
+                    }
+                    (Some(_), false) => {
+                        report.unlinked += 1;
+                        "unlinked"
+                    }
+                    (None, _) => {
+                        report.unmatched += 1;
+                        "unmatched"
+                    }
+                };
+                if let (Some(i), true) = (&identity, t.correlation.auto_link) {
+                    touched.insert(i.clone());
+                }
+                links.push((key, identity, situation));
+            }
+            for chunk in links.chunks(300) {
+                let sql = format!(
+                    "INSERT INTO links (connection, entity_type, key, identity, situation, updated_ms) VALUES {}",
+                    (0..chunk.len())
+                        .map(|i| format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${})",
+                            i * 6 + 1,
+                            i * 6 + 2,
+                            i * 6 + 3,
+                            i * 6 + 4,
+                            i * 6 + 5,
+                            i * 6 + 6
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+                let mut q = sqlx::query(&sql);
+                for (key, identity, situation) in chunk {
+                    q = q
+                        .bind(target)
+                        .bind(&t.entity_type)
+                        .bind(key)
+                        .bind(identity.clone())
+                        .bind(*situation)
+                        .bind(now);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+
+        // 2. The identities to look at.
+        let mut keys: BTreeSet<String> = touched;
+        {
+            let sql = if complete {
+                "SELECT DISTINCT key FROM entries WHERE connection = $1 AND entity_type = $2 \
+                 AND (valid_to IS NULL OR sync_id > $3)"
+            } else {
+                "SELECT DISTINCT key FROM entries WHERE connection = $1 AND entity_type = $2 AND sync_id > $3"
+            };
+            let mut rows = sqlx::query(sql)
+                .bind(src)
+                .bind(&rules.identities.entity_type)
+                .bind(source_mark)
+                .fetch(&mut *tx);
+            while let Some(r) = rows.try_next().await? {
+                keys.insert(r.try_get(0)?);
+            }
+        }
+        {
+            // Accounts that changed in the target, and identities whose accounts wait for a
+            // leave action (their delete may be due now); a complete run takes every link.
+            let sql = if complete {
+                "SELECT DISTINCT identity FROM links WHERE connection = $1 AND identity IS NOT NULL \
+                 AND situation IN ('linked', 'deleted')"
+                    .to_owned()
+            } else {
+                "SELECT DISTINCT l.identity FROM links l WHERE l.connection = $1 AND l.identity IS NOT NULL \
+                 AND (l.situation = 'deleted' OR (l.situation = 'linked' AND EXISTS (SELECT 1 FROM entries e \
+                 WHERE e.connection = l.connection AND e.entity_type = l.entity_type AND e.key = l.key \
+                 AND e.sync_id > $2)))"
+                    .to_owned()
+            };
+            let mut q = sqlx::query(&sql).bind(target);
+            if !complete {
+                q = q.bind(target_mark);
+            }
+            let mut rows = q.fetch(&mut *tx);
+            while let Some(r) = rows.try_next().await? {
+                keys.insert(r.try_get(0)?);
+            }
+        }
+        report.identities = keys.len() as u64;
+
+        // 3. Desired against collected, identity by identity (in slices).
+        let keys: Vec<String> = keys.into_iter().collect();
+        let mut planned: Vec<Planned> = Vec::new();
+        let mut gone_links: Vec<String> = Vec::new();
+        let mut superseded = 0u64;
+        for slice in keys.chunks(500) {
+            let refs: Vec<&str> = slice.iter().map(String::as_str).collect();
+            let people = current_of(&mut tx, src, &refs, true).await?;
+            let prefix = format!("{}\0", rules.identities.entity_type);
+            let mut left: HashMap<String, i64> = HashMap::new();
+            let absent: Vec<&str> = refs
+                .iter()
+                .copied()
+                .filter(|k| !people.contains_key(&format!("{prefix}{k}")))
+                .collect();
+            if !absent.is_empty() {
+                let sql = format!(
+                    "SELECT key, MAX(valid_to) FROM entries WHERE connection = $1 AND key IN ({}) GROUP BY key",
+                    in_list(1, absent.len())
+                );
+                let mut q = sqlx::query(&sql).bind(src);
+                for k in &absent {
+                    q = q.bind(*k);
+                }
+                for r in q.fetch_all(&mut *tx).await? {
+                    left.insert(r.try_get(0)?, r.try_get::<Option<i64>, _>(1)?.unwrap_or(now));
+                }
+            }
+            // Their accounts.
+            let sql = format!(
+                "SELECT key, identity, situation FROM links WHERE connection = $1 AND entity_type = $2 \
+                 AND situation IN ('linked', 'deleted') AND identity IN ({})",
+                in_list(2, refs.len())
+            );
+            let mut q = sqlx::query(&sql).bind(target).bind(&t.entity_type);
+            for k in &refs {
+                q = q.bind(*k);
+            }
+            let mut accounts: HashMap<String, Vec<String>> = HashMap::new();
+            for r in q.fetch_all(&mut *tx).await? {
+                accounts
+                    .entry(r.try_get(1)?)
+                    .or_default()
+                    .push(r.try_get(0)?);
+            }
+            let account_keys: Vec<&str> = accounts.values().flatten().map(String::as_str).collect();
+            let collected = current_of(&mut tx, target, &account_keys, true).await?;
+            // Orders still in flight hold their identity back; pending ones are replaced.
+            let sql = format!(
+                "SELECT DISTINCT identity FROM orders WHERE connection = $1 AND state IN ('sent', 'retry') \
+                 AND identity IN ({})",
+                in_list(1, refs.len())
+            );
+            let mut q = sqlx::query(&sql).bind(target);
+            for k in &refs {
+                q = q.bind(*k);
+            }
+            let busy: HashSet<String> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<std::result::Result<_, _>>()?;
+            if !dry_run {
+                let sql = format!(
+                    "UPDATE orders SET state = 'superseded', updated_ms = $1 WHERE connection = $2 \
+                     AND state = 'pending' AND identity IN ({})",
+                    in_list(2, refs.len())
+                );
+                let mut q = sqlx::query(&sql).bind(now).bind(target);
+                for k in &refs {
+                    q = q.bind(*k);
+                }
+                superseded += q.execute(&mut *tx).await?.rows_affected();
+            }
+            for key in slice {
+                if busy.contains(key) {
+                    report.in_flight += 1;
+                    continue;
+                }
+                let person = people.get(&format!("{prefix}{key}"));
+                let mine: Vec<(String, Attrs)> = accounts
+                    .get(key)
+                    .map(|ks| {
+                        ks.iter()
+                            .filter_map(|k| {
+                                collected
+                                    .get(&format!("{}\0{k}", t.entity_type))
+                                    .and_then(|(_, _, a)| a.as_deref())
+                                    .map(|a| parse_attrs(a).map(|a| (k.clone(), a)))
+                            })
+                            .collect::<Result<Vec<_>>>()
+                    })
+                    .transpose()?
+                    .unwrap_or_default();
+                let desired = match person {
+                    Some((_, _, Some(attrs))) => {
+                        let attrs = parse_attrs(attrs)?;
+                        match self.desired(&ev, t, key, &attrs) {
+                            Ok(d) => d,
+                            Err(e) => {
+                                report.errors += 1;
+                                if report.samples.len() < 10 {
+                                    report.samples.push(format!("identity `{key}`: {e:#}"));
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                let mut push = |order_key: &str, kind: OrderKind, r: &mut ProvisionReport| {
+                    match &kind {
+                        OrderKind::Create { .. } => r.creates += 1,
+                        OrderKind::Update { .. } => r.updates += 1,
+                        OrderKind::Enable => r.enables += 1,
+                        OrderKind::Disable => r.disables += 1,
+                        OrderKind::Delete => r.deletes += 1,
+                        OrderKind::SetPassword { .. } => {}
+                    }
+                    planned.push(Planned {
+                        identity: Some(key.clone()),
+                        order: Order {
+                            id: order_id(),
+                            entity_type: t.entity_type.clone(),
+                            key: order_key.to_owned(),
+                            kind,
+                        },
+                    });
+                };
+                match desired {
+                    Some((account_key, mut attrs)) => {
+                        match mine.first() {
+                            None => {
+                                if let Some(e) = &t.enabled_attribute {
+                                    attrs.insert(e.clone(), vec!["true".into()]);
+                                }
+                                push(&account_key, OrderKind::Create { attributes: attrs }, &mut report);
+                            }
+                            Some((k, have)) => {
+                                let changes: Vec<AttributeChange> = attrs
+                                    .iter()
+                                    .filter(|(n, v)| have.get(*n).map(Vec::as_slice).unwrap_or(&[]) != v.as_slice())
+                                    .map(|(n, v)| AttributeChange {
+                                        name: n.clone(),
+                                        op: ChangeOp::Replace,
+                                        values: v.clone(),
+                                    })
+                                    .collect();
+                                if !changes.is_empty() {
+                                    push(k, OrderKind::Update { changes }, &mut report);
+                                }
+                                if !is_enabled(have, &t.enabled_attribute) {
+                                    push(k, OrderKind::Enable, &mut report);
+                                }
+                            }
+                        }
+                    }
+                    None => {
+                        // Left, or no longer passing the filter.
+                        let since = left.get(key).copied();
+                        if person.is_none() {
+                            gone_links.push(key.clone());
+                        }
+                        for (k, have) in &mine {
+                            let due = matches!((t.leave.delete_after_days, since), (Some(d), Some(s)) if s + i64::from(d) * DAY_MS <= now);
+                            if due {
+                                push(k, OrderKind::Delete, &mut report);
+                            } else if t.leave.disable && is_enabled(have, &t.enabled_attribute) {
+                                push(k, OrderKind::Disable, &mut report);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        if !approved
+            && !dry_run
+            && let Some(reason) = rules
+                .thresholds(target)
+                .exceeded(&report.changes(), report.held_before)
+        {
+            tx.rollback().await?;
+            return Ok(Checked::Blocked {
+                reason: format!("provisioning `{target}`: {reason}"),
+                report,
+            });
+        }
+        if dry_run {
+            // Nothing of the run is kept but the orders, marked as shown only.
+            tx.rollback().await?;
+            tx = self.begin().await?;
+        } else {
+            if !gone_links.is_empty() {
+                for chunk in gone_links.chunks(500) {
+                    let sql = format!(
+                        "UPDATE links SET situation = 'deleted', updated_ms = $1 WHERE connection = $2 \
+                         AND situation = 'linked' AND identity IN ({})",
+                        in_list(2, chunk.len())
+                    );
+                    let mut q = sqlx::query(&sql).bind(now).bind(target);
+                    for k in chunk {
+                        q = q.bind(k);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+            }
+            sqlx::query("DELETE FROM provision_marks WHERE connection = $1")
+                .bind(target)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO provision_marks (connection, source_sync, target_sync) VALUES ($1, $2, $3)",
+            )
+            .bind(target)
+            .bind(source_now)
+            .bind(target_now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let state = if dry_run { OrderState::Dry } else { OrderState::Pending };
+        for chunk in planned.chunks(300) {
+            let sql = format!(
+                "INSERT INTO orders (id, job_id, connection, entity_type, key, identity, kind, body, state, \
+                 next_ms, created_ms, updated_ms) VALUES {}",
+                (0..chunk.len())
+                    .map(|i| {
+                        let b = i * 10;
+                        format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                            b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 10, b + 10
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let mut q = sqlx::query(&sql);
+            for p in chunk {
+                q = q
+                    .bind(&p.order.id)
+                    .bind(job)
+                    .bind(target)
+                    .bind(&p.order.entity_type)
+                    .bind(&p.order.key)
+                    .bind(p.identity.clone())
+                    .bind(kind_name(&p.order.kind))
+                    .bind(serde_json::to_string(&p.order).expect("orders serialise"))
+                    .bind(state.as_str())
+                    .bind(now);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(
+            target,
+            mode = report.mode,
+            dry_run,
+            identities = report.identities,
+            orders = report.orders(),
+            superseded,
+            errors = report.errors,
+            "provisioning computed in {} ms",
+            report.elapsed_ms
+        );
+        Ok(Checked::Done(report))
+    }
+
+    /// The account an identity should have, or `None` if it should have none.
+    fn desired(
+        &self,
+        ev: &crate::rules::Evaluator<'_>,
+        t: &Target,
+        key: &str,
+        attrs: &Attrs,
+    ) -> anyhow::Result<Option<(String, Attrs)>> {
+        let b = ev.identity(key, attrs);
+        if let Some(f) = &t.filter
+            && !b.test(f)?
+        {
+            return Ok(None);
+        }
+        let account_key = b.text(&t.key)?;
+        let mut out = BTreeMap::new();
+        for (name, e) in &t.attributes {
+            out.insert(name.clone(), b.values(e)?);
+        }
+        Ok(Some((account_key, out)))
+    }
+
+    /// Identities by the correlation's identity attribute (or key): value → identity key.
+    async fn identities_by(
+        &self,
+        tx: &mut Tx,
+        rules: &Rules,
+        t: &Target,
+        values: Vec<String>,
+    ) -> Result<HashMap<String, String>> {
+        let src = &rules.identities.connection;
+        let mut out = HashMap::new();
+        match &t.correlation.identity {
+            None => {
+                let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+                let prefix = format!("{}\0", rules.identities.entity_type);
+                for k in current_of(tx, src, &refs, false).await?.into_keys() {
+                    if let Some(key) = k.strip_prefix(&prefix) {
+                        out.insert(key.to_owned(), key.to_owned());
+                    }
+                }
+            }
+            Some(attr) => {
+                // An attribute is not indexed: read the identities once.
+                let wanted: HashSet<String> = values.into_iter().collect();
+                let mut rows = sqlx::query(
+                    "SELECT key, attrs FROM entries WHERE connection = $1 AND entity_type = $2 AND valid_to IS NULL",
+                )
+                .bind(src)
+                .bind(&rules.identities.entity_type)
+                .fetch(&mut **tx);
+                while let Some(r) = rows.try_next().await? {
+                    let attrs = parse_attrs(&r.try_get::<String, _>(1)?)?;
+                    if let Some(v) = attrs.get(attr).and_then(|v| v.first())
+                        && wanted.contains(v)
+                    {
+                        out.insert(v.clone(), r.try_get(0)?);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The orders of a fulfil task: those it was given before (a retry after a restart), or
+    /// else the target's ready orders, now marked as sent with it.
+    pub async fn task_orders(&self, agent: i64, task: i64, fence: i64) -> Result<Vec<Order>> {
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "SELECT connection, operation, fence, state FROM tasks WHERE id = $1 AND agent_id = $2",
+        )
+        .bind(task)
+        .bind(agent)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no task {task} for this agent")))?;
+        let connection: String = row.try_get(0)?;
+        if row.try_get::<String, _>(1)? != "fulfill" {
+            return Err(Error::bad_request(format!("task {task} is not a fulfil task")));
+        }
+        if row.try_get::<i64, _>(2)? != fence || row.try_get::<String, _>(3)? != "running" {
+            return Err(Error::conflict(format!(
+                "task {task}: this lease (fence {fence}) is not the current one"
+            )));
+        }
+        let mine = sqlx::query("SELECT COUNT(*) FROM orders WHERE task_id = $1")
+            .bind(task)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get::<i64, _>(0)?;
+        if mine == 0 {
+            // Orders sent with a task that has ended without their result are ready again.
+            sqlx::query(
+                "UPDATE orders SET state = 'retry' WHERE connection = $1 AND state = 'sent' \
+                 AND task_id IN (SELECT id FROM tasks WHERE connection = $1 AND state IN \
+                 ('succeeded', 'failed', 'cancelled', 'lost'))",
+            )
+            .bind(&connection)
+            .execute(&mut *tx)
+            .await?;
+            let ready: Vec<String> = sqlx::query(
+                "SELECT id FROM orders WHERE connection = $1 AND state IN ('pending', 'retry') \
+                 AND next_ms <= $2 ORDER BY created_ms, id LIMIT $3",
+            )
+            .bind(&connection)
+            .bind(now)
+            .bind(ORDERS_PER_TASK)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+            for chunk in ready.chunks(500) {
+                let sql = format!(
+                    "UPDATE orders SET state = 'sent', task_id = $1, attempts = attempts + 1, updated_ms = $2 \
+                     WHERE id IN ({})",
+                    in_list(2, chunk.len())
+                );
+                let mut q = sqlx::query(&sql).bind(task).bind(now);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        let rows = sqlx::query(
+            "SELECT body FROM orders WHERE task_id = $1 AND state = 'sent' ORDER BY created_ms, id",
+        )
+        .bind(task)
+        .fetch_all(&mut *tx)
+        .await?;
+        let orders = rows
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<Order>(&r.try_get::<String, _>(0)?)
+                    .map_err(|e| Error::from(anyhow::anyhow!("stored order: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        tx.commit().await?;
+        Ok(orders)
+    }
+
+    /// Records results of a fulfil task's orders; a done order is applied to the repository.
+    pub async fn order_results(
+        &self,
+        agent: i64,
+        task: i64,
+        body: &OrderResults,
+    ) -> Result<OrderResultsAnswer> {
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT fence, state FROM tasks WHERE id = $1 AND agent_id = $2")
+            .bind(task)
+            .bind(agent)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no task {task} for this agent")))?;
+        if row.try_get::<i64, _>(0)? != body.fence {
+            return Err(Error::conflict(format!(
+                "task {task}: this lease (fence {}) is not the current one",
+                body.fence
+            )));
+        }
+        let mut answer = OrderResultsAnswer::default();
+        for r in &body.results {
+            let Some(o) = sqlx::query(
+                "SELECT connection, entity_type, key, identity, body, state, attempts FROM orders \
+                 WHERE id = $1 AND task_id = $2",
+            )
+            .bind(&r.id)
+            .bind(task)
+            .fetch_optional(&mut *tx)
+            .await?
+            else {
+                return Err(Error::bad_request(format!(
+                    "order `{}` was not given to task {task}",
+                    r.id
+                )));
+            };
+            if o.try_get::<String, _>(5)? != "sent" {
+                answer.ignored += 1;
+                continue;
+            }
+            let connection: String = o.try_get(0)?;
+            let attempts = o.try_get::<i64, _>(6)?;
+            let order: Order = serde_json::from_str(&o.try_get::<String, _>(4)?)
+                .map_err(|e| anyhow::anyhow!("stored order: {e}"))?;
+            let (state, message, next) = match &r.outcome {
+                OrderOutcome::Done => {
+                    self.apply_done(&mut tx, &connection, o.try_get(3)?, &order, now)
+                        .await?;
+                    (OrderState::Done, None, now)
+                }
+                OrderOutcome::Failed(m) | OrderOutcome::RetryLater(m) => {
+                    let target = self.rules.as_ref().and_then(|r| r.target(&connection).cloned());
+                    let (max, after) = target
+                        .map(|t| (t.max_attempts as i64, t.retry_after_s as i64))
+                        .unwrap_or((3, 60));
+                    let later = matches!(r.outcome, OrderOutcome::RetryLater(_));
+                    if !later && attempts >= max {
+                        (OrderState::Failed, Some(m.clone()), now)
+                    } else {
+                        let backoff = after * 1000 * (1i64 << (attempts - 1).clamp(0, 10));
+                        (OrderState::Retry, Some(m.clone()), now + backoff)
+                    }
+                }
+            };
+            sqlx::query(
+                "UPDATE orders SET state = $1, message = $2, next_ms = $3, updated_ms = $4 WHERE id = $5",
+            )
+            .bind(state.as_str())
+            .bind(message)
+            .bind(next)
+            .bind(now)
+            .bind(&r.id)
+            .execute(&mut *tx)
+            .await?;
+            answer.recorded += 1;
+        }
+        tx.commit().await?;
+        Ok(answer)
+    }
+
+    /// The repository after a done order: a new version of the entry (or its end), and the
+    /// account's link to its identity.
+    async fn apply_done(
+        &self,
+        tx: &mut Tx,
+        connection: &str,
+        identity: Option<String>,
+        order: &Order,
+        now: i64,
+    ) -> Result<()> {
+        let current = current_of(tx, connection, &[order.key.as_str()], true).await?;
+        let held = current.get(&format!("{}\0{}", order.entity_type, order.key));
+        let mut attrs: Attrs = match held {
+            Some((_, _, Some(a))) => parse_attrs(a)?,
+            _ => Attrs::new(),
+        };
+        let enabled = self
+            .rules
+            .as_ref()
+            .and_then(|r| r.target(connection))
+            .and_then(|t| t.enabled_attribute.clone());
+        match &order.kind {
+            OrderKind::Create { attributes } => {
+                attrs = attributes.clone();
+            }
+            OrderKind::Update { changes } => {
+                for c in changes {
+                    let v = attrs.entry(c.name.clone()).or_default();
+                    match c.op {
+                        ChangeOp::Replace => *v = c.values.clone(),
+                        ChangeOp::Add => {
+                            for x in &c.values {
+                                if !v.contains(x) {
+                                    v.push(x.clone());
+                                }
+                            }
+                        }
+                        ChangeOp::Remove => v.retain(|x| !c.values.contains(x)),
+                    }
+                }
+            }
+            OrderKind::Enable | OrderKind::Disable => {
+                if let Some(e) = &enabled {
+                    let on = matches!(order.kind, OrderKind::Enable);
+                    attrs.insert(e.clone(), vec![on.to_string()]);
+                }
+            }
+            OrderKind::Delete | OrderKind::SetPassword { .. } => {}
+        }
+        if let Some((id, _, _)) = held
+            && !matches!(order.kind, OrderKind::SetPassword { .. })
+        {
+            close_versions(tx, &[*id], now).await?;
+        }
+        if matches!(order.kind, OrderKind::Delete) {
+            sqlx::query("DELETE FROM links WHERE connection = $1 AND entity_type = $2 AND key = $3")
+                .bind(connection)
+                .bind(&order.entity_type)
+                .bind(&order.key)
+                .execute(&mut **tx)
+                .await?;
+            return Ok(());
+        }
+        if matches!(order.kind, OrderKind::SetPassword { .. }) {
+            return Ok(());
+        }
+        let (json, hash) = encode_attrs(&attrs);
+        insert_versions(
+            tx,
+            connection,
+            &[(order.entity_type.as_str(), order.key.as_str(), json.as_str(), hash)],
+            now,
+            0,
+        )
+        .await?;
+        if matches!(order.kind, OrderKind::Create { .. }) {
+            sqlx::query("DELETE FROM links WHERE connection = $1 AND entity_type = $2 AND key = $3")
+                .bind(connection)
+                .bind(&order.entity_type)
+                .bind(&order.key)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO links (connection, entity_type, key, identity, situation, updated_ms) \
+                 VALUES ($1, $2, $3, $4, 'linked', $5)",
+            )
+            .bind(connection)
+            .bind(&order.entity_type)
+            .bind(&order.key)
+            .bind(identity)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Orders, newest first, filtered.
+    pub async fn orders(
+        &self,
+        job: Option<i64>,
+        connection: Option<&str>,
+        state: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<OrderView>> {
+        let rows = sqlx::query(
+            "SELECT id, job_id, connection, entity_type, key, identity, kind, body, state, attempts, \
+             message, created_ms, updated_ms FROM orders \
+             WHERE ($1 IS NULL OR job_id = $1) AND ($2 IS NULL OR connection = $2) \
+             AND ($3 IS NULL OR state = $3) ORDER BY created_ms DESC, id LIMIT $4",
+        )
+        .bind(job)
+        .bind(connection)
+        .bind(state)
+        .bind(limit as i64)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get(8)?;
+                Ok(OrderView {
+                    id: r.try_get(0)?,
+                    job_id: r.try_get(1)?,
+                    connection: r.try_get(2)?,
+                    entity_type: r.try_get(3)?,
+                    key: r.try_get(4)?,
+                    identity: r.try_get(5)?,
+                    kind: r.try_get(6)?,
+                    order: serde_json::from_str(&r.try_get::<String, _>(7)?)
+                        .map_err(|e| anyhow::anyhow!("stored order: {e}"))?,
+                    state: OrderState::parse(&state)
+                        .ok_or_else(|| anyhow::anyhow!("stored order state `{state}`"))?,
+                    attempts: r.try_get::<i64, _>(9)? as u32,
+                    message: r.try_get(10)?,
+                    created_ms: r.try_get(11)?,
+                    updated_ms: r.try_get(12)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Links of a target's accounts in one situation (orphans: `unmatched`).
+    pub async fn links(&self, connection: &str, situation: Option<&str>) -> Result<Vec<serde_json::Value>> {
+        let rows = sqlx::query(
+            "SELECT entity_type, key, identity, situation, updated_ms FROM links \
+             WHERE connection = $1 AND ($2 IS NULL OR situation = $2) ORDER BY key",
+        )
+        .bind(connection)
+        .bind(situation)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(serde_json::json!({
+                    "entity_type": r.try_get::<String, _>(0)?,
+                    "key": r.try_get::<String, _>(1)?,
+                    "identity": r.try_get::<Option<String>, _>(2)?,
+                    "situation": r.try_get::<String, _>(3)?,
+                    "updated_ms": r.try_get::<i64, _>(4)?,
+                }))
+            })
+            .collect()
+    }
+}
