@@ -267,7 +267,8 @@ impl Client {
         let mut req = self
             .http
             .request(method, &url)
-            .timeout(Duration::from_secs(90));
+            // A server-side task (a synchronize of a large export) answers when it is done.
+            .timeout(Duration::from_secs(if path.ends_with("/run") { 3600 } else { 90 }));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

@@ -6,12 +6,13 @@
 
 use crate::client::{CallError, Client, Credentials, backoff};
 use anyhow::{Context, Result, bail};
-use idgard_host::model::{Cursor, ErrorKind, Order};
+use idgard_host::model::{Cursor, ErrorKind, Order, OrderOutcome, OrderResult};
 use idgard_host::{Connection, Level, Loaded, Observer, Outcome, Request, RunFolders, Runtime};
 use idgard_protocol::{
     Assignment, Completion, ConnectionReport, EnrolAnswer, EnrolRequest, Heartbeat,
     HeartbeatAnswer, Hello, LogChunk, LogLine, NewUpload, Operation, PollAnswer, PollRequest,
-    TaskOutcome, TaskView, Timings, UploadView, frames,
+    OrderResults, OrderResultsAnswer, RunRequest, TaskOrders, TaskOutcome, TaskView, Timings,
+    UploadView, frames,
 };
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -626,6 +627,11 @@ impl Agent {
                 }
             })
         };
+        if task.operation.on_server() {
+            self.run_on_server(&task, &lost).await;
+            beats.abort();
+            return;
+        }
         let (log_tx, log_rx) = mpsc::unbounded_channel();
         let mut shipper = LogShipper { rx: log_rx, seq: 0 };
         let shipping = {
@@ -660,6 +666,49 @@ impl Agent {
             tracing::error!("cannot write the spool: {e:#}");
         }
         self.deliver(spooled).await;
+    }
+
+    /// A server-side task: the server does the work and records its end; this agent holds the
+    /// lease (heartbeats) and asks again if the answer is lost.
+    async fn run_on_server(&self, task: &Assignment, lost: &AtomicBool) {
+        let mut failures = 0;
+        loop {
+            let answer: Result<TaskView, CallError> = self
+                .client
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/agent/tasks/{}/run", task.id),
+                    Some(&RunRequest { fence: task.fence }),
+                )
+                .await;
+            match answer {
+                Ok(view) => {
+                    tracing::info!(
+                        state = view.state.as_str(),
+                        error = view.error.as_deref().unwrap_or(""),
+                        "{} ended on the server",
+                        task.operation.as_str()
+                    );
+                    return;
+                }
+                Err(e @ CallError::Refused { .. }) => {
+                    tracing::warn!("the server refused to run the task: {e}");
+                    return;
+                }
+                Err(e) => {
+                    if lost.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    failures += 1;
+                    let delay = match &e {
+                        CallError::Later { retry_after, .. } => backoff(failures, *retry_after),
+                        CallError::Refused { .. } => backoff(failures, None),
+                    };
+                    tracing::warn!("no answer to the run request ({e}); asking again in {delay:.1?}");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
     }
 
     async fn heartbeat(
@@ -826,6 +875,13 @@ impl Agent {
                     batch_size: self.config.batch_size,
                 }
             }
+            Operation::Fulfill
+                if task.args.get("server_orders").and_then(|v| v.as_bool()) == Some(true) =>
+            {
+                return self
+                    .fulfil_from_server(task, &connection, &loaded, &orders_dir, cancel, progress, log)
+                    .await;
+            }
             Operation::Fulfill => {
                 let orders: Vec<Order> = serde_json::from_value(
                     task.args
@@ -843,6 +899,7 @@ impl Agent {
             Operation::TestConnection => Request::TestConnection,
             Operation::Schema => Request::Schema,
             Operation::Noop => unreachable!("answered above"),
+            Operation::Synchronize | Operation::Provision => unreachable!("run on the server"),
         };
         let writer = if task.operation == Operation::Export {
             Some(
@@ -933,6 +990,158 @@ impl Agent {
                 }
             }
         })
+    }
+
+    /// Fulfils the orders the server holds for this task, in batches. Each finished batch is
+    /// written to the spool before anything else, so a restart resumes after the last finished
+    /// order instead of carrying it out again; results go up as they come and once more at
+    /// the end (the server ignores results it already has).
+    #[allow(clippy::too_many_arguments)]
+    async fn fulfil_from_server(
+        self: &Arc<Self>,
+        task: &Assignment,
+        connection: &Connection,
+        loaded: &Arc<Loaded>,
+        orders_dir: &Path,
+        cancel: Arc<AtomicBool>,
+        progress: Arc<(AtomicU64, AtomicU64)>,
+        log: mpsc::UnboundedSender<LogLine>,
+    ) -> Result<TaskOutcome> {
+        let TaskOrders { orders } = self
+            .call_retrying(
+                Method::GET,
+                &format!("/api/v1/agent/tasks/{}/orders?fence={}", task.id, task.fence),
+                None::<&()>,
+            )
+            .await?;
+        let progress_file = self
+            .config
+            .work
+            .join("spool")
+            .join(format!("orders-{}.json", task.id));
+        let mut finished: Vec<OrderResult> = match std::fs::read(&progress_file) {
+            Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let known: std::collections::HashSet<String> =
+            finished.iter().map(|r| r.id.clone()).collect();
+        if !known.is_empty() {
+            tracing::info!(
+                finished = known.len(),
+                "resuming a fulfilment: orders already carried out are not run again"
+            );
+        }
+        let todo: Vec<Order> = orders.into_iter().filter(|o| !known.contains(&o.id)).collect();
+        write_private(
+            &orders_dir.join(format!("task-{}.json", task.id)),
+            &serde_json::to_vec(&todo)?,
+        )?;
+        let total = (todo.len() + known.len()) as u64;
+        progress.1.store(total, Ordering::Relaxed);
+        for batch in todo.chunks(self.config.batch_size.clamp(1, 500) as usize) {
+            if cancel.load(Ordering::SeqCst) {
+                return Ok(TaskOutcome::Cancelled);
+            }
+            let observer = TaskObserver {
+                out: None,
+                hash: Sha256::new(),
+                size: 0,
+                cancel: cancel.clone(),
+                progress: progress.clone(),
+                log: log.clone(),
+                done: Arc::new(Mutex::new(None)),
+            };
+            let runtime = self.runtime.clone();
+            let loaded = loaded.clone();
+            let connection = connection.clone();
+            let orders_dir = orders_dir.to_owned();
+            let request = Request::Fulfill(batch.to_vec());
+            let outcome = tokio::task::spawn_blocking(move || {
+                let folders = RunFolders {
+                    collect: None,
+                    orders: Some(&orders_dir),
+                };
+                runtime.run(&loaded, &connection, &folders, request, Box::new(observer))
+            })
+            .await??;
+            let results = match outcome {
+                Outcome::Fulfilled(results) => results,
+                Outcome::Failed { kind, message } => {
+                    return Ok(TaskOutcome::Failed {
+                        error: format!("connector error ({kind:?}): {message}"),
+                        retryable: kind == ErrorKind::Unavailable,
+                    });
+                }
+                _ => bail!("the connector answered a fulfil with something else"),
+            };
+            finished.extend(results.iter().cloned());
+            write_private(&progress_file, &serde_json::to_vec(&finished)?)?;
+            progress
+                .0
+                .store(finished.len() as u64, Ordering::Relaxed);
+            if let Err(e) = self
+                .client
+                .call::<_, OrderResultsAnswer>(
+                    Method::POST,
+                    &format!("/api/v1/agent/tasks/{}/order-results", task.id),
+                    Some(&OrderResults {
+                        fence: task.fence,
+                        results,
+                    }),
+                )
+                .await
+            {
+                tracing::warn!("results not sent yet ({e}); they go again at the end");
+            }
+        }
+        let _: OrderResultsAnswer = self
+            .call_retrying(
+                Method::POST,
+                &format!("/api/v1/agent/tasks/{}/order-results", task.id),
+                Some(&OrderResults {
+                    fence: task.fence,
+                    results: finished.clone(),
+                }),
+            )
+            .await?;
+        let _ = std::fs::remove_file(&progress_file);
+        let count = |f: fn(&OrderOutcome) -> bool| finished.iter().filter(|r| f(&r.outcome)).count();
+        Ok(TaskOutcome::Succeeded {
+            result: serde_json::json!({
+                "orders": finished.len(),
+                "done": count(|o| matches!(o, OrderOutcome::Done)),
+                "failed": count(|o| matches!(o, OrderOutcome::Failed(_))),
+                "retry_later": count(|o| matches!(o, OrderOutcome::RetryLater(_))),
+            }),
+        })
+    }
+
+    /// A call retried with backoff while the server cannot answer (a refusal is final).
+    async fn call_retrying<B: Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<R> {
+        let mut failures = 0;
+        loop {
+            match self.client.call(method.clone(), path, body).await {
+                Ok(r) => return Ok(r),
+                Err(e @ CallError::Refused { .. }) => bail!("{path}: {e}"),
+                Err(e) => {
+                    failures += 1;
+                    if failures > 8 {
+                        bail!("{path}: {e}");
+                    }
+                    let delay = match &e {
+                        CallError::Later { retry_after, .. } => backoff(failures, *retry_after),
+                        CallError::Refused { .. } => backoff(failures, None),
+                    };
+                    tracing::warn!("{path}: {e}; again in {delay:.1?}");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
     }
 
     /// Uploads (if any) and completes, retrying what can be retried; the spool entry goes

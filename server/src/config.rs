@@ -204,6 +204,8 @@ pub struct Overrides {
     pub database_url: Option<String>,
     /// `--dev-http`.
     pub dev_http: bool,
+    /// `--rules`.
+    pub rules: Option<PathBuf>,
 }
 
 impl Config {
@@ -244,6 +246,9 @@ impl Config {
         }
         if overrides.dev_http {
             set_key(&mut table, "dev_http", "true")?;
+        }
+        if let Some(rules) = &overrides.rules {
+            set_key(&mut table, "rules", &rules.to_string_lossy())?;
         }
         let where_ = file
             .map(|p| p.display().to_string())

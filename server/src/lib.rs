@@ -120,6 +120,27 @@ pub async fn serve(
         })
     };
 
+    if let Some(rules) = &queue.rules {
+        tracing::info!(
+            rules = rules.origin,
+            sha256 = &rules.digest[..16],
+            targets = rules.targets.len(),
+            jobs = rules.jobs.len(),
+            "provisioning rules loaded"
+        );
+    }
+    let scheduler = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = queue.fire_schedules().await {
+                    tracing::warn!("schedule check failed: {}", e.message);
+                }
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        })
+    };
+
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
     tokio::spawn(async move {
@@ -152,6 +173,7 @@ pub async fn serve(
         (r, Some(fingerprint))
     };
     reaper.abort();
+    scheduler.abort();
     let _ = fingerprint;
     result.with_context(|| format!("cannot serve on {}", config.listen))?;
     tracing::info!("stopped");

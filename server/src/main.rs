@@ -26,6 +26,9 @@ struct Cli {
     /// Serve plain HTTP: development only.
     #[arg(long, global = true)]
     dev_http: bool,
+    /// The provisioning rules file (TOML); also IDGARD_RULES.
+    #[arg(long, global = true)]
+    rules: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -42,6 +45,34 @@ enum Command {
     Job(JobCommand),
     /// Creates a new administrator token for the API and prints it.
     AdminToken,
+    /// Checks a rules file and says what it declares.
+    CheckRules {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Lists provisioning orders (directly in the database).
+    Orders {
+        /// Only this job's.
+        #[arg(long)]
+        job: Option<i64>,
+        /// Only this connection's.
+        #[arg(long)]
+        connection: Option<String>,
+        /// Only in this state (pending, sent, done, retry, failed, dry, superseded).
+        #[arg(long)]
+        state: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists accounts of a target in one situation (linked, unlinked, unmatched, deleted).
+    Links {
+        /// The connection.
+        connection: String,
+        /// The situation.
+        #[arg(long)]
+        situation: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -91,6 +122,22 @@ enum JobCommand {
     },
     /// Lists the latest jobs.
     List,
+    /// Runs a job declared in the rules (complete unless `--incremental`).
+    Run {
+        /// The declared job's name.
+        name: String,
+        /// An incremental run.
+        #[arg(long)]
+        incremental: bool,
+        /// Compute and show the orders without sending them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Approves a job a threshold blocked: the blocked step runs again, past the threshold.
+    Approve {
+        /// The job's id.
+        id: i64,
+    },
 }
 
 fn parse_step(s: &str) -> Result<Vec<TaskSpec>> {
@@ -145,6 +192,7 @@ async fn run(cli: Cli) -> Result<()> {
         data_dir: cli.data_dir,
         database_url: cli.database_url,
         dev_http: cli.dev_http,
+        rules: cli.rules,
     };
     let config = Config::load(cli.config.as_deref(), std::env::vars(), &overrides)?;
     match cli.command.unwrap_or(Command::Serve) {
@@ -232,6 +280,29 @@ async fn run(cli: Cli) -> Result<()> {
                 JobCommand::Show { id } => {
                     println!("{}", serde_json::to_string_pretty(&queue.job(id).await?)?)
                 }
+                JobCommand::Run {
+                    name,
+                    incremental,
+                    dry_run,
+                } => {
+                    let job = queue
+                        .run_declared(&idgard_protocol::RunJob {
+                            job: name,
+                            incremental,
+                            dry_run,
+                        })
+                        .await?;
+                    println!(
+                        "job {} {} ({})",
+                        job.id,
+                        job.state.as_str(),
+                        job.name
+                    );
+                }
+                JobCommand::Approve { id } => {
+                    let job = queue.approve_job(id).await?;
+                    println!("job {} approved: {}", job.id, job.state.as_str());
+                }
                 JobCommand::List => {
                     for j in queue.jobs(50).await? {
                         println!(
@@ -245,6 +316,72 @@ async fn run(cli: Cli) -> Result<()> {
                         );
                     }
                 }
+            }
+            Ok(())
+        }
+        Command::CheckRules { file } => {
+            let rules = idgard_server::rules::Rules::load(&file)?;
+            println!(
+                "{}: valid (sha256 {}): identities from `{}` ({}); targets: {}; jobs: {}",
+                file.display(),
+                &rules.digest[..16],
+                rules.identities.connection,
+                rules.identities.entity_type,
+                rules
+                    .targets
+                    .iter()
+                    .map(|t| t.connection.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                rules
+                    .jobs
+                    .iter()
+                    .map(|j| j.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(())
+        }
+        Command::Orders {
+            job,
+            connection,
+            state,
+            json,
+        } => {
+            let queue = idgard_server::open_queue(&config).await?;
+            let orders = queue
+                .orders(job, connection.as_deref(), state.as_deref(), 100_000)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&orders)?);
+            } else {
+                for o in orders {
+                    println!(
+                        "{:<28} {:<10} {:<12} {:<8} {:<24} identity {:<12} {}",
+                        o.id,
+                        o.state.as_str(),
+                        o.connection,
+                        o.kind,
+                        o.key,
+                        o.identity.as_deref().unwrap_or("-"),
+                        o.message.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Links {
+            connection,
+            situation,
+        } => {
+            let queue = idgard_server::open_queue(&config).await?;
+            for l in queue.links(&connection, situation.as_deref()).await? {
+                println!(
+                    "{:<28} {:<10} identity {}",
+                    l["key"].as_str().unwrap_or(""),
+                    l["situation"].as_str().unwrap_or(""),
+                    l["identity"].as_str().unwrap_or("-")
+                );
             }
             Ok(())
         }
