@@ -4,6 +4,7 @@
 mod csv;
 mod limits;
 mod loading;
+mod pipeline;
 mod sandbox;
 mod support;
 mod system;

@@ -480,6 +480,11 @@ impl Agent {
     /// Enrols an agent named `name` and starts it, serving the demo HR file (`demo-hr`) and a
     /// slow system (`slow`, 300 entries 10 ms apart).
     pub fn start(server: &Server, name: &str) -> Agent {
+        Self::start_with(server, name, &[])
+    }
+
+    /// The same, with more connection files: (file name, TOML).
+    pub fn start_with(server: &Server, name: &str, extra: &[(&str, String)]) -> Agent {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_owned();
         let runtime = dir.join("runtime");
@@ -527,6 +532,9 @@ impl Agent {
             ),
         )
         .unwrap();
+        for (file, text) in extra {
+            std::fs::write(connections.join(file), text).unwrap();
+        }
         std::fs::write(
             dir.join("agent.toml"),
             "work = \"work\"\nruntime = \"runtime\"\nconnections = \"connections\"\nmax_tasks = 2\nbatch_size = 16\n",

@@ -1,0 +1,296 @@
+//! The identity pipeline end to end: the real server with a rules file, a real agent, the CSV
+//! connector as the HR source and as a target (an accounts file), on SQLite and PostgreSQL.
+
+use crate::system::{Agent, Backend, Server};
+use idgard_protocol::*;
+use reqwest::Method;
+use serde_json::Value;
+use std::path::Path;
+
+const RULES: &str = r#"
+version = 1
+
+[identities]
+connection = "people"
+
+[[targets]]
+connection = "directory"
+filter = 'identity.status == "active"'
+key = 'identity.first_name.lowerAscii() + "." + identity.last_name.lowerAscii()'
+enabled_attribute = "enabled"
+max_attempts = 2
+retry_after_s = 0
+correlation = { identity = "key", account = "account.employee_id" }
+leave = { disable = true, delete_after_days = 30 }
+
+[targets.attributes]
+employee_id = "identity.key"
+name = 'identity.first_name + " " + identity.last_name'
+department = "identity.department"
+
+[thresholds.people]
+deletes = 1
+
+[[jobs]]
+name = "daily"
+agent = "lyon"
+connections = ["people", "directory"]
+"#;
+
+const HEADER: &str = "employee_id,first_name,last_name,department,status\n";
+
+fn write_hr(dir: &Path, rows: &[&str]) {
+    let mut text = HEADER.to_owned();
+    for r in rows {
+        text.push_str(r);
+        text.push('\n');
+    }
+    std::fs::write(dir.join("hr.csv"), text).unwrap();
+}
+
+fn run(server: &Server, incremental: bool, dry_run: bool) -> JobView {
+    let job: JobView = server
+        .admin(
+            Method::POST,
+            "/api/v1/jobs/run",
+            Some(&RunJob {
+                job: "daily".into(),
+                incremental,
+                dry_run,
+            }),
+        )
+        .unwrap();
+    server.wait_job(job.id, 120)
+}
+
+fn orders(server: &Server, job: i64) -> Vec<(String, String, OrderState)> {
+    let list: Vec<OrderView> = server
+        .admin::<(), _>(Method::GET, &format!("/api/v1/orders?job={job}"), None)
+        .unwrap();
+    let mut out: Vec<_> = list
+        .into_iter()
+        .map(|o| (o.kind, o.key, o.state))
+        .collect();
+    out.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    out
+}
+
+fn provision_report(job: &JobView) -> Value {
+    job.tasks
+        .iter()
+        .find(|t| t.operation == Operation::Provision)
+        .and_then(|t| t.result.clone())
+        .unwrap_or(Value::Null)
+}
+
+fn accounts(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("accounts.csv")).unwrap()
+}
+
+fn row_of<'a>(file: &'a str, login: &str) -> &'a str {
+    file.lines()
+        .find(|l| l.starts_with(&format!("{login},")))
+        .unwrap_or_else(|| panic!("no account {login} in\n{file}"))
+}
+
+pub fn hire_move_leave(b: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let hr = tmp.path().join("hr");
+    let target = tmp.path().join("directory");
+    std::fs::create_dir_all(&hr).unwrap();
+    std::fs::create_dir_all(&target).unwrap();
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    write_hr(
+        &hr,
+        &[
+            "E1,Zoé,Martin,Sales,active",
+            "E2,Paul,Durand,IT,active",
+            "E3,Ana,Lima,IT,active",
+            "E4,Li,Wei,HR,active",
+            "E5,Tom,Hardy,IT,inactive",
+        ],
+    );
+    // The target already holds an account for E2 (wrong department) and an orphan.
+    std::fs::write(
+        target.join("accounts.csv"),
+        "login,enabled,employee_id,name,department\n\
+         paul.durand,true,E2,Paul Durand,Old\n\
+         ghost,true,X9,Ghost,None\n",
+    )
+    .unwrap();
+    let server = Server::start_with(b, &[("IDGARD_RULES", rules.to_str().unwrap())]);
+    let people = format!(
+        "name = \"people\"\nconnector = \"csv\"\n[settings]\nfile = \"hr.csv\"\nkey = \"employee_id\"\n\
+         [grants.folders.source]\npath = \"{}\"\naccess = \"read-only\"\n",
+        hr.display()
+    );
+    let directory = format!(
+        "name = \"directory\"\nconnector = \"csv\"\n[settings]\nfile = \"accounts.csv\"\nkey = \"login\"\n\
+         entity_type = \"account\"\naccounts_file = \"accounts.csv\"\naccounts_key = \"login\"\n\
+         [grants.folders.source]\npath = \"{0}\"\naccess = \"read-only\"\n\
+         [grants.folders.accounts]\npath = \"{0}\"\naccess = \"read-write\"\n",
+        target.display()
+    );
+    let agent = Agent::start_with(
+        &server,
+        "lyon",
+        &[("people.toml", people), ("directory.toml", directory)],
+    );
+    let ctx = |job: &JobView| format!("{job:#?}\n--- agent\n{}\n--- server\n{}", agent.log(), server.log());
+
+    // 1. Initial load: identities from HR; accounts created, the existing one corrected.
+    let job = run(&server, false, false);
+    assert_eq!(job.state, JobState::Succeeded, "{}", ctx(&job));
+    use OrderState::Done;
+    assert_eq!(
+        orders(&server, job.id),
+        [
+            ("create".into(), "ana.lima".into(), Done),
+            ("create".into(), "li.wei".into(), Done),
+            ("update".into(), "paul.durand".into(), Done),
+            ("create".into(), "zoé.martin".into(), Done),
+        ]
+    );
+    let file = accounts(&target);
+    assert!(row_of(&file, "paul.durand").contains(",IT"), "{file}");
+    assert!(row_of(&file, "ana.lima").starts_with("ana.lima,true,E3,Ana Lima,IT"), "{file}");
+    assert!(!file.contains("tom.hardy"), "an inactive identity gets no account: {file}");
+    let orphans: Vec<Value> = server
+        .admin::<(), _>(Method::GET, "/api/v1/connections/directory/links?situation=unmatched", None)
+        .unwrap();
+    assert_eq!(orphans.len(), 1, "{orphans:?}");
+    assert_eq!(orphans[0]["key"], "ghost");
+    let sync = job
+        .tasks
+        .iter()
+        .find(|t| t.operation == Operation::Synchronize && t.connection == "people")
+        .unwrap();
+    assert_eq!(sync.result.as_ref().unwrap()["inserted"], 5);
+
+    // 2. A hire, a move and a leave; a dry run shows the orders and sends nothing.
+    write_hr(
+        &hr,
+        &[
+            "E1,Zoé,Martin,Sales,active",
+            "E2,Paul,Durand,IT,active",
+            "E3,Ana,Lima,Finance,active",
+            "E5,Tom,Hardy,IT,inactive",
+            "E6,Eve,Stone,Legal,active",
+        ],
+    );
+    let expected = |state: OrderState| -> Vec<(String, String, OrderState)> {
+        vec![
+            ("update".into(), "ana.lima".into(), state),
+            ("create".into(), "eve.stone".into(), state),
+            ("disable".into(), "li.wei".into(), state),
+        ]
+    };
+    let dry = run(&server, true, true);
+    assert_eq!(dry.state, JobState::Succeeded, "{}", ctx(&dry));
+    assert_eq!(orders(&server, dry.id), expected(OrderState::Dry));
+    assert!(!accounts(&target).contains("eve.stone"));
+    let job = run(&server, true, false);
+    assert_eq!(job.state, JobState::Succeeded, "{}", ctx(&job));
+    assert_eq!(orders(&server, job.id), expected(Done), "{}", ctx(&job));
+    let file = accounts(&target);
+    assert!(row_of(&file, "eve.stone").contains("Legal"), "{file}");
+    assert!(row_of(&file, "ana.lima").contains("Finance"), "{file}");
+    assert!(row_of(&file, "li.wei").starts_with("li.wei,false"), "{file}");
+    // History: E3's two versions.
+    let history: Vec<Value> = server
+        .admin::<(), _>(Method::GET, "/api/v1/connections/people/entries/E3/history", None)
+        .unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert!(history[0]["valid_to_ms"].is_i64() && history[1]["valid_to_ms"].is_null());
+
+    // 3. Nothing changed: a run changes nothing.
+    let job = run(&server, true, false);
+    assert_eq!(job.state, JobState::Succeeded, "{}", ctx(&job));
+    assert!(orders(&server, job.id).is_empty(), "{}", ctx(&job));
+
+    // 4. An order the target refuses is retried, then recorded as failed with its message.
+    write_hr(
+        &hr,
+        &[
+            "E1,Zoé,Martin,R|D,active",
+            "E2,Paul,Durand,IT,active",
+            "E3,Ana,Lima,Finance,active",
+            "E5,Tom,Hardy,IT,inactive",
+            "E6,Eve,Stone,Legal,active",
+        ],
+    );
+    let job = run(&server, true, false);
+    assert_eq!(job.state, JobState::Succeeded, "{}", ctx(&job));
+    let failing: Vec<OrderView> = server
+        .admin::<(), _>(Method::GET, &format!("/api/v1/orders?job={}", job.id), None)
+        .unwrap();
+    assert_eq!(failing.len(), 1);
+    assert_eq!(failing[0].state, OrderState::Retry, "{failing:?}");
+    assert!(failing[0].message.as_deref().unwrap().contains("separator"));
+    let again = run(&server, true, false);
+    assert_eq!(again.state, JobState::Succeeded, "{}", ctx(&again));
+    assert_eq!(provision_report(&again)["creates"], 0, "{}", ctx(&again));
+    assert!(orders(&server, again.id).is_empty(), "the retried order is not computed again");
+    let failed: Vec<OrderView> = server
+        .admin::<(), _>(Method::GET, "/api/v1/orders?state=failed", None)
+        .unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].id, failing[0].id);
+    assert_eq!(failed[0].attempts, 2);
+
+    // 5. Two leavers at once exceed the threshold (one delete): the job stops, blocked, with
+    //    nothing applied; an approval lets it go on.
+    write_hr(
+        &hr,
+        &[
+            "E1,Zoé,Martin,Sales,active",
+            "E5,Tom,Hardy,IT,inactive",
+            "E6,Eve,Stone,Legal,active",
+        ],
+    );
+    let job: JobView = server
+        .admin(
+            Method::POST,
+            "/api/v1/jobs/run",
+            Some(&RunJob {
+                job: "daily".into(),
+                incremental: false,
+                dry_run: false,
+            }),
+        )
+        .unwrap();
+    let job = server.wait_job(job.id, 120);
+    assert_eq!(job.state, JobState::Blocked, "{}", ctx(&job));
+    let reason = job.blocked.as_ref().unwrap()["reason"].as_str().unwrap();
+    assert!(reason.contains("2 deletes"), "{reason}");
+    let entries: Vec<Value> = server
+        .admin::<(), _>(Method::GET, "/api/v1/connections/people/entries", None)
+        .unwrap();
+    assert_eq!(entries.len(), 5, "a blocked synchronize applies nothing");
+    let approved: JobView = server
+        .admin::<(), _>(Method::POST, &format!("/api/v1/jobs/{}/approve", job.id), None)
+        .unwrap();
+    assert_eq!(approved.state, JobState::Running);
+    let job = server.wait_job(job.id, 120);
+    assert_eq!(job.state, JobState::Succeeded, "{}", ctx(&job));
+    let done = orders(&server, job.id);
+    assert!(done.contains(&("disable".into(), "paul.durand".into(), Done)), "{done:?}");
+    assert!(done.contains(&("disable".into(), "ana.lima".into(), Done)), "{done:?}");
+    let entries: Vec<Value> = server
+        .admin::<(), _>(Method::GET, "/api/v1/connections/people/entries", None)
+        .unwrap();
+    assert_eq!(entries.len(), 3);
+    drop(agent);
+}
+
+mod hire_move_leave {
+    #[test]
+    fn sqlite() {
+        super::hire_move_leave(super::Backend::Sqlite)
+    }
+    #[test]
+    fn postgres() {
+        super::hire_move_leave(super::Backend::Postgres)
+    }
+}
