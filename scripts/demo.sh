@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The demo: a server (embedded SQLite, development certificate and key) and one agent serving
-# the bundled HR file (5,000 people) through the sandboxed CSV connector. An export job runs:
-# the agent polls, exports, uploads; the server checks and stores the upload.
+# The demo: a server (embedded SQLite, development certificate and key, the rules in
+# connectors/csv/demo/rules.toml) and one agent serving a copy of the bundled HR file (5,000
+# people) and an accounts file through the sandboxed CSV connector. The declared job `daily`
+# runs complete: export, synchronize, compute provisioning, fulfil: every active person gets an
+# account. Then a hire, a move and a leave in the HR file, and an incremental run sends exactly
+# those three orders.
 # `scripts/demo.sh --keep` leaves both running (Ctrl-C stops them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +17,9 @@ cargo build --locked --target wasm32-wasip2 --profile wasm -p idgard-connector-c
 
 demo=target/demo
 rm -rf "$demo"
-mkdir -p "$demo/agent/runtime/csv" "$demo/agent/connections"
+mkdir -p "$demo/agent/runtime/csv" "$demo/agent/connections" "$demo/hr" "$demo/accounts"
+cp connectors/csv/demo/hr.csv "$demo/hr/hr.csv"
+printf 'login,enabled,employee_id\n' > "$demo/accounts/accounts.csv"
 cp connectors/csv/connector.toml target/wasm32-wasip2/wasm/idgard_connector_csv.wasm "$demo/agent/runtime/csv/"
 cat > "$demo/agent/agent.toml" <<TOML
 work = "work"
@@ -32,14 +37,34 @@ file = "hr.csv"
 key = "employee_id"
 
 [grants.folders.source]
-path = "$root/connectors/csv/demo"
+path = "$root/$demo/hr"
 access = "read-only"
+TOML
+cat > "$demo/agent/connections/demo-accounts.toml" <<TOML
+# The accounts file the pipeline maintains: exported (to see what exists) and fulfilled.
+name = "demo-accounts"
+connector = "csv"
+
+[settings]
+file = "accounts.csv"
+key = "login"
+entity_type = "account"
+accounts_file = "accounts.csv"
+accounts_key = "login"
+
+[grants.folders.source]
+path = "$root/$demo/accounts"
+access = "read-only"
+
+[grants.folders.accounts]
+path = "$root/$demo/accounts"
+access = "read-write"
 TOML
 
 server=target/debug/idgard-server
 agent=target/debug/idgard-agent
 port=${IDGARD_DEMO_PORT:-8443}
-args=(--data-dir "$demo/server" --listen "127.0.0.1:$port")
+args=(--data-dir "$demo/server" --listen "127.0.0.1:$port" --rules connectors/csv/demo/rules.toml)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -59,16 +84,47 @@ echo "== starting the agent (log: $demo/agent.log); it opens no listening socket
 "$agent" run --config "$demo/agent/agent.toml" 2> "$demo/agent.log" &
 pids+=($!)
 
-echo "== running an export job for connection demo-hr"
-job=$("$server" "${args[@]}" job create --agent demo --step export:demo-hr 2>/dev/null | sed -n 's/^  "id": \([0-9]*\),/\1/p' | head -1)
-for _ in $(seq 300); do
-  state=$("$server" "${args[@]}" job show "$job" 2>/dev/null | sed -n 's/^  "state": "\(.*\)",/\1/p')
-  [[ "$state" == succeeded || "$state" == failed || "$state" == cancelled ]] && break
-  sleep 0.2
-done
-"$server" "${args[@]}" job list 2>/dev/null
-"$server" "${args[@]}" job show "$job" 2>/dev/null | grep -E '"(state|entries|rejected|upload_id|error)"' || true
-[[ "$state" == succeeded ]] || { echo "the job did not succeed: see $demo/agent.log and $demo/server.log"; exit 1; }
+# Runs the declared job and waits for its end; prints its tasks.
+run_job() {
+  local job state
+  job=$("$server" "${args[@]}" job run daily "$@" 2>/dev/null | sed -n 's/^job \([0-9]*\) .*/\1/p')
+  for _ in $(seq 600); do
+    state=$("$server" "${args[@]}" job show "$job" 2>/dev/null | sed -n 's/^  "state": "\(.*\)",/\1/p')
+    [[ "$state" == succeeded || "$state" == failed || "$state" == cancelled || "$state" == blocked ]] && break
+    sleep 0.2
+  done
+  echo "job $job: $state"
+  [[ "$state" == succeeded ]] || { echo "the job did not succeed: see $demo/agent.log and $demo/server.log"; exit 1; }
+  last_job=$job
+}
+
+echo "== run 1: the complete job 'daily' (export, synchronize, provision, fulfil)"
+run_job
+"$server" "${args[@]}" orders --job "$last_job" 2>/dev/null | awk '{print $2, $4}' | sort | uniq -c
+echo "accounts file: $(($(python3 -c 'import csv,sys; print(sum(1 for _ in csv.reader(open(sys.argv[1], encoding="utf-8"))))' "$demo/accounts/accounts.csv") - 1)) accounts"
+
+echo "== in the HR file: a hire (E9000001), a move (E0000002 to Finance), a leave (E0000003 removed)"
+python3 - "$demo/hr/hr.csv" <<'PY'
+import csv, sys
+path = sys.argv[1]
+with open(path, encoding="utf-8", newline="") as f:
+    rows = list(csv.DictReader(f))
+fields = list(rows[0].keys())
+rows = [r for r in rows if r["employee_id"] != "E0000003"]
+for r in rows:
+    if r["employee_id"] == "E0000002":
+        r["department"] = "Finance"
+rows.append(dict(rows[0], employee_id="E9000001", first_name="Nora", last_name="Hire",
+                 email="nora.hire@example.org", department="Legal", status="active", notes=""))
+with open(path, "w", encoding="utf-8", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+PY
+
+echo "== run 2: incremental; exactly three orders"
+run_job --incremental
+"$server" "${args[@]}" orders --job "$last_job" 2>/dev/null
 
 cat <<TXT
 
@@ -76,7 +132,10 @@ Done. Where to look:
   server log        $demo/server.log
   agent log         $demo/agent.log
   administrator API token: $demo/server/admin-token
-  the job           $server ${args[*]} job show $job
+  the last job      $server ${args[*]} job show $last_job
+  its orders        $server ${args[*]} orders --job $last_job
+  the accounts      $demo/accounts/accounts.csv
+  orphan accounts   $server ${args[*]} links demo-accounts --situation unmatched
   agents            $server ${args[*]} agent list
 TXT
 if [[ "${1:-}" == "--keep" ]]; then

@@ -268,7 +268,11 @@ impl Client {
             .http
             .request(method, &url)
             // A server-side task (a synchronize of a large export) answers when it is done.
-            .timeout(Duration::from_secs(if path.ends_with("/run") { 3600 } else { 90 }));
+            .timeout(Duration::from_secs(if path.ends_with("/run") {
+                3600
+            } else {
+                90
+            }));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

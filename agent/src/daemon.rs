@@ -10,9 +10,9 @@ use idgard_host::model::{Cursor, ErrorKind, Order, OrderOutcome, OrderResult};
 use idgard_host::{Connection, Level, Loaded, Observer, Outcome, Request, RunFolders, Runtime};
 use idgard_protocol::{
     Assignment, Completion, ConnectionReport, EnrolAnswer, EnrolRequest, Heartbeat,
-    HeartbeatAnswer, Hello, LogChunk, LogLine, NewUpload, Operation, PollAnswer, PollRequest,
-    OrderResults, OrderResultsAnswer, RunRequest, TaskOrders, TaskOutcome, TaskView, Timings,
-    UploadView, frames,
+    HeartbeatAnswer, Hello, LogChunk, LogLine, NewUpload, Operation, OrderResults,
+    OrderResultsAnswer, PollAnswer, PollRequest, RunRequest, TaskOrders, TaskOutcome, TaskView,
+    Timings, UploadView, frames,
 };
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -704,7 +704,9 @@ impl Agent {
                         CallError::Later { retry_after, .. } => backoff(failures, *retry_after),
                         CallError::Refused { .. } => backoff(failures, None),
                     };
-                    tracing::warn!("no answer to the run request ({e}); asking again in {delay:.1?}");
+                    tracing::warn!(
+                        "no answer to the run request ({e}); asking again in {delay:.1?}"
+                    );
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -879,7 +881,15 @@ impl Agent {
                 if task.args.get("server_orders").and_then(|v| v.as_bool()) == Some(true) =>
             {
                 return self
-                    .fulfil_from_server(task, &connection, &loaded, &orders_dir, cancel, progress, log)
+                    .fulfil_from_server(
+                        task,
+                        &connection,
+                        &loaded,
+                        &orders_dir,
+                        cancel,
+                        progress,
+                        log,
+                    )
                     .await;
             }
             Operation::Fulfill => {
@@ -1010,7 +1020,10 @@ impl Agent {
         let TaskOrders { orders } = self
             .call_retrying(
                 Method::GET,
-                &format!("/api/v1/agent/tasks/{}/orders?fence={}", task.id, task.fence),
+                &format!(
+                    "/api/v1/agent/tasks/{}/orders?fence={}",
+                    task.id, task.fence
+                ),
                 None::<&()>,
             )
             .await?;
@@ -1031,7 +1044,10 @@ impl Agent {
                 "resuming a fulfilment: orders already carried out are not run again"
             );
         }
-        let todo: Vec<Order> = orders.into_iter().filter(|o| !known.contains(&o.id)).collect();
+        let todo: Vec<Order> = orders
+            .into_iter()
+            .filter(|o| !known.contains(&o.id))
+            .collect();
         write_private(
             &orders_dir.join(format!("task-{}.json", task.id)),
             &serde_json::to_vec(&todo)?,
@@ -1076,9 +1092,7 @@ impl Agent {
             };
             finished.extend(results.iter().cloned());
             write_private(&progress_file, &serde_json::to_vec(&finished)?)?;
-            progress
-                .0
-                .store(finished.len() as u64, Ordering::Relaxed);
+            progress.0.store(finished.len() as u64, Ordering::Relaxed);
             if let Err(e) = self
                 .client
                 .call::<_, OrderResultsAnswer>(
@@ -1105,7 +1119,8 @@ impl Agent {
             )
             .await?;
         let _ = std::fs::remove_file(&progress_file);
-        let count = |f: fn(&OrderOutcome) -> bool| finished.iter().filter(|r| f(&r.outcome)).count();
+        let count =
+            |f: fn(&OrderOutcome) -> bool| finished.iter().filter(|r| f(&r.outcome)).count();
         Ok(TaskOutcome::Succeeded {
             result: serde_json::json!({
                 "orders": finished.len(),

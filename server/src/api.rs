@@ -11,10 +11,10 @@ use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use idgard_protocol::{
-    AgentView, Completion, OrderResults, OrderResultsAnswer, OrderView, RunJob, RunRequest,
-    TaskOrders, CreatedTasks, EnrolAnswer, EnrolRequest, Heartbeat, HeartbeatAnswer,
+    AgentView, Completion, CreatedTasks, EnrolAnswer, EnrolRequest, Heartbeat, HeartbeatAnswer,
     Hello, JobView, LogChunk, LogLine, NewAgent, NewAgentAnswer, NewJob, NewTasks, NewUpload,
-    PollAnswer, PollRequest, TaskView, Timings, TokenAnswer, TokenRequest, UploadView,
+    OrderResults, OrderResultsAnswer, OrderView, PollAnswer, PollRequest, RunJob, RunRequest,
+    TaskOrders, TaskView, Timings, TokenAnswer, TokenRequest, UploadView,
 };
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -588,7 +588,11 @@ async fn entries(
     let Query(p) = page.map_err(|e| Error::bad_request(e.body_text()))?;
     Ok(Json(
         app.queue
-            .entries(&name, p.after.as_deref(), p.limit.unwrap_or(1000).min(100_000))
+            .entries(
+                &name,
+                p.after.as_deref(),
+                p.limit.unwrap_or(1000).min(100_000),
+            )
             .await?,
     ))
 }

@@ -292,12 +292,7 @@ async fn run(cli: Cli) -> Result<()> {
                             dry_run,
                         })
                         .await?;
-                    println!(
-                        "job {} {} ({})",
-                        job.id,
-                        job.state.as_str(),
-                        job.name
-                    );
+                    println!("job {} {} ({})", job.id, job.state.as_str(), job.name);
                 }
                 JobCommand::Approve { id } => {
                     let job = queue.approve_job(id).await?;

@@ -201,10 +201,11 @@ impl Queue {
             )));
         };
         let agent: i64 = row.try_get(0)?;
-        let rows = sqlx::query("SELECT id, args FROM tasks WHERE job_id = $1 AND state = 'blocked'")
-            .bind(job)
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, args FROM tasks WHERE job_id = $1 AND state = 'blocked'")
+                .bind(job)
+                .fetch_all(&mut *tx)
+                .await?;
         for r in rows {
             let id: i64 = r.try_get(0)?;
             let mut args: serde_json::Value =
@@ -227,17 +228,25 @@ impl Queue {
     }
 
     /// The steps of a declared job.
-    fn declared_steps(&self, name: &str, incremental: bool, dry_run: bool) -> Result<(String, Vec<Vec<TaskSpec>>)> {
-        let rules = self
-            .rules
-            .as_ref()
-            .ok_or_else(|| Error::bad_request("the server has no rules file: no job is declared"))?;
+    fn declared_steps(
+        &self,
+        name: &str,
+        incremental: bool,
+        dry_run: bool,
+    ) -> Result<(String, Vec<Vec<TaskSpec>>)> {
+        let rules = self.rules.as_ref().ok_or_else(|| {
+            Error::bad_request("the server has no rules file: no job is declared")
+        })?;
         let def = rules.job(name).ok_or_else(|| {
             let known: Vec<&str> = rules.jobs.iter().map(|j| j.name.as_str()).collect();
             Error::not_found(format!(
                 "no job `{name}` in {} (declared: {})",
                 rules.origin,
-                if known.is_empty() { "none".into() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
             ))
         })?;
         let spec = |c: &str, op: Operation, args: serde_json::Value| TaskSpec {
@@ -299,7 +308,11 @@ impl Queue {
     /// Creates a run of a declared job: started at once, or waiting for the running one.
     pub async fn run_declared(&self, run: &RunJob) -> Result<JobView> {
         let (agent, steps) = self.declared_steps(&run.job, run.incremental, run.dry_run)?;
-        let mode = if run.incremental { "incremental" } else { "complete" };
+        let mode = if run.incremental {
+            "incremental"
+        } else {
+            "complete"
+        };
         // An identical run already waiting is enough.
         if let Some(r) = sqlx::query(
             "SELECT id FROM jobs WHERE definition = $1 AND state = 'pending' AND mode = $2 ORDER BY id LIMIT 1",
@@ -315,7 +328,11 @@ impl Queue {
         let created = self
             .create_job(&NewJob {
                 agent,
-                name: Some(format!("{} ({mode}{})", run.job, if run.dry_run { ", dry run" } else { "" })),
+                name: Some(format!(
+                    "{} ({mode}{})",
+                    run.job,
+                    if run.dry_run { ", dry run" } else { "" }
+                )),
                 steps,
                 start: Some(false),
             })
@@ -339,7 +356,10 @@ impl Queue {
             .await?
             .rows_affected();
             if n > 0 {
-                tracing::info!(job = run.job, "a complete run supersedes {n} waiting incremental run(s)");
+                tracing::info!(
+                    job = run.job,
+                    "a complete run supersedes {n} waiting incremental run(s)"
+                );
             }
         }
         self.start_next(&mut tx, &mut wake, &run.job).await?;
@@ -348,7 +368,12 @@ impl Queue {
     }
 
     /// Starts the oldest waiting run of a declared job if none is running.
-    pub(crate) async fn start_next(&self, tx: &mut Tx, wake: &mut Wake, definition: &str) -> Result<()> {
+    pub(crate) async fn start_next(
+        &self,
+        tx: &mut Tx,
+        wake: &mut Wake,
+        definition: &str,
+    ) -> Result<()> {
         let busy: i64 = sqlx::query(
             "SELECT COUNT(*) FROM jobs WHERE definition = $1 AND state IN ('running', 'blocked')",
         )
@@ -381,14 +406,26 @@ impl Queue {
         let now = self.now();
         let mut fired = 0;
         for def in &rules.jobs {
-            for (schedule, incremental) in [(&def.schedule, false), (&def.incremental_schedule, true)] {
+            for (schedule, incremental) in
+                [(&def.schedule, false), (&def.incremental_schedule, true)]
+            {
                 let Some(s) = schedule else { continue };
-                let name = format!("{}:{}", def.name, if incremental { "incremental" } else { "complete" });
+                let name = format!(
+                    "{}:{}",
+                    def.name,
+                    if incremental {
+                        "incremental"
+                    } else {
+                        "complete"
+                    }
+                );
                 let row = sqlx::query("SELECT next_ms FROM schedules WHERE name = $1")
                     .bind(&name)
                     .fetch_optional(&self.db.pool)
                     .await?;
-                let Some(next) = s.next_after(now) else { continue };
+                let Some(next) = s.next_after(now) else {
+                    continue;
+                };
                 let Some(row) = row else {
                     sqlx::query("INSERT INTO schedules (name, next_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
                         .bind(&name)
@@ -401,13 +438,15 @@ impl Queue {
                 if due > now {
                     continue;
                 }
-                let claimed = sqlx::query("UPDATE schedules SET next_ms = $1 WHERE name = $2 AND next_ms = $3")
-                    .bind(next)
-                    .bind(&name)
-                    .bind(due)
-                    .execute(&self.db.pool)
-                    .await?
-                    .rows_affected();
+                let claimed = sqlx::query(
+                    "UPDATE schedules SET next_ms = $1 WHERE name = $2 AND next_ms = $3",
+                )
+                .bind(next)
+                .bind(&name)
+                .bind(due)
+                .execute(&self.db.pool)
+                .await?
+                .rows_affected();
                 if claimed == 1 {
                     tracing::info!(job = def.name, incremental, cron = s.cron, "schedule fired");
                     match self
@@ -419,7 +458,11 @@ impl Queue {
                         .await
                     {
                         Ok(_) => fired += 1,
-                        Err(e) => tracing::error!(job = def.name, "scheduled run not created: {}", e.message),
+                        Err(e) => tracing::error!(
+                            job = def.name,
+                            "scheduled run not created: {}",
+                            e.message
+                        ),
                     }
                 }
             }
@@ -430,5 +473,8 @@ impl Queue {
 
 /// Whether a job state leaves room for the next run.
 pub fn ended(state: JobState) -> bool {
-    matches!(state, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    matches!(
+        state,
+        JobState::Succeeded | JobState::Failed | JobState::Cancelled
+    )
 }

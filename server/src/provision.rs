@@ -8,7 +8,9 @@
 
 use crate::error::{Error, Result};
 use crate::queue::{Queue, Tx};
-use crate::repo::{Checked, close_versions, current_of, encode_attrs, insert_versions, parse_attrs};
+use crate::repo::{
+    Checked, close_versions, current_of, encode_attrs, insert_versions, parse_attrs,
+};
 use crate::rules::{Attrs, Changes, Rules, Target};
 use futures_util::TryStreamExt as _;
 use idgard_protocol::model::{AttributeChange, ChangeOp, Order, OrderKind, OrderOutcome};
@@ -152,13 +154,12 @@ impl Queue {
             dry_run,
             ..Default::default()
         };
-        report.held_before = sqlx::query(
-            "SELECT COUNT(*) FROM entries WHERE connection = $1 AND valid_to IS NULL",
-        )
-        .bind(target)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get::<i64, _>(0)? as u64;
+        report.held_before =
+            sqlx::query("SELECT COUNT(*) FROM entries WHERE connection = $1 AND valid_to IS NULL")
+                .bind(target)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get::<i64, _>(0)? as u64;
         let mark = sqlx::query(
             "SELECT source_sync, target_sync FROM provision_marks WHERE connection = $1",
         )
@@ -209,7 +210,12 @@ impl Queue {
                 }
             }
             let found = self
-                .identities_by(&mut tx, rules, t, wanted.iter().filter_map(|w| w.1.clone()).collect())
+                .identities_by(
+                    &mut tx,
+                    rules,
+                    t,
+                    wanted.iter().filter_map(|w| w.1.clone()).collect(),
+                )
                 .await?;
             let mut links = Vec::with_capacity(wanted.len());
             for (key, value) in wanted {
@@ -331,7 +337,10 @@ impl Queue {
                     q = q.bind(*k);
                 }
                 for r in q.fetch_all(&mut *tx).await? {
-                    left.insert(r.try_get(0)?, r.try_get::<Option<i64>, _>(1)?.unwrap_or(now));
+                    left.insert(
+                        r.try_get(0)?,
+                        r.try_get::<Option<i64>, _>(1)?.unwrap_or(now),
+                    );
                 }
             }
             // Their accounts.
@@ -437,33 +446,37 @@ impl Queue {
                     });
                 };
                 match desired {
-                    Some((account_key, mut attrs)) => {
-                        match mine.first() {
-                            None => {
-                                if let Some(e) = &t.enabled_attribute {
-                                    attrs.insert(e.clone(), vec!["true".into()]);
-                                }
-                                push(&account_key, OrderKind::Create { attributes: attrs }, &mut report);
+                    Some((account_key, mut attrs)) => match mine.first() {
+                        None => {
+                            if let Some(e) = &t.enabled_attribute {
+                                attrs.insert(e.clone(), vec!["true".into()]);
                             }
-                            Some((k, have)) => {
-                                let changes: Vec<AttributeChange> = attrs
-                                    .iter()
-                                    .filter(|(n, v)| have.get(*n).map(Vec::as_slice).unwrap_or(&[]) != v.as_slice())
-                                    .map(|(n, v)| AttributeChange {
-                                        name: n.clone(),
-                                        op: ChangeOp::Replace,
-                                        values: v.clone(),
-                                    })
-                                    .collect();
-                                if !changes.is_empty() {
-                                    push(k, OrderKind::Update { changes }, &mut report);
-                                }
-                                if !is_enabled(have, &t.enabled_attribute) {
-                                    push(k, OrderKind::Enable, &mut report);
-                                }
+                            push(
+                                &account_key,
+                                OrderKind::Create { attributes: attrs },
+                                &mut report,
+                            );
+                        }
+                        Some((k, have)) => {
+                            let changes: Vec<AttributeChange> = attrs
+                                .iter()
+                                .filter(|(n, v)| {
+                                    have.get(*n).map(Vec::as_slice).unwrap_or(&[]) != v.as_slice()
+                                })
+                                .map(|(n, v)| AttributeChange {
+                                    name: n.clone(),
+                                    op: ChangeOp::Replace,
+                                    values: v.clone(),
+                                })
+                                .collect();
+                            if !changes.is_empty() {
+                                push(k, OrderKind::Update { changes }, &mut report);
+                            }
+                            if !is_enabled(have, &t.enabled_attribute) {
+                                push(k, OrderKind::Enable, &mut report);
                             }
                         }
-                    }
+                    },
                     None => {
                         // Left, or no longer passing the filter.
                         let since = left.get(key).copied();
@@ -527,7 +540,11 @@ impl Queue {
             .execute(&mut *tx)
             .await?;
         }
-        let state = if dry_run { OrderState::Dry } else { OrderState::Pending };
+        let state = if dry_run {
+            OrderState::Dry
+        } else {
+            OrderState::Pending
+        };
         for chunk in planned.chunks(300) {
             let sql = format!(
                 "INSERT INTO orders (id, job_id, connection, entity_type, key, identity, kind, body, state, \
@@ -537,7 +554,18 @@ impl Queue {
                         let b = i * 10;
                         format!(
                             "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                            b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 10, b + 10
+                            b + 1,
+                            b + 2,
+                            b + 3,
+                            b + 4,
+                            b + 5,
+                            b + 6,
+                            b + 7,
+                            b + 8,
+                            b + 9,
+                            b + 10,
+                            b + 10,
+                            b + 10
                         )
                     })
                     .collect::<Vec<_>>()
@@ -653,7 +681,9 @@ impl Queue {
         .ok_or_else(|| Error::not_found(format!("no task {task} for this agent")))?;
         let connection: String = row.try_get(0)?;
         if row.try_get::<String, _>(1)? != "fulfill" {
-            return Err(Error::bad_request(format!("task {task} is not a fulfil task")));
+            return Err(Error::bad_request(format!(
+                "task {task} is not a fulfil task"
+            )));
         }
         if row.try_get::<i64, _>(2)? != fence || row.try_get::<String, _>(3)? != "running" {
             return Err(Error::conflict(format!(
@@ -769,7 +799,10 @@ impl Queue {
                     (OrderState::Done, None, now)
                 }
                 OrderOutcome::Failed(m) | OrderOutcome::RetryLater(m) => {
-                    let target = self.rules.as_ref().and_then(|r| r.target(&connection).cloned());
+                    let target = self
+                        .rules
+                        .as_ref()
+                        .and_then(|r| r.target(&connection).cloned());
                     let (max, after) = target
                         .map(|t| (t.max_attempts as i64, t.retry_after_s as i64))
                         .unwrap_or((3, 60));
@@ -853,12 +886,14 @@ impl Queue {
             close_versions(tx, &[*id], now).await?;
         }
         if matches!(order.kind, OrderKind::Delete) {
-            sqlx::query("DELETE FROM links WHERE connection = $1 AND entity_type = $2 AND key = $3")
-                .bind(connection)
-                .bind(&order.entity_type)
-                .bind(&order.key)
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "DELETE FROM links WHERE connection = $1 AND entity_type = $2 AND key = $3",
+            )
+            .bind(connection)
+            .bind(&order.entity_type)
+            .bind(&order.key)
+            .execute(&mut **tx)
+            .await?;
             return Ok(());
         }
         if matches!(order.kind, OrderKind::SetPassword { .. }) {
@@ -868,18 +903,25 @@ impl Queue {
         insert_versions(
             tx,
             connection,
-            &[(order.entity_type.as_str(), order.key.as_str(), json.as_str(), hash)],
+            &[(
+                order.entity_type.as_str(),
+                order.key.as_str(),
+                json.as_str(),
+                hash,
+            )],
             now,
             0,
         )
         .await?;
         if matches!(order.kind, OrderKind::Create { .. }) {
-            sqlx::query("DELETE FROM links WHERE connection = $1 AND entity_type = $2 AND key = $3")
-                .bind(connection)
-                .bind(&order.entity_type)
-                .bind(&order.key)
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "DELETE FROM links WHERE connection = $1 AND entity_type = $2 AND key = $3",
+            )
+            .bind(connection)
+            .bind(&order.entity_type)
+            .bind(&order.key)
+            .execute(&mut **tx)
+            .await?;
             sqlx::query(
                 "INSERT INTO links (connection, entity_type, key, identity, situation, updated_ms) \
                  VALUES ($1, $2, $3, $4, 'linked', $5)",
@@ -940,7 +982,11 @@ impl Queue {
     }
 
     /// Links of a target's accounts in one situation (orphans: `unmatched`).
-    pub async fn links(&self, connection: &str, situation: Option<&str>) -> Result<Vec<serde_json::Value>> {
+    pub async fn links(
+        &self,
+        connection: &str,
+        situation: Option<&str>,
+    ) -> Result<Vec<serde_json::Value>> {
         let rows = sqlx::query(
             "SELECT entity_type, key, identity, situation, updated_ms FROM links \
              WHERE connection = $1 AND ($2 IS NULL OR situation = $2) ORDER BY key",

@@ -278,13 +278,12 @@ impl Queue {
             mode: mode.to_owned(),
             ..Default::default()
         };
-        report.held_before = sqlx::query(
-            "SELECT COUNT(*) FROM entries WHERE connection = $1 AND valid_to IS NULL",
-        )
-        .bind(connection)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get::<i64, _>(0)? as u64;
+        report.held_before =
+            sqlx::query("SELECT COUNT(*) FROM entries WHERE connection = $1 AND valid_to IS NULL")
+                .bind(connection)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get::<i64, _>(0)? as u64;
 
         // A full run compares against everything held, read once; an incremental one looks up
         // only the keys it receives.
@@ -309,25 +308,27 @@ impl Queue {
             }
         }
         let mut seen: HashSet<String> = HashSet::new();
-        let starts: Vec<i64> =
-            sqlx::query("SELECT start_at FROM upload_chunks WHERE upload_id = $1 ORDER BY start_at")
-                .bind(upload_id)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<std::result::Result<_, _>>()?;
+        let starts: Vec<i64> = sqlx::query(
+            "SELECT start_at FROM upload_chunks WHERE upload_id = $1 ORDER BY start_at",
+        )
+        .bind(upload_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
         let mut buf: Vec<u8> = Vec::new();
         let mut closes: Vec<i64> = Vec::new();
         let mut inserts: Vec<NewRow> = Vec::new();
         for start in starts {
-            let data: Vec<u8> =
-                sqlx::query("SELECT data FROM upload_chunks WHERE upload_id = $1 AND start_at = $2")
-                    .bind(upload_id)
-                    .bind(start)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get(0)?;
+            let data: Vec<u8> = sqlx::query(
+                "SELECT data FROM upload_chunks WHERE upload_id = $1 AND start_at = $2",
+            )
+            .bind(upload_id)
+            .bind(start)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
             buf.extend_from_slice(&data);
             let mut at = 0usize;
             loop {
@@ -417,7 +418,11 @@ impl Queue {
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| Error::bad_request(format!("the upload holds an invalid batch: {e}")))?;
         if incremental {
-            let keys: Vec<&str> = entries.iter().map(|e| e.key).filter(|k| !k.is_empty()).collect();
+            let keys: Vec<&str> = entries
+                .iter()
+                .map(|e| e.key)
+                .filter(|k| !k.is_empty())
+                .collect();
             for (k, (id, hash, _)) in current_of(tx, connection, &keys, false).await? {
                 held.insert(k, Held { id, hash });
             }
@@ -561,7 +566,14 @@ async fn flush(
     closes.clear();
     let rows: Vec<(&str, &str, &str, i64)> = inserts
         .iter()
-        .map(|r| (r.entity_type.as_str(), r.key.as_str(), r.attrs.as_str(), r.hash))
+        .map(|r| {
+            (
+                r.entity_type.as_str(),
+                r.key.as_str(),
+                r.attrs.as_str(),
+                r.hash,
+            )
+        })
         .collect();
     insert_versions(tx, connection, &rows, now, sync_id).await?;
     inserts.clear();

@@ -359,7 +359,11 @@ impl Rules {
             // The span covers the quotes of a basic or literal string: skip one.
             let first_line = line_of(text, start);
             let program = env.compile(s.get_ref()).map_err(|e| {
-                let rel = e.errors.first().map(|p| p.pos.0.max(1) as usize).unwrap_or(1);
+                let rel = e
+                    .errors
+                    .first()
+                    .map(|p| p.pos.0.max(1) as usize)
+                    .unwrap_or(1);
                 let msgs: Vec<String> = e.errors.iter().map(|p| p.msg.clone()).collect();
                 anyhow!(
                     "{origin}:{}: expression `{}` does not parse: {}",
@@ -465,10 +469,13 @@ impl Rules {
                 retry_after_s: t.retry_after_s,
             });
         }
-        let known = |c: &str| c == file.identities.connection || targets.iter().any(|t| t.connection == c);
+        let known =
+            |c: &str| c == file.identities.connection || targets.iter().any(|t| t.connection == c);
         for c in file.thresholds.keys() {
             if !known(c) {
-                bail!("{origin}: thresholds for `{c}`, which is neither the identities' source nor a target");
+                bail!(
+                    "{origin}: thresholds for `{c}`, which is neither the identities' source nor a target"
+                );
             }
         }
         let mut jobs: Vec<JobDef> = Vec::new();
@@ -660,11 +667,7 @@ impl Bound<'_> {
                 Value::Float(f) => Some(f.to_string()),
                 Value::Bool(b) => Some(b.to_string()),
                 Value::Null => None,
-                other => bail!(
-                    "line {}: `{}` gives {other:?}, not text",
-                    e.line,
-                    e.text
-                ),
+                other => bail!("line {}: `{}` gives {other:?}, not text", e.line, e.text),
             })
         }
         match self.eval(e)? {
@@ -766,7 +769,12 @@ timezone = "Europe/Paris"
         assert!(th.exceeded(&changes, 1000).is_none());
         let job = r.job("daily").unwrap();
         // 2026-01-10 00:00 UTC → 02:30 Paris (UTC+1) = 01:30 UTC.
-        let next = job.schedule.as_ref().unwrap().next_after(1_768_003_200_000).unwrap();
+        let next = job
+            .schedule
+            .as_ref()
+            .unwrap()
+            .next_after(1_768_003_200_000)
+            .unwrap();
         assert_eq!(next, 1_768_003_200_000 + 90 * 60 * 1000);
     }
 
@@ -779,10 +787,16 @@ timezone = "Europe/Paris"
         let e = Rules::parse(&bad_expr, "r.toml").err().unwrap().to_string();
         assert!(e.starts_with("r.toml:12:"), "{e}");
         let unknown_var = GOOD.replace("account.employee_id", "identity.employee_id");
-        let e = Rules::parse(&unknown_var, "r.toml").err().unwrap().to_string();
+        let e = Rules::parse(&unknown_var, "r.toml")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("r.toml:15:") && e.contains("`identity`"), "{e}");
         let unknown_key = GOOD.replace("enabled_attribute", "enabled_attr");
-        let e = Rules::parse(&unknown_key, "r.toml").err().unwrap().to_string();
+        let e = Rules::parse(&unknown_key, "r.toml")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.starts_with("r.toml:14:"), "{e}");
         let bad_cron = GOOD.replace("30 2 * * *", "61 2 * * *");
         let e = Rules::parse(&bad_cron, "r.toml").err().unwrap().to_string();
@@ -797,7 +811,11 @@ timezone = "Europe/Paris"
 
     #[test]
     fn a_wrong_type_at_run_time_is_an_error_not_a_panic() {
-        let r = Rules::parse(&GOOD.replace(r#"'identity.status == "active"'"#, "'identity.status'"), "r").unwrap();
+        let r = Rules::parse(
+            &GOOD.replace(r#"'identity.status == "active"'"#, "'identity.status'"),
+            "r",
+        )
+        .unwrap();
         let t = r.target("accounts").unwrap();
         let ev = r.evaluator();
         let b = ev.identity("E1", &attrs(&[("status", &["active"])]));

@@ -67,10 +67,7 @@ fn orders(server: &Server, job: i64) -> Vec<(String, String, OrderState)> {
     let list: Vec<OrderView> = server
         .admin::<(), _>(Method::GET, &format!("/api/v1/orders?job={job}"), None)
         .unwrap();
-    let mut out: Vec<_> = list
-        .into_iter()
-        .map(|o| (o.kind, o.key, o.state))
-        .collect();
+    let mut out: Vec<_> = list.into_iter().map(|o| (o.kind, o.key, o.state)).collect();
     out.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
     out
 }
@@ -137,7 +134,13 @@ pub fn hire_move_leave(b: Backend) {
         "lyon",
         &[("people.toml", people), ("directory.toml", directory)],
     );
-    let ctx = |job: &JobView| format!("{job:#?}\n--- agent\n{}\n--- server\n{}", agent.log(), server.log());
+    let ctx = |job: &JobView| {
+        format!(
+            "{job:#?}\n--- agent\n{}\n--- server\n{}",
+            agent.log(),
+            server.log()
+        )
+    };
 
     // 1. Initial load: identities from HR; accounts created, the existing one corrected.
     let job = run(&server, false, false);
@@ -154,10 +157,20 @@ pub fn hire_move_leave(b: Backend) {
     );
     let file = accounts(&target);
     assert!(row_of(&file, "paul.durand").contains(",IT"), "{file}");
-    assert!(row_of(&file, "ana.lima").starts_with("ana.lima,true,E3,Ana Lima,IT"), "{file}");
-    assert!(!file.contains("tom.hardy"), "an inactive identity gets no account: {file}");
+    assert!(
+        row_of(&file, "ana.lima").starts_with("ana.lima,true,E3,Ana Lima,IT"),
+        "{file}"
+    );
+    assert!(
+        !file.contains("tom.hardy"),
+        "an inactive identity gets no account: {file}"
+    );
     let orphans: Vec<Value> = server
-        .admin::<(), _>(Method::GET, "/api/v1/connections/directory/links?situation=unmatched", None)
+        .admin::<(), _>(
+            Method::GET,
+            "/api/v1/connections/directory/links?situation=unmatched",
+            None,
+        )
         .unwrap();
     assert_eq!(orphans.len(), 1, "{orphans:?}");
     assert_eq!(orphans[0]["key"], "ghost");
@@ -196,10 +209,17 @@ pub fn hire_move_leave(b: Backend) {
     let file = accounts(&target);
     assert!(row_of(&file, "eve.stone").contains("Legal"), "{file}");
     assert!(row_of(&file, "ana.lima").contains("Finance"), "{file}");
-    assert!(row_of(&file, "li.wei").starts_with("li.wei,false"), "{file}");
+    assert!(
+        row_of(&file, "li.wei").starts_with("li.wei,false"),
+        "{file}"
+    );
     // History: E3's two versions.
     let history: Vec<Value> = server
-        .admin::<(), _>(Method::GET, "/api/v1/connections/people/entries/E3/history", None)
+        .admin::<(), _>(
+            Method::GET,
+            "/api/v1/connections/people/entries/E3/history",
+            None,
+        )
         .unwrap();
     assert_eq!(history.len(), 2, "{history:?}");
     assert!(history[0]["valid_to_ms"].is_i64() && history[1]["valid_to_ms"].is_null());
@@ -231,7 +251,10 @@ pub fn hire_move_leave(b: Backend) {
     let again = run(&server, true, false);
     assert_eq!(again.state, JobState::Succeeded, "{}", ctx(&again));
     assert_eq!(provision_report(&again)["creates"], 0, "{}", ctx(&again));
-    assert!(orders(&server, again.id).is_empty(), "the retried order is not computed again");
+    assert!(
+        orders(&server, again.id).is_empty(),
+        "the retried order is not computed again"
+    );
     let failed: Vec<OrderView> = server
         .admin::<(), _>(Method::GET, "/api/v1/orders?state=failed", None)
         .unwrap();
@@ -269,14 +292,24 @@ pub fn hire_move_leave(b: Backend) {
         .unwrap();
     assert_eq!(entries.len(), 5, "a blocked synchronize applies nothing");
     let approved: JobView = server
-        .admin::<(), _>(Method::POST, &format!("/api/v1/jobs/{}/approve", job.id), None)
+        .admin::<(), _>(
+            Method::POST,
+            &format!("/api/v1/jobs/{}/approve", job.id),
+            None,
+        )
         .unwrap();
     assert_eq!(approved.state, JobState::Running);
     let job = server.wait_job(job.id, 120);
     assert_eq!(job.state, JobState::Succeeded, "{}", ctx(&job));
     let done = orders(&server, job.id);
-    assert!(done.contains(&("disable".into(), "paul.durand".into(), Done)), "{done:?}");
-    assert!(done.contains(&("disable".into(), "ana.lima".into(), Done)), "{done:?}");
+    assert!(
+        done.contains(&("disable".into(), "paul.durand".into(), Done)),
+        "{done:?}"
+    );
+    assert!(
+        done.contains(&("disable".into(), "ana.lima".into(), Done)),
+        "{done:?}"
+    );
     let entries: Vec<Value> = server
         .admin::<(), _>(Method::GET, "/api/v1/connections/people/entries", None)
         .unwrap();
