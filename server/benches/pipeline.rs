@@ -36,7 +36,7 @@ const DEPARTMENTS: &[&str] = &["Sales", "IT", "Finance", "Legal", "HR", "Support
 
 fn person(b: &mut BatchBuffer, i: u64, generation: u64) {
     let key = format!("E{i:07}");
-    b.begin_entry(EntryOp::Upsert, "person", &key);
+    let at = b.begin_entry(EntryOp::Upsert, "person", &key);
     b.attribute1("employee_id", &key);
     b.attribute1("first_name", &format!("First{}", i % 5000));
     b.attribute1("last_name", &format!("Last{}", i / 5000));
@@ -45,6 +45,7 @@ fn person(b: &mut BatchBuffer, i: u64, generation: u64) {
     b.attribute1("title", "Analyst, level 2");
     b.attribute1("status", "active");
     b.attribute1("manager", &format!("E{:07}", i / 10));
+    b.end_entry(at, 8);
 }
 
 fn frame(out: &mut Vec<u8>, b: &mut BatchBuffer) {
@@ -133,14 +134,14 @@ async fn baseline(dir: &std::path::Path, content: &[u8]) -> f64 {
         .unwrap();
     let started = Instant::now();
     let mut tx = pool.begin().await.unwrap();
-    let mut rows: Vec<(String, String)> = Vec::with_capacity(400);
+    let mut rows: Vec<(String, String)> = Vec::with_capacity(128);
     let mut n = 0u64;
     for (_, batch) in frames::split(content).unwrap() {
         for e in idgard_sdk::wire::decode(batch) {
             let e = e.unwrap();
             let attrs: std::collections::BTreeMap<&str, Vec<&str>> = e.attributes().collect();
             rows.push((e.key.to_owned(), serde_json::to_string(&attrs).unwrap()));
-            if rows.len() == 400 {
+            if rows.len() == 128 {
                 n += insert_raw(&mut tx, &mut rows).await;
             }
         }
@@ -256,7 +257,8 @@ fn main() {
             person(&mut b, rows + i, 0);
         }
         for i in 0..300u64 {
-            b.begin_entry(EntryOp::Delete, "person", &format!("E{:07}", rows - 1 - i * 3));
+            let at = b.begin_entry(EntryOp::Delete, "person", &format!("E{:07}", rows - 1 - i * 3));
+            b.end_entry(at, 0);
         }
         frame(&mut content, &mut b);
         let second = upload(&q, agent, &content).await;

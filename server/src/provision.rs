@@ -239,7 +239,8 @@ impl Queue {
                 }
                 links.push((key, identity, situation));
             }
-            for chunk in links.chunks(300) {
+            // A dry run keeps nothing but its orders, marked as shown only.
+            for chunk in links.chunks(80).filter(|_| !dry_run) {
                 let sql = format!(
                     "INSERT INTO links (connection, entity_type, key, identity, situation, updated_ms) VALUES {}",
                     (0..chunk.len())
@@ -314,10 +315,16 @@ impl Queue {
 
         // 3. Desired against collected, identity by identity (in slices).
         let keys: Vec<String> = keys.into_iter().collect();
+        // Orders are stored slice by slice (a threshold or a failure rolls them all back).
         let mut planned: Vec<Planned> = Vec::new();
+        let state = if dry_run {
+            OrderState::Dry
+        } else {
+            OrderState::Pending
+        };
         let mut gone_links: Vec<String> = Vec::new();
         let mut superseded = 0u64;
-        for slice in keys.chunks(500) {
+        for slice in keys.chunks(100) {
             let refs: Vec<&str> = slice.iter().map(String::as_str).collect();
             let people = current_of(&mut tx, src, &refs, true).await?;
             let prefix = format!("{}\0", rules.identities.entity_type);
@@ -362,31 +369,35 @@ impl Queue {
             }
             let account_keys: Vec<&str> = accounts.values().flatten().map(String::as_str).collect();
             let collected = current_of(&mut tx, target, &account_keys, true).await?;
-            // Orders still in flight hold their identity back; pending ones are replaced.
+            // Orders still in flight hold their identity back; pending ones are replaced. The
+            // query reads by identity only, so that the identity index serves it.
             let sql = format!(
-                "SELECT DISTINCT identity FROM orders WHERE connection = $1 AND state IN ('sent', 'retry') \
-                 AND identity IN ({})",
+                "SELECT id, identity, state FROM orders WHERE identity IN ({}) AND connection = $1",
                 in_list(1, refs.len())
             );
             let mut q = sqlx::query(&sql).bind(target);
             for k in &refs {
                 q = q.bind(*k);
             }
-            let busy: HashSet<String> = q
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<std::result::Result<_, _>>()?;
-            if !dry_run {
+            let mut busy: HashSet<String> = HashSet::new();
+            let mut replaced: Vec<String> = Vec::new();
+            for r in q.fetch_all(&mut *tx).await? {
+                match r.try_get::<String, _>(2)?.as_str() {
+                    "sent" | "retry" => {
+                        busy.insert(r.try_get(1)?);
+                    }
+                    "pending" => replaced.push(r.try_get(0)?),
+                    _ => {}
+                }
+            }
+            if !dry_run && !replaced.is_empty() {
                 let sql = format!(
-                    "UPDATE orders SET state = 'superseded', updated_ms = $1 WHERE connection = $2 \
-                     AND state = 'pending' AND identity IN ({})",
-                    in_list(2, refs.len())
+                    "UPDATE orders SET state = 'superseded', updated_ms = $1 WHERE id IN ({})",
+                    in_list(1, replaced.len())
                 );
-                let mut q = sqlx::query(&sql).bind(now).bind(target);
-                for k in &refs {
-                    q = q.bind(*k);
+                let mut q = sqlx::query(&sql).bind(now);
+                for id in &replaced {
+                    q = q.bind(id);
                 }
                 superseded += q.execute(&mut *tx).await?.rows_affected();
             }
@@ -494,6 +505,8 @@ impl Queue {
                     }
                 }
             }
+            insert_orders(&mut tx, job, target, state, &planned, now).await?;
+            planned.clear();
         }
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         if !approved
@@ -508,13 +521,9 @@ impl Queue {
                 report,
             });
         }
-        if dry_run {
-            // Nothing of the run is kept but the orders, marked as shown only.
-            tx.rollback().await?;
-            tx = self.begin().await?;
-        } else {
+        if !dry_run {
             if !gone_links.is_empty() {
-                for chunk in gone_links.chunks(500) {
+                for chunk in gone_links.chunks(100) {
                     let sql = format!(
                         "UPDATE links SET situation = 'deleted', updated_ms = $1 WHERE connection = $2 \
                          AND situation = 'linked' AND identity IN ({})",
@@ -539,53 +548,6 @@ impl Queue {
             .bind(target_now)
             .execute(&mut *tx)
             .await?;
-        }
-        let state = if dry_run {
-            OrderState::Dry
-        } else {
-            OrderState::Pending
-        };
-        for chunk in planned.chunks(300) {
-            let sql = format!(
-                "INSERT INTO orders (id, job_id, connection, entity_type, key, identity, kind, body, state, \
-                 next_ms, created_ms, updated_ms) VALUES {}",
-                (0..chunk.len())
-                    .map(|i| {
-                        let b = i * 10;
-                        format!(
-                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                            b + 1,
-                            b + 2,
-                            b + 3,
-                            b + 4,
-                            b + 5,
-                            b + 6,
-                            b + 7,
-                            b + 8,
-                            b + 9,
-                            b + 10,
-                            b + 10,
-                            b + 10
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(",")
-            );
-            let mut q = sqlx::query(&sql);
-            for p in chunk {
-                q = q
-                    .bind(&p.order.id)
-                    .bind(job)
-                    .bind(target)
-                    .bind(&p.order.entity_type)
-                    .bind(&p.order.key)
-                    .bind(p.identity.clone())
-                    .bind(kind_name(&p.order.kind))
-                    .bind(serde_json::to_string(&p.order).expect("orders serialise"))
-                    .bind(state.as_str())
-                    .bind(now);
-            }
-            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         tracing::info!(
@@ -717,7 +679,7 @@ impl Queue {
             .iter()
             .map(|r| r.try_get(0))
             .collect::<std::result::Result<_, _>>()?;
-            for chunk in ready.chunks(500) {
+            for chunk in ready.chunks(100) {
                 let sql = format!(
                     "UPDATE orders SET state = 'sent', task_id = $1, attempts = attempts + 1, updated_ms = $2 \
                      WHERE id IN ({})",
@@ -1007,4 +969,52 @@ impl Queue {
             })
             .collect()
     }
+}
+
+/// Stores computed orders.
+async fn insert_orders(
+    tx: &mut Tx,
+    job: Option<i64>,
+    target: &str,
+    state: OrderState,
+    planned: &[Planned],
+    now: i64,
+) -> Result<()> {
+    for chunk in planned.chunks(100) {
+        // The job, the target, the state and the time are bound once per statement ($1 to $4).
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = 5 + i * 6;
+                format!(
+                    "(${b}, $1, $2, ${}, ${}, ${}, ${}, ${}, $3, $4, $4, $4)",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO orders (id, job_id, connection, entity_type, key, identity, kind, body, state, \
+             next_ms, created_ms, updated_ms) VALUES {}",
+            values.join(",")
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(job)
+            .bind(target)
+            .bind(state.as_str())
+            .bind(now);
+        for p in chunk {
+            q = q
+                .bind(&p.order.id)
+                .bind(&p.order.entity_type)
+                .bind(&p.order.key)
+                .bind(p.identity.clone())
+                .bind(kind_name(&p.order.kind))
+                .bind(serde_json::to_string(&p.order).expect("orders serialise"));
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }

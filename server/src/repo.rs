@@ -16,9 +16,9 @@ use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
 /// Rows per multi-row statement (SQLite allows 32,766 parameters).
-const ROWS_PER_INSERT: usize = 400;
+const ROWS_PER_INSERT: usize = 100;
 /// Keys per `IN (...)` lookup.
-const KEYS_PER_LOOKUP: usize = 500;
+const KEYS_PER_LOOKUP: usize = 100;
 /// Samples of rejected rows kept in a report.
 const SAMPLES: usize = 10;
 
@@ -111,25 +111,6 @@ fn held_key(entity_type: &str, key: &str) -> String {
     k
 }
 
-fn placeholders(from: usize, rows: usize, cols: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
-    for r in 0..rows {
-        if r > 0 {
-            s.push(',');
-        }
-        s.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                s.push(',');
-            }
-            s.push('$');
-            s.push_str(&(from + r * cols + c + 1).to_string());
-        }
-        s.push(')');
-    }
-    s
-}
-
 fn list(from: usize, n: usize) -> String {
     (0..n)
         .map(|i| format!("${}", from + i + 1))
@@ -146,20 +127,20 @@ pub(crate) async fn insert_versions(
     sync_id: i64,
 ) -> Result<()> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
+        // The connection, the time and the sync are bound once per statement ($1 to $3).
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = 4 + i * 4;
+                format!("($1, ${b}, ${}, ${}, ${}, $2, $3)", b + 1, b + 2, b + 3)
+            })
+            .collect();
         let sql = format!(
             "INSERT INTO entries (connection, entity_type, key, attrs, hash, valid_from, sync_id) VALUES {}",
-            placeholders(0, chunk.len(), 7)
+            values.join(",")
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query(&sql).bind(connection).bind(now).bind(sync_id);
         for (etype, key, attrs, hash) in chunk {
-            q = q
-                .bind(connection)
-                .bind(*etype)
-                .bind(*key)
-                .bind(*attrs)
-                .bind(*hash)
-                .bind(now)
-                .bind(sync_id);
+            q = q.bind(*etype).bind(*key).bind(*attrs).bind(*hash);
         }
         q.execute(&mut **tx).await?;
     }

@@ -15,7 +15,7 @@ CREATE TABLE entries (
     sync_id BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX entries_current ON entries (connection, entity_type, key) WHERE valid_to IS NULL;
-CREATE INDEX entries_key ON entries (connection, entity_type, key, valid_to);
+CREATE INDEX entries_key ON entries (connection, key);
 CREATE INDEX entries_changed ON entries (connection, sync_id);
 
 -- What each synchronisation did; one row per upload, so that a replay applies nothing twice.
@@ -62,6 +62,7 @@ CREATE TABLE orders (
 CREATE INDEX orders_ready ON orders (connection, state, next_ms);
 CREATE INDEX orders_task ON orders (task_id);
 CREATE INDEX orders_job ON orders (job_id);
+CREATE INDEX orders_identity ON orders (identity, connection);
 
 -- Declared jobs: which run they belong to, and the schedule's next firing.
 ALTER TABLE jobs ADD COLUMN definition TEXT;
