@@ -192,8 +192,10 @@ fn main() {
         .unwrap();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = idgard_server::config::Config::default();
-        config.data_dir = dir.path().to_owned();
+        let config = idgard_server::config::Config {
+            data_dir: dir.path().to_owned(),
+            ..Default::default()
+        };
         let mut q = idgard_server::open_queue(&config).await.unwrap();
         let rules = Arc::new(Rules::parse(RULES, "bench rules").unwrap());
         q.rules = Some(rules.clone());

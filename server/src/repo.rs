@@ -312,10 +312,7 @@ impl Queue {
             .try_get(0)?;
             buf.extend_from_slice(&data);
             let mut at = 0usize;
-            loop {
-                let Some(h) = buf.get(at..at + frames::HEADER) else {
-                    break;
-                };
+            while let Some(h) = buf.get(at..at + frames::HEADER) {
                 let len = u32::from_le_bytes(h[4..].try_into().expect("4 bytes")) as usize;
                 if buf.len() < at + frames::HEADER + len {
                     break;

@@ -1,10 +1,13 @@
 //! The identity pipeline end to end: the real server with a rules file, a real agent, the CSV
 //! connector as the HR source and as a target (an accounts file), on SQLite and PostgreSQL.
 
-use crate::system::{Agent, Backend, Server};
+use crate::system::{Agent, Backend, Hand, Server, on};
 use idgard_protocol::*;
 use reqwest::Method;
+use reqwest::StatusCode;
 use serde_json::Value;
+use serde_json::json;
+use sha2::Digest as _;
 use std::path::Path;
 
 const RULES: &str = r#"
@@ -314,6 +317,39 @@ pub fn hire_move_leave(b: Backend) {
         .admin::<(), _>(Method::GET, "/api/v1/connections/people/entries", None)
         .unwrap();
     assert_eq!(entries.len(), 3);
+
+    // 6. One run at a time: later runs wait; an identical waiting run is not queued twice; a
+    //    complete run cancels the incremental runs still waiting.
+    let ask = |incremental: bool| -> JobView {
+        server
+            .admin(
+                Method::POST,
+                "/api/v1/jobs/run",
+                Some(&RunJob {
+                    job: "daily".into(),
+                    incremental,
+                    dry_run: false,
+                }),
+            )
+            .unwrap()
+    };
+    let a = ask(false);
+    let b = ask(true);
+    let c = ask(true);
+    assert_eq!(a.state, JobState::Running);
+    assert_eq!(b.state, JobState::Pending);
+    assert_eq!(c.id, b.id, "an identical waiting run is reused");
+    let d = ask(false);
+    assert_eq!(d.state, JobState::Pending);
+    assert_eq!(server.job(b.id).state, JobState::Cancelled);
+    assert_eq!(server.wait_job(a.id, 120).state, JobState::Succeeded);
+    let d = server.wait_job(d.id, 120);
+    assert_eq!(d.state, JobState::Succeeded, "{}", ctx(&d));
+    assert!(
+        d.tasks
+            .iter()
+            .all(|t| t.created_ms >= server.job(a.id).finished_ms.unwrap())
+    );
     drop(agent);
 }
 
@@ -325,5 +361,157 @@ mod hire_move_leave {
     #[test]
     fn postgres() {
         super::hire_move_leave(super::Backend::Postgres)
+    }
+}
+
+/// A server killed in the middle of a synchronize: the repository is as it was, and the run
+/// asked again completes once.
+pub fn killed_during_synchronize(b: Backend) {
+    let mut server = Server::start(b);
+    let hand = Hand::enrol(&server, "metz");
+    let job = server.create_job(
+        "metz",
+        vec![
+            vec![on("hr", Operation::Export)],
+            vec![on("hr", Operation::Synchronize)],
+        ],
+    );
+    let export = hand.poll(&server, 0).tasks[0].clone();
+    // 150,000 people, uploaded in 1 MiB chunks.
+    let rows = 150_000u32;
+    let mut content = Vec::new();
+    let mut batch = idgard_sdk::wire::BatchBuffer::with_capacity(1 << 20);
+    for i in 0..rows {
+        let at = batch.begin_entry(
+            idgard_sdk::wire::EntryOp::Upsert,
+            "person",
+            &format!("E{i:07}"),
+        );
+        batch.attribute1("first_name", "Zoë");
+        batch.attribute1("last_name", &format!("Name{i}"));
+        batch.attribute1("department", "Sales");
+        batch.end_entry(at, 3);
+        if batch.entries() == 1000 || i + 1 == rows {
+            content.extend_from_slice(&frames::header(batch.entries(), batch.len() as u32));
+            content.extend_from_slice(batch.as_bytes());
+            batch.clear();
+        }
+    }
+    let (s, v) = hand.call(
+        &server,
+        Method::POST,
+        &format!("/api/v1/agent/tasks/{}/uploads", export.id),
+        json!({ "fence": export.fence, "name": "entries", "size": content.len(),
+                "sha256": hex::encode(sha2::Sha256::digest(&content)) }),
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let slot = v["id"].as_i64().unwrap();
+    for (i, chunk) in content.chunks(1 << 20).enumerate() {
+        let (s, v) = server.raw_bytes(
+            Method::PUT,
+            &format!("/api/v1/agent/uploads/{slot}?offset={}", i << 20),
+            Some(&hand.token),
+            Some(chunk.to_vec()),
+            "application/octet-stream",
+        );
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let (s, v) = hand.complete(
+        &server,
+        export.id,
+        export.fence,
+        json!({ "upload_id": slot, "entries": rows }),
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let sync = hand.poll(&server, 5000).tasks[0].clone();
+    assert_eq!(sync.operation, Operation::Synchronize);
+    let beat = |server: &Server| {
+        hand.call(
+            server,
+            Method::POST,
+            &format!("/api/v1/agent/tasks/{}/heartbeat", sync.id),
+            json!({ "fence": sync.fence }),
+        )
+    };
+    assert_eq!(beat(&server).0, StatusCode::OK);
+    // Ask for the run, and kill the server while it works.
+    let url = format!("{}/api/v1/agent/tasks/{}/run", server.url, sync.id);
+    let token = hand.token.clone();
+    let fence = sync.fence;
+    let asked = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                reqwest::Client::builder()
+                    .danger_accept_invalid_certs(true)
+                    .build()
+                    .unwrap()
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({ "fence": fence }))
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            })
+    });
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(
+        !asked.is_finished(),
+        "the synchronize ended before the kill: make the upload larger"
+    );
+    server.kill_and_start();
+    assert!(
+        asked.join().unwrap().is_err(),
+        "the request died with the server"
+    );
+    let entries: Vec<Value> = server
+        .admin::<(), _>(Method::GET, "/api/v1/connections/hr/entries?limit=10", None)
+        .unwrap();
+    assert!(
+        entries.is_empty(),
+        "a killed synchronize keeps nothing: {entries:?}"
+    );
+    // The agent asks again (same lease): it completes, once.
+    assert_eq!(beat(&server).0, StatusCode::OK);
+    let (s, v) = hand.call(
+        &server,
+        Method::POST,
+        &format!("/api/v1/agent/tasks/{}/run", sync.id),
+        json!({ "fence": sync.fence }),
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "succeeded", "{v}");
+    assert_eq!(v["result"]["inserted"], rows, "{v}");
+    // Asked once more (a lost answer): the same result, nothing applied twice.
+    let (s, again) = hand.call(
+        &server,
+        Method::POST,
+        &format!("/api/v1/agent/tasks/{}/run", sync.id),
+        json!({ "fence": sync.fence }),
+    );
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(again["result"], v["result"]);
+    let job = server.wait_job(job.id, 30);
+    assert_eq!(job.state, JobState::Succeeded);
+    let page: Vec<Value> = server
+        .admin::<(), _>(
+            Method::GET,
+            "/api/v1/connections/hr/entries?after=E0149990&limit=100",
+            None,
+        )
+        .unwrap();
+    assert_eq!(page.len(), 9, "the last keys are there once");
+}
+
+mod killed_during_synchronize {
+    #[test]
+    fn sqlite() {
+        super::killed_during_synchronize(super::Backend::Sqlite)
+    }
+    #[test]
+    fn postgres() {
+        super::killed_during_synchronize(super::Backend::Postgres)
     }
 }

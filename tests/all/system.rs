@@ -281,6 +281,15 @@ impl Server {
         }
     }
 
+    /// SIGKILL, then a new process on the same port and database.
+    pub fn kill_and_start(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+        self.spawn();
+    }
+
     /// Creates an agent; returns its enrolment token.
     pub fn add_agent(&self, name: &str) -> String {
         let a: NewAgentAnswer = self
