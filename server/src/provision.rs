@@ -52,8 +52,11 @@ pub struct ProvisionReport {
     pub unmatched: u64,
     /// Identities skipped because an order for them is still in flight.
     pub in_flight: u64,
-    /// Identities whose rules could not be evaluated (see `samples`).
+    /// Identities whose rules could not be evaluated, or whose account key conflicts (see
+    /// `samples`).
     pub errors: u64,
+    /// Identities whose computed account key is another identity's.
+    pub conflicts: u64,
     /// Some errors, for people.
     pub samples: Vec<String>,
     /// Current entries of the target before the run.
@@ -324,6 +327,8 @@ impl Queue {
         };
         let mut gone_links: Vec<String> = Vec::new();
         let mut superseded = 0u64;
+        // Account keys computed in this run: two identities cannot share one.
+        let mut claimed: HashSet<String> = HashSet::new();
         for slice in keys.chunks(100) {
             let refs: Vec<&str> = slice.iter().map(String::as_str).collect();
             let people = current_of(&mut tx, src, &refs, true).await?;
@@ -458,6 +463,15 @@ impl Queue {
                 };
                 match desired {
                     Some((account_key, mut attrs)) => match mine.first() {
+                        None if !claimed.insert(account_key.clone()) => {
+                            report.errors += 1;
+                            report.conflicts += 1;
+                            if report.samples.len() < 10 {
+                                report.samples.push(format!(
+                                    "identity `{key}`: account key `{account_key}` is computed for another identity too; no account is created for this one"
+                                ));
+                            }
+                        }
                         None => {
                             if let Some(e) = &t.enabled_attribute {
                                 attrs.insert(e.clone(), vec!["true".into()]);
@@ -504,6 +518,50 @@ impl Queue {
                         }
                     }
                 }
+            }
+            // A create for a key the target already holds as another identity's account is a
+            // conflict, not a takeover.
+            let creates: Vec<&str> = planned
+                .iter()
+                .filter(|p| matches!(p.order.kind, OrderKind::Create { .. }))
+                .map(|p| p.order.key.as_str())
+                .collect();
+            if !creates.is_empty() {
+                let sql = format!(
+                    "SELECT key, identity FROM links WHERE connection = $1 AND situation IN ('linked', 'deleted') \
+                     AND key IN ({})",
+                    in_list(1, creates.len())
+                );
+                let mut q = sqlx::query(&sql).bind(target);
+                for k in &creates {
+                    q = q.bind(*k);
+                }
+                let owners: HashMap<String, Option<String>> = q
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect::<Result<_>>()?;
+                planned.retain(|p| {
+                    let taken = matches!(p.order.kind, OrderKind::Create { .. })
+                        && owners
+                            .get(&p.order.key)
+                            .is_some_and(|owner| owner.as_ref() != p.identity.as_ref());
+                    if taken {
+                        report.creates -= 1;
+                        report.errors += 1;
+                        report.conflicts += 1;
+                        if report.samples.len() < 10 {
+                            report.samples.push(format!(
+                                "identity `{}`: account `{}` already belongs to identity `{}`; no account is created",
+                                p.identity.as_deref().unwrap_or("?"),
+                                p.order.key,
+                                owners[&p.order.key].as_deref().unwrap_or("?")
+                            ));
+                        }
+                    }
+                    !taken
+                });
             }
             insert_orders(&mut tx, job, target, state, &planned, now).await?;
             planned.clear();

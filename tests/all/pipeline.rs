@@ -193,6 +193,7 @@ pub fn hire_move_leave(b: Backend) {
             "E3,Ana,Lima,Finance,active",
             "E5,Tom,Hardy,IT,inactive",
             "E6,Eve,Stone,Legal,active",
+            "E7,Zoé,Martin,IT,active",
         ],
     );
     let expected = |state: OrderState| -> Vec<(String, String, OrderState)> {
@@ -209,6 +210,13 @@ pub fn hire_move_leave(b: Backend) {
     let job = run(&server, true, false);
     assert_eq!(job.state, JobState::Succeeded, "{}", ctx(&job));
     assert_eq!(orders(&server, job.id), expected(Done), "{}", ctx(&job));
+    // A second Zoé Martin computes the first one's account key: a conflict, not a takeover.
+    let report = provision_report(&job);
+    assert_eq!(report["conflicts"], 1, "{report}");
+    assert!(
+        report["samples"][0].as_str().unwrap().contains("E7"),
+        "{report}"
+    );
     let file = accounts(&target);
     assert!(row_of(&file, "eve.stone").contains("Legal"), "{file}");
     assert!(row_of(&file, "ana.lima").contains("Finance"), "{file}");
