@@ -56,13 +56,7 @@ impl Queue {
                     .filter(|_| !approved);
                 self.synchronize(&connection, upload, incremental, job, thresholds.as_ref())
                     .await
-                    .map(|c| match c {
-                        Checked::Done(r) => Checked::Done(json!(r)),
-                        Checked::Blocked { reason, report } => Checked::Blocked {
-                            reason,
-                            report: json!(report),
-                        },
-                    })
+                    .map(Checked::into_json)
             }
             Some(Operation::Provision) => {
                 let rules = self.rules.clone().ok_or_else(|| {
@@ -77,13 +71,7 @@ impl Queue {
                     approved,
                 )
                 .await
-                .map(|c| match c {
-                    Checked::Done(r) => Checked::Done(json!(r)),
-                    Checked::Blocked { reason, report } => Checked::Blocked {
-                        reason,
-                        report: json!(report),
-                    },
-                })
+                .map(Checked::into_json)
             }
             _ => {
                 return Err(Error::bad_request(format!(

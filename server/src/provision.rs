@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::queue::{Queue, Tx};
 use crate::repo::{
-    Checked, close_versions, current_of, encode_attrs, insert_versions, parse_attrs,
+    Checked, close_versions, current_of, encode_attrs, insert_versions, list, parse_attrs,
 };
 use crate::rules::{Attrs, Changes, Rules, Target};
 use futures_util::TryStreamExt as _;
@@ -121,13 +121,6 @@ async fn max_sync(tx: &mut Tx, connection: &str) -> Result<i64> {
             .await?
             .try_get(0)?,
     )
-}
-
-fn in_list(from: usize, n: usize) -> String {
-    (0..n)
-        .map(|i| format!("${}", from + i + 1))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 impl Queue {
@@ -342,7 +335,7 @@ impl Queue {
             if !absent.is_empty() {
                 let sql = format!(
                     "SELECT key, MAX(valid_to) FROM entries WHERE connection = $1 AND key IN ({}) GROUP BY key",
-                    in_list(1, absent.len())
+                    list(1, absent.len())
                 );
                 let mut q = sqlx::query(&sql).bind(src);
                 for k in &absent {
@@ -359,7 +352,7 @@ impl Queue {
             let sql = format!(
                 "SELECT key, identity, situation FROM links WHERE connection = $1 AND entity_type = $2 \
                  AND situation IN ('linked', 'deleted') AND identity IN ({})",
-                in_list(2, refs.len())
+                list(2, refs.len())
             );
             let mut q = sqlx::query(&sql).bind(target).bind(&t.entity_type);
             for k in &refs {
@@ -378,7 +371,7 @@ impl Queue {
             // query reads by identity only, so that the identity index serves it.
             let sql = format!(
                 "SELECT id, identity, state FROM orders WHERE identity IN ({}) AND connection = $1",
-                in_list(1, refs.len())
+                list(1, refs.len())
             );
             let mut q = sqlx::query(&sql).bind(target);
             for k in &refs {
@@ -398,7 +391,7 @@ impl Queue {
             if !dry_run && !replaced.is_empty() {
                 let sql = format!(
                     "UPDATE orders SET state = 'superseded', updated_ms = $1 WHERE id IN ({})",
-                    in_list(1, replaced.len())
+                    list(1, replaced.len())
                 );
                 let mut q = sqlx::query(&sql).bind(now);
                 for id in &replaced {
@@ -530,7 +523,7 @@ impl Queue {
                 let sql = format!(
                     "SELECT key, identity FROM links WHERE connection = $1 AND situation IN ('linked', 'deleted') \
                      AND key IN ({})",
-                    in_list(1, creates.len())
+                    list(1, creates.len())
                 );
                 let mut q = sqlx::query(&sql).bind(target);
                 for k in &creates {
@@ -585,7 +578,7 @@ impl Queue {
                     let sql = format!(
                         "UPDATE links SET situation = 'deleted', updated_ms = $1 WHERE connection = $2 \
                          AND situation = 'linked' AND identity IN ({})",
-                        in_list(2, chunk.len())
+                        list(2, chunk.len())
                     );
                     let mut q = sqlx::query(&sql).bind(now).bind(target);
                     for k in chunk {
@@ -741,7 +734,7 @@ impl Queue {
                 let sql = format!(
                     "UPDATE orders SET state = 'sent', task_id = $1, attempts = attempts + 1, updated_ms = $2 \
                      WHERE id IN ({})",
-                    in_list(2, chunk.len())
+                    list(2, chunk.len())
                 );
                 let mut q = sqlx::query(&sql).bind(task).bind(now);
                 for id in chunk {

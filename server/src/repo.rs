@@ -82,6 +82,19 @@ pub enum Checked<T> {
     },
 }
 
+impl<T: Serialize> Checked<T> {
+    /// The same, with the report as JSON.
+    pub fn into_json(self) -> Checked<serde_json::Value> {
+        match self {
+            Checked::Done(r) => Checked::Done(serde_json::json!(r)),
+            Checked::Blocked { reason, report } => Checked::Blocked {
+                reason,
+                report: serde_json::json!(report),
+            },
+        }
+    }
+}
+
 /// One current version, as a synchronisation compares it.
 struct Held {
     id: i64,
@@ -111,7 +124,8 @@ fn held_key(entity_type: &str, key: &str) -> String {
     k
 }
 
-fn list(from: usize, n: usize) -> String {
+/// `$from+1, ..., $from+n`: the placeholders of an `IN (...)` list.
+pub(crate) fn list(from: usize, n: usize) -> String {
     (0..n)
         .map(|i| format!("${}", from + i + 1))
         .collect::<Vec<_>>()
