@@ -375,7 +375,14 @@ mod hire_move_leave {
 /// A server killed in the middle of a synchronize: the repository is as it was, and the run
 /// asked again completes once.
 pub fn killed_during_synchronize(b: Backend) {
-    let mut server = Server::start(b);
+    // Leases long enough for a slow upload and a server restart on a loaded machine.
+    let mut server = Server::start_with(
+        b,
+        &[
+            ("IDGARD_QUEUE_LEASE_MS", "60000"),
+            ("IDGARD_QUEUE_ACK_MS", "60000"),
+        ],
+    );
     let hand = Hand::enrol(&server, "metz");
     let job = server.create_job(
         "metz",
