@@ -273,7 +273,9 @@ impl Queue {
                 "SELECT DISTINCT key FROM entries WHERE connection = $1 AND entity_type = $2 \
                  AND (valid_to IS NULL OR sync_id > $3)"
             } else {
-                "SELECT DISTINCT key FROM entries WHERE connection = $1 AND entity_type = $2 AND sync_id > $3"
+                // Versions written, and versions ended (deletions), since the mark.
+                "SELECT key FROM entries WHERE connection = $1 AND entity_type = $2 AND sync_id > $3 \
+                 UNION SELECT key FROM entries WHERE connection = $1 AND entity_type = $2 AND closed_by > $3"
             };
             let mut rows = sqlx::query(sql)
                 .bind(src)
@@ -295,7 +297,7 @@ impl Queue {
                 "SELECT DISTINCT l.identity FROM links l WHERE l.connection = $1 AND l.identity IS NOT NULL \
                  AND (l.situation = 'deleted' OR (l.situation = 'linked' AND EXISTS (SELECT 1 FROM entries e \
                  WHERE e.connection = l.connection AND e.entity_type = l.entity_type AND e.key = l.key \
-                 AND e.sync_id > $2)))"
+                 AND (e.sync_id > $2 OR e.closed_by > $2))))"
                     .to_owned()
             };
             let mut q = sqlx::query(&sql).bind(target);
@@ -819,8 +821,14 @@ impl Queue {
                     let (max, after) = target
                         .map(|t| (t.max_attempts as i64, t.retry_after_s as i64))
                         .unwrap_or((3, 60));
-                    let later = matches!(r.outcome, OrderOutcome::RetryLater(_));
-                    if !later && attempts >= max {
+                    if matches!(r.outcome, OrderOutcome::RetryLater(_)) {
+                        // Asked to come back later: this sending does not count as an attempt.
+                        sqlx::query("UPDATE orders SET attempts = attempts - 1 WHERE id = $1")
+                            .bind(&r.id)
+                            .execute(&mut *tx)
+                            .await?;
+                        (OrderState::Retry, Some(m.clone()), now + after * 1000)
+                    } else if attempts >= max {
                         (OrderState::Failed, Some(m.clone()), now)
                     } else {
                         let backoff = after * 1000 * (1i64 << (attempts - 1).clamp(0, 10));
@@ -896,7 +904,7 @@ impl Queue {
         if let Some((id, _, _)) = held
             && !matches!(order.kind, OrderKind::SetPassword { .. })
         {
-            close_versions(tx, &[*id], now).await?;
+            close_versions(tx, &[*id], now, 0).await?;
         }
         if matches!(order.kind, OrderKind::Delete) {
             sqlx::query(

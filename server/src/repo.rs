@@ -162,13 +162,20 @@ pub(crate) async fn insert_versions(
 }
 
 /// Ends current versions.
-pub(crate) async fn close_versions(tx: &mut Tx, ids: &[i64], now: i64) -> Result<()> {
+/// `closed_by` is the synchronisation that ended them (0 for a fulfilled order), so that the
+/// next incremental provisioning sees deletions as changes.
+pub(crate) async fn close_versions(
+    tx: &mut Tx,
+    ids: &[i64],
+    now: i64,
+    closed_by: i64,
+) -> Result<()> {
     for chunk in ids.chunks(KEYS_PER_LOOKUP) {
         let sql = format!(
-            "UPDATE entries SET valid_to = $1 WHERE id IN ({})",
-            list(1, chunk.len())
+            "UPDATE entries SET valid_to = $1, closed_by = $2 WHERE id IN ({})",
+            list(2, chunk.len())
         );
-        let mut q = sqlx::query(&sql).bind(now);
+        let mut q = sqlx::query(&sql).bind(now).bind(closed_by);
         for id in chunk {
             q = q.bind(*id);
         }
@@ -554,7 +561,7 @@ async fn flush(
     now: i64,
     sync_id: i64,
 ) -> Result<()> {
-    close_versions(tx, closes, now).await?;
+    close_versions(tx, closes, now, sync_id).await?;
     closes.clear();
     let rows: Vec<(&str, &str, &str, i64)> = inserts
         .iter()

@@ -12,11 +12,13 @@ CREATE TABLE entries (
     hash BIGINT NOT NULL,
     valid_from BIGINT NOT NULL,
     valid_to BIGINT,
-    sync_id BIGINT NOT NULL
+    sync_id BIGINT NOT NULL,
+    closed_by BIGINT
 );
 CREATE UNIQUE INDEX entries_current ON entries (connection, entity_type, key) WHERE valid_to IS NULL;
 CREATE INDEX entries_key ON entries (connection, key);
 CREATE INDEX entries_changed ON entries (connection, sync_id);
+CREATE INDEX entries_closed ON entries (connection, closed_by);
 
 -- What each synchronisation did; one row per upload, so that a replay applies nothing twice.
 CREATE TABLE syncs (

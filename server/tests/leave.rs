@@ -1,0 +1,270 @@
+//! The leave policy over time, and order retries, on the server's own code with a clock the test
+//! moves: an identity leaves, its account is disabled at once and deleted 30 days later; a
+//! `retry-later` result does not use up attempts, a `failed` one does.
+
+use idgard_protocol::model::{OrderKind, OrderOutcome, OrderResult};
+use idgard_protocol::{NewUpload, Operation, OrderResults, OrderState, TaskSpec, frames};
+use idgard_sdk::EntryOp;
+use idgard_sdk::wire::BatchBuffer;
+use idgard_server::queue::Queue;
+use idgard_server::repo::Checked;
+use idgard_server::rules::Rules;
+use sha2::Digest as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+const RULES: &str = r#"
+version = 1
+[identities]
+connection = "hr"
+[[targets]]
+connection = "accounts"
+key = 'identity.key.lowerAscii()'
+enabled_attribute = "enabled"
+max_attempts = 2
+retry_after_s = 1
+correlation = { account = "account.employee_id" }
+leave = { disable = true, delete_after_days = 30 }
+[targets.attributes]
+employee_id = "identity.key"
+"#;
+
+const DAY: i64 = 86_400_000;
+
+struct World {
+    q: Queue,
+    rules: Arc<Rules>,
+    agent: i64,
+    clock: Arc<AtomicI64>,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let config = idgard_server::config::Config {
+            data_dir: dir.path().to_owned(),
+            ..Default::default()
+        };
+        let mut q = idgard_server::open_queue(&config).await.unwrap();
+        let clock = Arc::new(AtomicI64::new(1_800_000_000_000));
+        let c = clock.clone();
+        q.clock = Arc::new(move || c.load(Ordering::SeqCst));
+        let rules = Arc::new(Rules::parse(RULES, "test rules").unwrap());
+        q.rules = Some(rules.clone());
+        q.add_agent("a").await.unwrap();
+        let agent = q.agent_id("a").await.unwrap();
+        World {
+            q,
+            rules,
+            agent,
+            clock,
+            _dir: dir,
+        }
+    }
+
+    fn spec(op: Operation, args: serde_json::Value) -> TaskSpec {
+        TaskSpec {
+            connection: "accounts".into(),
+            operation: op,
+            args,
+            max_attempts: None,
+            timeout_s: None,
+        }
+    }
+
+    /// Stores an export of `hr`: upserts of `people`, deletes of `gone`.
+    async fn export(&self, people: &[&str], gone: &[&str]) -> i64 {
+        let mut b = BatchBuffer::with_capacity(4096);
+        for p in people {
+            let at = b.begin_entry(EntryOp::Upsert, "person", p);
+            b.attribute1("name", p);
+            b.end_entry(at, 1);
+        }
+        for g in gone {
+            let at = b.begin_entry(EntryOp::Delete, "person", g);
+            b.end_entry(at, 0);
+        }
+        let mut content = frames::header(b.entries(), b.len() as u32).to_vec();
+        content.extend_from_slice(b.as_bytes());
+        let id = self
+            .q
+            .enqueue(
+                "a",
+                &[Self::spec(Operation::Export, serde_json::Value::Null)],
+            )
+            .await
+            .unwrap()[0];
+        let fence = self.q.claim(self.agent, 1).await.unwrap()[0].fence;
+        let slot = self
+            .q
+            .open_upload(
+                self.agent,
+                id,
+                &NewUpload {
+                    fence,
+                    name: "entries".into(),
+                    size: content.len() as u64,
+                    sha256: hex::encode(sha2::Sha256::digest(&content)),
+                },
+                u64::MAX,
+            )
+            .await
+            .unwrap();
+        self.q
+            .put_chunk(self.agent, slot.id, 0, &content)
+            .await
+            .unwrap();
+        slot.id
+    }
+
+    async fn sync(&self, upload: i64, incremental: bool) {
+        let Checked::Done(_) = self
+            .q
+            .synchronize("hr", upload, incremental, None, None)
+            .await
+            .unwrap()
+        else {
+            panic!("no threshold is set");
+        };
+    }
+
+    async fn provision(&self) {
+        let Checked::Done(_) = self
+            .q
+            .provision(&self.rules, "accounts", None, false, false, false)
+            .await
+            .unwrap()
+        else {
+            panic!("no threshold is set");
+        };
+    }
+
+    /// A fulfil task takes the ready orders; `answer` gives each one's outcome.
+    async fn fulfil(
+        &self,
+        answer: impl Fn(&idgard_protocol::model::Order) -> OrderOutcome,
+    ) -> Vec<(String, String)> {
+        let id = self
+            .q
+            .enqueue(
+                "a",
+                &[Self::spec(
+                    Operation::Fulfill,
+                    serde_json::json!({ "server_orders": true }),
+                )],
+            )
+            .await
+            .unwrap()[0];
+        let fence = self.q.claim(self.agent, 1).await.unwrap()[0].fence;
+        self.q.heartbeat(self.agent, id, fence, None).await.unwrap();
+        let orders = self.q.task_orders(self.agent, id, fence).await.unwrap();
+        let results: Vec<OrderResult> = orders
+            .iter()
+            .map(|o| OrderResult {
+                id: o.id.clone(),
+                outcome: answer(o),
+            })
+            .collect();
+        self.q
+            .order_results(self.agent, id, &OrderResults { fence, results })
+            .await
+            .unwrap();
+        orders
+            .iter()
+            .map(|o| {
+                let kind = match o.kind {
+                    OrderKind::Create { .. } => "create",
+                    OrderKind::Update { .. } => "update",
+                    OrderKind::Delete => "delete",
+                    OrderKind::Enable => "enable",
+                    OrderKind::Disable => "disable",
+                    OrderKind::SetPassword { .. } => "set-password",
+                };
+                (kind.to_owned(), o.key.clone())
+            })
+            .collect()
+    }
+
+    fn pass_days(&self, days: i64) {
+        self.clock.fetch_add(days * DAY, Ordering::SeqCst);
+    }
+}
+
+fn done(_: &idgard_protocol::model::Order) -> OrderOutcome {
+    OrderOutcome::Done
+}
+
+#[tokio::test]
+async fn a_leaver_is_disabled_then_deleted_thirty_days_later() {
+    let w = World::new().await;
+    let up = w.export(&["E1", "E2"], &[]).await;
+    w.sync(up, false).await;
+    w.provision().await;
+    let mut sent = w.fulfil(done).await;
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            ("create".into(), "e1".into()),
+            ("create".into(), "e2".into())
+        ]
+    );
+
+    // E2 leaves: disabled at once.
+    w.pass_days(1);
+    let up = w.export(&[], &["E2"]).await;
+    w.sync(up, true).await;
+    w.provision().await;
+    assert_eq!(w.fulfil(done).await, [("disable".into(), "e2".into())]);
+
+    // 29 days later nothing is due; 30 days after the leave, the delete is.
+    w.pass_days(29);
+    w.provision().await;
+    assert!(w.fulfil(done).await.is_empty());
+    w.pass_days(1);
+    w.provision().await;
+    assert_eq!(w.fulfil(done).await, [("delete".into(), "e2".into())]);
+    let entries = w.q.entries("accounts", None, 10).await.unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["key"], "e1");
+    assert!(w.q.links("accounts", None).await.unwrap().len() == 1);
+    // And then nothing more.
+    w.pass_days(1);
+    w.provision().await;
+    assert!(w.fulfil(done).await.is_empty());
+}
+
+#[tokio::test]
+async fn retry_later_keeps_attempts_failed_uses_them_up() {
+    let w = World::new().await;
+    let up = w.export(&["E1"], &[]).await;
+    w.sync(up, false).await;
+    w.provision().await;
+    let busy = |_: &idgard_protocol::model::Order| OrderOutcome::RetryLater("busy".into());
+    let broken = |_: &idgard_protocol::model::Order| OrderOutcome::Failed("broken".into());
+    // Three "retry later": the order stays ready for later (after its delay).
+    for _ in 0..3 {
+        assert_eq!(w.fulfil(busy).await.len(), 1);
+        assert!(w.fulfil(busy).await.is_empty(), "not before its delay");
+        w.pass_days(1);
+    }
+    let order = &w.q.orders(None, None, None, 10).await.unwrap()[0];
+    assert_eq!(order.state, OrderState::Retry);
+    assert_eq!(order.message.as_deref(), Some("busy"));
+    assert_eq!(order.attempts, 0, "retry-later uses up no attempt");
+    // Two failures (max_attempts = 2): retried once, then failed for good.
+    assert_eq!(w.fulfil(broken).await.len(), 1);
+    let order = &w.q.orders(None, None, None, 10).await.unwrap()[0];
+    assert_eq!((order.state, order.attempts), (OrderState::Retry, 1));
+    w.pass_days(1);
+    assert_eq!(w.fulfil(broken).await.len(), 1);
+    let order = &w.q.orders(None, None, None, 10).await.unwrap()[0];
+    assert_eq!(order.state, OrderState::Failed, "{order:?}");
+    assert_eq!(order.message.as_deref(), Some("broken"));
+    w.pass_days(1);
+    assert!(
+        w.fulfil(done).await.is_empty(),
+        "a failed order is not sent again"
+    );
+}
