@@ -907,14 +907,7 @@ impl Queue {
             close_versions(tx, &[*id], now, 0).await?;
         }
         if matches!(order.kind, OrderKind::Delete) {
-            sqlx::query(
-                "DELETE FROM links WHERE connection = $1 AND entity_type = $2 AND key = $3",
-            )
-            .bind(connection)
-            .bind(&order.entity_type)
-            .bind(&order.key)
-            .execute(&mut **tx)
-            .await?;
+            unlink(tx, connection, order).await?;
             return Ok(());
         }
         if matches!(order.kind, OrderKind::SetPassword { .. }) {
@@ -935,14 +928,7 @@ impl Queue {
         )
         .await?;
         if matches!(order.kind, OrderKind::Create { .. }) {
-            sqlx::query(
-                "DELETE FROM links WHERE connection = $1 AND entity_type = $2 AND key = $3",
-            )
-            .bind(connection)
-            .bind(&order.entity_type)
-            .bind(&order.key)
-            .execute(&mut **tx)
-            .await?;
+            unlink(tx, connection, order).await?;
             sqlx::query(
                 "INSERT INTO links (connection, entity_type, key, identity, situation, updated_ms) \
                  VALUES ($1, $2, $3, $4, 'linked', $5)",
@@ -1075,5 +1061,16 @@ async fn insert_orders(
         }
         q.execute(&mut **tx).await?;
     }
+    Ok(())
+}
+
+/// Forgets which identity an account belonged to.
+async fn unlink(tx: &mut Tx, connection: &str, order: &Order) -> Result<()> {
+    sqlx::query("DELETE FROM links WHERE connection = $1 AND entity_type = $2 AND key = $3")
+        .bind(connection)
+        .bind(&order.entity_type)
+        .bind(&order.key)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
