@@ -16,6 +16,16 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "tests/guests/misbehave",
         "idgard_guest_misbehave.wasm",
     ),
+    (
+        "idgard-guest-hostile",
+        "tests/guests/hostile",
+        "idgard_guest_hostile.wasm",
+    ),
+    (
+        "idgard-guest-stall",
+        "tests/guests/stall",
+        "idgard_guest_stall.wasm",
+    ),
 ];
 
 fn main() {

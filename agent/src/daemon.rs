@@ -5,18 +5,19 @@
 //! survive a restart (a finished task's outcome, its upload) is written to `work/spool/` first.
 
 use crate::client::{CallError, Client, Credentials, backoff};
+use crate::observer::{LOG_QUEUE, TaskObserver};
+use crate::overlap;
 use anyhow::{Context, Result, bail};
 use idgard_host::model::{Cursor, ErrorKind, Order, OrderOutcome, OrderResult};
-use idgard_host::{Connection, Level, Loaded, Observer, Outcome, Request, RunFolders, Runtime};
+use idgard_host::{Cancel, Connection, Loaded, Outcome, Request, RunFolders, Runtime};
 use idgard_protocol::{
     Assignment, Completion, ConnectionReport, EnrolAnswer, EnrolRequest, Heartbeat,
     HeartbeatAnswer, Hello, LogChunk, LogLine, NewUpload, Operation, OrderResults,
     OrderResultsAnswer, PollAnswer, PollRequest, RunRequest, TaskOrders, TaskOutcome, TaskView,
-    Timings, UploadView, frames,
+    Timings, UploadView,
 };
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,10 @@ pub struct AgentConfig {
     /// Entries per batch asked of connectors.
     #[serde(default = "default_batch")]
     pub batch_size: u32,
+    /// On SIGTERM, how long running tasks may go on before they are stopped. A stopped task is
+    /// not reported: the server hands it out again once its lease lapses.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
 }
 
 fn default_work() -> PathBuf {
@@ -61,6 +66,9 @@ fn default_max_tasks() -> u32 {
 }
 fn default_batch() -> u32 {
     1024
+}
+fn default_shutdown_grace() -> u64 {
+    10
 }
 
 impl AgentConfig {
@@ -206,6 +214,13 @@ fn reload(runtime: &Runtime, config: &AgentConfig, old: &Registry) -> Registry {
         }
     };
     files.sort();
+    // A package that failed to load fails once per reload, not once per connection using it.
+    let mut broken: HashMap<PathBuf, String> = HashMap::new();
+    let agent_folders = [
+        ("work", config.work.as_path()),
+        ("runtime", config.runtime.as_path()),
+        ("connections", config.connections.as_path()),
+    ];
     for file in files {
         let stem = file
             .file_stem()
@@ -216,18 +231,27 @@ fn reload(runtime: &Runtime, config: &AgentConfig, old: &Registry) -> Registry {
             let connector = connection.connector.clone().with_context(|| {
                 "say which connector serves it: `connector = \"<name>\"` (a folder of the runtime)"
             })?;
+            overlap::check(
+                &connection,
+                next.connections.values().map(|(c, _)| c.as_ref()),
+                &agent_folders,
+            )
+            .map_err(|e| anyhow::anyhow!("grants: {e}"))?;
             let dir = config.runtime.join(&connector);
             let mtime = newest_mtime(&dir);
             let loaded = match old.packages.get(&dir).or(next.packages.get(&dir)) {
                 Some((t, l)) if *t == mtime => l.clone(),
                 _ => {
-                    let l = Arc::new(
-                        runtime
-                            .load(&dir)
-                            .with_context(|| format!("connector package {}", dir.display()))?,
-                    );
+                    if let Some(e) = broken.get(&dir) {
+                        bail!("{e}");
+                    }
+                    let l = runtime.load(&dir).map_err(|e| {
+                        let e = format!("connector package {}: {e}", dir.display());
+                        broken.insert(dir.clone(), e.clone());
+                        anyhow::anyhow!(e)
+                    })?;
                     tracing::info!(connector = %l.manifest.name, version = %l.info.version, "connector loaded");
-                    l
+                    Arc::new(l)
                 }
             };
             next.packages.insert(dir, (mtime, loaded.clone()));
@@ -282,13 +306,39 @@ struct Agent {
     runtime: Arc<Runtime>,
     registry: RwLock<Registry>,
     timings: Mutex<Timings>,
-    running: Mutex<HashMap<i64, Arc<AtomicBool>>>,
+    running: Mutex<HashMap<i64, Cancel>>,
     finished: tokio::sync::Notify,
+    /// Set once the agent stops: a task cancelled from now on was stopped by the shutdown.
+    stopping: AtomicBool,
+}
+
+/// Raises the open-descriptor limit to its hard maximum, and says when concurrent runs could
+/// take all of it: each run may hold its connection's `max_handles`, and the agent needs room
+/// of its own for connections to the server, spool files and the compiled cache.
+fn raise_descriptor_limit(max_tasks: u32) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.maximum.is_some_and(|max| limit.current < Some(max)) {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!("cannot raise the open-file limit: {e}");
+        }
+    }
+    let current = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    let needed = u64::from(max_tasks) * u64::from(idgard_host::Limits::default().max_handles) + 512;
+    if current < needed {
+        tracing::warn!(
+            "the open-file limit is {current}: {max_tasks} concurrent runs with the default \
+             max_handles and the agent's own files need about {needed}; raise it (LimitNOFILE) \
+             or lower max_tasks"
+        );
+    }
 }
 
 /// Runs the agent until SIGTERM or Ctrl-C.
 pub async fn run(config: AgentConfig) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    raise_descriptor_limit(config.max_tasks);
     let creds = Credentials::load(&config.credentials_path())?;
     for dir in ["collect", "orders", "state", "spool", "cache"] {
         std::fs::create_dir_all(config.work.join(dir))?;
@@ -325,6 +375,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         }),
         running: Mutex::new(HashMap::new()),
         finished: tokio::sync::Notify::new(),
+        stopping: AtomicBool::new(false),
     });
 
     agent.replay_spool().await;
@@ -365,11 +416,11 @@ pub async fn run(config: AgentConfig) -> Result<()> {
                 for id in answer.cancel {
                     if let Some(flag) = agent.running.lock().expect("running").get(&id) {
                         tracing::info!(task = id, "cancelled by the server");
-                        flag.store(true, Ordering::SeqCst);
+                        flag.cancel();
                     }
                 }
                 for task in answer.tasks {
-                    let flag = Arc::new(AtomicBool::new(false));
+                    let flag = Cancel::new();
                     agent
                         .running
                         .lock()
@@ -404,24 +455,48 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             }
         }
     }
-    let held: Vec<i64> = agent
-        .running
-        .lock()
-        .expect("running")
-        .keys()
-        .copied()
-        .collect();
-    if !held.is_empty() {
-        tracing::info!(
-            "stopping: waiting for {} running task(s) to finish",
-            held.len()
-        );
-        while !agent.running.lock().expect("running").is_empty() {
-            agent.finished.notified().await;
-        }
-    }
+    agent.stop_tasks().await;
     tracing::info!("agent stopped");
     Ok(())
+}
+
+impl Agent {
+    /// Lets running tasks finish within the shutdown grace, then cancels what still runs; the
+    /// host ends a cancelled run at once, whatever its connector is doing.
+    async fn stop_tasks(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let held = self.running.lock().expect("running").len();
+        if held == 0 {
+            return;
+        }
+        let grace = Duration::from_secs(self.config.shutdown_grace_secs);
+        tracing::info!("stopping: waiting up to {grace:?} for {held} running task(s) to finish");
+        let all_done = async {
+            while !self.running.lock().expect("running").is_empty() {
+                self.finished.notified().await;
+            }
+        };
+        if tokio::time::timeout(grace, all_done).await.is_ok() {
+            return;
+        }
+        let left: Vec<Cancel> = self
+            .running
+            .lock()
+            .expect("running")
+            .values()
+            .cloned()
+            .collect();
+        tracing::warn!(
+            "stopping: {} task(s) still running after {grace:?}; stopping them (the server will hand them out again)",
+            left.len()
+        );
+        for c in left {
+            c.cancel();
+        }
+        while !self.running.lock().expect("running").is_empty() {
+            self.finished.notified().await;
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -484,7 +559,7 @@ fn watch(agent: Arc<Agent>) -> Result<()> {
 
 /// Sends a task's log lines up in numbered chunks.
 struct LogShipper {
-    rx: mpsc::UnboundedReceiver<LogLine>,
+    rx: mpsc::Receiver<LogLine>,
     seq: u32,
 }
 
@@ -586,7 +661,7 @@ impl Agent {
         write_private(&self.spool_path(s.task, s.fence), &serde_json::to_vec(s)?)
     }
 
-    async fn run_task(self: Arc<Self>, task: Assignment, cancel: Arc<AtomicBool>) {
+    async fn run_task(self: Arc<Self>, task: Assignment, cancel: Cancel) {
         tracing::info!(attempt = task.attempt, "task received");
         let lost = Arc::new(AtomicBool::new(false));
         let progress = Arc::new((AtomicU64::new(0), AtomicU64::new(u64::MAX)));
@@ -594,7 +669,7 @@ impl Agent {
         match self.heartbeat(&task, &progress).await {
             Ok(h) => {
                 if h.cancel {
-                    cancel.store(true, Ordering::SeqCst);
+                    cancel.cancel();
                 }
             }
             Err(e) if e.status().is_some() => {
@@ -614,12 +689,12 @@ impl Agent {
                     let every = agent.timings.lock().expect("timings").heartbeat_ms;
                     tokio::time::sleep(Duration::from_millis(every)).await;
                     match agent.heartbeat(&task, &progress).await {
-                        Ok(h) if h.cancel => cancel.store(true, Ordering::SeqCst),
+                        Ok(h) if h.cancel => cancel.cancel(),
                         Ok(_) => {}
                         Err(e) if e.status().is_some() => {
                             tracing::warn!(task = task.id, "lease lost ({e}): stopping");
                             lost.store(true, Ordering::SeqCst);
-                            cancel.store(true, Ordering::SeqCst);
+                            cancel.cancel();
                             return;
                         }
                         Err(e) => tracing::warn!(task = task.id, "heartbeat not sent ({e})"),
@@ -632,7 +707,7 @@ impl Agent {
             beats.abort();
             return;
         }
-        let (log_tx, log_rx) = mpsc::unbounded_channel();
+        let (log_tx, log_rx) = mpsc::channel(LOG_QUEUE);
         let mut shipper = LogShipper { rx: log_rx, seq: 0 };
         let shipping = {
             let agent = self.clone();
@@ -654,7 +729,14 @@ impl Agent {
             self.forget(&spooled);
             return;
         }
-        if cancel.load(Ordering::SeqCst) {
+        if cancel.is_cancelled() && self.stopping.load(Ordering::SeqCst) {
+            tracing::info!(
+                "stopped by the agent's shutdown; not reported, the server will hand it out again"
+            );
+            self.forget(&spooled);
+            return;
+        }
+        if cancel.is_cancelled() {
             spooled.outcome = Some(TaskOutcome::Cancelled);
             spooled.cursor = None;
         }
@@ -788,9 +870,9 @@ impl Agent {
     async fn execute(
         self: &Arc<Self>,
         task: &Assignment,
-        cancel: Arc<AtomicBool>,
+        cancel: Cancel,
         progress: Arc<(AtomicU64, AtomicU64)>,
-        log: mpsc::UnboundedSender<LogLine>,
+        log: mpsc::Sender<LogLine>,
     ) -> Spooled {
         let mut spooled = Spooled {
             task: task.id,
@@ -819,9 +901,9 @@ impl Agent {
         self: Arc<Self>,
         task: &Assignment,
         spooled: &mut Spooled,
-        cancel: Arc<AtomicBool>,
+        cancel: Cancel,
         progress: Arc<(AtomicU64, AtomicU64)>,
-        log: mpsc::UnboundedSender<LogLine>,
+        log: mpsc::Sender<LogLine>,
     ) -> Result<TaskOutcome> {
         if task.operation == Operation::Noop {
             return Ok(TaskOutcome::Succeeded {
@@ -919,24 +1001,24 @@ impl Agent {
         } else {
             None
         };
-        let observer = TaskObserver {
-            out: writer.map(|f| std::io::BufWriter::with_capacity(1 << 20, f)),
-            hash: Sha256::new(),
-            size: 0,
-            cancel: cancel.clone(),
-            progress,
-            log,
-            done: Arc::new(Mutex::new(None)),
-        };
-        let done = observer.done.clone();
+        let observer = TaskObserver::new(writer, cancel.clone(), progress, log);
+        let done = observer.done();
         let runtime = self.runtime.clone();
         let started = Instant::now();
+        let stop = cancel.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let folders = RunFolders {
                 collect: Some(&collect),
                 orders: Some(&orders_dir),
             };
-            runtime.run(&loaded, &connection, &folders, request, Box::new(observer))
+            runtime.run_cancellable(
+                &loaded,
+                &connection,
+                &folders,
+                request,
+                Box::new(observer),
+                &stop,
+            )
         })
         .await?;
         let elapsed = started.elapsed();
@@ -944,7 +1026,7 @@ impl Agent {
             Ok(o) => o,
             Err(e) => {
                 let _ = std::fs::remove_file(&entries_path);
-                if cancel.load(Ordering::SeqCst) {
+                if cancel.is_cancelled() {
                     return Ok(TaskOutcome::Cancelled);
                 }
                 return Ok(TaskOutcome::Failed {
@@ -1013,9 +1095,9 @@ impl Agent {
         connection: &Connection,
         loaded: &Arc<Loaded>,
         orders_dir: &Path,
-        cancel: Arc<AtomicBool>,
+        cancel: Cancel,
         progress: Arc<(AtomicU64, AtomicU64)>,
-        log: mpsc::UnboundedSender<LogLine>,
+        log: mpsc::Sender<LogLine>,
     ) -> Result<TaskOutcome> {
         let TaskOrders { orders } = self
             .call_retrying(
@@ -1055,31 +1137,35 @@ impl Agent {
         let total = (todo.len() + known.len()) as u64;
         progress.1.store(total, Ordering::Relaxed);
         for batch in todo.chunks(self.config.batch_size.clamp(1, 500) as usize) {
-            if cancel.load(Ordering::SeqCst) {
+            if cancel.is_cancelled() {
                 return Ok(TaskOutcome::Cancelled);
             }
-            let observer = TaskObserver {
-                out: None,
-                hash: Sha256::new(),
-                size: 0,
-                cancel: cancel.clone(),
-                progress: progress.clone(),
-                log: log.clone(),
-                done: Arc::new(Mutex::new(None)),
-            };
+            let observer = TaskObserver::new(None, cancel.clone(), progress.clone(), log.clone());
             let runtime = self.runtime.clone();
             let loaded = loaded.clone();
             let connection = connection.clone();
             let orders_dir = orders_dir.to_owned();
             let request = Request::Fulfill(batch.to_vec());
+            let stop = cancel.clone();
             let outcome = tokio::task::spawn_blocking(move || {
                 let folders = RunFolders {
                     collect: None,
                     orders: Some(&orders_dir),
                 };
-                runtime.run(&loaded, &connection, &folders, request, Box::new(observer))
+                runtime.run_cancellable(
+                    &loaded,
+                    &connection,
+                    &folders,
+                    request,
+                    Box::new(observer),
+                    &stop,
+                )
             })
-            .await??;
+            .await?;
+            let outcome = match outcome {
+                Err(_) if cancel.is_cancelled() => return Ok(TaskOutcome::Cancelled),
+                other => other?,
+            };
             let results = match outcome {
                 Outcome::Fulfilled(results) => results,
                 Outcome::Failed { kind, message } => {
@@ -1302,75 +1388,5 @@ impl Agent {
         }
         tracing::info!(upload = slot.id, entries = ?slot.entries, bytes = slot.size, "upload complete");
         Ok(slot.id)
-    }
-}
-
-/// Receives a run's output: entries framed into the spool file, logs to the shipper.
-struct TaskObserver {
-    out: Option<std::io::BufWriter<std::fs::File>>,
-    hash: Sha256,
-    size: u64,
-    cancel: Arc<AtomicBool>,
-    progress: Arc<(AtomicU64, AtomicU64)>,
-    log: mpsc::UnboundedSender<LogLine>,
-    done: Arc<Mutex<Option<(u64, String)>>>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-impl Observer for TaskObserver {
-    fn log(&mut self, level: Level, message: &str) {
-        let level = match level {
-            Level::Trace => "trace",
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        };
-        let _ = self.log.send(LogLine {
-            at_ms: now_ms(),
-            level: level.into(),
-            message: message.into(),
-        });
-    }
-
-    fn progress(&mut self, done: u64, total: Option<u64>, _message: &str) {
-        self.progress.0.store(done, Ordering::Relaxed);
-        self.progress
-            .1
-            .store(total.unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-
-    fn entries(&mut self, batch: &[u8], count: u32) -> anyhow::Result<()> {
-        if self.cancel.load(Ordering::SeqCst) {
-            bail!("cancelled");
-        }
-        let Some(out) = &mut self.out else {
-            return Ok(());
-        };
-        let header = frames::header(count, batch.len() as u32);
-        out.write_all(&header)?;
-        out.write_all(batch)?;
-        self.hash.update(header);
-        self.hash.update(batch);
-        self.size += (header.len() + batch.len()) as u64;
-        Ok(())
-    }
-}
-
-impl Drop for TaskObserver {
-    fn drop(&mut self) {
-        if let Some(mut out) = self.out.take() {
-            let flushed = out.flush().and_then(|()| out.get_ref().sync_all()).is_ok();
-            if flushed {
-                let hash = std::mem::take(&mut self.hash);
-                *self.done.lock().expect("done") = Some((self.size, hex::encode(hash.finalize())));
-            }
-        }
     }
 }

@@ -5,7 +5,9 @@
 
 mod client;
 mod daemon;
+mod observer;
 mod output;
+mod overlap;
 mod run;
 mod template;
 

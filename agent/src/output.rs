@@ -80,6 +80,9 @@ impl Printer {
     fn table_row(&mut self, cells: &[&str]) -> std::io::Result<()> {
         let mut line = String::new();
         for c in cells {
+            // Keys and values are the managed system's data, raw: a cell must not be able to
+            // drive the terminal (clear it, retitle it, forge a line).
+            let c = idgard_host::text::escape(c);
             let mut cell: String = c.chars().take(CELL).collect();
             if c.chars().count() > CELL {
                 cell.pop();

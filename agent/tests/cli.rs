@@ -237,3 +237,50 @@ fn a_new_connector_passes_its_own_test_builds_and_runs() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn nothing_a_connector_sends_reaches_the_terminal_raw() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path().to_str().unwrap();
+    let conn = work.path().join("hostile.toml");
+    std::fs::write(
+        &conn,
+        "name = \"hostile\"\n[settings]\nmode = \"log-escape\"\n",
+    )
+    .unwrap();
+    let out = agent(
+        &[
+            "connector",
+            "run",
+            idgard_tests::packages::GUEST_HOSTILE,
+            "export",
+            "--config",
+            conn.to_str().unwrap(),
+            "--work",
+            w,
+            "--format",
+            "table",
+        ],
+        work.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    for (what, printed) in [("stdout", &stdout), ("stderr", &stderr)] {
+        assert!(
+            !printed.contains('\x1b') && !printed.contains('\x07') && !printed.contains('\r'),
+            "{what} carries raw control characters: {printed:?}"
+        );
+    }
+    // Each forged line stays inside the line that carried it.
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.starts_with("exported 5000 entries")),
+        "{stderr}"
+    );
+    assert!(stdout.contains("\\u{1b}[2Jcell"), "{stdout}");
+    assert!(
+        stderr.contains("\\u{1b}]0;pwned\\u{7}forged\\nexported"),
+        "{stderr}"
+    );
+}

@@ -6,9 +6,9 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "idgard-connector",
     imports: { default: trappable },
+    exports: { default: async },
 });
 
-pub(crate) use exports::idgard::connector::connector as guest;
 pub(crate) use idgard::connector::host as imports;
 pub(crate) use idgard::connector::types as wit;
 

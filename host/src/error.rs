@@ -90,6 +90,13 @@ pub enum Error {
         /// The trap, with the connector's last words on stderr when there were any.
         message: String,
     },
+    /// The run was cancelled (by the server, an operator or a shutdown); its store was
+    /// discarded.
+    #[error("connector `{connector}` stopped: the run was cancelled")]
+    Cancelled {
+        /// The connector.
+        connector: String,
+    },
     /// Something in the engine itself failed.
     #[error("engine: {0}")]
     Engine(String),

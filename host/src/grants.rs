@@ -42,6 +42,14 @@ pub struct FolderGrant {
     pub path: PathBuf,
     /// The most access the connection allows.
     pub access: Access,
+    /// Whether the connector may create symbolic links in it (read-write only). Off by default:
+    /// a link left in a folder can redirect whoever opens the folder next.
+    #[serde(default)]
+    pub symlinks: bool,
+    /// Whether this folder may overlap another connection's folder (the agent refuses
+    /// overlapping grants otherwise: one connector could plant links or files in the other's).
+    #[serde(default)]
+    pub shared: bool,
 }
 
 /// A folder a run will see at `/grants/<name>`.
@@ -53,6 +61,8 @@ pub struct GrantedFolder {
     pub path: PathBuf,
     /// The lesser of asked and granted.
     pub access: Access,
+    /// Whether the connector may create symbolic links in it.
+    pub symlinks: bool,
 }
 
 /// What a run gets.
@@ -80,6 +90,7 @@ pub fn effective(manifest: &Manifest, grants: &Grants) -> Effective {
                 name: asked.name.clone(),
                 path: g.path.clone(),
                 access: asked.access.min(g.access),
+                symlinks: g.symlinks && asked.access.min(g.access) == Access::ReadWrite,
             });
         }
     }
@@ -138,12 +149,14 @@ mod tests {
                 GrantedFolder {
                     name: "src".into(),
                     path: "/a".into(),
-                    access: Access::ReadOnly
+                    access: Access::ReadOnly,
+                    symlinks: false,
                 },
                 GrantedFolder {
                     name: "out".into(),
                     path: "/b".into(),
-                    access: Access::ReadOnly
+                    access: Access::ReadOnly,
+                    symlinks: false,
                 },
             ]
         );

@@ -2,22 +2,32 @@
 //! grants it what it asked for and the connection allows, and runs each operation in a fresh,
 //! limited sandbox.
 //!
-//! One [`Runtime`] per process holds the engine (pooling allocator, epoch ticker) and the
-//! compiled-artifact cache; [`Runtime::load`] gives a [`Loaded`] connector, pre-instantiated;
-//! [`Runtime::run`] runs one operation and reports entries, logs and progress to an [`Observer`].
+//! One [`Runtime`] per process holds the engine (pooling allocator, epoch ticker), the tokio
+//! runtime guests run on, and the compiled-artifact cache; [`Runtime::load`] gives a [`Loaded`]
+//! connector, pre-instantiated; [`Runtime::run`] runs one operation and reports entries, logs and
+//! progress to an [`Observer`].
 
 mod bindings;
 pub mod cache;
+mod call;
+mod cancel;
 pub mod connection;
 pub mod contract;
+mod engine;
 pub mod error;
+mod filesystem;
 pub mod grants;
 pub mod limits;
 pub mod manifest;
+mod orders;
+pub mod package;
 pub use idgard_protocol::model;
 pub mod sandbox;
+mod state;
+pub mod text;
 
 pub use cache::{ArtifactCache, CacheUse};
+pub use cancel::Cancel;
 pub use connection::Connection;
 pub use error::Error;
 pub use limits::{LimitHit, Limits};
@@ -25,21 +35,16 @@ pub use manifest::Manifest;
 pub use model::Level;
 pub use sandbox::RunFolders;
 
-use bindings::{IdgardConnectorPre, guest, imports, wit};
-use idgard_sdk::wire;
+use bindings::{IdgardConnectorPre, wit};
+use call::{Answer, Call, Setup};
+use state::{MAX_LOG_MESSAGE, RunState};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
 
-/// Largest `.wasm` file the host reads.
-const MAX_COMPONENT_BYTES: u64 = 256 << 20;
-/// Longest message kept from one log call; longer ones are cut.
-const MAX_LOG_MESSAGE: usize = 8 * 1024;
 /// `describe` at load time gets this long and this much memory.
 const DESCRIBE_LIMITS: Limits = Limits {
     memory_mib: 64,
@@ -48,6 +53,10 @@ const DESCRIBE_LIMITS: Limits = Limits {
     max_batch_mib: 0,
     max_log_kib: 16,
     max_call_mib: 1,
+    max_disk_mib: 0,
+    max_files: 0,
+    max_handles: 64,
+    max_cursor_kib: 0,
 };
 
 /// How the runtime is set up.
@@ -78,11 +87,17 @@ pub struct Runtime {
     cache: Option<ArtifactCache>,
     options: RuntimeOptions,
     ticker: Arc<AtomicBool>,
+    /// Guests and their WASI I/O run here; `None` only while dropping.
+    tokio: Option<tokio::runtime::Runtime>,
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker.store(true, Ordering::Relaxed);
+        // The runtime may be dropped from async code (the agent's): never block there.
+        if let Some(rt) = self.tokio.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
@@ -196,209 +211,63 @@ impl Observer for TracingObserver {
     }
 }
 
-/// The state of one store: one run.
-struct RunState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limits: Limits,
-    memory_denied: bool,
-    peak_memory: usize,
-    limit_hit: Option<(LimitHit, String)>,
-    protocol_error: Option<String>,
-    observer: Box<dyn Observer>,
-    secrets: BTreeMap<String, String>,
-    exporting: bool,
-    log_bytes: usize,
-    logs_dropped: u64,
-    entries: u64,
-    bytes: u64,
-    batches: u64,
-}
-
-impl WasiView for RunState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl wasmtime::ResourceLimiter for RunState {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.limits.memory_bytes() {
-            self.memory_denied = true;
-            return Ok(false);
-        }
-        self.peak_memory = self.peak_memory.max(desired);
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        // Tables hold function references; a million is far beyond any real connector.
-        Ok(desired <= 1_000_000)
-    }
-}
-
-impl wit::Host for RunState {}
-
-impl imports::Host for RunState {
-    fn log(&mut self, level: imports::Level, message: String) -> wasmtime::Result<()> {
-        let budget = (self.limits.max_log_kib as usize) << 10;
-        if self.log_bytes >= budget {
-            self.logs_dropped += 1;
-            return Ok(());
-        }
-        let mut message = message;
-        if message.len() > MAX_LOG_MESSAGE {
-            let mut cut = MAX_LOG_MESSAGE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str(" [cut]");
-        }
-        self.log_bytes += message.len();
-        self.observer.log(level.into(), &message);
-        Ok(())
-    }
-
-    fn progress(&mut self, done: u64, total: Option<u64>, message: String) -> wasmtime::Result<()> {
-        let message = if message.len() > 200 {
-            "…"
-        } else {
-            message.as_str()
-        };
-        self.observer.progress(done, total, message);
-        Ok(())
-    }
-
-    fn secret(&mut self, name: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.secrets.get(&name).cloned())
-    }
-
-    fn emit(&mut self, batch: Vec<u8>) -> wasmtime::Result<()> {
-        if !self.exporting {
-            self.protocol_error = Some("emitted entries outside of an export".into());
-            return Err(wasmtime::format_err!("emit outside of an export"));
-        }
-        let max_batch = (self.limits.max_batch_mib as usize) << 20;
-        if batch.len() > max_batch {
-            self.limit_hit = Some((
-                LimitHit::Batch,
-                format!(
-                    "a batch of {} bytes, limit {} MiB",
-                    batch.len(),
-                    self.limits.max_batch_mib
-                ),
-            ));
-            return Err(wasmtime::format_err!("batch too large"));
-        }
-        let max_output = self.limits.max_output_mib << 20;
-        if self.bytes + batch.len() as u64 > max_output {
-            self.limit_hit = Some((
-                LimitHit::Output,
-                format!("more than {} MiB of entries", self.limits.max_output_mib),
-            ));
-            return Err(wasmtime::format_err!("output limit"));
-        }
-        let mut count = 0u32;
-        for entry in wire::decode(&batch) {
-            if let Err(e) = entry {
-                self.protocol_error = Some(format!("batch {}: {e}", self.batches + 1));
-                return Err(wasmtime::format_err!("malformed batch"));
-            }
-            count += 1;
-        }
-        if let Err(e) = self.observer.entries(&batch, count) {
-            self.protocol_error = Some(format!("the host could not take the entries: {e:#}"));
-            return Err(wasmtime::format_err!("sink failed"));
-        }
-        self.entries += u64::from(count);
-        self.bytes += batch.len() as u64;
-        self.batches += 1;
-        Ok(())
-    }
-}
-
 impl Runtime {
-    /// Creates the engine (pooling allocator, epoch interruption) and its ticker thread.
+    /// Creates the engine (pooling allocator, epoch interruption), its ticker thread and the
+    /// tokio runtime guests run on.
     pub fn new(options: RuntimeOptions) -> Result<Self, Error> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        // Connectors use no component-model async: turning it off makes calls cheaper.
-        config.concurrency_support(false);
-        if std::env::var_os("IDGARD_PERF_MAP").is_some() {
-            // Only with the `profiling` feature; otherwise the engine refuses to start.
-            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
-        }
-        let mut pool = PoolingAllocationConfig::default();
-        let n = options.max_concurrent_runs.max(1);
-        pool.total_component_instances(n);
-        pool.total_core_instances(n * 4);
-        pool.total_memories(n * 2);
-        pool.total_tables(n * 4);
-        pool.total_stacks(n);
-        pool.max_memories_per_component(2);
-        pool.max_memory_size((options.max_memory_mib as usize) << 20);
-        // A run's first pages (stack, settings, one batch) are reused by the next run: resetting
-        // them with memset is cheaper than returning them to the kernel and faulting them back.
-        pool.linear_memory_keep_resident(1 << 20);
-        pool.table_keep_resident(64 << 10);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let engine_err = |e: wasmtime::Error| Error::Engine(format!("{e:#}"));
+        let engine = Engine::new(&engine::config(&options)).map_err(engine_err)?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| Error::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
+        // The guest's files go through the quota guard: the same interface, defined again.
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::filesystem::types::add_to_linker::<
+            RunState,
+            filesystem::Guarded,
+        >(&mut linker, |s| {
+            let quota = s.quota.clone();
+            filesystem::GuardedFs {
+                inner: wasmtime_wasi::filesystem::WasiFilesystemView::filesystem(s),
+                quota,
+            }
+        })
+        .map_err(engine_err)?;
+        linker.allow_shadowing(false);
         bindings::IdgardConnector::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)
-            .map_err(|e| Error::Engine(format!("{e:#}")))?;
+            .map_err(engine_err)?;
 
         let cache = options
             .cache_dir
             .as_deref()
             .map(ArtifactCache::open)
             .transpose()?;
-
-        let stop = Arc::new(AtomicBool::new(false));
-        let ticker_engine = engine.weak();
-        let ticker_stop = stop.clone();
-        std::thread::Builder::new()
-            .name("idgard-epoch".into())
-            .spawn(move || {
-                while !ticker_stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(limits::EPOCH_TICK);
-                    match ticker_engine.upgrade() {
-                        Some(e) => e.increment_epoch(),
-                        None => break,
-                    }
-                }
-            })
-            .map_err(|e| Error::Engine(format!("cannot start the epoch ticker: {e}")))?;
-
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("idgard-host")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Engine(format!("cannot start the host's I/O runtime: {e}")))?;
+        let ticker = engine::start_ticker(&engine)?;
         Ok(Self {
             engine,
             linker,
             cache,
             options,
-            ticker: stop,
+            ticker,
+            tokio: Some(tokio),
         })
+    }
+
+    /// Drives a future on the host's runtime from this (non-async) thread.
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.tokio.as_ref().expect("runtime alive").block_on(f)
     }
 
     /// Loads a connector package: a folder with `connector.toml` (or the manifest's path).
     /// Checks the manifest, the contract version in the manifest and in the component, compiles
-    /// (or takes from the cache), pre-instantiates, and asks the component to describe itself.
+    /// (or takes from the cache), pre-instantiates, and asks the component to describe itself
+    /// (within 10 seconds).
     pub fn load(&self, package: &Path) -> Result<Loaded, Error> {
         let (dir, manifest_path) = if package.is_dir() {
             (package.to_owned(), package.join("connector.toml"))
@@ -416,17 +285,8 @@ impl Runtime {
                 supported: contract::SUPPORTED.into(),
             });
         }
-        let component_path = dir.join(&manifest.component);
-        let size = std::fs::metadata(&component_path)
-            .map_err(|e| Error::io(&component_path, e))?
-            .len();
-        if size > MAX_COMPONENT_BYTES {
-            return Err(Error::component(
-                &component_path,
-                format!("is {size} bytes; the limit is {MAX_COMPONENT_BYTES}"),
-            ));
-        }
-        let wasm = std::fs::read(&component_path).map_err(|e| Error::io(&component_path, e))?;
+        let component_path = package::component_path(&dir, &manifest.component)?;
+        let wasm = package::read_component(&component_path)?;
         let embedded = contract::embedded_version(&component_path, &wasm)?;
         if !contract::supported(&embedded) {
             return Err(Error::Contract {
@@ -487,37 +347,24 @@ impl Runtime {
             folders: RunFolders::default(),
             grants: grants::Effective::default(),
             secrets: BTreeMap::new(),
+            entity_types: vec![],
         };
-        let (info, _) = self.call(&loaded, describe, Box::new(TracingObserver), |c, s| {
-            c.call_describe(s)
-        })?;
-        let info: model::ConnectorInfo = info.into();
-        let m = &loaded.manifest;
-        if info.name != m.name {
-            return Err(Error::component(
-                &loaded.component_path,
-                format!(
-                    "describes itself as `{}` but its manifest names `{}`",
-                    info.name, m.name
-                ),
-            ));
-        }
-        for op in &m.operations {
-            if !info.operations.contains(op) {
-                return Err(Error::component(
-                    &loaded.component_path,
-                    format!(
-                        "its manifest lists `{op}` but the component does not support it (it supports: {})",
-                        info.operations.join(", ")
-                    ),
-                ));
-            }
-        }
-        loaded.info = info;
+        let (answer, _) = self.call(
+            &loaded,
+            describe,
+            Box::new(TracingObserver),
+            &Cancel::new(),
+            Call::Describe,
+        )?;
+        let Answer::Info(info) = answer else {
+            unreachable!("describe answers with info")
+        };
+        loaded.info = check_info(&loaded, info.into())?;
         Ok(loaded)
     }
 
-    /// Runs one operation of a connector for a connection, in a fresh sandbox.
+    /// Runs one operation of a connector for a connection, in a fresh sandbox, until it ends or
+    /// its deadline passes.
     pub fn run(
         &self,
         loaded: &Loaded,
@@ -525,6 +372,50 @@ impl Runtime {
         folders: &RunFolders<'_>,
         request: Request,
         observer: Box<dyn Observer>,
+    ) -> Result<Outcome, Error> {
+        self.run_cancellable(
+            loaded,
+            connection,
+            folders,
+            request,
+            observer,
+            &Cancel::new(),
+        )
+    }
+
+    /// [`Runtime::run`], also ended (with [`Error::Cancelled`]) as soon as `cancel` is
+    /// cancelled, whatever the connector is doing. An export stopped by the host (a limit, a
+    /// trap, a cancellation) leaves its collection folder empty: what a stopped run wrote there
+    /// cannot be trusted.
+    pub fn run_cancellable(
+        &self,
+        loaded: &Loaded,
+        connection: &Connection,
+        folders: &RunFolders<'_>,
+        request: Request,
+        observer: Box<dyn Observer>,
+        cancel: &Cancel,
+    ) -> Result<Outcome, Error> {
+        let exporting = matches!(request, Request::Export { .. });
+        let out = self.run_checked(loaded, connection, folders, request, observer, cancel);
+        if exporting
+            && out.is_err()
+            && let Some(collect) = folders.collect
+            && let Err(e) = sandbox::empty_folder(collect)
+        {
+            tracing::warn!(folder = %collect.display(), "cannot empty the collection folder of a stopped export: {e}");
+        }
+        out
+    }
+
+    fn run_checked(
+        &self,
+        loaded: &Loaded,
+        connection: &Connection,
+        folders: &RunFolders<'_>,
+        request: Request,
+        observer: Box<dyn Observer>,
+        cancel: &Cancel,
     ) -> Result<Outcome, Error> {
         let op = request.operation();
         let m = &loaded.manifest;
@@ -546,12 +437,7 @@ impl Runtime {
                 operation: op.into(),
             });
         }
-        if connection.limits.memory_mib > self.options.max_memory_mib {
-            return Err(bad(format!(
-                "memory limit {} MiB is above this agent's maximum of {} MiB",
-                connection.limits.memory_mib, self.options.max_memory_mib
-            )));
-        }
+        self.check_limits(&connection.limits).map_err(bad)?;
         let settings = m
             .resolve_settings(&connection.settings)
             .map_err(bad)?
@@ -563,73 +449,30 @@ impl Runtime {
             observer.log(Level::Warn, &format!("the connection grants {unused}, which the connector does not ask for: not given"));
         }
         let folders = RunFolders {
-            collect: if matches!(request, Request::Export { .. }) {
-                folders.collect
-            } else {
-                None
-            },
-            orders: if matches!(request, Request::Fulfill(_)) {
-                folders.orders
-            } else {
-                None
-            },
+            collect: folders
+                .collect
+                .filter(|_| matches!(request, Request::Export { .. })),
+            orders: folders
+                .orders
+                .filter(|_| matches!(request, Request::Fulfill(_))),
         };
         let setup = Setup {
             limits: connection.limits,
             folders,
             grants: effective,
             secrets,
+            entity_types: loaded.info.entity_types.clone(),
         };
-        match request {
-            Request::TestConnection => {
-                let (r, _) = self.call(loaded, setup, observer, |c, s| {
-                    c.call_test_connection(s, &settings)
-                })?;
-                Ok(match r {
-                    Ok(()) => Outcome::Tested,
-                    Err(e) => failed(e),
-                })
-            }
-            Request::Schema => {
-                let (r, _) =
-                    self.call(loaded, setup, observer, |c, s| c.call_schema(s, &settings))?;
-                Ok(match r {
-                    Ok(s) => Outcome::Schema(s.into_iter().map(Into::into).collect()),
-                    Err(e) => failed(e),
-                })
-            }
+        let (call, ids) = match request {
+            Request::TestConnection => (Call::Test(settings), vec![]),
+            Request::Schema => (Call::Schema(settings), vec![]),
             Request::Export { cursor, batch_size } => {
-                let request = wit::ExportRequest {
-                    mode: match cursor {
-                        None => wit::ExportMode::Full,
-                        Some(c) => wit::ExportMode::Incremental(c.into()),
-                    },
-                    batch_size,
+                let mode = match cursor {
+                    None => wit::ExportMode::Full,
+                    Some(c) => wit::ExportMode::Incremental(c.into()),
                 };
-                let (r, state) = self.call(loaded, setup, observer, |c, s| {
-                    s.data_mut().exporting = true;
-                    c.call_export(s, &settings, &request)
-                })?;
-                Ok(match r {
-                    Ok(summary) => {
-                        if summary.entries != state.entries {
-                            tracing::warn!(
-                                connector = %m.name,
-                                "connector counted {} entries, the host received {}; keeping the host's count",
-                                summary.entries, state.entries
-                            );
-                        }
-                        Outcome::Exported(model::ExportSummary {
-                            cursor: summary.cursor.map(Into::into),
-                            entries: state.entries,
-                            rejected: summary.rejected,
-                            bytes: state.bytes,
-                            batches: state.batches,
-                            peak_memory: state.peak_memory,
-                        })
-                    }
-                    Err(e) => failed(e),
-                })
+                let request = wit::ExportRequest { mode, batch_size };
+                (Call::Export(settings, request), vec![])
             }
             Request::Fulfill(orders) => {
                 let ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
@@ -637,82 +480,51 @@ impl Runtime {
                 if let Some(dup) = ids.iter().find(|id| !seen.insert(id.as_str())) {
                     return Err(bad(format!("order id `{dup}` appears twice in one batch")));
                 }
-                let orders: Vec<wit::Order> = orders.into_iter().map(Into::into).collect();
-                let (r, _) = self.call(loaded, setup, observer, |c, s| {
-                    c.call_fulfill(s, &settings, &orders)
-                })?;
-                Ok(match r {
-                    Ok(results) => Outcome::Fulfilled(match_results(&m.name, &ids, results)),
-                    Err(e) => failed(e),
-                })
+                let orders = orders.into_iter().map(Into::into).collect();
+                (Call::Fulfill(settings, orders), ids)
             }
-        }
+        };
+        let (answer, mut counts) = self.call(loaded, setup, observer, cancel, call)?;
+        let limits = &connection.limits;
+        Ok(match answer {
+            Answer::Info(_) => unreachable!("describe is not a request"),
+            Answer::Tested(Ok(())) => Outcome::Tested,
+            Answer::Schema(Ok(s)) => Outcome::Schema(s.into_iter().map(Into::into).collect()),
+            Answer::Exported(Ok(summary)) => {
+                exported(&m.name, limits, summary, &counts).map_err(|(limit, detail)| {
+                    Error::Limit {
+                        connector: m.name.clone(),
+                        limit,
+                        detail,
+                    }
+                })?
+            }
+            Answer::Fulfilled(Ok(results)) => {
+                Outcome::Fulfilled(orders::match_results(&ids, results, &mut *counts.observer))
+            }
+            Answer::Tested(Err(e))
+            | Answer::Schema(Err(e))
+            | Answer::Exported(Err(e))
+            | Answer::Fulfilled(Err(e)) => failed(e),
+        })
     }
 
-    /// Instantiates the connector in a fresh store with these limits and grants, calls `f`, and
-    /// turns any trap into an error naming the limit hit. The store is dropped either way.
-    fn call<R>(
-        &self,
-        loaded: &Loaded,
-        setup: Setup<'_>,
-        observer: Box<dyn Observer>,
-        f: impl FnOnce(&guest::Guest, &mut Store<RunState>) -> wasmtime::Result<R>,
-    ) -> Result<(R, Counts), Error> {
-        let limits = setup.limits;
-        let (wasi, stderr) = sandbox::build(&setup.folders, &setup.grants)?;
-        let state = RunState {
-            wasi,
-            table: ResourceTable::new(),
-            limits,
-            memory_denied: false,
-            peak_memory: 0,
-            limit_hit: None,
-            protocol_error: None,
-            observer,
-            secrets: setup.secrets,
-            exporting: false,
-            log_bytes: 0,
-            logs_dropped: 0,
-            entries: 0,
-            bytes: 0,
-            batches: 0,
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| s);
-        store.set_epoch_deadline(limits.deadline_ticks());
-        store.epoch_deadline_trap();
-        store.set_hostcall_fuel((limits.max_call_mib as usize) << 20);
-        let result = loaded
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| f(instance.idgard_connector_connector(), &mut store));
-        let state = store.data_mut();
-        if state.logs_dropped > 0 {
-            let n = state.logs_dropped;
-            state.observer.log(
-                Level::Warn,
-                &format!(
-                    "{n} log messages dropped: the run wrote more than {} KiB of logs",
-                    limits.max_log_kib
-                ),
-            );
+    /// A connection's limits must fit what this runtime was set up for.
+    fn check_limits(&self, limits: &Limits) -> Result<(), String> {
+        if limits.memory_mib > self.options.max_memory_mib {
+            return Err(format!(
+                "memory limit {} MiB is above this agent's maximum of {} MiB",
+                limits.memory_mib, self.options.max_memory_mib
+            ));
         }
-        let counts = Counts {
-            entries: state.entries,
-            bytes: state.bytes,
-            batches: state.batches,
-            peak_memory: state.peak_memory as u64,
-        };
-        match result {
-            Ok(r) => Ok((r, counts)),
-            Err(e) => Err(classify(
-                &loaded.manifest.name,
-                &limits,
-                state,
-                &e,
-                &stderr.text(),
-            )),
+        if limits.max_handles > limits::MAX_HANDLES {
+            return Err(format!(
+                "max_handles {} is above the maximum of {}",
+                limits.max_handles,
+                limits::MAX_HANDLES
+            ));
         }
+        Ok(())
     }
 
     /// The engine (for tools that need it, like the benchmark).
@@ -721,108 +533,82 @@ impl Runtime {
     }
 }
 
-/// What one run is given: its limits, folders, grants and secrets.
-struct Setup<'a> {
-    limits: Limits,
-    folders: RunFolders<'a>,
-    grants: grants::Effective,
-    secrets: BTreeMap<String, String>,
+/// What `describe` answered, checked against the manifest.
+fn check_info(loaded: &Loaded, info: model::ConnectorInfo) -> Result<model::ConnectorInfo, Error> {
+    let m = &loaded.manifest;
+    let bad = |message: String| Error::component(&loaded.component_path, message);
+    if info.name != m.name {
+        return Err(bad(format!(
+            "describes itself as `{}` but its manifest names `{}`",
+            text::shown(&info.name, 64),
+            m.name
+        )));
+    }
+    for op in &m.operations {
+        if !info.operations.contains(op) {
+            return Err(bad(format!(
+                "its manifest lists `{op}` but the component does not support it (it supports: {})",
+                info.operations.join(", ")
+            )));
+        }
+    }
+    if let Some(t) = info
+        .entity_types
+        .iter()
+        .find(|t| !manifest::valid_entity_type(t))
+    {
+        return Err(bad(format!(
+            "declares entity type `{}`: use letters, digits, `-`, `_` and `.` (at most 64)",
+            text::shown(t, 64)
+        )));
+    }
+    if info.version.len() > 64 || text::escape(&info.version) != info.version {
+        return Err(bad(
+            "describes a version that is not a short, plain text".into()
+        ));
+    }
+    Ok(info)
 }
 
-struct Counts {
-    entries: u64,
-    bytes: u64,
-    batches: u64,
-    peak_memory: u64,
+/// The export's summary, with the host's counts; refused when its cursor is over the limit.
+fn exported(
+    connector: &str,
+    limits: &Limits,
+    summary: wit::ExportSummary,
+    counts: &call::Counts,
+) -> Result<Outcome, (LimitHit, String)> {
+    if let Some(c) = &summary.cursor {
+        let size = c.data.len() + c.format.len();
+        if size > (limits.max_cursor_kib as usize) << 10 {
+            return Err((
+                LimitHit::Cursor,
+                format!(
+                    "returned a cursor of {size} bytes, limit {} KiB",
+                    limits.max_cursor_kib
+                ),
+            ));
+        }
+    }
+    if summary.entries != counts.entries {
+        tracing::warn!(
+            %connector,
+            "connector counted {} entries, the host received {}; keeping the host's count",
+            summary.entries, counts.entries
+        );
+    }
+    Ok(Outcome::Exported(model::ExportSummary {
+        cursor: summary.cursor.map(Into::into),
+        entries: counts.entries,
+        rejected: summary.rejected,
+        bytes: counts.bytes,
+        batches: counts.batches,
+        peak_memory: counts.peak_memory,
+    }))
 }
 
 fn failed(e: wit::Error) -> Outcome {
     Outcome::Failed {
         kind: e.kind.into(),
-        message: e.message,
+        message: text::shown(&e.message, MAX_LOG_MESSAGE),
     }
-}
-
-/// Says which limit a trap came from, or what else went wrong, with the connector's stderr.
-fn classify(
-    connector: &str,
-    limits: &Limits,
-    state: &RunState,
-    e: &wasmtime::Error,
-    stderr: &str,
-) -> Error {
-    let connector = connector.to_owned();
-    if let Some((limit, detail)) = &state.limit_hit {
-        return Error::Limit {
-            connector,
-            limit: *limit,
-            detail: detail.clone(),
-        };
-    }
-    if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        return Error::Limit {
-            connector,
-            limit: LimitHit::Deadline,
-            detail: format!(
-                "ran longer than {:?}",
-                Duration::from_secs(limits.deadline_secs)
-            ),
-        };
-    }
-    if state.memory_denied {
-        return Error::Limit {
-            connector,
-            limit: LimitHit::Memory,
-            detail: format!("tried to grow its memory past {} MiB", limits.memory_mib),
-        };
-    }
-    if let Some(p) = &state.protocol_error {
-        return Error::Trap {
-            connector,
-            message: p.clone(),
-        };
-    }
-    let mut message = match e.downcast_ref::<Trap>() {
-        Some(t) => format!("trapped: {t}"),
-        None => format!("{e:#}"),
-    };
-    if !stderr.is_empty() {
-        message.push_str("\nconnector stderr:\n");
-        message.push_str(stderr);
-    }
-    Error::Trap { connector, message }
-}
-
-/// One result per order, in the orders' order: results for unknown ids or repeated ids are
-/// dropped, orders the connector gave no result for are reported failed.
-fn match_results(
-    connector: &str,
-    ids: &[String],
-    results: Vec<wit::OrderResult>,
-) -> Vec<model::OrderResult> {
-    let mut by_id: BTreeMap<String, model::OrderOutcome> = BTreeMap::new();
-    for r in results {
-        if !ids.contains(&r.id) {
-            tracing::warn!(%connector, id = %r.id, "result for an order that was not sent; ignored");
-            continue;
-        }
-        match by_id.entry(r.id) {
-            std::collections::btree_map::Entry::Occupied(e) => {
-                tracing::warn!(%connector, id = %e.key(), "second result for one order; the first is kept");
-            }
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(r.outcome.into());
-            }
-        }
-    }
-    ids.iter()
-        .map(|id| model::OrderResult {
-            id: id.clone(),
-            outcome: by_id.remove(id).unwrap_or_else(|| {
-                model::OrderOutcome::Failed(
-                    "the connector returned no result for this order".into(),
-                )
-            }),
-        })
-        .collect()
 }

@@ -220,6 +220,17 @@ fn kind_name(kind: SettingType) -> &'static str {
     }
 }
 
+/// Entity types a connector may declare: letters, digits, `-`, `_` and `.`, not starting with
+/// `.`, at most 64 bytes. They name tables, files and log fields downstream.
+pub fn valid_entity_type(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// Names of connectors, folders and connections: safe as file names and guest paths.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()

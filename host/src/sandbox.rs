@@ -4,7 +4,8 @@
 use crate::error::Error;
 use crate::grants::{Access, Effective};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::sockets::SocketAddrUse;
@@ -30,24 +31,59 @@ pub struct RunFolders<'a> {
     pub orders: Option<&'a Path>,
 }
 
-/// A folder must exist, be a real folder (not a symlink: a link swapped in by someone else could
-/// point the connector anywhere) and be given with an absolute or relative path we can open.
-fn check_folder(path: &Path) -> Result<(), Error> {
-    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::Folder {
+/// Opens a folder by walking its path one component at a time, following no symbolic link on
+/// the way. A link anywhere in a granted path (not only as its last component) is refused: a
+/// connector with a read-write grant above another connection's folder could otherwise swap a
+/// folder for a link and send that connection's next run, and everything it writes, anywhere.
+/// Paths are normalised lexically (`a/../b` is `b`), which matches the kernel's view exactly
+/// because no component may be a link.
+pub fn open_folder(path: &Path) -> Result<OwnedFd, Error> {
+    use rustix::fs::{CWD, Mode, OFlags, openat};
+    let bad = |message: String| Error::Folder {
         path: path.to_owned(),
-        message: format!("cannot be opened: {e}"),
-    })?;
-    if meta.file_type().is_symlink() {
-        return Err(Error::Folder {
-            path: path.to_owned(),
-            message: "is a symbolic link; grant its target instead".into(),
-        });
+        message,
+    };
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => parts.push(p),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
     }
-    if !meta.is_dir() {
-        return Err(Error::Folder {
-            path: path.to_owned(),
-            message: "is not a folder".into(),
-        });
+    let start = if path.is_absolute() { "/" } else { "." };
+    let mut dir = openat(CWD, start, flags, Mode::empty())
+        .map_err(|e| bad(format!("cannot be opened: {e}")))?;
+    let mut walked = PathBuf::from(start);
+    for part in parts {
+        walked.push(part);
+        dir = openat(&dir, part, flags, Mode::empty()).map_err(
+            |e| match std::fs::symlink_metadata(&walked) {
+                Ok(m) if m.file_type().is_symlink() => bad(format!(
+                    "{} is a symbolic link; grant the real folder instead",
+                    walked.display()
+                )),
+                Ok(m) if !m.is_dir() => bad(format!("{} is not a folder", walked.display())),
+                _ => bad(format!("cannot be opened: {e}")),
+            },
+        )?;
+    }
+    Ok(dir)
+}
+
+/// Removes everything in a folder (not the folder), following no link: a link is removed, not
+/// what it points to.
+pub fn empty_folder(path: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
     }
     Ok(())
 }
@@ -65,8 +101,10 @@ pub(crate) fn build(
     b.allow_ip_name_lookup(false);
     let open =
         |b: &mut WasiCtxBuilder, host: &Path, guest: &str, perms: FsPerms| -> Result<(), Error> {
-            check_folder(host)?;
-            b.preopened_dir(host, guest, perms)
+            // WASI opens the folder again by path: through the descriptor we just opened, so it
+            // is the folder we checked, whatever changed since.
+            let dir = open_folder(host)?;
+            b.preopened_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()), guest, perms)
                 .map(|_| ())
                 .map_err(|e| Error::Folder {
                     path: host.to_owned(),

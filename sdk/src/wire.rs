@@ -10,9 +10,19 @@
 //!
 //! A delete carries no attributes. The host validates every batch with [`decode`] before it
 //! keeps a byte of it, so a connector that writes garbage is stopped with a clear error.
+//!
+//! Besides the layout, [`decode`] refuses what no managed system can mean and what would hurt
+//! whoever reads the entries later (a database, a terminal): a key longer than [`MAX_KEY_BYTES`];
+//! control characters (U+0000–U+001F, U+007F) in an entity type, a key or an attribute name;
+//! NUL in a value (PostgreSQL cannot store it, no directory means it; other control characters,
+//! such as a line break in an address, are kept); the same attribute name twice in one entry.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+/// Longest key an entry may have, in bytes. Distinguished names of deep directory trees stay
+/// far below it; a connector that sends megabytes as a key is broken or hostile.
+pub const MAX_KEY_BYTES: usize = 4096;
 
 /// Whether an entry is (re)written or removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,6 +291,33 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Whether text holds a C0 control character or DEL.
+fn has_control(s: &str) -> bool {
+    s.bytes().any(|b| b < 0x20 || b == 0x7f)
+}
+
+impl<'a> Reader<'a> {
+    /// A name (entity type, attribute): not empty, no control characters.
+    fn name(&mut self, what: &'static str) -> Result<&'a str, WireError> {
+        let at = self.pos;
+        let s = self.str()?;
+        let reason = if s.is_empty() {
+            match what {
+                "entity type" => "empty entity type",
+                _ => "empty attribute name",
+            }
+        } else if has_control(s) {
+            match what {
+                "entity type" => "control character in an entity type",
+                _ => "control character in an attribute name",
+            }
+        } else {
+            return Ok(s);
+        };
+        Err(WireError { offset: at, reason })
+    }
+}
+
 /// Reads and validates a batch, entry by entry. Every string is checked to be UTF-8 and within
 /// the batch; entity types and keys must not be empty; deletes carry no attributes.
 pub fn decode(batch: &[u8]) -> impl Iterator<Item = Result<EntryRef<'_>, WireError>> {
@@ -310,26 +347,56 @@ fn read_entry<'a>(r: &mut Reader<'a>) -> Result<EntryRef<'a>, WireError> {
             });
         }
     };
-    let entity_type = r.str()?;
-    if entity_type.is_empty() {
-        return Err(r.err("empty entity type"));
-    }
+    let entity_type = r.name("entity type")?;
+    let key_at = r.pos;
     let key = r.str()?;
     if key.is_empty() {
         return Err(r.err("empty key"));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(WireError {
+            offset: key_at,
+            reason: "key longer than 4096 bytes",
+        });
+    }
+    if has_control(key) {
+        return Err(WireError {
+            offset: key_at,
+            reason: "control character in a key",
+        });
     }
     let attributes = r.u32()?;
     if op == EntryOp::Delete && attributes != 0 {
         return Err(r.err("a delete carries attributes"));
     }
     let start = r.pos;
-    for _ in 0..attributes {
-        if r.str()?.is_empty() {
-            return Err(r.err("empty attribute name"));
+    // Names seen in this entry, to refuse a repeated one. Entries have a handful of attributes:
+    // comparing with the earlier ones is cheaper than hashing, and the first 16 need no
+    // allocation.
+    let mut first: [&str; 16] = [""; 16];
+    let mut more: Vec<&str> = Vec::new();
+    for i in 0..attributes as usize {
+        let at = r.pos;
+        let name = r.name("attribute name")?;
+        if first[..i.min(16)].contains(&name) || more.contains(&name) {
+            return Err(WireError {
+                offset: at,
+                reason: "the same attribute name twice in one entry",
+            });
+        }
+        match first.get_mut(i) {
+            Some(slot) => *slot = name,
+            None => more.push(name),
         }
         let n = r.u32()?;
         for _ in 0..n {
-            r.str()?;
+            let at = r.pos;
+            if r.str()?.as_bytes().contains(&0) {
+                return Err(WireError {
+                    offset: at,
+                    reason: "NUL character in a value",
+                });
+            }
         }
     }
     Ok(EntryRef {
@@ -401,6 +468,68 @@ mod tests {
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         let err = decode(&huge).next().unwrap().unwrap_err();
         assert_eq!(err.reason, "string runs past the batch");
+    }
+
+    /// The first error decoding one upsert entry gives, or "accepted".
+    fn first_error(entity_type: &str, key: &str, attributes: &[(&str, &str)]) -> &'static str {
+        let mut b = BatchBuffer::default();
+        let at = b.begin_entry(EntryOp::Upsert, entity_type, key);
+        for (name, value) in attributes {
+            b.attribute1(name, value);
+        }
+        b.end_entry(at, attributes.len() as u32);
+        decode(b.as_bytes())
+            .find_map(Result::err)
+            .map_or("accepted", |e| e.reason)
+    }
+
+    #[test]
+    fn refuses_what_no_managed_system_means() {
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        let longest = "k".repeat(MAX_KEY_BYTES);
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: [Case; 9] = [
+            (
+                "p",
+                "k",
+                &[("a", "1"), ("b", "2"), ("a", "3")],
+                "the same attribute name twice in one entry",
+            ),
+            ("p", "a\0b", &[], "control character in a key"),
+            ("p", "l1\nl2", &[], "control character in a key"),
+            ("p", "\x1b[2J", &[], "control character in a key"),
+            ("p\x7f", "k", &[], "control character in an entity type"),
+            (
+                "p",
+                "k",
+                &[("a\tb", "1")],
+                "control character in an attribute name",
+            ),
+            ("p", "k", &[("a", "x\0y")], "NUL character in a value"),
+            ("p", &long, &[], "key longer than 4096 bytes"),
+            (
+                "p",
+                &longest,
+                &[("addr", "line 1\nline 2\tend")],
+                "accepted",
+            ),
+        ];
+        for (entity_type, key, attributes, expected) in cases {
+            assert_eq!(
+                first_error(entity_type, key, attributes),
+                expected,
+                "{key:.20}"
+            );
+        }
+        // Past the first 16 attributes, repeats are still found.
+        let names: Vec<String> = (0..40).map(|i| format!("a{i}")).collect();
+        let mut attributes: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        assert_eq!(first_error("p", "k", &attributes), "accepted");
+        attributes.push(("a30", "again"));
+        assert_eq!(
+            first_error("p", "k", &attributes),
+            "the same attribute name twice in one entry"
+        );
     }
 
     #[test]

@@ -195,3 +195,43 @@ fn a_cache_folder_others_can_write_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn the_manifests_component_must_be_a_file_of_the_package() {
+    let s = Scratch::new();
+    let pkg = copy_package(idgard_tests::packages::CONNECTOR_CSV, &s.path("pkg"));
+    let manifest = pkg.join("connector.toml");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    let fifo = pkg.join("fifo.wasm");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        0,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", pkg.join("passwd.wasm")).unwrap();
+    for (component, expected) in [
+        ("/dev/zero", "a file inside the package folder"),
+        ("../../../etc/shadow", "a file inside the package folder"),
+        ("fifo.wasm", "is not a regular file"),
+        ("passwd.wasm", "is a symbolic link"),
+    ] {
+        let started = std::time::Instant::now();
+        std::fs::write(
+            &manifest,
+            original.replace(
+                "component = \"idgard_connector_csv.wasm\"",
+                &format!("component = {component:?}"),
+            ),
+        )
+        .unwrap();
+        let msg = load_err(&pkg);
+        assert!(msg.contains(expected), "{component}: {msg}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{component} hung"
+        );
+    }
+}

@@ -1,7 +1,9 @@
 //! End-to-end tests of the connector platform: the real host running the real CSV connector and
 //! the misbehaving test guest. One binary (one engine, shared by every test, as in the agent).
 
+mod agent_sandbox;
 mod csv;
+mod hostile;
 mod limits;
 mod loading;
 mod pipeline;

@@ -1,7 +1,7 @@
 //! What every test uses: one runtime, the loaded packages, a capturing observer, connections.
 
 use idgard_host::{
-    Connection, Error, Level, Loaded, Observer, Outcome, Request, RunFolders, Runtime,
+    Cancel, Connection, Error, Level, Loaded, Observer, Outcome, Request, RunFolders, Runtime,
     RuntimeOptions,
 };
 use idgard_sdk::wire::{Entry, decode};
@@ -38,10 +38,20 @@ pub fn misbehave() -> &'static Loaded {
     })
 }
 
+pub fn hostile() -> &'static Loaded {
+    static L: OnceLock<Loaded> = OnceLock::new();
+    L.get_or_init(|| {
+        runtime()
+            .load(Path::new(idgard_tests::packages::GUEST_HOSTILE))
+            .unwrap()
+    })
+}
+
 /// What a run reported besides its outcome.
 #[derive(Clone, Default)]
 pub struct Captured {
     pub logs: Arc<Mutex<Vec<(Level, String)>>>,
+    pub progress: Arc<Mutex<Vec<String>>>,
     pub entries: Arc<Mutex<Vec<Entry>>>,
 }
 
@@ -73,6 +83,9 @@ impl Captured {
 impl Observer for Captured {
     fn log(&mut self, level: Level, message: &str) {
         self.logs.lock().unwrap().push((level, message.to_owned()));
+    }
+    fn progress(&mut self, _done: u64, _total: Option<u64>, message: &str) {
+        self.progress.lock().unwrap().push(message.to_owned());
     }
     fn entries(&mut self, batch: &[u8], _count: u32) -> anyhow::Result<()> {
         let mut all = self.entries.lock().unwrap();
@@ -124,6 +137,17 @@ impl Scratch {
         conn: &Connection,
         request: Request,
     ) -> (Result<Outcome, Error>, Captured) {
+        self.run_cancellable(loaded, conn, request, &Cancel::new())
+    }
+
+    /// The same, cancelled when `cancel` is.
+    pub fn run_cancellable(
+        &self,
+        loaded: &Loaded,
+        conn: &Connection,
+        request: Request,
+        cancel: &Cancel,
+    ) -> (Result<Outcome, Error>, Captured) {
         let collect = self.mkdir("collect");
         let orders = self.mkdir("orders");
         let captured = Captured::default();
@@ -131,7 +155,14 @@ impl Scratch {
             collect: Some(&collect),
             orders: Some(&orders),
         };
-        let out = runtime().run(loaded, conn, &folders, request, Box::new(captured.clone()));
+        let out = runtime().run_cancellable(
+            loaded,
+            conn,
+            &folders,
+            request,
+            Box::new(captured.clone()),
+            cancel,
+        );
         (out, captured)
     }
 }

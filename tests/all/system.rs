@@ -502,6 +502,7 @@ impl Agent {
         for (pkg, folder) in [
             (idgard_tests::packages::CONNECTOR_CSV, "csv"),
             (idgard_tests::packages::GUEST_MISBEHAVE, "misbehave"),
+            (idgard_tests::packages::GUEST_HOSTILE, "hostile"),
         ] {
             let to = runtime.join(folder);
             std::fs::create_dir_all(&to).unwrap();
@@ -607,6 +608,28 @@ impl Agent {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// SIGTERM; returns how long the agent took to exit.
+    pub fn terminate(&mut self) -> Duration {
+        let started = Instant::now();
+        if let Some(mut c) = self.child.take() {
+            terminate(&c);
+            let _ = c.wait();
+        }
+        started.elapsed()
+    }
+
+    /// The agent process's peak resident memory (VmHWM), in MiB.
+    pub fn peak_rss_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        kib / 1024
     }
 
     /// TCP sockets the agent process listens on (from /proc).
