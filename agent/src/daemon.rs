@@ -1003,24 +1003,17 @@ impl Agent {
         };
         let observer = TaskObserver::new(writer, cancel.clone(), progress, log);
         let done = observer.done();
-        let runtime = self.runtime.clone();
         let started = Instant::now();
-        let stop = cancel.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let folders = RunFolders {
-                collect: Some(&collect),
-                orders: Some(&orders_dir),
-            };
-            runtime.run_cancellable(
-                &loaded,
-                &connection,
-                &folders,
+        let outcome = self
+            .run_connector(
+                (loaded, connection),
+                Some(collect),
+                orders_dir,
                 request,
-                Box::new(observer),
-                &stop,
+                observer,
+                &cancel,
             )
-        })
-        .await?;
+            .await?;
         let elapsed = started.elapsed();
         let outcome = match outcome {
             Ok(o) => o,
@@ -1084,6 +1077,36 @@ impl Agent {
         })
     }
 
+    /// Runs one operation of a connection on a blocking thread (the host drives the guest
+    /// from there), ended early when `cancel` is.
+    async fn run_connector(
+        &self,
+        (loaded, connection): (Arc<Loaded>, Arc<Connection>),
+        collect: Option<PathBuf>,
+        orders: PathBuf,
+        request: Request,
+        observer: TaskObserver,
+        cancel: &Cancel,
+    ) -> Result<Result<Outcome, idgard_host::Error>> {
+        let runtime = self.runtime.clone();
+        let cancel = cancel.clone();
+        Ok(tokio::task::spawn_blocking(move || {
+            let folders = RunFolders {
+                collect: collect.as_deref(),
+                orders: Some(&orders),
+            };
+            runtime.run_cancellable(
+                &loaded,
+                &connection,
+                &folders,
+                request,
+                Box::new(observer),
+                &cancel,
+            )
+        })
+        .await?)
+    }
+
     /// Fulfils the orders the server holds for this task, in batches. Each finished batch is
     /// written to the spool before anything else, so a restart resumes after the last finished
     /// order instead of carrying it out again; results go up as they come and once more at
@@ -1092,7 +1115,7 @@ impl Agent {
     async fn fulfil_from_server(
         self: &Arc<Self>,
         task: &Assignment,
-        connection: &Connection,
+        connection: &Arc<Connection>,
         loaded: &Arc<Loaded>,
         orders_dir: &Path,
         cancel: Cancel,
@@ -1141,27 +1164,16 @@ impl Agent {
                 return Ok(TaskOutcome::Cancelled);
             }
             let observer = TaskObserver::new(None, cancel.clone(), progress.clone(), log.clone());
-            let runtime = self.runtime.clone();
-            let loaded = loaded.clone();
-            let connection = connection.clone();
-            let orders_dir = orders_dir.to_owned();
-            let request = Request::Fulfill(batch.to_vec());
-            let stop = cancel.clone();
-            let outcome = tokio::task::spawn_blocking(move || {
-                let folders = RunFolders {
-                    collect: None,
-                    orders: Some(&orders_dir),
-                };
-                runtime.run_cancellable(
-                    &loaded,
-                    &connection,
-                    &folders,
-                    request,
-                    Box::new(observer),
-                    &stop,
+            let outcome = self
+                .run_connector(
+                    (loaded.clone(), connection.clone()),
+                    None,
+                    orders_dir.to_owned(),
+                    Request::Fulfill(batch.to_vec()),
+                    observer,
+                    &cancel,
                 )
-            })
-            .await?;
+                .await?;
             let outcome = match outcome {
                 Err(_) if cancel.is_cancelled() => return Ok(TaskOutcome::Cancelled),
                 other => other?,
