@@ -21,6 +21,7 @@ pub mod limits;
 pub mod manifest;
 mod orders;
 pub mod package;
+mod request;
 pub use idgard_protocol::model;
 pub mod sandbox;
 mod state;
@@ -33,12 +34,13 @@ pub use error::Error;
 pub use limits::{LimitHit, Limits};
 pub use manifest::Manifest;
 pub use model::Level;
+pub use request::{Outcome, Request};
 pub use sandbox::RunFolders;
 
 use bindings::{IdgardConnectorPre, wit};
 use call::{Answer, Call, Setup};
-use state::{MAX_LOG_MESSAGE, RunState};
-use std::collections::{BTreeMap, HashSet};
+use state::RunState;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,58 +127,6 @@ impl std::fmt::Debug for Loaded {
             .field("digest", &self.digest)
             .finish()
     }
-}
-
-/// What one run is asked to do.
-#[derive(Debug, Clone)]
-pub enum Request {
-    /// Check that the managed system can be reached.
-    TestConnection,
-    /// Read the managed system's schema.
-    Schema,
-    /// Export everything (no cursor) or the changes since a cursor.
-    Export {
-        /// `None` for a full export.
-        cursor: Option<model::Cursor>,
-        /// Entries per batch.
-        batch_size: u32,
-    },
-    /// Carry out orders.
-    Fulfill(Vec<model::Order>),
-}
-
-impl Request {
-    fn operation(&self) -> &'static str {
-        match self {
-            Request::TestConnection => "test-connection",
-            Request::Schema => "schema",
-            Request::Export { cursor: None, .. } => "export-full",
-            Request::Export {
-                cursor: Some(_), ..
-            } => "export-incremental",
-            Request::Fulfill(_) => "fulfill",
-        }
-    }
-}
-
-/// What a run produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The connection works.
-    Tested,
-    /// The schema.
-    Schema(Vec<model::EntitySchema>),
-    /// The export's summary (entries went to the observer).
-    Exported(model::ExportSummary),
-    /// One result per order, in the orders' order.
-    Fulfilled(Vec<model::OrderResult>),
-    /// The connector reported an error of its own (not a trap).
-    Failed {
-        /// Its kind.
-        kind: model::ErrorKind,
-        /// Its message.
-        message: String,
-    },
 }
 
 /// Receives what a run produces as it goes.
@@ -364,7 +314,8 @@ impl Runtime {
     }
 
     /// Runs one operation of a connector for a connection, in a fresh sandbox, until it ends or
-    /// its deadline passes.
+    /// its deadline passes. Blocks the calling thread while the guest runs on the host's own
+    /// runtime: from async code, call it inside `tokio::task::spawn_blocking`.
     pub fn run(
         &self,
         loaded: &Loaded,
@@ -463,50 +414,9 @@ impl Runtime {
             secrets,
             entity_types: loaded.info.entity_types.clone(),
         };
-        let (call, ids) = match request {
-            Request::TestConnection => (Call::Test(settings), vec![]),
-            Request::Schema => (Call::Schema(settings), vec![]),
-            Request::Export { cursor, batch_size } => {
-                let mode = match cursor {
-                    None => wit::ExportMode::Full,
-                    Some(c) => wit::ExportMode::Incremental(c.into()),
-                };
-                let request = wit::ExportRequest { mode, batch_size };
-                (Call::Export(settings, request), vec![])
-            }
-            Request::Fulfill(orders) => {
-                let ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
-                let mut seen = HashSet::new();
-                if let Some(dup) = ids.iter().find(|id| !seen.insert(id.as_str())) {
-                    return Err(bad(format!("order id `{dup}` appears twice in one batch")));
-                }
-                let orders = orders.into_iter().map(Into::into).collect();
-                (Call::Fulfill(settings, orders), ids)
-            }
-        };
+        let (call, ids) = request.into_call(settings).map_err(bad)?;
         let (answer, mut counts) = self.call(loaded, setup, observer, cancel, call)?;
-        let limits = &connection.limits;
-        Ok(match answer {
-            Answer::Info(_) => unreachable!("describe is not a request"),
-            Answer::Tested(Ok(())) => Outcome::Tested,
-            Answer::Schema(Ok(s)) => Outcome::Schema(s.into_iter().map(Into::into).collect()),
-            Answer::Exported(Ok(summary)) => {
-                exported(&m.name, limits, summary, &counts).map_err(|(limit, detail)| {
-                    Error::Limit {
-                        connector: m.name.clone(),
-                        limit,
-                        detail,
-                    }
-                })?
-            }
-            Answer::Fulfilled(Ok(results)) => {
-                Outcome::Fulfilled(orders::match_results(&ids, results, &mut *counts.observer))
-            }
-            Answer::Tested(Err(e))
-            | Answer::Schema(Err(e))
-            | Answer::Exported(Err(e))
-            | Answer::Fulfilled(Err(e)) => failed(e),
-        })
+        request::outcome(&m.name, &connection.limits, answer, &ids, &mut counts)
     }
 
     /// A connection's limits must fit what this runtime was set up for.
@@ -568,47 +478,4 @@ fn check_info(loaded: &Loaded, info: model::ConnectorInfo) -> Result<model::Conn
         ));
     }
     Ok(info)
-}
-
-/// The export's summary, with the host's counts; refused when its cursor is over the limit.
-fn exported(
-    connector: &str,
-    limits: &Limits,
-    summary: wit::ExportSummary,
-    counts: &call::Counts,
-) -> Result<Outcome, (LimitHit, String)> {
-    if let Some(c) = &summary.cursor {
-        let size = c.data.len() + c.format.len();
-        if size > (limits.max_cursor_kib as usize) << 10 {
-            return Err((
-                LimitHit::Cursor,
-                format!(
-                    "returned a cursor of {size} bytes, limit {} KiB",
-                    limits.max_cursor_kib
-                ),
-            ));
-        }
-    }
-    if summary.entries != counts.entries {
-        tracing::warn!(
-            %connector,
-            "connector counted {} entries, the host received {}; keeping the host's count",
-            summary.entries, counts.entries
-        );
-    }
-    Ok(Outcome::Exported(model::ExportSummary {
-        cursor: summary.cursor.map(Into::into),
-        entries: counts.entries,
-        rejected: summary.rejected,
-        bytes: counts.bytes,
-        batches: counts.batches,
-        peak_memory: counts.peak_memory,
-    }))
-}
-
-fn failed(e: wit::Error) -> Outcome {
-    Outcome::Failed {
-        kind: e.kind.into(),
-        message: text::shown(&e.message, MAX_LOG_MESSAGE),
-    }
 }
