@@ -37,7 +37,7 @@ pub use model::Level;
 pub use request::{Outcome, Request};
 pub use sandbox::RunFolders;
 
-use bindings::{IdgardConnectorPre, wit};
+use bindings::IdgardConnectorPre;
 use call::{Answer, Call, Setup};
 use state::RunState;
 use std::collections::BTreeMap;

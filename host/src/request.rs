@@ -1,8 +1,8 @@
 //! What a run is asked ([`Request`]) and what it answers ([`Outcome`]): a request becomes a call
 //! of the guest, and the guest's answer an outcome, checked and bounded on the way.
 
-use crate::call::{Answer, Call, Counts};
 use crate::bindings::wit;
+use crate::call::{Answer, Call, Counts};
 use crate::limits::{LimitHit, Limits};
 use crate::state::MAX_LOG_MESSAGE;
 use crate::{Error, model, orders, text};
