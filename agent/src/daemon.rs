@@ -335,6 +335,29 @@ fn raise_descriptor_limit(max_tasks: u32) {
     }
 }
 
+/// Removes order files earlier versions of the agent left in `work/orders/<connection>/`: orders
+/// now reach a connector only as the call's argument, and those files could hold passwords.
+fn forget_order_files(orders: &Path) {
+    let Ok(connections) = std::fs::read_dir(orders) else {
+        return;
+    };
+    for file in connections
+        .flatten()
+        .filter_map(|c| std::fs::read_dir(c.path()).ok())
+        .flatten()
+        .flatten()
+    {
+        let name = file.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("task-")
+            && name.ends_with(".json")
+            && let Err(e) = std::fs::remove_file(file.path())
+        {
+            tracing::warn!(file = %file.path().display(), "cannot remove an old order file: {e}");
+        }
+    }
+}
+
 /// Runs the agent until SIGTERM or Ctrl-C.
 pub async fn run(config: AgentConfig) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -343,6 +366,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     for dir in ["collect", "orders", "state", "spool", "cache"] {
         std::fs::create_dir_all(config.work.join(dir))?;
     }
+    forget_order_files(&config.work.join("orders"));
     let runtime = Arc::new(
         Runtime::new(idgard_host::RuntimeOptions {
             cache_dir: Some(config.work.join("cache")),
@@ -982,10 +1006,6 @@ impl Agent {
                         .context("a fulfil task carries `orders`")?,
                 )
                 .context("the task's orders are not valid")?;
-                write_private(
-                    &orders_dir.join(format!("task-{}.json", task.id)),
-                    &serde_json::to_vec(&orders)?,
-                )?;
                 Request::Fulfill(orders)
             }
             Operation::TestConnection => Request::TestConnection,
@@ -1153,10 +1173,6 @@ impl Agent {
             .into_iter()
             .filter(|o| !known.contains(&o.id))
             .collect();
-        write_private(
-            &orders_dir.join(format!("task-{}.json", task.id)),
-            &serde_json::to_vec(&todo)?,
-        )?;
         let total = (todo.len() + known.len()) as u64;
         progress.1.store(total, Ordering::Relaxed);
         for batch in todo.chunks(self.config.batch_size.clamp(1, 500) as usize) {
