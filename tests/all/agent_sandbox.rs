@@ -138,3 +138,39 @@ fn a_hostile_connector_cannot_hurt_a_running_agent() {
         "not reported as done"
     );
 }
+
+#[test]
+fn a_package_that_hangs_at_load_costs_one_deadline_not_one_per_connection() {
+    let server = Server::start(Backend::Sqlite);
+    let files: Vec<(String, String)> = (1..=5)
+        .map(|i| {
+            (
+                format!("stalled-{i}.toml"),
+                format!("name = \"stalled-{i}\"\nconnector = \"stall\"\n"),
+            )
+        })
+        .collect();
+    let files: Vec<(&str, String)> = files.iter().map(|(f, t)| (f.as_str(), t.clone())).collect();
+    let started = Instant::now();
+    let agent = Agent::start_with(&server, "brest", &files);
+    while !agent.log().contains("agent starting") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the agent did not start: {}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // describe gets 10 s at load; five connections of the package wait for it once.
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10) + MARGIN,
+        "the agent started after {took:?}"
+    );
+    let log = agent.log();
+    assert_eq!(log.matches("connection refused").count(), 5, "{log}");
+    assert!(log.contains("deadline exceeded"), "{log}");
+    // The agent's other connections serve.
+    let other = server.enqueue("brest", vec![on("demo-hr", Operation::Export)])[0];
+    assert_eq!(final_state(&server, other).state, TaskState::Succeeded);
+}

@@ -503,6 +503,7 @@ impl Agent {
             (idgard_tests::packages::CONNECTOR_CSV, "csv"),
             (idgard_tests::packages::GUEST_MISBEHAVE, "misbehave"),
             (idgard_tests::packages::GUEST_HOSTILE, "hostile"),
+            (idgard_tests::packages::GUEST_STALL, "stall"),
         ] {
             let to = runtime.join(folder);
             std::fs::create_dir_all(&to).unwrap();
