@@ -3,15 +3,8 @@
 //! `enrol` and `run` make it an agent of a server: it polls for tasks and runs them through the
 //! connector host. `connector run` and `connector new` are the connector author's tools.
 
-mod client;
-mod daemon;
-mod observer;
-mod output;
-mod overlap;
-mod run;
-mod template;
-
 use clap::{Parser, Subcommand};
+use idgard_agent::{AgentConfig, enrol, run, serve, template};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -94,12 +87,12 @@ fn main() -> ExitCode {
             server,
             token,
             fingerprint,
-        } => daemon::AgentConfig::load(&config).and_then(|c| {
-            block_on(daemon::enrol(&c, &server, &token, fingerprint.as_deref()))
-                .map(|()| ExitCode::SUCCESS)
+        } => AgentConfig::load(&config).and_then(|c| {
+            block_on(enrol(&c, &server, &token, fingerprint.as_deref())).map(|()| ExitCode::SUCCESS)
         }),
-        Command::Run { config } => daemon::AgentConfig::load(&config)
-            .and_then(|c| block_on(daemon::run(c)).map(|()| ExitCode::SUCCESS)),
+        Command::Run { config } => {
+            AgentConfig::load(&config).and_then(|c| block_on(serve(c)).map(|()| ExitCode::SUCCESS))
+        }
         Command::Connector(ConnectorCommand::Run(args)) => run::run(args),
         Command::Connector(ConnectorCommand::New { name, dir, sdk }) => {
             template::create(&name, dir, &sdk).map(|()| ExitCode::SUCCESS)

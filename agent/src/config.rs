@@ -1,0 +1,192 @@
+//! The agent's configuration, in layers: defaults, then its file (`agent.toml`), then
+//! `IDGARD_AGENT_*` environment variables. Unknown keys in the file are errors; unknown
+//! `IDGARD_AGENT_*` variables are warned about. Relative folders in the file are taken from the
+//! file's folder; in a variable, from the current directory.
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The agent's configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The work folder: credentials, collect/, orders/, state/, spool/, cache/.
+    #[serde(default = "default_work")]
+    pub work: PathBuf,
+    /// Connector packages, one folder per connector (named after it).
+    #[serde(default = "default_runtime")]
+    pub runtime: PathBuf,
+    /// Connection files (`*.toml`), one per managed system.
+    #[serde(default = "default_connections")]
+    pub connections: PathBuf,
+    /// Tasks run at once.
+    #[serde(default = "default_max_tasks")]
+    pub max_tasks: u32,
+    /// Entries per batch asked of connectors.
+    #[serde(default = "default_batch")]
+    pub batch_size: u32,
+    /// On SIGTERM, how long running tasks may go on before they are stopped. A stopped task is
+    /// not reported: the server hands it out again once its lease lapses.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+pub(crate) fn default_work() -> PathBuf {
+    "work".into()
+}
+pub(crate) fn default_runtime() -> PathBuf {
+    "runtime".into()
+}
+pub(crate) fn default_connections() -> PathBuf {
+    "connections".into()
+}
+pub(crate) fn default_max_tasks() -> u32 {
+    2
+}
+pub(crate) fn default_batch() -> u32 {
+    1024
+}
+pub(crate) fn default_shutdown_grace() -> u64 {
+    10
+}
+
+/// Environment variables and the key each sets.
+const ENV_KEYS: &[(&str, &str)] = &[
+    ("IDGARD_AGENT_WORK", "work"),
+    ("IDGARD_AGENT_RUNTIME", "runtime"),
+    ("IDGARD_AGENT_CONNECTIONS", "connections"),
+    ("IDGARD_AGENT_MAX_TASKS", "max_tasks"),
+    ("IDGARD_AGENT_BATCH_SIZE", "batch_size"),
+    ("IDGARD_AGENT_SHUTDOWN_GRACE_SECS", "shutdown_grace_secs"),
+];
+
+/// Keys holding folders (made absolute as they are read).
+const FOLDER_KEYS: &[&str] = &["work", "runtime", "connections"];
+
+impl AgentConfig {
+    /// Reads the file, then the process's `IDGARD_AGENT_*` variables.
+    pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with(path, std::env::vars())
+    }
+
+    /// Reads the file, then `env` (name, value pairs).
+    pub fn load_with(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut table: toml::Table = text
+            .parse()
+            .with_context(|| format!("{} is not valid TOML", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for key in FOLDER_KEYS {
+            if let Some(toml::Value::String(p)) = table.get_mut(*key) {
+                *p = base.join(&*p).to_string_lossy().into_owned();
+            }
+        }
+        for (name, value) in env {
+            if !name.starts_with("IDGARD_AGENT_") {
+                continue;
+            }
+            let Some((_, key)) = ENV_KEYS.iter().find(|(n, _)| *n == name) else {
+                tracing::warn!("unknown environment variable {name} is ignored");
+                continue;
+            };
+            let value = if FOLDER_KEYS.contains(key) {
+                let cwd = std::env::current_dir().unwrap_or_default();
+                toml::Value::String(cwd.join(&value).to_string_lossy().into_owned())
+            } else {
+                toml::Value::Integer(
+                    value
+                        .trim()
+                        .parse()
+                        .with_context(|| format!("{name}: `{value}` is not a whole number"))?,
+                )
+            };
+            table.insert((*key).to_owned(), value);
+        }
+        let mut c: AgentConfig = toml::Value::Table(table)
+            .try_into()
+            .with_context(|| format!("{}: invalid", path.display()))?;
+        // Folders given nowhere take their defaults, next to the file.
+        for p in [&mut c.work, &mut c.runtime, &mut c.connections] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if c.max_tasks == 0 || c.max_tasks > 64 {
+            bail!("{}: max_tasks must be 1 to 64", path.display());
+        }
+        Ok(c)
+    }
+
+    pub(crate) fn credentials_path(&self) -> PathBuf {
+        self.work.join("credentials.json")
+    }
+}
+
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "work = \"w\"\nmax_tasks = 3\n").unwrap();
+        let c = AgentConfig::load_with(&path, env(&[])).unwrap();
+        assert_eq!(c.work, dir.path().join("w"));
+        assert_eq!(c.runtime, dir.path().join("runtime"));
+        assert_eq!(c.max_tasks, 3);
+
+        let c = AgentConfig::load_with(
+            &path,
+            env(&[
+                ("IDGARD_AGENT_MAX_TASKS", "5"),
+                ("IDGARD_AGENT_RUNTIME", "/opt/runtime"),
+                ("IDGARD_AGENT_NOPE", "x"),
+                ("OTHER", "y"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.max_tasks, 5);
+        assert_eq!(c.runtime, PathBuf::from("/opt/runtime"));
+        assert_eq!(c.work, dir.path().join("w"), "the file's value stays");
+
+        let err =
+            AgentConfig::load_with(&path, env(&[("IDGARD_AGENT_MAX_TASKS", "many")])).unwrap_err();
+        assert!(format!("{err:#}").contains("not a whole number"), "{err:#}");
+        std::fs::write(&path, "wrok = \"w\"\n").unwrap();
+        let err = AgentConfig::load_with(&path, env(&[])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown field `wrok`"),
+            "{err:#}"
+        );
+    }
+}

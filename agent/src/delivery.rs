@@ -1,0 +1,191 @@
+//! Delivering a finished task: its upload (resumable, checksummed), then its completion,
+//! retried until the server has them or refuses them for good.
+
+use crate::client::{CallError, backoff};
+use crate::config::write_private;
+use crate::daemon::Agent;
+use crate::spool::{Spooled, SpooledUpload};
+use anyhow::{Result, bail};
+use idgard_protocol::{Completion, NewUpload, TaskOutcome, TaskView, UploadView};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+
+impl Agent {
+    /// A call retried with backoff while the server cannot answer (a refusal is final).
+    pub(crate) async fn call_retrying<B: Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<R> {
+        let mut failures = 0;
+        loop {
+            match self.client.call(method.clone(), path, body).await {
+                Ok(r) => return Ok(r),
+                Err(e @ CallError::Refused { .. }) => bail!("{path}: {e}"),
+                Err(e) => {
+                    failures += 1;
+                    if failures > 8 {
+                        bail!("{path}: {e}");
+                    }
+                    let delay = match &e {
+                        CallError::Later { retry_after, .. } => backoff(failures, *retry_after),
+                        CallError::Refused { .. } => backoff(failures, None),
+                    };
+                    tracing::warn!("{path}: {e}; again in {delay:.1?}");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Uploads (if any) and completes, retrying what can be retried; the spool entry goes
+    /// once the server has the outcome or refuses it for good.
+    pub(crate) async fn deliver(&self, mut s: Spooled) {
+        let mut failures = 0;
+        loop {
+            match self.try_deliver(&mut s).await {
+                Ok(view) => {
+                    tracing::info!(task = s.task, state = view.state.as_str(), "task completed");
+                    if let (Some(cursor), TaskOutcome::Succeeded { .. }) =
+                        (&s.cursor, s.outcome.as_ref().expect("outcome"))
+                    {
+                        let file = self
+                            .config
+                            .work
+                            .join("state")
+                            .join(&s.connection)
+                            .join("cursor.json");
+                        if let Err(e) = serde_json::to_vec(cursor)
+                            .map_err(anyhow::Error::from)
+                            .and_then(|b| write_private(&file, &b))
+                        {
+                            tracing::error!("cannot save the cursor: {e:#}");
+                        }
+                    }
+                    self.forget(&s);
+                    return;
+                }
+                Err(CallError::Refused {
+                    status, message, ..
+                }) if status == StatusCode::CONFLICT || status == StatusCode::NOT_FOUND => {
+                    tracing::warn!(
+                        task = s.task,
+                        "the server does not take this result ({message}); dropped"
+                    );
+                    self.forget(&s);
+                    return;
+                }
+                Err(e) => {
+                    failures += 1;
+                    let delay = match &e {
+                        CallError::Later { retry_after, .. } => backoff(failures, *retry_after),
+                        CallError::Refused { .. } => {
+                            if failures > 5 {
+                                tracing::error!(
+                                    task = s.task,
+                                    "result refused for good ({e}); kept in the spool"
+                                );
+                                return;
+                            }
+                            backoff(failures, None)
+                        }
+                    };
+                    tracing::warn!(
+                        task = s.task,
+                        "cannot deliver the result ({e}); again in {delay:.1?}"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn try_deliver(&self, s: &mut Spooled) -> Result<TaskView, CallError> {
+        if let (Some(up), Some(TaskOutcome::Succeeded { result })) = (&s.upload, &mut s.outcome)
+            && result.get("upload_id").is_none()
+        {
+            let id = self.upload(s.task, s.fence, up).await?;
+            result["upload_id"] = serde_json::json!(id);
+            let _ = self.save(s);
+        }
+        self.client
+            .call(
+                Method::POST,
+                &format!("/api/v1/agent/tasks/{}/complete", s.task),
+                Some(&Completion {
+                    fence: s.fence,
+                    outcome: s.outcome.clone().expect("outcome"),
+                }),
+            )
+            .await
+    }
+
+    /// Sends a file into a slot, from wherever the slot got to.
+    pub(crate) async fn upload(
+        &self,
+        task: i64,
+        fence: i64,
+        up: &SpooledUpload,
+    ) -> Result<i64, CallError> {
+        let chunk = self
+            .timings
+            .lock()
+            .expect("timings")
+            .chunk_bytes
+            .clamp(64 << 10, 16 << 20);
+        let mut slot: UploadView = self
+            .client
+            .call(
+                Method::POST,
+                &format!("/api/v1/agent/tasks/{task}/uploads"),
+                Some(&NewUpload {
+                    fence,
+                    name: "entries".into(),
+                    size: up.size,
+                    sha256: up.sha256.clone(),
+                }),
+            )
+            .await?;
+        let file = std::fs::File::open(&up.path).map_err(|e| CallError::Refused {
+            status: StatusCode::GONE,
+            code: "spool".into(),
+            message: format!("{}: {e}", up.path.display()),
+        })?;
+        while !slot.complete {
+            let len = chunk.min(slot.size - slot.received) as usize;
+            let mut buf = vec![0u8; len];
+            use std::os::unix::fs::FileExt;
+            file.read_exact_at(&mut buf, slot.received)
+                .map_err(|e| CallError::Refused {
+                    status: StatusCode::GONE,
+                    code: "spool".into(),
+                    message: format!("{}: {e}", up.path.display()),
+                })?;
+            match self
+                .client
+                .put_bytes::<UploadView>(
+                    &format!("/api/v1/agent/uploads/{}?offset={}", slot.id, slot.received),
+                    buf,
+                )
+                .await
+            {
+                Ok(next) => slot = next,
+                Err(CallError::Refused { status, .. }) if status == StatusCode::CONFLICT => {
+                    // Somewhere else than we thought: ask where, and go on from there.
+                    slot = self
+                        .client
+                        .call::<(), UploadView>(
+                            Method::GET,
+                            &format!("/api/v1/agent/uploads/{}", slot.id),
+                            None,
+                        )
+                        .await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::info!(upload = slot.id, entries = ?slot.entries, bytes = slot.size, "upload complete");
+        Ok(slot.id)
+    }
+}
