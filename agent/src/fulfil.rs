@@ -97,31 +97,36 @@ impl Agent {
             finished.extend(results.iter().cloned());
             write_private(&progress_file, &serde_json::to_vec(&finished)?)?;
             progress.0.store(finished.len() as u64, Ordering::Relaxed);
-            if let Err(e) = self
-                .client
-                .call::<_, OrderResultsAnswer>(
+            for piece in pieces(&results, MAX_RESULTS_BYTES) {
+                let sent = self
+                    .client
+                    .call::<_, OrderResultsAnswer>(
+                        Method::POST,
+                        &format!("/api/v1/agent/tasks/{}/order-results", task.id),
+                        Some(&OrderResults {
+                            fence: task.fence,
+                            results: piece.to_vec(),
+                        }),
+                    )
+                    .await;
+                if let Err(e) = sent {
+                    tracing::warn!("results not sent yet ({e}); they go again at the end");
+                    break;
+                }
+            }
+        }
+        for piece in pieces(&finished, MAX_RESULTS_BYTES) {
+            let _: OrderResultsAnswer = self
+                .call_retrying(
                     Method::POST,
                     &format!("/api/v1/agent/tasks/{}/order-results", task.id),
                     Some(&OrderResults {
                         fence: task.fence,
-                        results,
+                        results: piece.to_vec(),
                     }),
                 )
-                .await
-            {
-                tracing::warn!("results not sent yet ({e}); they go again at the end");
-            }
+                .await?;
         }
-        let _: OrderResultsAnswer = self
-            .call_retrying(
-                Method::POST,
-                &format!("/api/v1/agent/tasks/{}/order-results", task.id),
-                Some(&OrderResults {
-                    fence: task.fence,
-                    results: finished.clone(),
-                }),
-            )
-            .await?;
         let _ = std::fs::remove_file(&progress_file);
         let count =
             |f: fn(&OrderOutcome) -> bool| finished.iter().filter(|r| f(&r.outcome)).count();
@@ -133,5 +138,51 @@ impl Agent {
                 "retry_later": count(|o| matches!(o, OrderOutcome::RetryLater(_))),
             }),
         })
+    }
+}
+
+/// Most JSON one request of order results carries: well under the server's body limit (1 MiB by
+/// default), whatever the number of orders in the task.
+const MAX_RESULTS_BYTES: usize = 256 << 10;
+
+/// Consecutive pieces of `results`, each at most `max_bytes` of JSON (a single larger result
+/// goes alone).
+fn pieces(results: &[OrderResult], max_bytes: usize) -> Vec<&[OrderResult]> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, r) in results.iter().enumerate() {
+        let len = serde_json::to_vec(r).map_or(0, |v| v.len()) + 1;
+        if i > start && size + len > max_bytes {
+            out.push(&results[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += len;
+    }
+    if start < results.len() {
+        out.push(&results[start..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_go_up_in_pieces_under_the_size_bound() {
+        let results: Vec<OrderResult> = (0..3000)
+            .map(|i| OrderResult {
+                id: format!("order-{i}"),
+                outcome: OrderOutcome::Failed("x".repeat(i % 500)),
+            })
+            .collect();
+        let parts = pieces(&results, 64 << 10);
+        assert!(parts.len() > 1);
+        assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), 3000);
+        for p in &parts {
+            assert!(serde_json::to_vec(p).unwrap().len() <= 64 << 10);
+        }
+        assert_eq!(parts.concat(), results, "in order, nothing lost");
+        assert!(pieces(&[], 10).is_empty());
     }
 }
