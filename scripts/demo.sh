@@ -64,20 +64,26 @@ TOML
 server=target/debug/idgard-server
 agent=target/debug/idgard-agent
 port=${IDGARD_DEMO_PORT:-8443}
-args=(--data-dir "$demo/server" --listen "127.0.0.1:$port" --rules connectors/csv/demo/rules.toml)
+# The server's settings in one file, so that every command below needs no flag.
+cat > "$demo/idgard-server.toml" <<TOML
+data_dir = "$root/$demo/server"
+listen = "127.0.0.1:$port"
+rules = "$root/connectors/csv/demo/rules.toml"
+TOML
+export IDGARD_CONFIG="$root/$demo/idgard-server.toml"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
 echo "== starting the server on https://127.0.0.1:$port (log: $demo/server.log)"
-"$server" "${args[@]}" > "$demo/server.out" 2> "$demo/server.log" &
+"$server" > "$demo/server.out" 2> "$demo/server.log" &
 pids+=($!)
 for _ in $(seq 100); do grep -q listening "$demo/server.out" 2>/dev/null && break; sleep 0.1; done
 cat "$demo/server.out"
 fingerprint=$(sed -n 's/.*certificate sha256 \([0-9a-f]*\).*/\1/p' "$demo/server.out")
 
 echo "== creating agent 'demo' and enrolling it (certificate pinned)"
-token=$("$server" "${args[@]}" agent add demo 2>/dev/null | sed -n 2p | tr -d ' ')
+token=$("$server" agent add demo 2>/dev/null | sed -n 2p | tr -d ' ')
 "$agent" enrol --config "$demo/agent/agent.toml" --server "https://127.0.0.1:$port" --token "$token" --fingerprint "$fingerprint"
 
 echo "== starting the agent (log: $demo/agent.log); it opens no listening socket"
@@ -87,9 +93,9 @@ pids+=($!)
 # Runs the declared job and waits for its end; prints its tasks.
 run_job() {
   local job state
-  job=$("$server" "${args[@]}" job run daily "$@" 2>/dev/null | sed -n 's/^job \([0-9]*\) .*/\1/p')
+  job=$("$server" job run daily "$@" 2>/dev/null | sed -n 's/^job \([0-9]*\) .*/\1/p')
   for _ in $(seq 600); do
-    state=$("$server" "${args[@]}" job show "$job" 2>/dev/null | sed -n 's/^  "state": "\(.*\)",/\1/p')
+    state=$("$server" job show "$job" 2>/dev/null | sed -n 's/^  "state": "\(.*\)",/\1/p')
     [[ "$state" == succeeded || "$state" == failed || "$state" == cancelled || "$state" == blocked ]] && break
     sleep 0.2
   done
@@ -100,7 +106,7 @@ run_job() {
 
 echo "== run 1: the complete job 'daily' (export, synchronize, provision, fulfil)"
 run_job
-"$server" "${args[@]}" orders --job "$last_job" 2>/dev/null | awk '{print $2, $4}' | sort | uniq -c
+"$server" orders --job "$last_job" 2>/dev/null | awk '{print $2, $4}' | sort | uniq -c
 echo "accounts file: $(($(python3 -c 'import csv,sys; print(sum(1 for _ in csv.reader(open(sys.argv[1], encoding="utf-8"))))' "$demo/accounts/accounts.csv") - 1)) accounts"
 
 echo "== in the HR file: a hire (E9000001), a move (E0000002 to Finance), a leave (E0000003 removed)"
@@ -124,7 +130,7 @@ PY
 
 echo "== run 2: incremental; exactly three orders"
 run_job --incremental
-"$server" "${args[@]}" orders --job "$last_job" 2>/dev/null
+"$server" orders --job "$last_job" 2>/dev/null
 
 cat <<TXT
 
@@ -132,11 +138,13 @@ Done. Where to look:
   server log        $demo/server.log
   agent log         $demo/agent.log
   administrator API token: $demo/server/admin-token
-  the last job      $server ${args[*]} job show $last_job
-  its orders        $server ${args[*]} orders --job $last_job
   the accounts      $demo/accounts/accounts.csv
-  orphan accounts   $server ${args[*]} links demo-accounts --situation unmatched
-  agents            $server ${args[*]} agent list
+The server's commands read its settings from \$IDGARD_CONFIG (or ./idgard-server.toml):
+  export IDGARD_CONFIG=$IDGARD_CONFIG
+  the last job      $server job show $last_job
+  its orders        $server orders --job $last_job
+  orphan accounts   $server links demo-accounts --situation unmatched
+  agents            $server agent list
 TXT
 if [[ "${1:-}" == "--keep" ]]; then
   echo "Server and agent keep running; Ctrl-C stops them."

@@ -78,11 +78,16 @@ impl AgentConfig {
         let mut table: toml::Table = text
             .parse()
             .with_context(|| format!("{} is not valid TOML", path.display()))?;
+        // Folders are taken from the file's folder, given or defaulted (`work`, `runtime`, ...).
         let base = path.parent().unwrap_or(Path::new("."));
         for key in FOLDER_KEYS {
-            if let Some(toml::Value::String(p)) = table.get_mut(*key) {
-                *p = base.join(&*p).to_string_lossy().into_owned();
-            }
+            let given = match table.get(*key) {
+                Some(toml::Value::String(p)) => p.clone(),
+                Some(_) => continue, // not a path: the type error is reported below
+                None => (*key).to_owned(),
+            };
+            let folder = base.join(given).to_string_lossy().into_owned();
+            table.insert((*key).to_owned(), toml::Value::String(folder));
         }
         for (name, value) in env {
             if !name.starts_with("IDGARD_AGENT_") {
@@ -105,15 +110,10 @@ impl AgentConfig {
             };
             table.insert((*key).to_owned(), value);
         }
-        let mut c: AgentConfig = toml::Value::Table(table)
+        let c: AgentConfig = toml::Value::Table(table)
             .try_into()
             .with_context(|| format!("{}: invalid", path.display()))?;
-        // Folders given nowhere take their defaults, next to the file.
-        for p in [&mut c.work, &mut c.runtime, &mut c.connections] {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
+
         if c.max_tasks == 0 || c.max_tasks > 64 {
             bail!("{}: max_tasks must be 1 to 64", path.display());
         }
@@ -182,6 +182,15 @@ mod tests {
         let err =
             AgentConfig::load_with(&path, env(&[("IDGARD_AGENT_MAX_TASKS", "many")])).unwrap_err();
         assert!(format!("{err:#}").contains("not a whole number"), "{err:#}");
+        // A relative file: its folders are taken from its folder once, not twice.
+        let here = tempfile::tempdir_in(".").unwrap();
+        let name = here.path().file_name().unwrap().to_owned();
+        let relative = Path::new(&name).join("agent.toml");
+        std::fs::write(&relative, "runtime = \"r\"\n").unwrap();
+        let c = AgentConfig::load_with(&relative, env(&[])).unwrap();
+        assert_eq!(c.work, Path::new(&name).join("work"));
+        assert_eq!(c.runtime, Path::new(&name).join("r"));
+
         std::fs::write(&path, "wrok = \"w\"\n").unwrap();
         let err = AgentConfig::load_with(&path, env(&[])).unwrap_err();
         assert!(

@@ -8,10 +8,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The configuration file read when none is named, from the current directory.
+const DEFAULT_CONFIG: &str = "idgard-server.toml";
+
 #[derive(Parser)]
 #[command(name = "idgard-server", version, about = "The idgard server")]
 struct Cli {
-    /// Configuration file (TOML); also IDGARD_CONFIG.
+    /// Configuration file (TOML); also IDGARD_CONFIG; default ./idgard-server.toml if present.
+    /// It may carry data_dir, listen, rules..., so that commands need no other flag.
     #[arg(long, global = true, env = "IDGARD_CONFIG")]
     config: Option<PathBuf>,
     /// Where to listen (default 127.0.0.1:8443).
@@ -194,7 +198,11 @@ async fn run(cli: Cli) -> Result<()> {
         dev_http: cli.dev_http,
         rules: cli.rules,
     };
-    let config = Config::load(cli.config.as_deref(), std::env::vars(), &overrides)?;
+    let file = cli.config.or_else(|| {
+        let default = PathBuf::from(DEFAULT_CONFIG);
+        default.is_file().then_some(default)
+    });
+    let config = Config::load(file.as_deref(), std::env::vars(), &overrides)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             idgard_server::serve(config, shutdown_signal(), |s| {

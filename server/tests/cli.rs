@@ -84,3 +84,32 @@ fn a_job_for_an_unknown_agent_or_operation_is_refused() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_configuration_file_in_the_current_directory_is_read_without_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("elsewhere");
+    std::fs::write(
+        dir.path().join("idgard-server.toml"),
+        format!("data_dir = {:?}\n", data.display().to_string()),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_idgard-server"))
+        .args(["agent", "add", "lyon"])
+        .current_dir(dir.path())
+        .env_remove("IDGARD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        data.join("idgard.db").exists(),
+        "the file's data_dir was not used"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_idgard-server"))
+        .args(["agent", "list"])
+        .current_dir(dir.path())
+        .env_remove("IDGARD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(text(&out.stdout).contains("lyon"), "{}", text(&out.stdout));
+}
