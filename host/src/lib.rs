@@ -22,7 +22,7 @@ pub mod manifest;
 mod orders;
 pub mod package;
 mod request;
-pub use idgard_protocol::model;
+pub use idgard_model::contract as model;
 pub mod sandbox;
 mod state;
 pub mod text;

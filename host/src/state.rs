@@ -5,7 +5,7 @@ use crate::bindings::{imports, wit};
 use crate::filesystem::Quota;
 use crate::limits::{LOG_LINE_COST, LimitHit, Limits};
 use crate::{Level, Observer, text};
-use idgard_sdk::wire;
+use idgard_model::wire;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;

@@ -31,7 +31,7 @@ pub mod fs;
 pub mod log;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
-pub mod wire;
+pub use idgard_model::wire;
 
 mod adapter;
 mod exporter;

@@ -6,9 +6,9 @@
 //!
 //! `cargo bench -p idgard-server --bench pipeline -- [rows]` (default 1,000,000).
 
+use idgard_model::wire::BatchBuffer;
+use idgard_model::wire::EntryOp;
 use idgard_protocol::{NewUpload, Operation, TaskSpec, frames};
-use idgard_sdk::EntryOp;
-use idgard_sdk::wire::BatchBuffer;
 use idgard_server::queue::Queue;
 use idgard_server::repo::Checked;
 use idgard_server::rules::Rules;
@@ -137,7 +137,7 @@ async fn baseline(dir: &std::path::Path, content: &[u8]) -> f64 {
     let mut rows: Vec<(String, String)> = Vec::with_capacity(128);
     let mut n = 0u64;
     for (_, batch) in frames::split(content).unwrap() {
-        for e in idgard_sdk::wire::decode(batch) {
+        for e in idgard_model::wire::decode(batch) {
             let e = e.unwrap();
             let attrs: std::collections::BTreeMap<&str, Vec<&str>> = e.attributes().collect();
             rows.push((e.key.to_owned(), serde_json::to_string(&attrs).unwrap()));

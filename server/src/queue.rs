@@ -69,14 +69,7 @@ fn task_view(row: &AnyRow) -> Result<TaskView> {
     })
 }
 
-/// A name for an agent or a connection: lower-case letters, digits, `-`, `_`, up to 64.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
+pub use idgard_model::names::valid_name;
 
 fn check_spec(spec: &TaskSpec) -> Result<()> {
     if spec.operation != Operation::Noop && !valid_name(&spec.connection) {

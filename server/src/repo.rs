@@ -413,7 +413,7 @@ impl Queue {
         closes: &mut Vec<i64>,
         inserts: &mut Vec<NewRow>,
     ) -> Result<()> {
-        let entries: Vec<_> = idgard_sdk::wire::decode(batch)
+        let entries: Vec<_> = idgard_model::wire::decode(batch)
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| Error::bad_request(format!("the upload holds an invalid batch: {e}")))?;
         if incremental {
@@ -457,14 +457,14 @@ impl Queue {
             }
             let old = held.remove(&hk);
             match e.op {
-                idgard_sdk::EntryOp::Delete => match old {
+                idgard_model::wire::EntryOp::Delete => match old {
                     Some(o) => {
                         report.deleted += 1;
                         closes.push(o.id);
                     }
                     None => report.unchanged += 1,
                 },
-                idgard_sdk::EntryOp::Upsert => {
+                idgard_model::wire::EntryOp::Upsert => {
                     let attrs: Attrs = e
                         .attributes()
                         .map(|(n, v)| (n.to_owned(), v.into_iter().map(str::to_owned).collect()))

@@ -316,7 +316,7 @@ pub fn count_entries(content: &[u8]) -> Result<u64, String> {
     let mut total = 0u64;
     for (i, (entries, batch)) in frames.into_iter().enumerate() {
         let mut n = 0u32;
-        for entry in idgard_sdk::wire::decode(batch) {
+        for entry in idgard_model::wire::decode(batch) {
             entry.map_err(|e| format!("batch {i}: {e}"))?;
             n += 1;
         }

@@ -2,10 +2,10 @@
 //! moves: an identity leaves, its account is disabled at once and deleted 30 days later; a
 //! `retry-later` result does not use up attempts, a `failed` one does.
 
+use idgard_model::wire::BatchBuffer;
+use idgard_model::wire::EntryOp;
 use idgard_protocol::model::{OrderKind, OrderOutcome, OrderResult};
 use idgard_protocol::{NewUpload, Operation, OrderResults, OrderState, TaskSpec, frames};
-use idgard_sdk::EntryOp;
-use idgard_sdk::wire::BatchBuffer;
 use idgard_server::queue::Queue;
 use idgard_server::repo::Checked;
 use idgard_server::rules::Rules;

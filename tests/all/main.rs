@@ -4,6 +4,7 @@
 mod agent_sandbox;
 mod csv;
 mod hostile;
+mod layering;
 mod limits;
 mod loading;
 mod pipeline;
