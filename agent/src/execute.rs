@@ -5,9 +5,9 @@ use crate::daemon::Agent;
 use crate::observer::TaskObserver;
 use crate::spool::{Spooled, SpooledUpload};
 use anyhow::{Context, Result};
-use idgard_host::model::{Cursor, ErrorKind, Order};
+use idgard_host::model::{Cursor, ErrorKind};
 use idgard_host::{Cancel, Connection, Loaded, Outcome, Request, RunFolders};
-use idgard_protocol::{Assignment, LogLine, Operation, TaskOutcome};
+use idgard_protocol::{Assignment, LogLine, Operation, TaskArgs, TaskOutcome};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -85,14 +85,10 @@ impl Agent {
             .work
             .join("spool")
             .join(format!("task-{}-{}.entries", task.id, task.fence));
+        let args = TaskArgs::parse(&task.args).map_err(anyhow::Error::msg)?;
         let request = match task.operation {
             Operation::Export => {
-                let incremental = task
-                    .args
-                    .get("incremental")
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or(false);
-                let cursor = if incremental {
+                let cursor = if args.incremental {
                     let text = std::fs::read_to_string(&cursor_file).with_context(|| {
                         format!(
                             "no saved cursor for `{}`: run a full export first",
@@ -108,9 +104,7 @@ impl Agent {
                     batch_size: self.config.batch_size,
                 }
             }
-            Operation::Fulfill
-                if task.args.get("server_orders").and_then(|v| v.as_bool()) == Some(true) =>
-            {
+            Operation::Fulfill if args.server_orders => {
                 return self
                     .fulfil_from_server(
                         task,
@@ -124,13 +118,10 @@ impl Agent {
                     .await;
             }
             Operation::Fulfill => {
-                let orders: Vec<Order> = serde_json::from_value(
-                    task.args
-                        .get("orders")
-                        .cloned()
-                        .context("a fulfil task carries `orders`")?,
-                )
-                .context("the task's orders are not valid")?;
+                let orders = args
+                    .orders
+                    .clone()
+                    .context("a fulfil task carries `orders`")?;
                 Request::Fulfill(orders)
             }
             Operation::TestConnection => Request::TestConnection,
@@ -215,7 +206,7 @@ impl Agent {
                         "batches": summary.batches,
                         "bytes": summary.bytes,
                         "peak_memory": summary.peak_memory,
-                        "incremental": task.args.get("incremental").and_then(|v| v.as_bool()).unwrap_or(false),
+                        "incremental": args.incremental,
                     }),
                 }
             }

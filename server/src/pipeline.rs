@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::queue::{Queue, Tx, Wake};
 use crate::repo::Checked;
 use idgard_protocol::{
-    Completion, JobState, JobView, NewJob, Operation, RunJob, TaskOutcome, TaskSpec, TaskView,
+    Completion, JobState, JobView, NewJob, Operation, RunJob, TaskArgs, TaskOutcome, TaskSpec,
+    TaskView,
 };
 use serde_json::json;
 use sqlx::Row;
@@ -41,11 +42,9 @@ impl Queue {
         }
         let op: String = row.try_get(3)?;
         let connection: String = row.try_get(4)?;
-        let args: serde_json::Value =
-            serde_json::from_str(&row.try_get::<String, _>(5)?).unwrap_or(json!({}));
+        let args = TaskArgs::parse_stored(&row.try_get::<String, _>(5)?);
         let job: Option<i64> = row.try_get(6)?;
-        let approved = args.get("approved").and_then(|v| v.as_bool()) == Some(true);
-        let flag = |k: &str| args.get(k).and_then(|v| v.as_bool()) == Some(true);
+        let approved = args.approved;
         let outcome = match Operation::parse(&op) {
             Some(Operation::Synchronize) => {
                 let (upload, incremental) = self.job_upload(job, &connection, &args).await?;
@@ -66,8 +65,8 @@ impl Queue {
                     &rules,
                     &connection,
                     job,
-                    flag("complete"),
-                    flag("dry_run"),
+                    args.complete,
+                    args.dry_run,
                     approved,
                 )
                 .await
@@ -101,11 +100,10 @@ impl Queue {
         &self,
         job: Option<i64>,
         connection: &str,
-        args: &serde_json::Value,
+        args: &TaskArgs,
     ) -> Result<(i64, bool)> {
-        if let Some(u) = args.get("upload_id").and_then(|v| v.as_i64()) {
-            let inc = args.get("incremental").and_then(|v| v.as_bool()) == Some(true);
-            return Ok((u, inc));
+        if let Some(u) = args.upload_id {
+            return Ok((u, args.incremental));
         }
         let job = job.ok_or_else(|| {
             Error::bad_request("a synchronize outside a job needs `upload_id` in its args")

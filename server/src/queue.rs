@@ -10,8 +10,8 @@ use crate::config::QueueConfig;
 use crate::error::{Error, Result};
 use crate::store::{Backend, Db, NOTIFY_CHANNEL};
 use idgard_protocol::{
-    Assignment, Completion, HeartbeatAnswer, JobState, JobView, NewJob, Operation, TaskOutcome,
-    TaskSpec, TaskState, TaskView,
+    Assignment, Completion, HeartbeatAnswer, JobState, JobView, NewJob, Operation, TaskArgs,
+    TaskOutcome, TaskSpec, TaskState, TaskView,
 };
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -81,6 +81,8 @@ fn check_spec(spec: &TaskSpec) -> Result<()> {
     if !(spec.args.is_null() || spec.args.is_object()) {
         return Err(Error::bad_request("task args must be a JSON object"));
     }
+    TaskArgs::parse(&spec.args)
+        .map_err(|e| Error::bad_request(format!("task for `{}`: {e}", spec.connection)))?;
     if spec.max_attempts == Some(0) || spec.max_attempts.is_some_and(|m| m > 100) {
         return Err(Error::bad_request("max_attempts must be 1 to 100"));
     }
@@ -166,9 +168,7 @@ impl Queue {
                 continue;
             }
             let needed = match spec.operation {
-                Operation::Export
-                    if spec.args.get("incremental").and_then(|v| v.as_bool()) == Some(true) =>
-                {
+                Operation::Export if TaskArgs::parse(&spec.args).is_ok_and(|a| a.incremental) => {
                     "export-incremental"
                 }
                 Operation::Export => "export-full",
@@ -750,9 +750,7 @@ impl Queue {
         let cancelled = row.try_get::<i64, _>(11)? != 0;
         // Orders from the server carry ids and converge when repeated: such a fulfil is safe.
         let repeat_safe = op.repeat_safe()
-            || row
-                .try_get::<String, _>(12)?
-                .contains("\"server_orders\":true");
+            || TaskArgs::parse_stored(&row.try_get::<String, _>(12)?).server_orders;
         if !(state == "claimed" || state == "running") {
             return Ok(false);
         }

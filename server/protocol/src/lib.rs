@@ -214,6 +214,44 @@ impl Operation {
     }
 }
 
+/// A task's arguments, typed: what its operation is asked. They travel and are stored as the JSON
+/// object of [`TaskSpec::args`] and [`Assignment::args`]; absent fields are false or none, and
+/// unknown fields are refused when the task is created (a typo must not silently do nothing).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskArgs {
+    /// Export: only what changed since the saved cursor. Synchronize: the upload is incremental.
+    pub incremental: bool,
+    /// Fulfil: the orders to carry out (a task made by hand).
+    pub orders: Option<Vec<model::Order>>,
+    /// Fulfil: the orders the server holds for the task (the pipeline's fulfil); they carry ids
+    /// and converge when repeated, so such a task is safe to run again.
+    pub server_orders: bool,
+    /// Synchronize outside a job: the upload to read.
+    pub upload_id: Option<i64>,
+    /// Provision: every identity (a complete run), not only those that changed.
+    pub complete: bool,
+    /// Provision: compute and report, store no order.
+    pub dry_run: bool,
+    /// Synchronize or provision: a tripped threshold was approved.
+    pub approved: bool,
+}
+
+impl TaskArgs {
+    /// Reads a task's `args` (`null` is no arguments).
+    pub fn parse(args: &serde_json::Value) -> Result<Self, String> {
+        if args.is_null() {
+            return Ok(Self::default());
+        }
+        Self::deserialize(args).map_err(|e| format!("task arguments: {e}"))
+    }
+
+    /// Reads stored `args` text; what cannot be read counts as no arguments.
+    pub fn parse_stored(text: &str) -> Self {
+        serde_json::from_str(text).unwrap_or_default()
+    }
+}
+
 /// A task to create (alone, or as part of a job step).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -734,5 +772,20 @@ pub struct OrderResultsAnswer {
     pub ignored: u32,
 }
 
-// ---------------------------------------------------------------------------------------------
-// Export uploads
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn task_args_are_typed_and_typos_are_refused() {
+        assert_eq!(TaskArgs::parse(&json!(null)), Ok(TaskArgs::default()));
+        let a = TaskArgs::parse(&json!({ "incremental": true, "upload_id": 7 })).unwrap();
+        assert!(a.incremental && a.upload_id == Some(7) && !a.server_orders);
+        let err = TaskArgs::parse(&json!({ "incremantal": true })).unwrap_err();
+        assert!(err.contains("unknown field `incremantal`"), "{err}");
+        assert!(TaskArgs::parse(&json!({ "dry_run": "yes" })).is_err());
+        assert!(TaskArgs::parse_stored(r#"{"server_orders":true}"#).server_orders);
+        assert_eq!(TaskArgs::parse_stored("not json"), TaskArgs::default());
+    }
+}
