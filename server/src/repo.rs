@@ -319,7 +319,7 @@ impl Queue {
         .iter()
         .map(|r| r.try_get(0))
         .collect::<std::result::Result<_, _>>()?;
-        let mut buf: Vec<u8> = Vec::new();
+        let mut frames = frames::Reader::new();
         let mut closes: Vec<i64> = Vec::new();
         let mut inserts: Vec<NewRow> = Vec::new();
         for start in starts {
@@ -331,14 +331,8 @@ impl Queue {
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
-            buf.extend_from_slice(&data);
-            let mut at = 0usize;
-            while let Some(h) = buf.get(at..at + frames::HEADER) {
-                let len = u32::from_le_bytes(h[4..].try_into().expect("4 bytes")) as usize;
-                if buf.len() < at + frames::HEADER + len {
-                    break;
-                }
-                let batch = &buf[at + frames::HEADER..at + frames::HEADER + len];
+            frames.push(&data);
+            while let Some((_, batch)) = frames.next_frame() {
                 self.sync_batch(
                     &mut tx,
                     connection,
@@ -351,17 +345,14 @@ impl Queue {
                     &mut inserts,
                 )
                 .await?;
-                at += frames::HEADER + len;
                 if inserts.len() >= ROWS_PER_INSERT * 4 {
                     flush(&mut tx, connection, &mut closes, &mut inserts, now, sync_id).await?;
                 }
             }
-            buf.drain(..at);
         }
-        if !buf.is_empty() {
+        if let Err(at) = frames.finish() {
             return Err(Error::bad_request(format!(
-                "upload {upload_id} ends inside a frame ({} bytes left)",
-                buf.len()
+                "upload {upload_id} ends inside the frame at byte {at}"
             )));
         }
         if !incremental {
