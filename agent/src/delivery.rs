@@ -6,7 +6,7 @@ use crate::config::write_private;
 use crate::daemon::Agent;
 use crate::spool::{Spooled, SpooledUpload};
 use anyhow::{Result, bail};
-use idgard_protocol::{Completion, NewUpload, TaskOutcome, TaskView, UploadView};
+use idgard_protocol::{Completion, ExportResult, NewUpload, TaskOutcome, TaskView, UploadView};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 
@@ -103,10 +103,11 @@ impl Agent {
 
     pub(crate) async fn try_deliver(&self, s: &mut Spooled) -> Result<TaskView, CallError> {
         if let (Some(up), Some(TaskOutcome::Succeeded { result })) = (&s.upload, &mut s.outcome)
-            && result.get("upload_id").is_none()
+            && let Some(mut export) = ExportResult::parse(result)
+            && export.upload_id.is_none()
         {
-            let id = self.upload(s.task, s.fence, up).await?;
-            result["upload_id"] = serde_json::json!(id);
+            export.upload_id = Some(self.upload(s.task, s.fence, up).await?);
+            *result = export.to_json();
             let _ = self.save(s);
         }
         self.client

@@ -7,7 +7,7 @@ use crate::spool::{Spooled, SpooledUpload};
 use anyhow::{Context, Result};
 use idgard_host::model::{Cursor, ErrorKind};
 use idgard_host::{Cancel, Connection, Loaded, Outcome, Request, RunFolders};
-use idgard_protocol::{Assignment, LogLine, Operation, TaskArgs, TaskOutcome};
+use idgard_protocol::{Assignment, ExportResult, LogLine, Operation, TaskArgs, TaskOutcome};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -200,14 +200,16 @@ impl Agent {
                 spooled.cursor = summary.cursor.clone();
                 // The upload id is filled in once the upload is done.
                 TaskOutcome::Succeeded {
-                    result: serde_json::json!({
-                        "entries": summary.entries,
-                        "rejected": summary.rejected,
-                        "batches": summary.batches,
-                        "bytes": summary.bytes,
-                        "peak_memory": summary.peak_memory,
-                        "incremental": args.incremental,
-                    }),
+                    result: ExportResult {
+                        upload_id: None,
+                        entries: summary.entries,
+                        rejected: summary.rejected,
+                        batches: summary.batches,
+                        bytes: summary.bytes,
+                        peak_memory: summary.peak_memory,
+                        incremental: args.incremental,
+                    }
+                    .to_json(),
                 }
             }
         })

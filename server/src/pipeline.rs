@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::queue::{Queue, Tx, Wake};
 use crate::repo::Checked;
 use idgard_protocol::{
-    Completion, JobState, JobView, NewJob, Operation, RunJob, TaskArgs, TaskOutcome, TaskSpec,
-    TaskView,
+    Completion, ExportResult, JobState, JobView, NewJob, Operation, RunJob, TaskArgs, TaskOutcome,
+    TaskSpec, TaskView,
 };
 use serde_json::json;
 use sqlx::Row;
@@ -123,11 +123,11 @@ impl Queue {
         })?;
         let result: serde_json::Value =
             serde_json::from_str(&row.try_get::<String, _>(0)?).unwrap_or_default();
-        let upload = result
-            .get("upload_id")
-            .and_then(|v| v.as_i64())
+        let export = ExportResult::parse(&result).unwrap_or_default();
+        let upload = export
+            .upload_id
             .ok_or_else(|| Error::bad_request("the export's result names no upload"))?;
-        let inc = result.get("incremental").and_then(|v| v.as_bool()) == Some(true);
+        let inc = export.incremental;
         Ok((upload, inc))
     }
 

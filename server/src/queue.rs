@@ -10,8 +10,8 @@ use crate::config::QueueConfig;
 use crate::error::{Error, Result};
 use crate::store::{Backend, Db, NOTIFY_CHANNEL};
 use idgard_protocol::{
-    Assignment, Completion, HeartbeatAnswer, JobState, JobView, NewJob, Operation, TaskArgs,
-    TaskOutcome, TaskSpec, TaskState, TaskView,
+    Assignment, Completion, ExportResult, HeartbeatAnswer, JobState, JobView, NewJob, Operation,
+    TaskArgs, TaskOutcome, TaskSpec, TaskState, TaskView,
 };
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -544,7 +544,7 @@ impl Queue {
         fence: i64,
         result: &serde_json::Value,
     ) -> Result<()> {
-        let Some(upload) = result.get("upload_id").and_then(|v| v.as_i64()) else {
+        let Some(upload) = ExportResult::parse(result).and_then(|r| r.upload_id) else {
             return Err(Error::bad_request(
                 "an export's result must carry `upload_id`, the upload of its entries",
             ));

@@ -252,6 +252,41 @@ impl TaskArgs {
     }
 }
 
+/// An export task's result (its `result` JSON): what the connector exported, and the upload of
+/// its entries, which the agent fills in once the upload is complete. Read leniently: results
+/// written by hand or by older agents may carry only some fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExportResult {
+    /// The upload holding the entries (required when the task completes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<i64>,
+    /// Entries exported.
+    pub entries: u64,
+    /// Source records the connector could not read.
+    pub rejected: u64,
+    /// Batches.
+    pub batches: u64,
+    /// Bytes of entries.
+    pub bytes: u64,
+    /// The connector's peak linear memory, in bytes.
+    pub peak_memory: u64,
+    /// Whether the export was incremental.
+    pub incremental: bool,
+}
+
+impl ExportResult {
+    /// Reads a task's result; `None` when it is not an object of these fields.
+    pub fn parse(result: &serde_json::Value) -> Option<Self> {
+        Self::deserialize(result).ok()
+    }
+
+    /// The result as stored and sent.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("an export result serialises")
+    }
+}
+
 /// A task to create (alone, or as part of a job step).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -787,5 +822,23 @@ mod tests {
         assert!(TaskArgs::parse(&json!({ "dry_run": "yes" })).is_err());
         assert!(TaskArgs::parse_stored(r#"{"server_orders":true}"#).server_orders);
         assert_eq!(TaskArgs::parse_stored("not json"), TaskArgs::default());
+    }
+
+    #[test]
+    fn export_results_read_what_older_agents_and_hands_wrote() {
+        let r = ExportResult::parse(&json!({ "upload_id": 3, "entries": 10 })).unwrap();
+        assert_eq!(
+            (r.upload_id, r.entries, r.incremental),
+            (Some(3), 10, false)
+        );
+        let fresh = ExportResult {
+            entries: 1,
+            ..Default::default()
+        };
+        assert!(
+            fresh.to_json().get("upload_id").is_none(),
+            "filled in after the upload"
+        );
+        assert!(ExportResult::parse(&json!("done")).is_none());
     }
 }
