@@ -1,0 +1,80 @@
+//! Agents: their reports, hello, timings.
+
+use serde::{Deserialize, Serialize};
+
+/// A connection an agent owns, as it reports it when it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionReport {
+    /// The connection's name.
+    pub name: String,
+    /// Its connector's name.
+    pub connector: String,
+    /// The connector's version.
+    pub version: String,
+    /// The operations the connector supports.
+    pub operations: Vec<String>,
+}
+
+/// `POST /api/v1/agent/hello`: sent when an agent starts and when its connections change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hello {
+    /// The agent's version.
+    pub version: String,
+    /// Every connection the agent serves now.
+    pub connections: Vec<ConnectionReport>,
+    /// True on the first hello after the agent process started: tasks it held before are no
+    /// longer running and go back to the queue at once (or are marked lost).
+    #[serde(default)]
+    pub restarted: bool,
+}
+
+/// The server's timings and limits, answered to a hello.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Timings {
+    /// The largest upload chunk the server takes, in bytes.
+    pub chunk_bytes: u64,
+    /// How long a lease lasts without a heartbeat, in ms.
+    pub lease_ms: u64,
+    /// How often to send heartbeats, in ms.
+    pub heartbeat_ms: u64,
+    /// The longest the server holds a poll, in ms.
+    pub poll_wait_ms: u64,
+    /// How long a claimed task waits for its first heartbeat (its acknowledgement), in ms.
+    pub ack_ms: u64,
+}
+
+/// An agent as administrators see it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentView {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Whether it has enrolled.
+    pub enrolled: bool,
+    /// When it last polled or reported, ms since the epoch.
+    pub last_seen_ms: Option<i64>,
+    /// Its connections, as last reported.
+    pub connections: Vec<ConnectionReport>,
+}
+
+/// `POST /api/v1/agents`: create an agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAgent {
+    /// Its name: lower-case letters, digits, `-` and `_`.
+    pub name: String,
+}
+
+/// A new agent and its one-time enrolment token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewAgentAnswer {
+    /// The agent.
+    pub agent: AgentView,
+    /// The enrolment token (shown once; valid until `expires_ms`).
+    pub enrolment_token: String,
+    /// When the token expires, ms since the epoch.
+    pub expires_ms: i64,
+}

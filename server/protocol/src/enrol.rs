@@ -1,0 +1,41 @@
+//! Enrolment and the agent's tokens.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/v1/enrol`: an agent trades its one-time enrolment token for credentials.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    /// The token `idgard-server agent add` printed.
+    pub token: String,
+}
+
+/// The credentials an agent keeps; the server stores only a hash of the secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrolAnswer {
+    /// The agent's id.
+    pub agent_id: i64,
+    /// The agent's name.
+    pub agent_name: String,
+    /// The client secret (shown once).
+    pub client_secret: String,
+}
+
+/// `POST /api/v1/agent/token`: credentials for a short-lived access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The agent's id.
+    pub agent_id: i64,
+    /// Its client secret.
+    pub client_secret: String,
+}
+
+/// A signed access token (RS256 JWT).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenAnswer {
+    /// The token, sent as `Authorization: Bearer <token>`.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}

@@ -1,0 +1,111 @@
+//! Provisioning orders and their results, as the API carries them.
+
+use crate::*;
+use serde::{Deserialize, Serialize};
+
+/// An order's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrderState {
+    /// Waiting for a fulfil task.
+    Pending,
+    /// Handed to an agent in a fulfil task.
+    Sent,
+    /// Carried out; the repository reflects it.
+    Done,
+    /// Failed or asked to retry; sent again after `next_ms`.
+    Retry,
+    /// Failed for good (attempts used up); kept with its message.
+    Failed,
+    /// Computed by a dry run; never sent.
+    Dry,
+    /// Replaced by a newer computation before it was sent.
+    Superseded,
+}
+
+impl OrderState {
+    /// Its name in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::Pending => "pending",
+            OrderState::Sent => "sent",
+            OrderState::Done => "done",
+            OrderState::Retry => "retry",
+            OrderState::Failed => "failed",
+            OrderState::Dry => "dry",
+            OrderState::Superseded => "superseded",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => OrderState::Pending,
+            "sent" => OrderState::Sent,
+            "done" => OrderState::Done,
+            "retry" => OrderState::Retry,
+            "failed" => OrderState::Failed,
+            "dry" => OrderState::Dry,
+            "superseded" => OrderState::Superseded,
+            _ => return None,
+        })
+    }
+}
+
+/// An order as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrderView {
+    /// Id (unique; results are matched on it).
+    pub id: String,
+    /// The job that computed it.
+    pub job_id: Option<i64>,
+    /// The target connection.
+    pub connection: String,
+    /// The entity type.
+    pub entity_type: String,
+    /// The entry's key in the target.
+    pub key: String,
+    /// The identity it serves, if any.
+    pub identity: Option<String>,
+    /// `create`, `update`, `delete`, `enable`, `disable`.
+    pub kind: String,
+    /// The order as the connector receives it.
+    pub order: model::Order,
+    /// State.
+    pub state: OrderState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last message from the connector.
+    pub message: Option<String>,
+    /// Created, ms since the epoch.
+    pub created_ms: i64,
+    /// Last change, ms since the epoch.
+    pub updated_ms: i64,
+}
+
+/// `GET /api/v1/agent/tasks/{id}/orders?fence=N`: the orders of a fulfil task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskOrders {
+    /// The orders, in the order to carry them out.
+    pub orders: Vec<model::Order>,
+}
+
+/// `POST /api/v1/agent/tasks/{id}/order-results`: results of some of a fulfil task's orders.
+/// Sending a result twice is harmless.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderResults {
+    /// The lease's fencing token.
+    pub fence: i64,
+    /// One per order, matched by id.
+    pub results: Vec<model::OrderResult>,
+}
+
+/// The answer to [`OrderResults`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OrderResultsAnswer {
+    /// Results recorded now.
+    pub recorded: u32,
+    /// Results for orders already final (replays), ignored.
+    pub ignored: u32,
+}
