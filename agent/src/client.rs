@@ -2,7 +2,7 @@
 //! tokens fetched and renewed, errors sorted into "try again later" and "no".
 
 use anyhow::{Context, Result};
-use idgard_protocol::{ErrorBody, TokenAnswer, TokenRequest};
+use idgard_protocol::{ErrorBody, ErrorCode, TokenAnswer, TokenRequest};
 use reqwest::{Method, StatusCode};
 use rustls::DigitallySignedStruct;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -138,15 +138,18 @@ pub fn http_client(server: &str, fingerprint: Option<&str>) -> Result<reqwest::C
 /// Why a call failed.
 #[derive(Debug)]
 pub enum CallError {
-    /// The server answered no: a 4xx other than 401/408/429.
+    /// The server answered no, for a reason that trying again will not change. Callers
+    /// decide on the code, never on the status.
     Refused {
-        /// The status.
+        /// The status (for messages).
         status: StatusCode,
         /// Its stable code.
-        code: String,
+        code: ErrorCode,
         /// Its message.
         message: String,
     },
+    /// Something on this side failed (a spooled file could not be read).
+    Local(String),
     /// Worth trying again: network errors, 5xx, 429, 408.
     Later {
         /// What happened.
@@ -164,7 +167,7 @@ impl std::fmt::Display for CallError {
                 code,
                 message,
             } => write!(f, "{status} {code}: {message}"),
-            CallError::Later { message, .. } => write!(f, "{message}"),
+            CallError::Later { message, .. } | CallError::Local(message) => write!(f, "{message}"),
         }
     }
 }
@@ -172,11 +175,11 @@ impl std::fmt::Display for CallError {
 impl std::error::Error for CallError {}
 
 impl CallError {
-    /// The refusal's status, if the server refused.
-    pub fn status(&self) -> Option<StatusCode> {
+    /// The refusal's code, if the server refused.
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            CallError::Refused { status, .. } => Some(*status),
-            CallError::Later { .. } => None,
+            CallError::Refused { code, .. } => Some(*code),
+            CallError::Later { .. } | CallError::Local(_) => None,
         }
     }
 }
@@ -236,7 +239,10 @@ impl Client {
             .send(method.clone(), path, body, None, Some(&token))
             .await
         {
-            Err(CallError::Refused { status, .. }) if status == StatusCode::UNAUTHORIZED => {
+            Err(CallError::Refused {
+                code: ErrorCode::Unauthorized,
+                ..
+            }) => {
                 let token = self.token(true).await?;
                 self.send(method, path, body, None, Some(&token)).await
             }
@@ -310,9 +316,10 @@ impl Client {
         let text = response.text().await.unwrap_or_default();
         let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
             Ok(b) => (b.error.code, b.error.message),
-            Err(_) => ("http".to_owned(), text.chars().take(200).collect()),
+            // Not the API speaking (a proxy, a load balancer): only the status says anything.
+            Err(_) => (code_of_status(status), text.chars().take(200).collect()),
         };
-        if status.is_server_error()
+        if code.is_transient()
             || status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::REQUEST_TIMEOUT
         {
@@ -327,6 +334,18 @@ impl Client {
                 message,
             })
         }
+    }
+}
+
+/// The code of an answer that did not come from the API itself.
+fn code_of_status(status: StatusCode) -> ErrorCode {
+    match status {
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
+        s if s.is_server_error() => ErrorCode::Unavailable,
+        _ => ErrorCode::Unknown,
     }
 }
 

@@ -13,8 +13,8 @@ use crate::registry::{Registry, reload, watch};
 use anyhow::{Context, Result};
 use idgard_host::{Cancel, Runtime};
 use idgard_protocol::{
-    Assignment, Heartbeat, HeartbeatAnswer, Hello, LogChunk, LogLine, PollAnswer, PollRequest,
-    RunRequest, TaskOutcome, TaskView, Timings,
+    Assignment, ErrorCode, Heartbeat, HeartbeatAnswer, Hello, LogChunk, LogLine, PollAnswer,
+    PollRequest, RunRequest, TaskOutcome, TaskView, Timings,
 };
 use reqwest::Method;
 use std::collections::HashMap;
@@ -194,7 +194,9 @@ pub async fn run(config: AgentConfig) -> Result<()> {
                 failures += 1;
                 let delay = match &e {
                     CallError::Later { retry_after, .. } => backoff(failures, *retry_after),
-                    CallError::Refused { .. } => backoff(failures.max(6), None),
+                    CallError::Refused { .. } | CallError::Local(_) => {
+                        backoff(failures.max(6), None)
+                    }
                 };
                 tracing::warn!("poll failed ({e}); trying again in {delay:.1?}");
                 tokio::select! {
@@ -307,7 +309,7 @@ impl Agent {
                     cancel.cancel();
                 }
             }
-            Err(e) if e.status().is_some() => {
+            Err(e) if lease_gone(&e) => {
                 tracing::warn!("the server no longer gives us this task ({e})");
                 return;
             }
@@ -326,7 +328,7 @@ impl Agent {
                     match agent.heartbeat(&task, &progress).await {
                         Ok(h) if h.cancel => cancel.cancel(),
                         Ok(_) => {}
-                        Err(e) if e.status().is_some() => {
+                        Err(e) if lease_gone(&e) => {
                             tracing::warn!(task = task.id, "lease lost ({e}): stopping");
                             lost.store(true, Ordering::SeqCst);
                             cancel.cancel();
@@ -419,7 +421,7 @@ impl Agent {
                     failures += 1;
                     let delay = match &e {
                         CallError::Later { retry_after, .. } => backoff(failures, *retry_after),
-                        CallError::Refused { .. } => backoff(failures, None),
+                        CallError::Refused { .. } | CallError::Local(_) => backoff(failures, None),
                     };
                     tracing::warn!(
                         "no answer to the run request ({e}); asking again in {delay:.1?}"
@@ -505,4 +507,13 @@ impl Agent {
             }
         }
     }
+}
+
+/// Whether the server says this agent no longer holds a task (any other refusal of a
+/// heartbeat is the agent's own fault and is logged, not a reason to stop).
+fn lease_gone(e: &CallError) -> bool {
+    matches!(
+        e.code(),
+        Some(ErrorCode::StaleLease | ErrorCode::NotFound | ErrorCode::Conflict)
+    )
 }

@@ -6,8 +6,10 @@ use crate::config::write_private;
 use crate::daemon::Agent;
 use crate::spool::{Spooled, SpooledUpload};
 use anyhow::{Result, bail};
-use idgard_protocol::{Completion, ExportResult, NewUpload, TaskOutcome, TaskView, UploadView};
-use reqwest::{Method, StatusCode};
+use idgard_protocol::{
+    Completion, ErrorCode, ExportResult, NewUpload, TaskOutcome, TaskView, UploadView,
+};
+use reqwest::Method;
 use serde::Serialize;
 
 impl Agent {
@@ -30,7 +32,7 @@ impl Agent {
                     }
                     let delay = match &e {
                         CallError::Later { retry_after, .. } => backoff(failures, *retry_after),
-                        CallError::Refused { .. } => backoff(failures, None),
+                        CallError::Refused { .. } | CallError::Local(_) => backoff(failures, None),
                     };
                     tracing::warn!("{path}: {e}; again in {delay:.1?}");
                     tokio::time::sleep(delay).await;
@@ -67,8 +69,10 @@ impl Agent {
                     return;
                 }
                 Err(CallError::Refused {
-                    status, message, ..
-                }) if status == StatusCode::CONFLICT || status == StatusCode::NOT_FOUND => {
+                    code: ErrorCode::StaleLease | ErrorCode::NotFound | ErrorCode::Conflict,
+                    message,
+                    ..
+                }) => {
                     tracing::warn!(
                         task = s.task,
                         "the server does not take this result ({message}); dropped"
@@ -80,7 +84,7 @@ impl Agent {
                     failures += 1;
                     let delay = match &e {
                         CallError::Later { retry_after, .. } => backoff(failures, *retry_after),
-                        CallError::Refused { .. } => {
+                        CallError::Refused { .. } | CallError::Local(_) => {
                             if failures > 5 {
                                 tracing::error!(
                                     task = s.task,
@@ -148,21 +152,14 @@ impl Agent {
                 }),
             )
             .await?;
-        let file = std::fs::File::open(&up.path).map_err(|e| CallError::Refused {
-            status: StatusCode::GONE,
-            code: "spool".into(),
-            message: format!("{}: {e}", up.path.display()),
-        })?;
+        let file = std::fs::File::open(&up.path)
+            .map_err(|e| CallError::Local(format!("{}: {e}", up.path.display())))?;
         while !slot.complete {
             let len = chunk.min(slot.size - slot.received) as usize;
             let mut buf = vec![0u8; len];
             use std::os::unix::fs::FileExt;
             file.read_exact_at(&mut buf, slot.received)
-                .map_err(|e| CallError::Refused {
-                    status: StatusCode::GONE,
-                    code: "spool".into(),
-                    message: format!("{}: {e}", up.path.display()),
-                })?;
+                .map_err(|e| CallError::Local(format!("{}: {e}", up.path.display())))?;
             match self
                 .client
                 .put_bytes::<UploadView>(
@@ -172,7 +169,10 @@ impl Agent {
                 .await
             {
                 Ok(next) => slot = next,
-                Err(CallError::Refused { status, .. }) if status == StatusCode::CONFLICT => {
+                Err(CallError::Refused {
+                    code: ErrorCode::Conflict,
+                    ..
+                }) => {
                     // Somewhere else than we thought: ask where, and go on from there.
                     slot = self
                         .client

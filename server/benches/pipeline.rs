@@ -6,15 +6,18 @@
 //!
 //! `cargo bench -p idgard-server --bench pipeline -- [rows]` (default 1,000,000).
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use idgard_model::wire::BatchBuffer;
 use idgard_model::wire::EntryOp;
-use idgard_protocol::{NewUpload, Operation, TaskSpec, frames};
-use idgard_server::queue::Queue;
-use idgard_server::repo::Checked;
-use idgard_server::rules::Rules;
-use sha2::Digest as _;
+use idgard_protocol::frames;
+use idgard_server::identity::Engine;
+use idgard_server::identity::repo::Checked;
+use idgard_server::identity::rules::Rules;
 use std::sync::Arc;
 use std::time::Instant;
+use support::{frame, person};
 
 const RULES: &str = r#"
 version = 1
@@ -32,31 +35,6 @@ name = 'identity.first_name + " " + identity.last_name'
 department = "identity.department"
 "#;
 
-const DEPARTMENTS: &[&str] = &["Sales", "IT", "Finance", "Legal", "HR", "Support", "R&D"];
-
-fn person(b: &mut BatchBuffer, i: u64, generation: u64) {
-    let key = format!("E{i:07}");
-    let at = b.begin_entry(EntryOp::Upsert, "person", &key);
-    b.attribute1("employee_id", &key);
-    b.attribute1("first_name", &format!("First{}", i % 5000));
-    b.attribute1("last_name", &format!("Last{}", i / 5000));
-    b.attribute1("department", DEPARTMENTS[((i + generation) % 7) as usize]);
-    b.attribute1("site", ["Paris", "Lyon", "Nice"][(i % 3) as usize]);
-    b.attribute1("title", "Analyst, level 2");
-    b.attribute1("status", "active");
-    b.attribute1("manager", &format!("E{:07}", i / 10));
-    b.end_entry(at, 8);
-}
-
-fn frame(out: &mut Vec<u8>, b: &mut BatchBuffer) {
-    if b.entries() == 0 {
-        return;
-    }
-    out.extend_from_slice(&frames::header(b.entries(), b.len() as u32));
-    out.extend_from_slice(b.as_bytes());
-    b.clear();
-}
-
 /// Peak resident memory of this process since the last reset, in MiB.
 fn peak_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -73,42 +51,42 @@ fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-async fn upload(q: &Queue, agent: i64, content: &[u8]) -> i64 {
-    let ids = q
-        .enqueue(
-            "bench",
-            &[TaskSpec {
-                connection: "hr".into(),
-                operation: Operation::Export,
-                args: serde_json::Value::Null,
-                max_attempts: None,
-                timeout_s: None,
-            }],
-        )
-        .await
-        .unwrap();
-    let claimed = q.claim(agent, 1).await.unwrap();
-    assert_eq!(claimed[0].id, ids[0]);
-    let view = q
-        .open_upload(
-            agent,
-            ids[0],
-            &NewUpload {
-                fence: claimed[0].fence,
-                name: "entries".into(),
-                size: content.len() as u64,
-                sha256: hex::encode(sha2::Sha256::digest(content)),
-            },
-            u64::MAX,
-        )
-        .await
-        .unwrap();
-    for (i, chunk) in content.chunks(8 << 20).enumerate() {
-        q.put_chunk(agent, view.id, (i * (8 << 20)) as u64, chunk)
-            .await
-            .unwrap();
-    }
-    view.id
+async fn upload(q: &Engine, agent: i64, content: &[u8]) -> (i64, i64, i64) {
+    support::upload(q, "bench", agent, "hr", content).await
+}
+
+/// Latencies (ms) of what agents and pages do while `busy` runs: a heartbeat, a poll that
+/// finds nothing, a page read; one round every 20 ms.
+async fn probe(q: &Engine, agent: i64, task: i64, fence: i64, busy: impl Future) -> Vec<f64> {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let probes = async {
+        let mut out = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let t = Instant::now();
+            q.queue.heartbeat(agent, task, fence, None).await.unwrap();
+            out.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            q.queue.claim(agent, 1).await.unwrap();
+            q.queue.cancelled_for(agent).await.unwrap();
+            out.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            q.queue.task(task).await.unwrap();
+            out.push(t.elapsed().as_secs_f64() * 1000.0);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        out
+    };
+    let busy = async {
+        busy.await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let (out, ()) = tokio::join!(probes, busy);
+    out
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
 async fn baseline(dir: &std::path::Path, content: &[u8]) -> f64 {
@@ -196,36 +174,43 @@ fn main() {
             data_dir: dir.path().to_owned(),
             ..Default::default()
         };
-        let mut q = idgard_server::open_queue(&config).await.unwrap();
+        let mut q = idgard_server::open(&config).await.unwrap();
         let rules = Arc::new(Rules::parse(RULES, "bench rules").unwrap());
         q.rules = Some(rules.clone());
-        q.add_agent("bench").await.unwrap();
-        let agent = q.agent_id("bench").await.unwrap();
+        q.queue.add_agent("bench").await.unwrap();
+        let agent = q.queue.agent_id("bench").await.unwrap();
 
-        let mut content = Vec::new();
+        let content = support::hr_export(rows);
         let mut b = BatchBuffer::with_capacity(1 << 20);
-        for i in 0..rows {
-            person(&mut b, i, 0);
-            if b.entries() == 1000 {
-                frame(&mut content, &mut b);
-            }
-        }
-        frame(&mut content, &mut b);
         println!(
             "pipeline benchmark: {rows} HR rows, {:.1} MiB of export",
             content.len() as f64 / 1048576.0
         );
         let raw = baseline(dir.path(), &content).await;
-        let first = upload(&q, agent, &content).await;
+        let (first, task, fence) = upload(&q, agent, &content).await;
         drop(content);
+        let mut idle = probe(&q, agent, task, fence, tokio::time::sleep(std::time::Duration::from_secs(2))).await;
 
         reset_peak();
         let started = Instant::now();
-        let Checked::Done(report) = q.synchronize("hr", first, false, None, None).await.unwrap() else {
-            panic!("no threshold was set");
-        };
-        let secs = started.elapsed().as_secs_f64();
-        assert_eq!(report.inserted, rows);
+        let mut secs = 0.0;
+        let mut during = probe(&q, agent, task, fence, async {
+            let Checked::Done(report) = q.synchronize("hr", first, false, None, None).await.unwrap() else {
+                panic!("no threshold was set");
+            };
+            secs = started.elapsed().as_secs_f64();
+            assert_eq!(report.inserted, rows);
+        })
+        .await;
+        println!(
+            "heartbeat, empty poll, page read:   p50 {:.1} ms, p99 {:.1} ms during the load ({} calls); \
+             idle baseline p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&mut during, 0.5),
+            percentile(&mut during, 0.99),
+            during.len(),
+            percentile(&mut idle, 0.5),
+            percentile(&mut idle, 0.99),
+        );
         let load_peak = peak_mib();
         println!(
             "initial load (synchronize, full):   {:>9.0} rows/s  ({secs:.2} s; peak RSS {load_peak:.0} MiB)",
@@ -263,7 +248,7 @@ fn main() {
             b.end_entry(at, 0);
         }
         frame(&mut content, &mut b);
-        let second = upload(&q, agent, &content).await;
+        let (second, _, _) = upload(&q, agent, &content).await;
         reset_peak();
         let started = Instant::now();
         let Checked::Done(s) = q.synchronize("hr", second, true, None, None).await.unwrap() else {

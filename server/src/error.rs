@@ -1,70 +1,69 @@
-//! The API's one error type: a status, a stable code and a message. Internal details are
-//! logged, never sent.
+//! The domain's one error type: a stable [`ErrorCode`] and a message for people. It knows
+//! nothing of HTTP; `http::error` maps codes to statuses in one place. Internal details
+//! (database errors, faults) are logged where they happen, never sent.
 
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use idgard_protocol::{ApiError, ErrorBody};
+pub use idgard_protocol::ErrorCode;
 
-/// An error answer.
-#[derive(Debug)]
+/// Why the domain said no.
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {message}")]
 pub struct Error {
-    /// HTTP status.
-    pub status: StatusCode,
     /// Stable code.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// For people.
     pub message: String,
 }
 
-/// Results of handlers and of the queue.
+/// Results of the domain.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// An error with a status and code.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with a code.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
         }
     }
-    /// 400.
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    /// The request is malformed or breaks a rule.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Invalid, message)
     }
-    /// 401.
+    /// Missing or wrong credentials.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(ErrorCode::Unauthorized, message)
     }
-    /// 404.
+    /// No such thing (or not one the caller may see).
     pub fn not_found(what: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+        Self::new(ErrorCode::NotFound, what)
     }
-    /// 409: the caller's lease is not the current one.
+    /// The caller's lease is not the current one.
     pub fn stale(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "stale_lease", message)
+        Self::new(ErrorCode::StaleLease, message)
     }
-    /// 409 for other conflicts.
+    /// The thing is not in a state that allows this.
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "conflict", message)
+        Self::new(ErrorCode::Conflict, message)
+    }
+    /// Over a limit.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::TooLarge, message)
+    }
+    /// A finished upload that is not valid connector output.
+    pub fn bad_upload(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadUpload, message)
+    }
+    /// Whether the caller's request itself is at fault (not the server, not the moment).
+    pub fn is_caller_fault(&self) -> bool {
+        !self.code.is_transient()
     }
 }
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.status, self.code, self.message)
-    }
-}
-
-impl std::error::Error for Error {}
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         tracing::error!("database error: {e}");
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
+            ErrorCode::Unavailable,
             "the database did not answer; try again",
         )
     }
@@ -73,31 +72,6 @@ impl From<sqlx::Error> for Error {
 impl From<anyhow::Error> for Error {
     fn from(e: anyhow::Error) -> Self {
         tracing::error!("internal error: {e:#}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error (see the server's log)",
-        )
-    }
-}
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(ErrorBody {
-                error: ApiError {
-                    code: self.code.into(),
-                    message: self.message,
-                },
-            }),
-        )
-            .into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("2"));
-        }
-        response
+        Self::new(ErrorCode::Internal, "internal error (see the server's log)")
     }
 }

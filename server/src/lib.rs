@@ -2,18 +2,13 @@
 //!
 //! It never opens a connection to a managed system or to an agent: agents poll it.
 
-pub mod agents;
-pub mod api;
 pub mod config;
+pub mod db;
 pub mod error;
+pub mod http;
+pub mod identity;
 pub mod keys;
-pub mod pipeline;
-pub mod provision;
 pub mod queue;
-pub mod repo;
-pub mod rules;
-pub mod store;
-pub mod uploads;
 
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
@@ -28,20 +23,22 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Opens the database and the queue for `config` (also used by the CLI's direct commands).
-pub async fn open_queue(config: &config::Config) -> Result<queue::Queue> {
+/// Opens the database, the queue and the identity engine for `config` (also used by the
+/// CLI's direct commands).
+pub async fn open(config: &config::Config) -> Result<identity::Engine> {
     let rules = match &config.rules {
-        Some(path) => Some(Arc::new(rules::Rules::load(path)?)),
+        Some(path) => Some(Arc::new(identity::rules::Rules::load(path)?)),
         None => None,
     };
-    let db = store::Db::open(&config.database_url()).await?;
-    Ok(queue::Queue {
+    let db = db::Db::open(&config.database_url()).await?;
+    let queue = queue::Queue {
         db,
-        rules,
         cfg: config.queue.clone(),
         clock: Arc::new(now_ms),
+        beats: Default::default(),
         names: Default::default(),
-    })
+    };
+    Ok(identity::Engine { queue, rules })
 }
 
 /// What a started server tells its caller.
@@ -63,10 +60,11 @@ pub async fn serve(
 ) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     create_private_dir(&config.data_dir)?;
-    let queue = open_queue(&config).await?;
+    let engine = open(&config).await?;
+    let queue = engine.queue.clone();
     queue.db.listen().await?;
     tracing::info!(
-        database = %store::redact(&config.database_url()),
+        database = %db::redact(&config.database_url()),
         "database ready"
     );
     if let Some(token) = queue.first_admin_token().await? {
@@ -93,15 +91,16 @@ pub async fn serve(
         config.signing.token_ttl_s,
     )?;
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let app = Arc::new(api::AppState {
+    let app = Arc::new(http::AppState {
         queue: queue.clone(),
+        engine: engine.clone(),
         signer,
         max_upload: config.limits.upload_mib << 20,
         max_chunk: (config.limits.chunk_mib as u64) << 20,
         stopping,
         verified: Default::default(),
     });
-    let router = api::router(
+    let router = http::router(
         app,
         config.limits.json_kib << 10,
         config.limits.chunk_mib << 20,
@@ -120,7 +119,7 @@ pub async fn serve(
         })
     };
 
-    if let Some(rules) = &queue.rules {
+    if let Some(rules) = &engine.rules {
         tracing::info!(
             rules = rules.origin,
             sha256 = &rules.digest[..16],
@@ -130,10 +129,10 @@ pub async fn serve(
         );
     }
     let scheduler = {
-        let queue = queue.clone();
+        let engine = engine.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(e) = queue.fire_schedules().await {
+                if let Err(e) = engine.fire_schedules().await {
                     tracing::warn!("schedule check failed: {}", e.message);
                 }
                 tokio::time::sleep(Duration::from_secs(10)).await;

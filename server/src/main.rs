@@ -219,7 +219,8 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Command::Agent(cmd) => {
-            let queue = idgard_server::open_queue(&config).await?;
+            let engine = idgard_server::open(&config).await?;
+            let queue = &engine.queue;
             match cmd {
                 AgentCommand::Add { name, url } | AgentCommand::Reset { name, url } => {
                     let reset = queue.agent(&name).await.is_ok();
@@ -263,7 +264,8 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Job(cmd) => {
-            let queue = idgard_server::open_queue(&config).await?;
+            let engine = idgard_server::open(&config).await?;
+            let queue = &engine.queue;
             match cmd {
                 JobCommand::Create {
                     agent,
@@ -293,7 +295,7 @@ async fn run(cli: Cli) -> Result<()> {
                     incremental,
                     dry_run,
                 } => {
-                    let job = queue
+                    let job = engine
                         .run_declared(&idgard_protocol::RunJob {
                             job: name,
                             incremental,
@@ -303,7 +305,7 @@ async fn run(cli: Cli) -> Result<()> {
                     println!("job {} {} ({})", job.id, job.state.as_str(), job.name);
                 }
                 JobCommand::Approve { id } => {
-                    let job = queue.approve_job(id).await?;
+                    let job = engine.approve_job(id).await?;
                     println!("job {} approved: {}", job.id, job.state.as_str());
                 }
                 JobCommand::List => {
@@ -323,7 +325,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::CheckRules { file } => {
-            let rules = idgard_server::rules::Rules::load(&file)?;
+            let rules = idgard_server::identity::rules::Rules::load(&file)?;
             println!(
                 "{}: valid (sha256 {}): identities from `{}` ({}); targets: {}; jobs: {}",
                 file.display(),
@@ -351,8 +353,8 @@ async fn run(cli: Cli) -> Result<()> {
             state,
             json,
         } => {
-            let queue = idgard_server::open_queue(&config).await?;
-            let orders = queue
+            let engine = idgard_server::open(&config).await?;
+            let orders = engine
                 .orders(job, connection.as_deref(), state.as_deref(), 100_000)
                 .await?;
             if json {
@@ -377,8 +379,8 @@ async fn run(cli: Cli) -> Result<()> {
             connection,
             situation,
         } => {
-            let queue = idgard_server::open_queue(&config).await?;
-            for l in queue.links(&connection, situation.as_deref()).await? {
+            let engine = idgard_server::open(&config).await?;
+            for l in engine.links(&connection, situation.as_deref()).await? {
                 println!(
                     "{:<28} {:<10} identity {}",
                     l["key"].as_str().unwrap_or(""),
@@ -389,7 +391,8 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::AdminToken => {
-            let queue = idgard_server::open_queue(&config).await?;
+            let engine = idgard_server::open(&config).await?;
+            let queue = &engine.queue;
             println!("{}", queue.new_admin_token().await?);
             Ok(())
         }

@@ -6,9 +6,9 @@ use idgard_model::wire::BatchBuffer;
 use idgard_model::wire::EntryOp;
 use idgard_protocol::model::{OrderKind, OrderOutcome, OrderResult};
 use idgard_protocol::{NewUpload, Operation, OrderResults, OrderState, TaskSpec, frames};
-use idgard_server::queue::Queue;
-use idgard_server::repo::Checked;
-use idgard_server::rules::Rules;
+use idgard_server::identity::Engine;
+use idgard_server::identity::repo::Checked;
+use idgard_server::identity::rules::Rules;
 use sha2::Digest as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -32,7 +32,7 @@ employee_id = "identity.key"
 const DAY: i64 = 86_400_000;
 
 struct World {
-    q: Queue,
+    q: Engine,
     rules: Arc<Rules>,
     agent: i64,
     clock: Arc<AtomicI64>,
@@ -46,14 +46,14 @@ impl World {
             data_dir: dir.path().to_owned(),
             ..Default::default()
         };
-        let mut q = idgard_server::open_queue(&config).await.unwrap();
+        let mut q = idgard_server::open(&config).await.unwrap();
         let clock = Arc::new(AtomicI64::new(1_800_000_000_000));
         let c = clock.clone();
-        q.clock = Arc::new(move || c.load(Ordering::SeqCst));
+        q.queue.clock = Arc::new(move || c.load(Ordering::SeqCst));
         let rules = Arc::new(Rules::parse(RULES, "test rules").unwrap());
         q.rules = Some(rules.clone());
-        q.add_agent("a").await.unwrap();
-        let agent = q.agent_id("a").await.unwrap();
+        q.queue.add_agent("a").await.unwrap();
+        let agent = q.queue.agent_id("a").await.unwrap();
         World {
             q,
             rules,
@@ -89,15 +89,17 @@ impl World {
         content.extend_from_slice(b.as_bytes());
         let id = self
             .q
+            .queue
             .enqueue(
                 "a",
                 &[Self::spec(Operation::Export, serde_json::Value::Null)],
             )
             .await
             .unwrap()[0];
-        let fence = self.q.claim(self.agent, 1).await.unwrap()[0].fence;
+        let fence = self.q.queue.claim(self.agent, 1).await.unwrap()[0].fence;
         let slot = self
             .q
+            .queue
             .open_upload(
                 self.agent,
                 id,
@@ -112,6 +114,7 @@ impl World {
             .await
             .unwrap();
         self.q
+            .queue
             .put_chunk(self.agent, slot.id, 0, &content)
             .await
             .unwrap();
@@ -147,6 +150,7 @@ impl World {
     ) -> Vec<(String, String)> {
         let id = self
             .q
+            .queue
             .enqueue(
                 "a",
                 &[Self::spec(
@@ -156,8 +160,12 @@ impl World {
             )
             .await
             .unwrap()[0];
-        let fence = self.q.claim(self.agent, 1).await.unwrap()[0].fence;
-        self.q.heartbeat(self.agent, id, fence, None).await.unwrap();
+        let fence = self.q.queue.claim(self.agent, 1).await.unwrap()[0].fence;
+        self.q
+            .queue
+            .heartbeat(self.agent, id, fence, None)
+            .await
+            .unwrap();
         let orders = self.q.task_orders(self.agent, id, fence).await.unwrap();
         let results: Vec<OrderResult> = orders
             .iter()

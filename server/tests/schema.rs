@@ -3,7 +3,7 @@
 //! keys, indexes (columns in order, unique, partial) and foreign keys — so that a migration added
 //! to one dialect and forgotten, or written differently, in the other fails here.
 
-use idgard_server::store::Db;
+use idgard_server::db::Db;
 use sqlx::Row;
 use std::collections::BTreeSet;
 

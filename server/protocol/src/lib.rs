@@ -15,10 +15,73 @@ pub const API: &str = "/api/v1";
 /// How the server says no.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
-    /// Stable, machine-readable: `bad_request`, `unauthorized`, `not_found`, `stale_lease`, ...
-    pub code: String,
+    /// Stable and machine-readable: callers decide on it, never on the HTTP status.
+    pub code: ErrorCode,
     /// What went wrong and, where it helps, what to do.
     pub message: String,
+}
+
+/// The stable codes of the API's errors. The HTTP status follows from the code (one table in
+/// the server); callers decide on the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed or breaks a documented rule (400).
+    Invalid,
+    /// No credentials, or credentials that are not valid (401).
+    Unauthorized,
+    /// Valid credentials without the right to do this (403).
+    Forbidden,
+    /// No such thing, or not one the caller may see (404).
+    NotFound,
+    /// The caller's lease on a task is not the current one: nothing was recorded (409).
+    StaleLease,
+    /// The thing is not in a state that allows this (409).
+    Conflict,
+    /// The body or a count is over a limit (413).
+    TooLarge,
+    /// The body is not JSON where JSON is expected (415).
+    UnsupportedMediaType,
+    /// A finished upload is not valid connector output (422).
+    BadUpload,
+    /// The server cannot answer now (its database): try again later (503).
+    Unavailable,
+    /// A fault in the server; its log says more (500).
+    Internal,
+    /// A code this build does not know (a newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The code as it appears in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::StaleLease => "stale_lease",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::BadUpload => "bad_upload",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+
+    /// Whether the same request may succeed later without being changed.
+    pub fn is_transient(self) -> bool {
+        matches!(self, ErrorCode::Unavailable | ErrorCode::Internal)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The body of an error answer.

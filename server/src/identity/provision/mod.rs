@@ -6,20 +6,24 @@
 //! changed in the target, and the accounts of identities that left (their delete may be due).
 //! So its cost follows the changes, not the size of the repository.
 
+use super::Engine;
 use crate::error::{Error, Result};
-use crate::queue::{Queue, Tx};
-use crate::repo::{
-    Checked, close_versions, current_of, encode_attrs, insert_versions, list, parse_attrs,
+mod plan;
+
+use super::repo::{
+    Checked, close_versions, current_of, encode_attrs, insert_versions, parse_attrs,
 };
-use crate::rules::{Attrs, Changes, Rules, Target};
+use super::rules::{Attrs, Changes, Rules, Target};
+use crate::db::{Col, Tx, in_list, multi_row_values};
+use crate::queue::require_lease;
 use futures_util::TryStreamExt as _;
-use idgard_protocol::model::{AttributeChange, ChangeOp, Order, OrderKind, OrderOutcome};
+use idgard_protocol::model::{ChangeOp, Order, OrderKind, OrderOutcome};
 use idgard_protocol::{OrderResults, OrderResultsAnswer, OrderState, OrderView};
+use plan::{Loaded, Planned};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-const DAY_MS: i64 = 86_400_000;
 /// Orders handed to one fulfil task at most.
 const ORDERS_PER_TASK: i64 = 50_000;
 
@@ -66,6 +70,26 @@ pub struct ProvisionReport {
 }
 
 impl ProvisionReport {
+    /// Counts an order.
+    pub fn count(&mut self, kind: &OrderKind) {
+        match kind {
+            OrderKind::Create { .. } => self.creates += 1,
+            OrderKind::Update { .. } => self.updates += 1,
+            OrderKind::Enable => self.enables += 1,
+            OrderKind::Disable => self.disables += 1,
+            OrderKind::Delete => self.deletes += 1,
+            OrderKind::SetPassword { .. } => {}
+        }
+    }
+
+    /// Counts an error and keeps the first ten for people.
+    pub fn error(&mut self, sample: String) {
+        self.errors += 1;
+        if self.samples.len() < 10 {
+            self.samples.push(sample);
+        }
+    }
+
     /// Orders computed.
     pub fn orders(&self) -> u64 {
         self.creates + self.updates + self.enables + self.disables + self.deletes
@@ -81,12 +105,6 @@ impl ProvisionReport {
     }
 }
 
-fn order_id() -> String {
-    let mut b = [0u8; 12];
-    getrandom::fill(&mut b).expect("the system's random source");
-    format!("o-{}", hex::encode(b))
-}
-
 fn kind_name(k: &OrderKind) -> &'static str {
     match k {
         OrderKind::Create { .. } => "create",
@@ -95,21 +113,6 @@ fn kind_name(k: &OrderKind) -> &'static str {
         OrderKind::Enable => "enable",
         OrderKind::Disable => "disable",
         OrderKind::SetPassword { .. } => "set-password",
-    }
-}
-
-struct Planned {
-    identity: Option<String>,
-    order: Order,
-}
-
-fn is_enabled(attrs: &Attrs, enabled: &Option<String>) -> bool {
-    match enabled {
-        Some(a) => attrs
-            .get(a)
-            .and_then(|v| v.first())
-            .is_none_or(|v| !v.eq_ignore_ascii_case("false")),
-        None => true,
     }
 }
 
@@ -123,7 +126,7 @@ async fn max_sync(tx: &mut Tx, connection: &str) -> Result<i64> {
     )
 }
 
-impl Queue {
+impl Engine {
     /// Computes a target's orders and stores them (or, for a dry run, shows them).
     pub async fn provision(
         &self,
@@ -136,14 +139,14 @@ impl Queue {
     ) -> Result<Checked<ProvisionReport>> {
         let started = std::time::Instant::now();
         let t = rules.target(target).ok_or_else(|| {
-            Error::bad_request(format!(
+            Error::invalid(format!(
                 "`{target}` is not a target in the rules ({})",
                 rules.origin
             ))
         })?;
         let src = &rules.identities.connection;
-        let now = self.now();
-        let mut tx = self.begin().await?;
+        let now = self.queue.now();
+        let mut tx = self.queue.begin().await?;
         let mut report = ProvisionReport {
             connection: target.to_owned(),
             mode: if complete { "complete" } else { "incremental" }.into(),
@@ -237,20 +240,10 @@ impl Queue {
             }
             // A dry run keeps nothing but its orders, marked as shown only.
             for chunk in links.chunks(80).filter(|_| !dry_run) {
+                let cols = [0, 1, 2, 3, 4, 5].map(Col::Row);
                 let sql = format!(
                     "INSERT INTO links (connection, entity_type, key, identity, situation, updated_ms) VALUES {}",
-                    (0..chunk.len())
-                        .map(|i| format!(
-                            "(${}, ${}, ${}, ${}, ${}, ${})",
-                            i * 6 + 1,
-                            i * 6 + 2,
-                            i * 6 + 3,
-                            i * 6 + 4,
-                            i * 6 + 5,
-                            i * 6 + 6
-                        ))
-                        .collect::<Vec<_>>()
-                        .join(",")
+                    multi_row_values(chunk.len(), 0, 6, &cols)
                 );
                 let mut q = sqlx::query(&sql);
                 for (key, identity, situation) in chunk {
@@ -314,7 +307,6 @@ impl Queue {
         // 3. Desired against collected, identity by identity (in slices).
         let keys: Vec<String> = keys.into_iter().collect();
         // Orders are stored slice by slice (a threshold or a failure rolls them all back).
-        let mut planned: Vec<Planned> = Vec::new();
         let state = if dry_run {
             OrderState::Dry
         } else {
@@ -337,7 +329,7 @@ impl Queue {
             if !absent.is_empty() {
                 let sql = format!(
                     "SELECT key, MAX(valid_to) FROM entries WHERE connection = $1 AND key IN ({}) GROUP BY key",
-                    list(1, absent.len())
+                    in_list(1, absent.len())
                 );
                 let mut q = sqlx::query(&sql).bind(src);
                 for k in &absent {
@@ -354,7 +346,7 @@ impl Queue {
             let sql = format!(
                 "SELECT key, identity, situation FROM links WHERE connection = $1 AND entity_type = $2 \
                  AND situation IN ('linked', 'deleted') AND identity IN ({})",
-                list(2, refs.len())
+                in_list(2, refs.len())
             );
             let mut q = sqlx::query(&sql).bind(target).bind(&t.entity_type);
             for k in &refs {
@@ -369,11 +361,22 @@ impl Queue {
             }
             let account_keys: Vec<&str> = accounts.values().flatten().map(String::as_str).collect();
             let collected = current_of(&mut tx, target, &account_keys, true).await?;
+            let mut mine: HashMap<String, Vec<(String, Attrs)>> = HashMap::new();
+            for (identity, keys) in accounts {
+                let mut held = Vec::with_capacity(keys.len());
+                for k in keys {
+                    if let Some((_, _, Some(a))) = collected.get(&format!("{}\0{k}", t.entity_type))
+                    {
+                        held.push((k, parse_attrs(a)?));
+                    }
+                }
+                mine.insert(identity, held);
+            }
             // Orders still in flight hold their identity back; pending ones are replaced. The
             // query reads by identity only, so that the identity index serves it.
             let sql = format!(
                 "SELECT id, identity, state FROM orders WHERE identity IN ({}) AND connection = $1",
-                list(1, refs.len())
+                in_list(1, refs.len())
             );
             let mut q = sqlx::query(&sql).bind(target);
             for k in &refs {
@@ -393,7 +396,7 @@ impl Queue {
             if !dry_run && !replaced.is_empty() {
                 let sql = format!(
                     "UPDATE orders SET state = 'superseded', updated_ms = $1 WHERE id IN ({})",
-                    list(1, replaced.len())
+                    in_list(1, replaced.len())
                 );
                 let mut q = sqlx::query(&sql).bind(now);
                 for id in &replaced {
@@ -401,119 +404,18 @@ impl Queue {
                 }
                 superseded += q.execute(&mut *tx).await?.rows_affected();
             }
-            for key in slice {
-                if busy.contains(key) {
-                    report.in_flight += 1;
-                    continue;
-                }
-                let person = people.get(&format!("{prefix}{key}"));
-                let mine: Vec<(String, Attrs)> = accounts
-                    .get(key)
-                    .map(|ks| {
-                        ks.iter()
-                            .filter_map(|k| {
-                                collected
-                                    .get(&format!("{}\0{k}", t.entity_type))
-                                    .and_then(|(_, _, a)| a.as_deref())
-                                    .map(|a| parse_attrs(a).map(|a| (k.clone(), a)))
-                            })
-                            .collect::<Result<Vec<_>>>()
-                    })
-                    .transpose()?
-                    .unwrap_or_default();
-                let desired = match person {
-                    Some((_, _, Some(attrs))) => {
-                        let attrs = parse_attrs(attrs)?;
-                        match self.desired(&ev, t, key, &attrs) {
-                            Ok(d) => d,
-                            Err(e) => {
-                                report.errors += 1;
-                                if report.samples.len() < 10 {
-                                    report.samples.push(format!("identity `{key}`: {e:#}"));
-                                }
-                                continue;
-                            }
-                        }
-                    }
-                    _ => None,
-                };
-                let mut push = |order_key: &str, kind: OrderKind, r: &mut ProvisionReport| {
-                    match &kind {
-                        OrderKind::Create { .. } => r.creates += 1,
-                        OrderKind::Update { .. } => r.updates += 1,
-                        OrderKind::Enable => r.enables += 1,
-                        OrderKind::Disable => r.disables += 1,
-                        OrderKind::Delete => r.deletes += 1,
-                        OrderKind::SetPassword { .. } => {}
-                    }
-                    planned.push(Planned {
-                        identity: Some(key.clone()),
-                        order: Order {
-                            id: order_id(),
-                            entity_type: t.entity_type.clone(),
-                            key: order_key.to_owned(),
-                            kind,
-                        },
-                    });
-                };
-                match desired {
-                    Some((account_key, mut attrs)) => match mine.first() {
-                        None if !claimed.insert(account_key.clone()) => {
-                            report.errors += 1;
-                            report.conflicts += 1;
-                            if report.samples.len() < 10 {
-                                report.samples.push(format!(
-                                    "identity `{key}`: account key `{account_key}` is computed for another identity too; no account is created for this one"
-                                ));
-                            }
-                        }
-                        None => {
-                            if let Some(e) = &t.enabled_attribute {
-                                attrs.insert(e.clone(), vec!["true".into()]);
-                            }
-                            push(
-                                &account_key,
-                                OrderKind::Create { attributes: attrs },
-                                &mut report,
-                            );
-                        }
-                        Some((k, have)) => {
-                            let changes: Vec<AttributeChange> = attrs
-                                .iter()
-                                .filter(|(n, v)| {
-                                    have.get(*n).map(Vec::as_slice).unwrap_or(&[]) != v.as_slice()
-                                })
-                                .map(|(n, v)| AttributeChange {
-                                    name: n.clone(),
-                                    op: ChangeOp::Replace,
-                                    values: v.clone(),
-                                })
-                                .collect();
-                            if !changes.is_empty() {
-                                push(k, OrderKind::Update { changes }, &mut report);
-                            }
-                            if !is_enabled(have, &t.enabled_attribute) {
-                                push(k, OrderKind::Enable, &mut report);
-                            }
-                        }
-                    },
-                    None => {
-                        // Left, or no longer passing the filter.
-                        let since = left.get(key).copied();
-                        if person.is_none() {
-                            gone_links.push(key.clone());
-                        }
-                        for (k, have) in &mine {
-                            let due = matches!((t.leave.delete_after_days, since), (Some(d), Some(s)) if s + i64::from(d) * DAY_MS <= now);
-                            if due {
-                                push(k, OrderKind::Delete, &mut report);
-                            } else if t.leave.disable && is_enabled(have, &t.enabled_attribute) {
-                                push(k, OrderKind::Disable, &mut report);
-                            }
-                        }
-                    }
-                }
-            }
+            let loaded = Loaded {
+                people: people
+                    .into_iter()
+                    .filter_map(|(k, (_, _, a))| Some((k.strip_prefix(&prefix)?.to_owned(), a?)))
+                    .collect(),
+                left,
+                accounts: mine,
+                busy,
+            };
+            let plan = plan::plan(rules, t, now, slice, &loaded, &mut claimed, &mut report);
+            gone_links.extend(plan.gone);
+            let mut planned = plan.orders;
             // A create for a key the target already holds as another identity's account is a
             // conflict, not a takeover.
             let creates: Vec<&str> = planned
@@ -525,7 +427,7 @@ impl Queue {
                 let sql = format!(
                     "SELECT key, identity FROM links WHERE connection = $1 AND situation IN ('linked', 'deleted') \
                      AND key IN ({})",
-                    list(1, creates.len())
+                    in_list(1, creates.len())
                 );
                 let mut q = sqlx::query(&sql).bind(target);
                 for k in &creates {
@@ -559,7 +461,6 @@ impl Queue {
                 });
             }
             insert_orders(&mut tx, job, target, state, &planned, now).await?;
-            planned.clear();
         }
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         if !approved
@@ -580,7 +481,7 @@ impl Queue {
                     let sql = format!(
                         "UPDATE links SET situation = 'deleted', updated_ms = $1 WHERE connection = $2 \
                          AND situation = 'linked' AND identity IN ({})",
-                        list(2, chunk.len())
+                        in_list(2, chunk.len())
                     );
                     let mut q = sqlx::query(&sql).bind(now).bind(target);
                     for k in chunk {
@@ -615,28 +516,6 @@ impl Queue {
             report.elapsed_ms
         );
         Ok(Checked::Done(report))
-    }
-
-    /// The account an identity should have, or `None` if it should have none.
-    fn desired(
-        &self,
-        ev: &crate::rules::Evaluator<'_>,
-        t: &Target,
-        key: &str,
-        attrs: &Attrs,
-    ) -> anyhow::Result<Option<(String, Attrs)>> {
-        let b = ev.identity(key, attrs);
-        if let Some(f) = &t.filter
-            && !b.test(f)?
-        {
-            return Ok(None);
-        }
-        let account_key = b.text(&t.key)?;
-        let mut out = BTreeMap::new();
-        for (name, e) in &t.attributes {
-            out.insert(name.clone(), b.values(e)?);
-        }
-        Ok(Some((account_key, out)))
     }
 
     /// Identities by the correlation's identity attribute (or key): value → identity key.
@@ -684,27 +563,13 @@ impl Queue {
     /// The orders of a fulfil task: those it was given before (a retry after a restart), or
     /// else the target's ready orders, now marked as sent with it.
     pub async fn task_orders(&self, agent: i64, task: i64, fence: i64) -> Result<Vec<Order>> {
-        let now = self.now();
-        let mut tx = self.begin().await?;
-        let row = sqlx::query(
-            "SELECT connection, operation, fence, state FROM tasks WHERE id = $1 AND agent_id = $2",
-        )
-        .bind(task)
-        .bind(agent)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("no task {task} for this agent")))?;
-        let connection: String = row.try_get(0)?;
-        if row.try_get::<String, _>(1)? != "fulfill" {
-            return Err(Error::bad_request(format!(
-                "task {task} is not a fulfil task"
-            )));
+        let now = self.queue.now();
+        let mut tx = self.queue.begin().await?;
+        let held = require_lease(&mut tx, agent, task, fence).await?;
+        if held.operation != "fulfill" {
+            return Err(Error::invalid(format!("task {task} is not a fulfil task")));
         }
-        if row.try_get::<i64, _>(2)? != fence || row.try_get::<String, _>(3)? != "running" {
-            return Err(Error::conflict(format!(
-                "task {task}: this lease (fence {fence}) is not the current one"
-            )));
-        }
+        let connection = held.connection;
         let mine = sqlx::query("SELECT COUNT(*) FROM orders WHERE task_id = $1")
             .bind(task)
             .fetch_one(&mut *tx)
@@ -736,7 +601,7 @@ impl Queue {
                 let sql = format!(
                     "UPDATE orders SET state = 'sent', task_id = $1, attempts = attempts + 1, updated_ms = $2 \
                      WHERE id IN ({})",
-                    list(2, chunk.len())
+                    in_list(2, chunk.len())
                 );
                 let mut q = sqlx::query(&sql).bind(task).bind(now);
                 for id in chunk {
@@ -769,20 +634,9 @@ impl Queue {
         task: i64,
         body: &OrderResults,
     ) -> Result<OrderResultsAnswer> {
-        let now = self.now();
-        let mut tx = self.begin().await?;
-        let row = sqlx::query("SELECT fence, state FROM tasks WHERE id = $1 AND agent_id = $2")
-            .bind(task)
-            .bind(agent)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("no task {task} for this agent")))?;
-        if row.try_get::<i64, _>(0)? != body.fence {
-            return Err(Error::conflict(format!(
-                "task {task}: this lease (fence {}) is not the current one",
-                body.fence
-            )));
-        }
+        let now = self.queue.now();
+        let mut tx = self.queue.begin().await?;
+        require_lease(&mut tx, agent, task, body.fence).await?;
         let mut answer = OrderResultsAnswer::default();
         for r in &body.results {
             let Some(o) = sqlx::query(
@@ -794,7 +648,7 @@ impl Queue {
             .fetch_optional(&mut *tx)
             .await?
             else {
-                return Err(Error::bad_request(format!(
+                return Err(Error::invalid(format!(
                     "order `{}` was not given to task {task}",
                     r.id
                 )));
@@ -962,7 +816,7 @@ impl Queue {
         .bind(connection)
         .bind(state)
         .bind(limit as i64)
-        .fetch_all(&self.db.pool)
+        .fetch_all(&self.queue.db.read)
         .await?;
         rows.iter()
             .map(|r| {
@@ -1000,7 +854,7 @@ impl Queue {
         )
         .bind(connection)
         .bind(situation)
-        .fetch_all(&self.db.pool)
+        .fetch_all(&self.queue.db.read)
         .await?;
         rows.iter()
             .map(|r| {
@@ -1027,23 +881,29 @@ async fn insert_orders(
 ) -> Result<()> {
     for chunk in planned.chunks(100) {
         // The job, the target, the state and the time are bound once per statement ($1 to $4).
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = 5 + i * 6;
-                format!(
-                    "(${b}, $1, $2, ${}, ${}, ${}, ${}, ${}, $3, $4, $4, $4)",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5
-                )
-            })
-            .collect();
+        use Col::{Row, Shared};
+        let values = multi_row_values(
+            chunk.len(),
+            4,
+            6,
+            &[
+                Row(0),
+                Shared(1),
+                Shared(2),
+                Row(1),
+                Row(2),
+                Row(3),
+                Row(4),
+                Row(5),
+                Shared(3),
+                Shared(4),
+                Shared(4),
+                Shared(4),
+            ],
+        );
         let sql = format!(
             "INSERT INTO orders (id, job_id, connection, entity_type, key, identity, kind, body, state, \
-             next_ms, created_ms, updated_ms) VALUES {}",
-            values.join(",")
+             next_ms, created_ms, updated_ms) VALUES {values}"
         );
         let mut q = sqlx::query(&sql)
             .bind(job)

@@ -387,7 +387,7 @@ impl Rules {
                 program: Arc::new(program),
             })
         };
-        crate::queue::valid_name(&file.identities.connection)
+        idgard_model::names::valid_name(&file.identities.connection)
             .then_some(())
             .with_context(|| {
                 format!(
@@ -398,7 +398,7 @@ impl Rules {
         let mut targets = Vec::new();
         for t in &file.targets {
             let name = t.connection.get_ref();
-            if !crate::queue::valid_name(name) {
+            if !idgard_model::names::valid_name(name) {
                 bail!(
                     "{}: `{name}` is not a valid connection name",
                     at(t.connection.span())
@@ -481,7 +481,7 @@ impl Rules {
         let mut jobs: Vec<JobDef> = Vec::new();
         for j in &file.jobs {
             let name = j.name.get_ref();
-            if !crate::queue::valid_name(name) {
+            if !idgard_model::names::valid_name(name) {
                 bail!("{}: `{name}` is not a valid job name", at(j.name.span()));
             }
             if jobs.iter().any(|x| x.name == *name) {

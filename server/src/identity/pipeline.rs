@@ -7,17 +7,18 @@
 //! a later run waits (`pending`) and starts when the running one ends; a complete run cancels
 //! the incremental runs still waiting.
 
+use super::Engine;
+use super::repo::Checked;
 use crate::error::{Error, Result};
-use crate::queue::{Queue, Tx, Wake};
-use crate::repo::Checked;
+use crate::queue::{Queue, Wake};
 use idgard_protocol::{
-    Completion, ExportResult, JobState, JobView, NewJob, Operation, RunJob, TaskArgs, TaskOutcome,
-    TaskSpec, TaskView,
+    Completion, ExportResult, JobView, NewJob, Operation, RunJob, TaskArgs, TaskOutcome, TaskSpec,
+    TaskView,
 };
 use serde_json::json;
 use sqlx::Row;
 
-impl Queue {
+impl Engine {
     /// Runs a server-side task for the agent that holds its lease, and records its end.
     /// Asking again for a task already ended answers how it ended.
     pub async fn run_on_server(&self, agent: i64, task: i64, fence: i64) -> Result<TaskView> {
@@ -26,7 +27,7 @@ impl Queue {
              FROM tasks WHERE id = $1",
         )
         .bind(task)
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(&self.queue.db.pool)
         .await?
         .ok_or_else(|| Error::not_found(format!("no task {task}")))?;
         if row.try_get::<i64, _>(0)? != agent {
@@ -35,10 +36,10 @@ impl Queue {
         let state: String = row.try_get(2)?;
         let completed: Option<i64> = row.try_get(7)?;
         if completed == Some(fence) || (state == "blocked" && row.try_get::<i64, _>(1)? == fence) {
-            return self.task(task).await;
+            return self.queue.task(task).await;
         }
         if row.try_get::<i64, _>(1)? != fence || !(state == "claimed" || state == "running") {
-            return Err(self.refusal_for(agent, task, fence).await?);
+            return Err(self.queue.refusal_for(agent, task, fence).await?);
         }
         let op: String = row.try_get(3)?;
         let connection: String = row.try_get(4)?;
@@ -59,7 +60,7 @@ impl Queue {
             }
             Some(Operation::Provision) => {
                 let rules = self.rules.clone().ok_or_else(|| {
-                    Error::bad_request("the server has no rules file: provisioning cannot run")
+                    Error::invalid("the server has no rules file: provisioning cannot run")
                 })?;
                 self.provision(
                     &rules,
@@ -73,7 +74,7 @@ impl Queue {
                 .map(Checked::into_json)
             }
             _ => {
-                return Err(Error::bad_request(format!(
+                return Err(Error::invalid(format!(
                     "task {task} ({op}) is not one the server runs"
                 )));
             }
@@ -82,15 +83,16 @@ impl Queue {
             Ok(Checked::Done(result)) => TaskOutcome::Succeeded { result },
             Ok(Checked::Blocked { reason, report }) => {
                 self.block(task, fence, job, &reason, report).await?;
-                return self.task(task).await;
+                return self.queue.task(task).await;
             }
-            Err(e) if e.status.is_client_error() => TaskOutcome::Failed {
+            Err(e) if e.is_caller_fault() => TaskOutcome::Failed {
                 error: e.message.clone(),
                 retryable: false,
             },
             Err(e) => return Err(e),
         };
-        self.complete(agent, task, &Completion { fence, outcome })
+        self.queue
+            .complete(agent, task, &Completion { fence, outcome })
             .await
     }
 
@@ -106,7 +108,7 @@ impl Queue {
             return Ok((u, args.incremental));
         }
         let job = job.ok_or_else(|| {
-            Error::bad_request("a synchronize outside a job needs `upload_id` in its args")
+            Error::invalid("a synchronize outside a job needs `upload_id` in its args")
         })?;
         let row = sqlx::query(
             "SELECT result FROM tasks WHERE job_id = $1 AND connection = $2 AND operation = 'export' \
@@ -114,10 +116,10 @@ impl Queue {
         )
         .bind(job)
         .bind(connection)
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(&self.queue.db.pool)
         .await?
         .ok_or_else(|| {
-            Error::bad_request(format!(
+            Error::invalid(format!(
                 "job {job} has no finished export of `{connection}` to synchronize"
             ))
         })?;
@@ -126,7 +128,7 @@ impl Queue {
         let export = ExportResult::parse(&result).unwrap_or_default();
         let upload = export
             .upload_id
-            .ok_or_else(|| Error::bad_request("the export's result names no upload"))?;
+            .ok_or_else(|| Error::invalid("the export's result names no upload"))?;
         let inc = export.incremental;
         Ok((upload, inc))
     }
@@ -140,8 +142,8 @@ impl Queue {
         reason: &str,
         report: serde_json::Value,
     ) -> Result<()> {
-        let now = self.now();
-        let mut tx = self.begin().await?;
+        let now = self.queue.now();
+        let mut tx = self.queue.begin().await?;
         let n = sqlx::query(
             "UPDATE tasks SET state = 'blocked', error = $1, result = $2, finished_ms = $3, \
              lease_until_ms = NULL WHERE id = $4 AND fence = $5 AND state IN ('claimed', 'running')",
@@ -170,7 +172,7 @@ impl Queue {
 
     /// Releases a blocked job: its blocked task runs again, past the threshold.
     pub async fn approve_job(&self, job: i64) -> Result<JobView> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.queue.begin().await?;
         let mut wake = Wake::default();
         let row = sqlx::query(
             "UPDATE jobs SET state = 'running', blocked = NULL WHERE id = $1 AND state = 'blocked' \
@@ -180,10 +182,11 @@ impl Queue {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
-            let view = self.job(job).await?;
+            // Read in the same transaction: SQLite's one connection is held by it.
+            let state = Queue::job_state_in(&mut tx, job).await?;
             return Err(Error::conflict(format!(
                 "job {job} is {}, not blocked: there is nothing to approve",
-                view.state.as_str()
+                state.as_str()
             )));
         };
         let agent: i64 = row.try_get(0)?;
@@ -202,15 +205,15 @@ impl Queue {
                  finished_ms = NULL, run_after_ms = $2 WHERE id = $3",
             )
             .bind(args.to_string())
-            .bind(self.now())
+            .bind(self.queue.now())
             .bind(id)
             .execute(&mut *tx)
             .await?;
         }
-        self.notify(&mut tx, &mut wake, agent).await?;
-        self.commit(tx, wake).await?;
+        self.queue.notify(&mut tx, &mut wake, agent).await?;
+        self.queue.commit(tx, wake).await?;
         tracing::info!(job, "approved");
-        self.job(job).await
+        self.queue.job(job).await
     }
 
     /// The steps of a declared job.
@@ -220,9 +223,10 @@ impl Queue {
         incremental: bool,
         dry_run: bool,
     ) -> Result<(String, Vec<Vec<TaskSpec>>)> {
-        let rules = self.rules.as_ref().ok_or_else(|| {
-            Error::bad_request("the server has no rules file: no job is declared")
-        })?;
+        let rules = self
+            .rules
+            .as_ref()
+            .ok_or_else(|| Error::invalid("the server has no rules file: no job is declared"))?;
         let def = rules.job(name).ok_or_else(|| {
             let known: Vec<&str> = rules.jobs.iter().map(|j| j.name.as_str()).collect();
             Error::not_found(format!(
@@ -305,13 +309,14 @@ impl Queue {
         )
         .bind(&run.job)
         .bind(mode)
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(&self.queue.db.pool)
         .await?
             && !run.dry_run
         {
-            return self.job(r.try_get(0)?).await;
+            return self.queue.job(r.try_get(0)?).await;
         }
         let created = self
+            .queue
             .create_job(&NewJob {
                 agent,
                 name: Some(format!(
@@ -323,7 +328,7 @@ impl Queue {
                 start: Some(false),
             })
             .await?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.queue.begin().await?;
         let mut wake = Wake::default();
         sqlx::query("UPDATE jobs SET definition = $1, mode = $2 WHERE id = $3")
             .bind(&run.job)
@@ -336,7 +341,7 @@ impl Queue {
                 "UPDATE jobs SET state = 'cancelled', finished_ms = $1 WHERE definition = $2 \
                  AND state = 'pending' AND mode = 'incremental'",
             )
-            .bind(self.now())
+            .bind(self.queue.now())
             .bind(&run.job)
             .execute(&mut *tx)
             .await?
@@ -348,39 +353,9 @@ impl Queue {
                 );
             }
         }
-        self.start_next(&mut tx, &mut wake, &run.job).await?;
-        self.commit(tx, wake).await?;
-        self.job(created.id).await
-    }
-
-    /// Starts the oldest waiting run of a declared job if none is running.
-    pub(crate) async fn start_next(
-        &self,
-        tx: &mut Tx,
-        wake: &mut Wake,
-        definition: &str,
-    ) -> Result<()> {
-        let busy: i64 = sqlx::query(
-            "SELECT COUNT(*) FROM jobs WHERE definition = $1 AND state IN ('running', 'blocked')",
-        )
-        .bind(definition)
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get(0)?;
-        if busy > 0 {
-            return Ok(());
-        }
-        let Some(row) = sqlx::query(
-            "SELECT id FROM jobs WHERE definition = $1 AND state = 'pending' ORDER BY id LIMIT 1",
-        )
-        .bind(definition)
-        .fetch_optional(&mut **tx)
-        .await?
-        else {
-            return Ok(());
-        };
-        let id: i64 = row.try_get(0)?;
-        self.start_job_in(tx, wake, id).await
+        self.queue.start_next(&mut tx, &mut wake, &run.job).await?;
+        self.queue.commit(tx, wake).await?;
+        self.queue.job(created.id).await
     }
 
     /// Fires due schedules once (several servers share the work: a firing is claimed with a
@@ -389,7 +364,7 @@ impl Queue {
         let Some(rules) = self.rules.clone() else {
             return Ok(0);
         };
-        let now = self.now();
+        let now = self.queue.now();
         let mut fired = 0;
         for def in &rules.jobs {
             for (schedule, incremental) in
@@ -407,7 +382,7 @@ impl Queue {
                 );
                 let row = sqlx::query("SELECT next_ms FROM schedules WHERE name = $1")
                     .bind(&name)
-                    .fetch_optional(&self.db.pool)
+                    .fetch_optional(&self.queue.db.pool)
                     .await?;
                 let Some(next) = s.next_after(now) else {
                     continue;
@@ -416,7 +391,7 @@ impl Queue {
                     sqlx::query("INSERT INTO schedules (name, next_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
                         .bind(&name)
                         .bind(next)
-                        .execute(&self.db.pool)
+                        .execute(&self.queue.db.pool)
                         .await?;
                     continue;
                 };
@@ -430,7 +405,7 @@ impl Queue {
                 .bind(next)
                 .bind(&name)
                 .bind(due)
-                .execute(&self.db.pool)
+                .execute(&self.queue.db.pool)
                 .await?
                 .rows_affected();
                 if claimed == 1 {
@@ -455,12 +430,4 @@ impl Queue {
         }
         Ok(fired)
     }
-}
-
-/// Whether a job state leaves room for the next run.
-pub fn ended(state: JobState) -> bool {
-    matches!(
-        state,
-        JobState::Succeeded | JobState::Failed | JobState::Cancelled
-    )
 }

@@ -6,9 +6,10 @@
 //! leaves the repository as it was. The `syncs` row keyed by the upload makes a replay apply
 //! nothing.
 
+use super::Engine;
+use super::rules::{Attrs, Changes};
+use crate::db::{Col, Tx, in_list, multi_row_values};
 use crate::error::{Error, Result};
-use crate::queue::{Queue, Tx};
-use crate::rules::{Attrs, Changes};
 use futures_util::TryStreamExt as _;
 use idgard_protocol::frames;
 use serde::{Deserialize, Serialize};
@@ -124,14 +125,6 @@ fn held_key(entity_type: &str, key: &str) -> String {
     k
 }
 
-/// `$from+1, ..., $from+n`: the placeholders of an `IN (...)` list.
-pub(crate) fn list(from: usize, n: usize) -> String {
-    (0..n)
-        .map(|i| format!("${}", from + i + 1))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// Writes versions in multi-row statements.
 pub(crate) async fn insert_versions(
     tx: &mut Tx,
@@ -142,15 +135,23 @@ pub(crate) async fn insert_versions(
 ) -> Result<()> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         // The connection, the time and the sync are bound once per statement ($1 to $3).
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = 4 + i * 4;
-                format!("($1, ${b}, ${}, ${}, ${}, $2, $3)", b + 1, b + 2, b + 3)
-            })
-            .collect();
+        use Col::{Row, Shared};
+        let values = multi_row_values(
+            chunk.len(),
+            3,
+            4,
+            &[
+                Shared(1),
+                Row(0),
+                Row(1),
+                Row(2),
+                Row(3),
+                Shared(2),
+                Shared(3),
+            ],
+        );
         let sql = format!(
-            "INSERT INTO entries (connection, entity_type, key, attrs, hash, valid_from, sync_id) VALUES {}",
-            values.join(",")
+            "INSERT INTO entries (connection, entity_type, key, attrs, hash, valid_from, sync_id) VALUES {values}"
         );
         let mut q = sqlx::query(&sql).bind(connection).bind(now).bind(sync_id);
         for (etype, key, attrs, hash) in chunk {
@@ -173,7 +174,7 @@ pub(crate) async fn close_versions(
     for chunk in ids.chunks(KEYS_PER_LOOKUP) {
         let sql = format!(
             "UPDATE entries SET valid_to = $1, closed_by = $2 WHERE id IN ({})",
-            list(2, chunk.len())
+            in_list(2, chunk.len())
         );
         let mut q = sqlx::query(&sql).bind(now).bind(closed_by);
         for id in chunk {
@@ -197,7 +198,7 @@ pub(crate) async fn current_of(
             "SELECT id, entity_type, key, hash{} FROM entries WHERE connection = $1 \
              AND valid_to IS NULL AND key IN ({})",
             if with_attrs { ", attrs" } else { "" },
-            list(1, chunk.len())
+            in_list(1, chunk.len())
         );
         let mut q = sqlx::query(&sql).bind(connection);
         for k in chunk {
@@ -226,7 +227,7 @@ pub fn parse_attrs(json: &str) -> Result<Attrs> {
         .map_err(|e| Error::from(anyhow::anyhow!("stored attributes are not valid: {e}")))
 }
 
-impl Queue {
+impl Engine {
     /// Brings an export upload into the repository, in one transaction. `threshold` is
     /// checked before anything is kept; a replay on the same upload answers the first report.
     pub async fn synchronize(
@@ -235,11 +236,11 @@ impl Queue {
         upload_id: i64,
         incremental: bool,
         job: Option<i64>,
-        thresholds: Option<&crate::rules::Thresholds>,
+        thresholds: Option<&super::rules::Thresholds>,
     ) -> Result<Checked<SyncReport>> {
         let started = std::time::Instant::now();
-        let now = self.now();
-        let mut tx = self.begin().await?;
+        let now = self.queue.now();
+        let mut tx = self.queue.begin().await?;
         if let Some(row) = sqlx::query("SELECT report FROM syncs WHERE upload_id = $1")
             .bind(upload_id)
             .fetch_optional(&mut *tx)
@@ -351,7 +352,7 @@ impl Queue {
             }
         }
         if let Err(at) = frames.finish() {
-            return Err(Error::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "upload {upload_id} ends inside the frame at byte {at}"
             )));
         }
@@ -406,7 +407,7 @@ impl Queue {
     ) -> Result<()> {
         let entries: Vec<_> = idgard_model::wire::decode(batch)
             .collect::<std::result::Result<_, _>>()
-            .map_err(|e| Error::bad_request(format!("the upload holds an invalid batch: {e}")))?;
+            .map_err(|e| Error::invalid(format!("the upload holds an invalid batch: {e}")))?;
         if incremental {
             let keys: Vec<&str> = entries
                 .iter()
@@ -504,7 +505,7 @@ impl Queue {
         .bind(connection)
         .bind(after.unwrap_or(""))
         .bind(limit as i64)
-        .fetch_all(&self.db.pool)
+        .fetch_all(&self.queue.db.read)
         .await?;
         rows.iter()
             .map(|r| {
@@ -528,7 +529,7 @@ impl Queue {
         )
         .bind(connection)
         .bind(key)
-        .fetch_all(&self.db.pool)
+        .fetch_all(&self.queue.db.read)
         .await?;
         rows.iter()
             .map(|r| {

@@ -5,11 +5,17 @@
 use anyhow::{Context, Result, bail};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
-use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
+
+mod sql;
+mod wake;
+
+pub use sql::{Col, in_list, multi_row_values};
+pub use wake::{AgentWaker, Wakers};
+
+/// A transaction.
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +32,12 @@ pub const NOTIFY_CHANNEL: &str = "idgard_tasks";
 /// The pool and what goes with it.
 #[derive(Clone)]
 pub struct Db {
-    /// The pool.
+    /// The pool that writes (on SQLite, its one connection).
     pub pool: AnyPool,
+    /// The pool for reads that need not wait behind a write: on SQLite, read-only connections
+    /// beside the writer (WAL lets them read the last commit while a write runs); on
+    /// PostgreSQL, the same pool as `pool`.
+    pub read: AnyPool,
     /// Which database.
     pub backend: Backend,
     /// The URL (for the listener).
@@ -115,8 +125,13 @@ impl Db {
             .run(&pool)
             .await
             .context("cannot apply the database migrations")?;
+        let read = match backend {
+            Backend::Sqlite => sqlite_readers(url).await?,
+            Backend::Postgres => pool.clone(),
+        };
         Ok(Self {
             pool,
+            read,
             backend,
             url: url.to_owned(),
             wakers: Wakers::default(),
@@ -151,43 +166,30 @@ impl Db {
     }
 }
 
+/// Read-only connections to a SQLite file the writer has opened (and put in WAL mode).
+async fn sqlite_readers(url: &str) -> Result<AnyPool> {
+    let base = url.split('?').next().unwrap_or(url);
+    let options = AnyConnectOptions::from_str(&format!("{base}?mode=ro"))?;
+    AnyPoolOptions::new()
+        .max_connections(4)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .with_context(|| format!("cannot open {base} for reading"))
+}
+
 /// A URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
         _ => url.to_owned(),
-    }
-}
-
-/// One agent's wake-up: held polls wait on `notify`; `generation` tells a held poll that a newer
-/// one replaced it.
-#[derive(Debug, Default)]
-pub struct AgentWaker {
-    /// Signalled when the agent may have work or a cancellation.
-    pub notify: Notify,
-    /// Bumped by each new poll.
-    pub generation: std::sync::atomic::AtomicU64,
-}
-
-/// Wake-ups for the polls held in this process.
-#[derive(Debug, Clone, Default)]
-pub struct Wakers(Arc<Mutex<HashMap<i64, Arc<AgentWaker>>>>);
-
-impl Wakers {
-    /// The waker of an agent.
-    pub fn get(&self, agent: i64) -> Arc<AgentWaker> {
-        self.0
-            .lock()
-            .expect("wakers")
-            .entry(agent)
-            .or_default()
-            .clone()
-    }
-
-    /// Wakes the agent's poll in this process (a permit is kept if none is held).
-    pub fn wake_local(&self, agent: i64) {
-        if let Some(w) = self.0.lock().expect("wakers").get(&agent) {
-            w.notify.notify_one();
-        }
     }
 }

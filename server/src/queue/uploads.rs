@@ -7,8 +7,9 @@
 //! once, so a retried upload is never applied twice. Chunks are stored in the database, so that
 //! every replica sees them.
 
+use super::Queue;
+use super::lease::require_lease;
 use crate::error::{Error, Result};
-use crate::queue::Queue;
 use idgard_protocol::{NewUpload, UploadView, frames};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -38,20 +39,16 @@ impl Queue {
         max_bytes: u64,
     ) -> Result<UploadView> {
         if new.name.is_empty() || new.name.len() > 64 {
-            return Err(Error::bad_request("an upload's name is 1 to 64 characters"));
+            return Err(Error::invalid("an upload's name is 1 to 64 characters"));
         }
         if new.sha256.len() != 64 || !new.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::bad_request("sha256 must be 64 hexadecimal digits"));
+            return Err(Error::invalid("sha256 must be 64 hexadecimal digits"));
         }
         if new.size > max_bytes {
-            return Err(Error::new(
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!(
-                    "an upload of {} bytes is over this server's limit of {max_bytes}",
-                    new.size
-                ),
-            ));
+            return Err(Error::too_large(format!(
+                "an upload of {} bytes is over this server's limit of {max_bytes}",
+                new.size
+            )));
         }
         self.holds(agent, task, new.fence).await?;
         sqlx::query(
@@ -88,19 +85,8 @@ impl Queue {
 
     /// Checks that an agent holds a task's current lease.
     async fn holds(&self, agent: i64, task: i64, fence: i64) -> Result<()> {
-        let row = sqlx::query(
-            "SELECT 1 FROM tasks WHERE id = $1 AND agent_id = $2 AND fence = $3 \
-             AND state IN ('claimed', 'running')",
-        )
-        .bind(task)
-        .bind(agent)
-        .bind(fence)
-        .fetch_optional(&self.db.pool)
-        .await?;
-        match row {
-            Some(_) => Ok(()),
-            None => Err(self.refusal_for(agent, task, fence).await?),
-        }
+        let mut conn = self.db.pool.acquire().await?;
+        require_lease(&mut conn, agent, task, fence).await.map(drop)
     }
 
     /// An upload slot, seen by its agent.
@@ -143,14 +129,14 @@ impl Queue {
             )));
         }
         if offset + data.len() as u64 > view.size {
-            return Err(Error::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "upload {id}: {} bytes at {offset} go past its size of {}",
                 data.len(),
                 view.size
             )));
         }
         if data.is_empty() && view.size != 0 {
-            return Err(Error::bad_request("an empty chunk"));
+            return Err(Error::invalid("an empty chunk"));
         }
         let mut tx = self.db.pool.begin().await?;
         let moved = sqlx::query(
@@ -235,11 +221,7 @@ impl Queue {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Err(Error::new(
-                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                    "bad_upload",
-                    message,
-                ))
+                Err(Error::bad_upload(message))
             }
         }
     }
@@ -285,7 +267,7 @@ impl Queue {
         let rows =
             sqlx::query("SELECT lines FROM task_logs WHERE task_id = $1 ORDER BY fence, seq")
                 .bind(task)
-                .fetch_all(&self.db.pool)
+                .fetch_all(&self.db.read)
                 .await?;
         let mut out = Vec::new();
         for r in rows {
@@ -301,7 +283,7 @@ impl Queue {
         let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE task_id = $1 ORDER BY id");
         sqlx::query(&sql)
             .bind(task)
-            .fetch_all(&self.db.pool)
+            .fetch_all(&self.db.read)
             .await?
             .iter()
             .map(upload_view)

@@ -23,7 +23,7 @@ impl Queue {
     /// Creates an agent and its one-time enrolment token.
     pub async fn add_agent(&self, name: &str) -> Result<NewAgentAnswer> {
         if !valid_name(name) {
-            return Err(Error::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "agent name `{name}`: use 1 to 64 lower-case letters, digits, `-` and `_`"
             )));
         }
@@ -124,7 +124,7 @@ impl Queue {
     pub async fn hello(&self, agent: i64, hello: &Hello) -> Result<usize> {
         for c in &hello.connections {
             if !valid_name(&c.name) {
-                return Err(Error::bad_request(format!(
+                return Err(Error::invalid(format!(
                     "connection name `{}`: use lower-case letters, digits, `-` and `_`",
                     c.name
                 )));
@@ -173,7 +173,7 @@ impl Queue {
             "SELECT id, name, secret_hash, connections, last_seen_ms FROM agents WHERE name = $1",
         )
         .bind(name)
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(&self.db.read)
         .await?
         .ok_or_else(|| Error::not_found(format!("no agent named `{name}`")))?;
         Self::agent_view(&row)
@@ -184,7 +184,7 @@ impl Queue {
         sqlx::query(
             "SELECT id, name, secret_hash, connections, last_seen_ms FROM agents ORDER BY name",
         )
-        .fetch_all(&self.db.pool)
+        .fetch_all(&self.db.read)
         .await?
         .iter()
         .map(Self::agent_view)
@@ -218,7 +218,7 @@ impl Queue {
     pub async fn check_admin(&self, token: &str) -> Result<()> {
         let found = sqlx::query("SELECT 1 FROM admin_tokens WHERE hash = $1")
             .bind(hash_secret(token))
-            .fetch_optional(&self.db.pool)
+            .fetch_optional(&self.db.read)
             .await?;
         match found {
             Some(_) => Ok(()),

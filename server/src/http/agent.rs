@@ -1,0 +1,261 @@
+//! The agents' side of the API: enrolment, tokens, polls, heartbeats, logs, uploads,
+//! completion, server-side steps and orders.
+
+use super::App;
+use super::extract::{AgentAuth, JsonBody, id};
+use crate::error::{Error, Result};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use idgard_protocol::{
+    Completion, EnrolAnswer, EnrolRequest, Heartbeat, HeartbeatAnswer, Hello, LogChunk, NewUpload,
+    OrderResults, OrderResultsAnswer, PollAnswer, PollRequest, RunRequest, TaskOrders, TaskView,
+    Timings, TokenAnswer, TokenRequest, UploadView,
+};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// `/api/v1/agent/...` (and `/api/v1/enrol`, which an agent calls before it has a token).
+pub fn routes(chunk_limit: usize) -> Router<App> {
+    Router::new()
+        .route("/token", post(token))
+        .route("/hello", post(hello))
+        .route("/poll", post(poll))
+        .route("/tasks/{id}/heartbeat", post(heartbeat))
+        .route("/tasks/{id}/logs", post(logs))
+        .route("/tasks/{id}/uploads", post(open_upload))
+        .route("/tasks/{id}/complete", post(complete))
+        .route("/tasks/{id}/run", post(run_on_server))
+        .route("/tasks/{id}/orders", get(task_orders))
+        .route("/tasks/{id}/order-results", post(order_results))
+        .route(
+            "/uploads/{id}",
+            get(upload_state)
+                .put(put_chunk)
+                .layer(DefaultBodyLimit::max(chunk_limit)),
+        )
+}
+
+pub async fn enrol(
+    State(app): State<App>,
+    JsonBody(req): JsonBody<EnrolRequest>,
+) -> Result<Json<EnrolAnswer>> {
+    Ok(Json(app.queue.enrol(&req.token).await?))
+}
+
+async fn token(
+    State(app): State<App>,
+    JsonBody(req): JsonBody<TokenRequest>,
+) -> Result<Json<TokenAnswer>> {
+    app.queue
+        .check_secret(req.agent_id, &req.client_secret)
+        .await?;
+    Ok(Json(TokenAnswer {
+        access_token: app.signer.issue(req.agent_id, app.queue.now())?,
+        expires_in: app.signer.ttl_s(),
+    }))
+}
+
+async fn hello(
+    State(app): State<App>,
+    AgentAuth(agent): AgentAuth,
+    JsonBody(req): JsonBody<Hello>,
+) -> Result<Json<Timings>> {
+    let released = app.queue.hello(agent, &req).await?;
+    tracing::info!(
+        agent,
+        connections = req.connections.len(),
+        restarted = req.restarted,
+        released,
+        "agent said hello"
+    );
+    let q = &app.queue.cfg;
+    Ok(Json(Timings {
+        chunk_bytes: app.max_chunk,
+        lease_ms: q.lease_ms,
+        heartbeat_ms: q.heartbeat_ms(),
+        poll_wait_ms: q.poll_wait_ms,
+        ack_ms: q.ack_ms,
+    }))
+}
+
+async fn poll(
+    State(app): State<App>,
+    AgentAuth(agent): AgentAuth,
+    JsonBody(req): JsonBody<PollRequest>,
+) -> Result<Json<PollAnswer>> {
+    let queue = &app.queue;
+    let waker = queue.db.wakers.get(agent);
+    let mine = waker.generation.fetch_add(1, Ordering::SeqCst) + 1;
+    // Tell a poll this agent still holds open (its connection may be dead) to step aside.
+    waker.notify.notify_one();
+    let wait = Duration::from_millis(
+        req.wait_ms
+            .unwrap_or(queue.cfg.poll_wait_ms)
+            .min(queue.cfg.poll_wait_ms),
+    );
+    let recheck = Duration::from_millis(queue.cfg.poll_recheck_ms);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut stopping = app.stopping.clone();
+    loop {
+        let notified = waker.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if waker.generation.load(Ordering::SeqCst) != mine {
+            // Pass the wake-up on: it may have been meant for the newer poll.
+            waker.notify.notify_one();
+            return Ok(Json(PollAnswer {
+                superseded: true,
+                ..Default::default()
+            }));
+        }
+        let tasks = queue.claim(agent, req.capacity).await?;
+        let cancel = queue.cancelled_for(agent).await?;
+        if !tasks.is_empty() || !cancel.is_empty() {
+            return Ok(Json(PollAnswer {
+                tasks,
+                cancel,
+                superseded: false,
+            }));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline || *stopping.borrow() {
+            return Ok(Json(PollAnswer::default()));
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep((deadline - now).min(recheck)) => {}
+            _ = stopping.changed() => {}
+        }
+    }
+}
+
+async fn heartbeat(
+    State(app): State<App>,
+    AgentAuth(agent): AgentAuth,
+    Path(task): Path<String>,
+    JsonBody(req): JsonBody<Heartbeat>,
+) -> Result<Json<HeartbeatAnswer>> {
+    let progress = req.done.map(|d| (d, req.total));
+    Ok(Json(
+        app.queue
+            .heartbeat(agent, id(&task)?, req.fence, progress)
+            .await?,
+    ))
+}
+
+async fn logs(
+    State(app): State<App>,
+    AgentAuth(agent): AgentAuth,
+    Path(task): Path<String>,
+    JsonBody(req): JsonBody<LogChunk>,
+) -> Result<StatusCode> {
+    if req.lines.len() > 10_000 {
+        return Err(Error::invalid("at most 10000 lines per chunk"));
+    }
+    app.queue
+        .append_log(agent, id(&task)?, req.fence, req.seq, &req.lines)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn open_upload(
+    State(app): State<App>,
+    AgentAuth(agent): AgentAuth,
+    Path(task): Path<String>,
+    JsonBody(req): JsonBody<NewUpload>,
+) -> Result<Json<UploadView>> {
+    Ok(Json(
+        app.queue
+            .open_upload(agent, id(&task)?, &req, app.max_upload)
+            .await?,
+    ))
+}
+
+async fn upload_state(
+    State(app): State<App>,
+    AgentAuth(agent): AgentAuth,
+    Path(upload): Path<String>,
+) -> Result<Json<UploadView>> {
+    Ok(Json(app.queue.upload(Some(agent), id(&upload)?).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct Offset {
+    offset: u64,
+}
+
+async fn put_chunk(
+    State(app): State<App>,
+    AgentAuth(agent): AgentAuth,
+    Path(upload): Path<String>,
+    offset: std::result::Result<Query<Offset>, axum::extract::rejection::QueryRejection>,
+    body: std::result::Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<UploadView>> {
+    let Query(Offset { offset }) =
+        offset.map_err(|_| Error::invalid("say where the chunk starts: `?offset=<bytes>`"))?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::too_large("the chunk is over this server's limit: send smaller chunks")
+        } else {
+            Error::invalid(e.body_text())
+        }
+    })?;
+    Ok(Json(
+        app.queue
+            .put_chunk(agent, id(&upload)?, offset, &body)
+            .await?,
+    ))
+}
+
+async fn complete(
+    State(app): State<App>,
+    AgentAuth(agent): AgentAuth,
+    Path(task): Path<String>,
+    JsonBody(req): JsonBody<Completion>,
+) -> Result<Json<TaskView>> {
+    Ok(Json(app.queue.complete(agent, id(&task)?, &req).await?))
+}
+
+async fn run_on_server(
+    State(app): State<App>,
+    AgentAuth(agent): AgentAuth,
+    Path(task): Path<String>,
+    JsonBody(req): JsonBody<RunRequest>,
+) -> Result<Json<TaskView>> {
+    Ok(Json(
+        app.engine
+            .run_on_server(agent, id(&task)?, req.fence)
+            .await?,
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct Fence {
+    fence: i64,
+}
+
+async fn task_orders(
+    State(app): State<App>,
+    AgentAuth(agent): AgentAuth,
+    Path(task): Path<String>,
+    fence: std::result::Result<Query<Fence>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<TaskOrders>> {
+    let Query(Fence { fence }) =
+        fence.map_err(|_| Error::invalid("say which lease: `?fence=<n>`"))?;
+    Ok(Json(TaskOrders {
+        orders: app.engine.task_orders(agent, id(&task)?, fence).await?,
+    }))
+}
+
+async fn order_results(
+    State(app): State<App>,
+    AgentAuth(agent): AgentAuth,
+    Path(task): Path<String>,
+    JsonBody(req): JsonBody<OrderResults>,
+) -> Result<Json<OrderResultsAnswer>> {
+    Ok(Json(
+        app.engine.order_results(agent, id(&task)?, &req).await?,
+    ))
+}

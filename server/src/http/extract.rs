@@ -1,0 +1,112 @@
+//! What handlers take from a request: JSON bodies whose every failure is a clear 4xx, the
+//! caller's credentials (an agent's access token, an administrator's token), ids in paths.
+
+use super::App;
+use crate::error::{Error, ErrorCode, Result};
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+/// Most tokens remembered as verified.
+const VERIFIED_MAX: usize = 100_000;
+
+/// A JSON body whose every failure is a clear 4xx.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(JsonRejection::JsonDataError(e)) => Err(Error::invalid(format!(
+                "the JSON body does not fit: {}",
+                e.body_text()
+            ))),
+            Err(JsonRejection::JsonSyntaxError(e)) => Err(Error::invalid(format!(
+                "the body is not valid JSON: {}",
+                e.body_text()
+            ))),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(Error::new(
+                ErrorCode::UnsupportedMediaType,
+                "send the body as JSON with `Content-Type: application/json`",
+            )),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(Error::too_large("the body is over this server's limit"))
+            }
+            Err(e) => Err(Error::invalid(e.body_text())),
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<&str> {
+    parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::unauthorized("send `Authorization: Bearer <token>`"))
+}
+
+/// An agent authenticated by its access token.
+pub struct AgentAuth(pub i64);
+
+impl FromRequestParts<App> for AgentAuth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self> {
+        let token = bearer(parts)?;
+        let now = (app.queue.now() / 1000).max(0) as u64;
+        if let Some(&(agent, exp)) = app.verified.lock().expect("verified").get(token)
+            && now < exp
+        {
+            return Ok(AgentAuth(agent));
+        }
+        let (agent, exp) = app.signer.verify(token).map_err(Error::unauthorized)?;
+        let mut verified = app.verified.lock().expect("verified");
+        if verified.len() >= VERIFIED_MAX {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), (agent, exp));
+        Ok(AgentAuth(agent))
+    }
+}
+
+/// An administrator, authenticated by an administrator token.
+pub struct Admin;
+
+impl FromRequestParts<App> for Admin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self> {
+        let token = bearer(parts)?;
+        app.queue.check_admin(token).await?;
+        Ok(Admin)
+    }
+}
+
+pub fn id(s: &str) -> Result<i64> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|&i| i > 0)
+        .ok_or_else(|| Error::invalid(format!("`{s}` is not an id")))
+}
+
+/// A query string whose failure is a clear 400.
+pub struct QueryOf<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryOf<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| QueryOf(q.0))
+            .map_err(|e| Error::invalid(e.body_text()))
+    }
+}

@@ -1,0 +1,59 @@
+//! The HTTP API: one router per area, handlers a few lines each over the domain
+//! ([`Queue`], [`Engine`]). Every error is JSON with a stable code (`error.rs` maps codes to
+//! statuses); bad input of any kind is a 4xx.
+
+mod admin;
+mod agent;
+pub mod error;
+mod extract;
+mod identity;
+
+use crate::error::{Error, Result};
+use crate::identity::Engine;
+use crate::keys::Signer;
+use crate::queue::Queue;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// What every handler shares.
+pub struct AppState {
+    /// The queue.
+    pub queue: Queue,
+    /// The identity engine (on the same queue).
+    pub engine: Engine,
+    /// Token signing.
+    pub signer: Signer,
+    /// Largest upload.
+    pub max_upload: u64,
+    /// Largest upload chunk.
+    pub max_chunk: u64,
+    /// Flips to true when the server stops: held polls answer at once.
+    pub stopping: watch::Receiver<bool>,
+    /// Access tokens already verified: token → (agent, expiry in s). Saves an RSA verification
+    /// per request; bounded by clearing it when full.
+    pub verified: std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>,
+}
+
+/// The shared state.
+pub type App = Arc<AppState>;
+
+/// The router.
+pub fn router(app: App, json_limit: usize, chunk_limit: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/api/v1/enrol", post(agent::enrol))
+        .nest("/api/v1/agent", agent::routes(chunk_limit))
+        .nest("/api/v1", admin::routes().merge(identity::routes()))
+        .fallback(|| async { Error::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(json_limit))
+        .with_state(app)
+}
+
+async fn ready(State(app): State<App>) -> Result<&'static str> {
+    sqlx::query("SELECT 1").execute(&app.queue.db.pool).await?;
+    Ok("ready")
+}

@@ -1,0 +1,400 @@
+//! Planning: what a slice of identities should have in a target against what it has, as
+//! orders. Pure: everything it needs is loaded before (`Loaded`), nothing is stored here, and
+//! the rules are evaluated on every core.
+
+use super::ProvisionReport;
+use crate::identity::repo::parse_attrs;
+use crate::identity::rules::{Attrs, Evaluator, Rules, Target};
+use idgard_protocol::model::{AttributeChange, ChangeOp, Order, OrderKind};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// What the repository holds about one slice of identities.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The current attributes (stored JSON) of each identity that exists, by key.
+    pub people: HashMap<String, String>,
+    /// When each identity that no longer exists left (ms).
+    pub left: HashMap<String, i64>,
+    /// Each identity's accounts in the target: account key and current attributes.
+    pub accounts: HashMap<String, Vec<(String, Attrs)>>,
+    /// Identities with orders in flight (sent, or waiting for a retry): held back.
+    pub busy: HashSet<String>,
+}
+
+/// An order and the identity it is for.
+#[derive(Debug)]
+pub struct Planned {
+    /// The identity.
+    pub identity: Option<String>,
+    /// The order.
+    pub order: Order,
+}
+
+/// A slice's plan.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The orders.
+    pub orders: Vec<Planned>,
+    /// Identities that no longer exist: their links end.
+    pub gone: Vec<String>,
+}
+
+/// A new order id: `o-` and 12 random bytes in hex.
+pub fn order_id() -> String {
+    let mut b = [0u8; 12];
+    getrandom::fill(&mut b).expect("the system's random source");
+    format!("o-{}", hex::encode(b))
+}
+
+/// Whether an account's attributes say it is enabled (no attribute: enabled).
+pub fn is_enabled(attrs: &Attrs, enabled: &Option<String>) -> bool {
+    match enabled {
+        Some(a) => attrs
+            .get(a)
+            .and_then(|v| v.first())
+            .is_none_or(|v| !v.eq_ignore_ascii_case("false")),
+        None => true,
+    }
+}
+
+/// The account an identity should have, or `None` if it should have none.
+pub fn desired(
+    ev: &Evaluator<'_>,
+    t: &Target,
+    key: &str,
+    attrs: &Attrs,
+) -> anyhow::Result<Option<(String, Attrs)>> {
+    let b = ev.identity(key, attrs);
+    if let Some(f) = &t.filter
+        && !b.test(f)?
+    {
+        return Ok(None);
+    }
+    let account_key = b.text(&t.key)?;
+    let mut out = BTreeMap::new();
+    for (name, e) in &t.attributes {
+        out.insert(name.clone(), b.values(e)?);
+    }
+    Ok(Some((account_key, out)))
+}
+
+/// What each identity of `keys` should have (`None`: no account; `Err`: the rules failed on
+/// it, or its stored attributes are not readable). Evaluated in parallel.
+fn evaluate(
+    rules: &Rules,
+    t: &Target,
+    keys: &[String],
+    loaded: &Loaded,
+) -> Vec<anyhow::Result<Option<(String, Attrs)>>> {
+    keys.par_iter()
+        .map_init(
+            || rules.evaluator(),
+            |ev, key| {
+                if loaded.busy.contains(key) {
+                    return Ok(None);
+                }
+                match loaded.people.get(key) {
+                    Some(json) => {
+                        let attrs = parse_attrs(json).map_err(|e| anyhow::anyhow!(e.message))?;
+                        desired(ev, t, key, &attrs)
+                    }
+                    None => Ok(None),
+                }
+            },
+        )
+        .collect()
+}
+
+/// Plans one slice. `claimed` holds the account keys planned so far in this run (two
+/// identities cannot share one); `report` counts what is planned and samples errors.
+pub fn plan(
+    rules: &Rules,
+    t: &Target,
+    now: i64,
+    keys: &[String],
+    loaded: &Loaded,
+    claimed: &mut HashSet<String>,
+    report: &mut ProvisionReport,
+) -> Plan {
+    let wanted = evaluate(rules, t, keys, loaded);
+    let mut out = Plan::default();
+    let none = Vec::new();
+    for (key, desired) in keys.iter().zip(wanted) {
+        if loaded.busy.contains(key) {
+            report.in_flight += 1;
+            continue;
+        }
+        let mine = loaded.accounts.get(key).unwrap_or(&none);
+        let mut push = |order_key: &str, kind: OrderKind, r: &mut ProvisionReport| {
+            r.count(&kind);
+            out.orders.push(Planned {
+                identity: Some(key.clone()),
+                order: Order {
+                    id: order_id(),
+                    entity_type: t.entity_type.clone(),
+                    key: order_key.to_owned(),
+                    kind,
+                },
+            });
+        };
+        let desired = match desired {
+            Ok(d) => d,
+            Err(e) => {
+                report.error(format!("identity `{key}`: {e:#}"));
+                continue;
+            }
+        };
+        match desired {
+            Some((account_key, mut attrs)) => match mine.first() {
+                None if !claimed.insert(account_key.clone()) => {
+                    report.conflicts += 1;
+                    report.error(format!(
+                        "identity `{key}`: account key `{account_key}` is computed for another identity too; no account is created for this one"
+                    ));
+                }
+                None => {
+                    if let Some(e) = &t.enabled_attribute {
+                        attrs.insert(e.clone(), vec!["true".into()]);
+                    }
+                    push(
+                        &account_key,
+                        OrderKind::Create { attributes: attrs },
+                        report,
+                    );
+                }
+                Some((k, have)) => {
+                    let changes: Vec<AttributeChange> = attrs
+                        .iter()
+                        .filter(|(n, v)| {
+                            have.get(*n).map(Vec::as_slice).unwrap_or(&[]) != v.as_slice()
+                        })
+                        .map(|(n, v)| AttributeChange {
+                            name: n.clone(),
+                            op: ChangeOp::Replace,
+                            values: v.clone(),
+                        })
+                        .collect();
+                    if !changes.is_empty() {
+                        push(k, OrderKind::Update { changes }, report);
+                    }
+                    if !is_enabled(have, &t.enabled_attribute) {
+                        push(k, OrderKind::Enable, report);
+                    }
+                }
+            },
+            None => {
+                // Left, or no longer passing the filter.
+                let since = loaded.left.get(key).copied();
+                let exists = loaded.people.contains_key(key);
+                if !exists {
+                    out.gone.push(key.clone());
+                }
+                for (k, have) in mine {
+                    let due = matches!((t.leave.delete_after_days, since), (Some(d), Some(s)) if s + i64::from(d) * DAY_MS <= now);
+                    if due {
+                        push(k, OrderKind::Delete, report);
+                    } else if t.leave.disable && is_enabled(have, &t.enabled_attribute) {
+                        push(k, OrderKind::Disable, report);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: &str = r#"
+version = 1
+[identities]
+connection = "hr"
+[[targets]]
+connection = "accounts"
+filter = 'identity.status == "active"'
+key = 'identity.first.lowerAscii() + "." + identity.last.lowerAscii()'
+enabled_attribute = "enabled"
+leave = { disable = true, delete_after_days = 30 }
+correlation = { account = "account.employee_id" }
+[targets.attributes]
+name = 'identity.first + " " + identity.last'
+dept = "identity.dept"
+"#;
+
+    fn person(first: &str, last: &str, dept: &str, status: &str) -> String {
+        serde_json::json!({
+            "first": [first], "last": [last], "dept": [dept], "status": [status]
+        })
+        .to_string()
+    }
+
+    fn account(pairs: &[(&str, &str)]) -> Attrs {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+            .collect()
+    }
+
+    fn run(loaded: &Loaded, keys: &[&str], now: i64) -> (Plan, ProvisionReport) {
+        let rules = Rules::parse(RULES, "test").unwrap();
+        let t = rules.target("accounts").unwrap();
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let mut report = ProvisionReport::default();
+        let plan = plan(
+            &rules,
+            t,
+            now,
+            &keys,
+            loaded,
+            &mut HashSet::new(),
+            &mut report,
+        );
+        (plan, report)
+    }
+
+    fn kinds(plan: &Plan) -> Vec<(String, String, &'static str)> {
+        plan.orders
+            .iter()
+            .map(|p| {
+                let kind = match &p.order.kind {
+                    OrderKind::Create { .. } => "create",
+                    OrderKind::Update { .. } => "update",
+                    OrderKind::Enable => "enable",
+                    OrderKind::Disable => "disable",
+                    OrderKind::Delete => "delete",
+                    OrderKind::SetPassword { .. } => "set-password",
+                };
+                (p.identity.clone().unwrap(), p.order.key.clone(), kind)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_changed_and_unchanged_identities() {
+        let mut loaded = Loaded::default();
+        loaded
+            .people
+            .insert("1".into(), person("Ada", "King", "IT", "active"));
+        loaded
+            .people
+            .insert("2".into(), person("Alan", "Turing", "R&D", "active"));
+        loaded
+            .people
+            .insert("3".into(), person("Grace", "Hopper", "Navy", "active"));
+        loaded.accounts.insert(
+            "2".into(),
+            vec![(
+                "alan.turing".into(),
+                account(&[
+                    ("name", "Alan Turing"),
+                    ("dept", "Maths"),
+                    ("enabled", "true"),
+                ]),
+            )],
+        );
+        loaded.accounts.insert(
+            "3".into(),
+            vec![(
+                "grace.hopper".into(),
+                account(&[
+                    ("name", "Grace Hopper"),
+                    ("dept", "Navy"),
+                    ("enabled", "false"),
+                ]),
+            )],
+        );
+        let (plan, report) = run(&loaded, &["1", "2", "3"], 0);
+        assert_eq!(
+            kinds(&plan),
+            [
+                ("1".into(), "ada.king".into(), "create"),
+                ("2".into(), "alan.turing".into(), "update"),
+                ("3".into(), "grace.hopper".into(), "enable"),
+            ]
+        );
+        let OrderKind::Create { attributes } = &plan.orders[0].order.kind else {
+            unreachable!()
+        };
+        assert_eq!(attributes["enabled"], ["true"]);
+        assert_eq!(attributes["name"], ["Ada King"]);
+        let OrderKind::Update { changes } = &plan.orders[1].order.kind else {
+            unreachable!()
+        };
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].name, "dept");
+        assert_eq!(changes[0].values, ["R&D"]);
+        assert_eq!((report.creates, report.updates, report.enables), (1, 1, 1));
+        assert!(plan.gone.is_empty());
+    }
+
+    #[test]
+    fn leavers_are_disabled_then_deleted_when_due() {
+        let day = DAY_MS;
+        let mut loaded = Loaded::default();
+        // 4 no longer passes the filter; 5 left 10 days ago; 6 left 40 days ago.
+        loaded
+            .people
+            .insert("4".into(), person("A", "B", "IT", "suspended"));
+        loaded.left.insert("5".into(), 0);
+        loaded.left.insert("6".into(), -30 * day);
+        for (id, key) in [("4", "a.b"), ("5", "c.d"), ("6", "e.f")] {
+            loaded.accounts.insert(
+                id.into(),
+                vec![(key.into(), account(&[("enabled", "true")]))],
+            );
+        }
+        let (plan, report) = run(&loaded, &["4", "5", "6"], 10 * day);
+        assert_eq!(
+            kinds(&plan),
+            [
+                ("4".into(), "a.b".into(), "disable"),
+                ("5".into(), "c.d".into(), "disable"),
+                ("6".into(), "e.f".into(), "delete"),
+            ]
+        );
+        assert_eq!(
+            plan.gone,
+            ["5", "6"],
+            "only identities that no longer exist"
+        );
+        assert_eq!((report.disables, report.deletes), (2, 1));
+    }
+
+    #[test]
+    fn busy_identities_wait_and_shared_keys_and_bad_rules_are_errors() {
+        let mut loaded = Loaded::default();
+        loaded
+            .people
+            .insert("1".into(), person("Ada", "King", "IT", "active"));
+        loaded
+            .people
+            .insert("2".into(), person("ada", "king", "HR", "active"));
+        loaded
+            .people
+            .insert("3".into(), person("Alan", "Turing", "IT", "active"));
+        loaded
+            .people
+            .insert("4".into(), r#"{"first":["X"]}"#.into());
+        loaded.busy.insert("3".into());
+        let (plan, report) = run(&loaded, &["1", "2", "3", "4"], 0);
+        assert_eq!(kinds(&plan), [("1".into(), "ada.king".into(), "create")]);
+        assert_eq!(report.in_flight, 1);
+        assert_eq!(report.conflicts, 1);
+        assert_eq!(report.errors, 2, "{:?}", report.samples);
+        assert!(
+            report.samples[0].contains("identity `2`"),
+            "{:?}",
+            report.samples
+        );
+        assert!(
+            report.samples[1].contains("identity `4`"),
+            "{:?}",
+            report.samples
+        );
+    }
+}

@@ -1,0 +1,412 @@
+//! The HTTP layer over the domain, request by request (`tower::ServiceExt::oneshot`, no
+//! network): every refusal is `{ "error": { "code", "message" } }`, its status is the one
+//! the code maps to, and each route answers the code its domain gives.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use idgard_protocol::{ErrorBody, ErrorCode};
+use idgard_server::http::{AppState, error::status_of, router};
+use idgard_server::identity::Engine;
+use serde_json::json;
+use std::sync::Arc;
+use tower::ServiceExt as _;
+
+struct Api {
+    app: axum::Router,
+    engine: Engine,
+    admin: String,
+    agent_token: String,
+    agent: i64,
+    _dir: tempfile::TempDir,
+}
+
+async fn api() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let config = idgard_server::config::Config {
+        data_dir: dir.path().to_owned(),
+        ..Default::default()
+    };
+    let engine = idgard_server::open(&config).await.unwrap();
+    let admin = engine.queue.new_admin_token().await.unwrap();
+    engine.queue.add_agent("a").await.unwrap();
+    let agent = engine.queue.agent_id("a").await.unwrap();
+    let signer =
+        idgard_server::keys::Signer::load(None, None, &dir.path().join("key.pem"), 600).unwrap();
+    let agent_token = signer.issue(agent, engine.queue.now()).unwrap();
+    let (_tx, stopping) = tokio::sync::watch::channel(false);
+    let state = Arc::new(AppState {
+        queue: engine.queue.clone(),
+        engine: engine.clone(),
+        signer,
+        max_upload: 1 << 20,
+        max_chunk: 1 << 16,
+        stopping,
+        verified: Default::default(),
+    });
+    Api {
+        app: router(state, 64 << 10, 1 << 16),
+        engine,
+        admin,
+        agent_token,
+        agent,
+        _dir: dir,
+    }
+}
+
+enum Who {
+    Nobody,
+    Admin,
+    Agent,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        who: Who,
+        body: Option<Body>,
+    ) -> (StatusCode, Vec<u8>) {
+        let mut req = Request::builder().method(method).uri(path);
+        match who {
+            Who::Nobody => {}
+            Who::Admin => req = req.header("authorization", format!("Bearer {}", self.admin)),
+            Who::Agent => req = req.header("authorization", format!("Bearer {}", self.agent_token)),
+        }
+        let req = match body {
+            Some(b) => req.header("content-type", "application/json").body(b),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, bytes.to_vec())
+    }
+
+    /// Calls and checks the refusal: its code, and the status that code maps to.
+    async fn refused(
+        &self,
+        method: &str,
+        path: &str,
+        who: Who,
+        body: Option<&str>,
+        code: ErrorCode,
+    ) {
+        let (status, bytes) = self
+            .call(method, path, who, body.map(|b| Body::from(b.to_owned())))
+            .await;
+        let parsed: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path}: not an error body ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        assert_eq!(
+            parsed.error.code, code,
+            "{method} {path}: {}",
+            parsed.error.message
+        );
+        assert_eq!(status, status_of(code), "{method} {path}");
+        assert!(!parsed.error.message.is_empty());
+    }
+}
+
+const AGENT_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/api/v1/agent/hello"),
+    ("POST", "/api/v1/agent/poll"),
+    ("POST", "/api/v1/agent/tasks/1/heartbeat"),
+    ("POST", "/api/v1/agent/tasks/1/logs"),
+    ("POST", "/api/v1/agent/tasks/1/uploads"),
+    ("POST", "/api/v1/agent/tasks/1/complete"),
+    ("POST", "/api/v1/agent/tasks/1/run"),
+    ("GET", "/api/v1/agent/tasks/1/orders?fence=1"),
+    ("POST", "/api/v1/agent/tasks/1/order-results"),
+    ("GET", "/api/v1/agent/uploads/1"),
+    ("PUT", "/api/v1/agent/uploads/1?offset=0"),
+];
+
+const ADMIN_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/agents"),
+    ("POST", "/api/v1/agents"),
+    ("POST", "/api/v1/tasks"),
+    ("GET", "/api/v1/tasks/1"),
+    ("GET", "/api/v1/tasks/1/log"),
+    ("GET", "/api/v1/tasks/1/uploads"),
+    ("POST", "/api/v1/tasks/1/cancel"),
+    ("GET", "/api/v1/uploads/1/content"),
+    ("GET", "/api/v1/jobs"),
+    ("POST", "/api/v1/jobs"),
+    ("GET", "/api/v1/jobs/1"),
+    ("POST", "/api/v1/jobs/1/start"),
+    ("POST", "/api/v1/jobs/1/cancel"),
+    ("POST", "/api/v1/jobs/1/approve"),
+    ("POST", "/api/v1/jobs/run"),
+    ("GET", "/api/v1/orders"),
+    ("GET", "/api/v1/connections/hr/entries"),
+    ("GET", "/api/v1/connections/hr/entries/k/history"),
+    ("GET", "/api/v1/connections/hr/links"),
+];
+
+#[tokio::test]
+async fn every_route_refuses_callers_without_credentials() {
+    let api = api().await;
+    for (method, path) in AGENT_ROUTES.iter().chain(ADMIN_ROUTES) {
+        api.refused(
+            method,
+            path,
+            Who::Nobody,
+            Some("{}"),
+            ErrorCode::Unauthorized,
+        )
+        .await;
+    }
+    // An agent's token is not an administrator's, nor the reverse.
+    for (method, path) in ADMIN_ROUTES {
+        api.refused(
+            method,
+            path,
+            Who::Agent,
+            Some("{}"),
+            ErrorCode::Unauthorized,
+        )
+        .await;
+    }
+    for (method, path) in AGENT_ROUTES {
+        api.refused(
+            method,
+            path,
+            Who::Admin,
+            Some("{}"),
+            ErrorCode::Unauthorized,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn bodies_paths_and_queries_that_do_not_fit_are_refused_with_their_code() {
+    let api = api().await;
+    api.refused("GET", "/nowhere", Who::Nobody, None, ErrorCode::NotFound)
+        .await;
+    api.refused(
+        "POST",
+        "/api/v1/agent/poll",
+        Who::Agent,
+        Some("{"),
+        ErrorCode::Invalid,
+    )
+    .await;
+    api.refused(
+        "POST",
+        "/api/v1/agent/poll",
+        Who::Agent,
+        Some(r#"{"capacity":"x"}"#),
+        ErrorCode::Invalid,
+    )
+    .await;
+    let big = format!(r#"{{"capacity":1,"pad":"{}"}}"#, "x".repeat(70 << 10));
+    api.refused(
+        "POST",
+        "/api/v1/agent/poll",
+        Who::Agent,
+        Some(&big),
+        ErrorCode::TooLarge,
+    )
+    .await;
+    // No content type.
+    let (status, bytes) = api.call("POST", "/api/v1/agents", Who::Admin, None).await;
+    let parsed: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(parsed.error.code, ErrorCode::UnsupportedMediaType);
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    api.refused(
+        "GET",
+        "/api/v1/tasks/abc",
+        Who::Admin,
+        None,
+        ErrorCode::Invalid,
+    )
+    .await;
+    api.refused(
+        "GET",
+        "/api/v1/tasks/-3",
+        Who::Admin,
+        None,
+        ErrorCode::Invalid,
+    )
+    .await;
+    api.refused(
+        "GET",
+        "/api/v1/jobs?limit=x",
+        Who::Admin,
+        None,
+        ErrorCode::Invalid,
+    )
+    .await;
+    api.refused(
+        "GET",
+        "/api/v1/orders?color=red",
+        Who::Admin,
+        None,
+        ErrorCode::Invalid,
+    )
+    .await;
+    api.refused(
+        "GET",
+        "/api/v1/agent/tasks/1/orders",
+        Who::Agent,
+        None,
+        ErrorCode::Invalid,
+    )
+    .await;
+    api.refused(
+        "PUT",
+        "/api/v1/agent/uploads/1",
+        Who::Agent,
+        None,
+        ErrorCode::Invalid,
+    )
+    .await;
+    let tasks = |timeout: &str| {
+        format!(
+            r#"{{"agent":"a","tasks":[{{"connection":"hr","operation":"export","timeout_s":{timeout}}}]}}"#
+        )
+    };
+    for t in ["0", "604801", "18446744073709551615", "9223372036854776"] {
+        api.refused(
+            "POST",
+            "/api/v1/tasks",
+            Who::Admin,
+            Some(&tasks(t)),
+            ErrorCode::Invalid,
+        )
+        .await;
+    }
+    api.refused(
+        "POST",
+        "/api/v1/tasks",
+        Who::Admin,
+        Some(&tasks("-1")),
+        ErrorCode::Invalid,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_domain_answers_not_found_stale_lease_and_conflict() {
+    let api = api().await;
+    let q = &api.engine.queue;
+    for (method, path) in [
+        ("GET", "/api/v1/tasks/99"),
+        ("GET", "/api/v1/jobs/99"),
+        ("POST", "/api/v1/jobs/99/approve"),
+        ("POST", "/api/v1/jobs/99/start"),
+        ("GET", "/api/v1/uploads/99/content"),
+    ] {
+        api.refused(method, path, Who::Admin, Some("{}"), ErrorCode::NotFound)
+            .await;
+    }
+    api.refused(
+        "POST",
+        "/api/v1/agent/tasks/99/heartbeat",
+        Who::Agent,
+        Some(r#"{"fence":1}"#),
+        ErrorCode::NotFound,
+    )
+    .await;
+
+    let (status, _) = api
+        .call(
+            "POST",
+            "/api/v1/tasks",
+            Who::Admin,
+            Some(Body::from(
+                r#"{"agent":"a","tasks":[{"connection":"hr","operation":"export"}]}"#,
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let claimed = q.claim(api.agent, 1).await.unwrap();
+    let (task, fence) = (claimed[0].id, claimed[0].fence);
+    let beat = |fence: i64| format!(r#"{{"fence":{fence}}}"#);
+    let path = format!("/api/v1/agent/tasks/{task}/heartbeat");
+    let (status, _) = api
+        .call("POST", &path, Who::Agent, Some(Body::from(beat(fence))))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    api.refused(
+        "POST",
+        &path,
+        Who::Agent,
+        Some(&beat(fence + 1)),
+        ErrorCode::StaleLease,
+    )
+    .await;
+    let complete = format!(
+        r#"{{"fence":{},"outcome":{{"status":"cancelled"}}}}"#,
+        fence + 1
+    );
+    api.refused(
+        "POST",
+        &format!("/api/v1/agent/tasks/{task}/complete"),
+        Who::Agent,
+        Some(&complete),
+        ErrorCode::StaleLease,
+    )
+    .await;
+    api.refused(
+        "GET",
+        &format!("/api/v1/agent/tasks/{task}/orders?fence={fence}"),
+        Who::Agent,
+        None,
+        ErrorCode::Invalid,
+    )
+    .await;
+    api.refused(
+        "POST",
+        &format!("/api/v1/agent/tasks/{task}/order-results"),
+        Who::Agent,
+        Some(&format!(r#"{{"fence":{},"results":[]}}"#, fence + 1)),
+        ErrorCode::StaleLease,
+    )
+    .await;
+
+    // A job that is not blocked has nothing to approve, and says so at once.
+    let job =
+        json!({"agent": "a", "name": "j", "steps": [[{"connection": "hr", "operation": "noop"}]]});
+    let (status, bytes) = api
+        .call(
+            "POST",
+            "/api/v1/jobs",
+            Who::Admin,
+            Some(Body::from(job.to_string())),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let id = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    api.refused(
+        "POST",
+        &format!("/api/v1/jobs/{id}/approve"),
+        Who::Admin,
+        None,
+        ErrorCode::Conflict,
+    )
+    .await;
+    api.refused(
+        "POST",
+        &format!("/api/v1/jobs/{id}/start"),
+        Who::Admin,
+        None,
+        ErrorCode::Conflict,
+    )
+    .await;
+}
