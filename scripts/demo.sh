@@ -6,6 +6,7 @@
 # account. Then a hire, a move and a leave in the HR file, and an incremental run sends exactly
 # those three orders.
 # `scripts/demo.sh --keep` leaves both running (Ctrl-C stops them).
+# IDGARD_DEMO_PEOPLE=N uses a generated HR file of N people (`idgard-demo-data N`) instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -18,7 +19,12 @@ cargo build --locked --target wasm32-wasip2 --profile wasm -p idgard-connector-c
 demo=target/demo
 rm -rf "$demo"
 mkdir -p "$demo/agent/runtime/csv" "$demo/agent/connections" "$demo/hr" "$demo/accounts"
-cp connectors/csv/demo/hr.csv "$demo/hr/hr.csv"
+if [[ -n "${IDGARD_DEMO_PEOPLE:-}" ]]; then
+  cargo build --locked -p idgard-tests --bin idgard-demo-data
+  target/debug/idgard-demo-data "$IDGARD_DEMO_PEOPLE" > "$demo/hr/hr.csv"
+else
+  cp connectors/csv/demo/hr.csv "$demo/hr/hr.csv"
+fi
 printf 'login,enabled,employee_id\n' > "$demo/accounts/accounts.csv"
 cp connectors/csv/connector.toml target/wasm32-wasip2/wasm/idgard_connector_csv.wasm "$demo/agent/runtime/csv/"
 cat > "$demo/agent/agent.toml" <<TOML
@@ -92,14 +98,14 @@ pids+=($!)
 
 # Runs the declared job and waits for its end; prints its tasks.
 run_job() {
-  local job state
+  local job state started=$SECONDS
   job=$("$server" job run daily "$@" 2>/dev/null | sed -n 's/^job \([0-9]*\) .*/\1/p')
   for _ in $(seq 600); do
     state=$("$server" job show "$job" 2>/dev/null | sed -n 's/^  "state": "\(.*\)",/\1/p')
     [[ "$state" == succeeded || "$state" == failed || "$state" == cancelled || "$state" == blocked ]] && break
     sleep 0.2
   done
-  echo "job $job: $state"
+  echo "job $job: $state in about $((SECONDS - started)) s"
   [[ "$state" == succeeded ]] || { echo "the job did not succeed: see $demo/agent.log and $demo/server.log"; exit 1; }
   last_job=$job
 }

@@ -1,15 +1,18 @@
 //! The leave policy over time, and order retries, on the server's own code with a clock the test
 //! moves: an identity leaves, its account is disabled at once and deleted 30 days later; a
-//! `retry-later` result does not use up attempts, a `failed` one does.
+//! `retry-later` result does not use up attempts, a `failed` one does; the target's export of
+//! what a fulfilment wrote confirms it and is not a change.
 
 use idgard_model::wire::BatchBuffer;
 use idgard_model::wire::EntryOp;
 use idgard_protocol::model::{OrderKind, OrderOutcome, OrderResult};
-use idgard_protocol::{NewUpload, Operation, OrderResults, OrderState, TaskSpec, frames};
+use idgard_protocol::{Operation, OrderResults, OrderState, TaskSpec, frames};
 use idgard_server::identity::Engine;
-use idgard_server::identity::repo::Checked;
+mod support;
+
+use idgard_server::identity::provision::ProvisionReport;
+use idgard_server::identity::repo::{Checked, SyncReport};
 use idgard_server::identity::rules::Rules;
-use sha2::Digest as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -85,55 +88,49 @@ impl World {
             let at = b.begin_entry(EntryOp::Delete, "person", g);
             b.end_entry(at, 0);
         }
+        self.store(&b).await
+    }
+
+    /// Stores an export of `accounts`: each account with its attributes (one value each).
+    async fn export_accounts(&self, accounts: &[(&str, &[(&str, &str)])]) -> i64 {
+        let mut b = BatchBuffer::with_capacity(4096);
+        for (key, attrs) in accounts {
+            let at = b.begin_entry(EntryOp::Upsert, "account", key);
+            for (n, v) in *attrs {
+                b.attribute1(n, v);
+            }
+            b.end_entry(at, attrs.len() as u32);
+        }
+        self.store(&b).await
+    }
+
+    /// Stores one batch as a finished export upload.
+    async fn store(&self, b: &BatchBuffer) -> i64 {
         let mut content = frames::header(b.entries(), b.len() as u32).to_vec();
         content.extend_from_slice(b.as_bytes());
-        let id = self
-            .q
-            .queue
-            .enqueue(
-                "a",
-                &[Self::spec(Operation::Export, serde_json::Value::Null)],
-            )
+        support::upload(&self.q, "a", self.agent, "accounts", &content)
             .await
-            .unwrap()[0];
-        let fence = self.q.queue.claim(self.agent, 1).await.unwrap()[0].fence;
-        let slot = self
-            .q
-            .queue
-            .open_upload(
-                self.agent,
-                id,
-                &NewUpload {
-                    fence,
-                    name: "entries".into(),
-                    size: content.len() as u64,
-                    sha256: hex::encode(sha2::Sha256::digest(&content)),
-                },
-                u64::MAX,
-            )
-            .await
-            .unwrap();
-        self.q
-            .queue
-            .put_chunk(self.agent, slot.id, 0, &content)
-            .await
-            .unwrap();
-        slot.id
+            .0
     }
 
     async fn sync(&self, upload: i64, incremental: bool) {
-        let Checked::Done(_) = self
+        self.sync_of("hr", upload, incremental).await;
+    }
+
+    async fn sync_of(&self, connection: &str, upload: i64, incremental: bool) -> SyncReport {
+        let Checked::Done(report) = self
             .q
-            .synchronize("hr", upload, incremental, None, None)
+            .synchronize(connection, upload, incremental, None, None)
             .await
             .unwrap()
         else {
             panic!("no threshold is set");
         };
+        report
     }
 
-    async fn provision(&self) {
-        let Checked::Done(_) = self
+    async fn provision(&self) -> ProvisionReport {
+        let Checked::Done(report) = self
             .q
             .provision(&self.rules, "accounts", None, false, false, false)
             .await
@@ -141,6 +138,7 @@ impl World {
         else {
             panic!("no threshold is set");
         };
+        report
     }
 
     /// A fulfil task takes the ready orders; `answer` gives each one's outcome.
@@ -275,4 +273,55 @@ async fn retry_later_keeps_attempts_failed_uses_them_up() {
         w.fulfil(done).await.is_empty(),
         "a failed order is not sent again"
     );
+}
+
+#[tokio::test]
+async fn the_targets_echo_of_a_fulfilment_is_not_a_change() {
+    let w = World::new().await;
+    let up = w.export(&["E1", "E2"], &[]).await;
+    w.sync(up, false).await;
+    w.provision().await;
+    assert_eq!(w.fulfil(done).await.len(), 2);
+
+    // The target reports both accounts with what fulfilment wrote, plus a column of its own;
+    // e2 was also changed by someone else.
+    let up = w
+        .export_accounts(&[
+            (
+                "e1",
+                &[("employee_id", "E1"), ("enabled", "true"), ("login", "e1")],
+            ),
+            (
+                "e2",
+                &[("employee_id", "E9"), ("enabled", "true"), ("login", "e2")],
+            ),
+        ])
+        .await;
+    let report = w.sync_of("accounts", up, true).await;
+    assert_eq!((report.confirmed, report.updated), (1, 1), "{report:?}");
+    let p = w.provision().await;
+    assert_eq!(
+        p.identities, 1,
+        "only the identity whose account changed: {p:?}"
+    );
+    assert_eq!(w.fulfil(done).await, [("update".into(), "e2".into())]);
+
+    // The same export again changes nothing, and a real change to a confirmed account counts.
+    let up = w
+        .export_accounts(&[(
+            "e1",
+            &[("employee_id", "E1"), ("enabled", "true"), ("login", "e1")],
+        )])
+        .await;
+    assert_eq!(w.sync_of("accounts", up, true).await.unchanged, 1);
+    let up = w
+        .export_accounts(&[(
+            "e1",
+            &[("employee_id", "E1"), ("enabled", "false"), ("login", "e1")],
+        )])
+        .await;
+    let report = w.sync_of("accounts", up, true).await;
+    assert_eq!((report.confirmed, report.updated), (0, 1), "{report:?}");
+    assert_eq!(w.provision().await.identities, 1);
+    assert_eq!(w.fulfil(done).await, [("enable".into(), "e1".into())]);
 }

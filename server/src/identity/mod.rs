@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod provision;
 pub mod repo;
 pub mod rules;
+pub mod sync;
 
 use crate::queue::Queue;
 use std::sync::Arc;

@@ -287,10 +287,16 @@ impl Engine {
                  AND situation IN ('linked', 'deleted')"
                     .to_owned()
             } else {
-                "SELECT DISTINCT l.identity FROM links l WHERE l.connection = $1 AND l.identity IS NOT NULL \
-                 AND (l.situation = 'deleted' OR (l.situation = 'linked' AND EXISTS (SELECT 1 FROM entries e \
-                 WHERE e.connection = l.connection AND e.entity_type = l.entity_type AND e.key = l.key \
-                 AND (e.sync_id > $2 OR e.closed_by > $2))))"
+                // From the changed versions to their links (each side by an index), so that the
+                // cost follows the changes, not the number of links.
+                "SELECT l.identity FROM links l WHERE l.connection = $1 AND l.situation = 'deleted' \
+                 AND l.identity IS NOT NULL \
+                 UNION SELECT l.identity FROM entries e JOIN links l ON l.connection = e.connection \
+                 AND l.entity_type = e.entity_type AND l.key = e.key \
+                 WHERE e.connection = $1 AND e.sync_id > $2 AND l.situation = 'linked' AND l.identity IS NOT NULL \
+                 UNION SELECT l.identity FROM entries e JOIN links l ON l.connection = e.connection \
+                 AND l.entity_type = e.entity_type AND l.key = e.key \
+                 WHERE e.connection = $1 AND e.closed_by > $2 AND l.situation = 'linked' AND l.identity IS NOT NULL"
                     .to_owned()
             };
             let mut q = sqlx::query(&sql).bind(target);
