@@ -6,22 +6,30 @@
 # account. Then a hire, a move and a leave in the HR file, and an incremental run sends exactly
 # those three orders.
 # `scripts/demo.sh --keep` leaves both running (Ctrl-C stops them).
-# IDGARD_DEMO_PEOPLE=N uses a generated HR file of N people (`idgard-demo-data N`) instead.
+# IDGARD_DEMO_PEOPLE=N uses a generated HR file of N people (`idgard-demo-data N`) instead;
+# IDGARD_DEMO_CHANGES=N makes run 2 carry N changes (40 % moves, 30 % hires, 30 % leaves);
+# IDGARD_DEMO_PROFILE=release builds and runs optimised binaries; IDGARD_DEMO_BATCH sets the
+# agent's batch size. `scripts/bench-pipeline.sh` uses these.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
 bash scripts/setup.sh
-echo "== building the server, the agent and the CSV connector"
-cargo build --locked -p idgard-server -p idgard-agent
+profile=${IDGARD_DEMO_PROFILE:-debug}
+echo "== building the server, the agent and the CSV connector ($profile)"
+if [[ "$profile" == release ]]; then
+  cargo build --locked --release -p idgard-server -p idgard-agent -p idgard-tests --bin idgard-demo-data
+else
+  cargo build --locked -p idgard-server -p idgard-agent -p idgard-tests --bin idgard-demo-data
+fi
 cargo build --locked --target wasm32-wasip2 --profile wasm -p idgard-connector-csv
+bin=target/$profile
 
 demo=target/demo
 rm -rf "$demo"
 mkdir -p "$demo/agent/runtime/csv" "$demo/agent/connections" "$demo/hr" "$demo/accounts"
 if [[ -n "${IDGARD_DEMO_PEOPLE:-}" ]]; then
-  cargo build --locked -p idgard-tests --bin idgard-demo-data
-  target/debug/idgard-demo-data "$IDGARD_DEMO_PEOPLE" > "$demo/hr/hr.csv"
+  "$bin/idgard-demo-data" "$IDGARD_DEMO_PEOPLE" > "$demo/hr/hr.csv"
 else
   cp connectors/csv/demo/hr.csv "$demo/hr/hr.csv"
 fi
@@ -32,6 +40,7 @@ work = "work"
 runtime = "runtime"
 connections = "connections"
 max_tasks = 2
+batch_size = ${IDGARD_DEMO_BATCH:-1024}
 TOML
 cat > "$demo/agent/connections/demo-hr.toml" <<TOML
 # The bundled HR file, read-only.
@@ -67,8 +76,8 @@ path = "$root/$demo/accounts"
 access = "read-write"
 TOML
 
-server=target/debug/idgard-server
-agent=target/debug/idgard-agent
+server=$bin/idgard-server
+agent=$bin/idgard-agent
 port=${IDGARD_DEMO_PORT:-8443}
 # The server's settings in one file, so that every command below needs no flag.
 cat > "$demo/idgard-server.toml" <<TOML
@@ -98,14 +107,16 @@ pids+=($!)
 
 # Runs the declared job and waits for its end; prints its tasks.
 run_job() {
-  local job state started=$SECONDS
+  local job state started
+  started=$(date +%s.%N)
   job=$("$server" job run daily "$@" 2>/dev/null | sed -n 's/^job \([0-9]*\) .*/\1/p')
   for _ in $(seq 600); do
     state=$("$server" job show "$job" 2>/dev/null | sed -n 's/^  "state": "\(.*\)",/\1/p')
     [[ "$state" == succeeded || "$state" == failed || "$state" == cancelled || "$state" == blocked ]] && break
-    sleep 0.2
+    sleep 0.05
   done
-  echo "job $job: $state in about $((SECONDS - started)) s"
+  last_seconds=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$started" "$(date +%s.%N)")
+  echo "job $job: $state in $last_seconds s"
   [[ "$state" == succeeded ]] || { echo "the job did not succeed: see $demo/agent.log and $demo/server.log"; exit 1; }
   last_job=$job
 }
@@ -115,8 +126,10 @@ run_job
 "$server" orders --job "$last_job" 2>/dev/null | awk '{print $2, $4}' | sort | uniq -c
 echo "accounts file: $(($(python3 -c 'import csv,sys; print(sum(1 for _ in csv.reader(open(sys.argv[1], encoding="utf-8"))))' "$demo/accounts/accounts.csv") - 1)) accounts"
 
-echo "== in the HR file: a hire (E9000001), a move (E0000002 to Finance), a leave (E0000003 removed)"
-python3 - "$demo/hr/hr.csv" <<'PY'
+changes=${IDGARD_DEMO_CHANGES:-}
+if [[ -z "$changes" ]]; then
+  echo "== in the HR file: a hire (E9000001), a move (E0000002 to Finance), a leave (E0000003 removed)"
+  python3 - "$demo/hr/hr.csv" <<'PY'
 import csv, sys
 path = sys.argv[1]
 with open(path, encoding="utf-8", newline="") as f:
@@ -133,10 +146,38 @@ with open(path, "w", encoding="utf-8", newline="") as f:
     w.writeheader()
     w.writerows(rows)
 PY
+else
+  echo "== in the HR file: $changes changes (40 % moves, 30 % hires, 30 % leaves)"
+  python3 - "$demo/hr/hr.csv" "$changes" <<'PY'
+import csv, sys
+path, n = sys.argv[1], int(sys.argv[2])
+with open(path, encoding="utf-8", newline="") as f:
+    rows = list(csv.DictReader(f))
+fields = list(rows[0].keys())
+moves, hires = n * 4 // 10, n * 3 // 10
+leaves = n - moves - hires
+step = max(1, len(rows) // (moves + leaves + 1))
+for i in range(moves):
+    r = rows[(i * step) % len(rows)]
+    r["department"] = "Finance" if r["department"] != "Finance" else "Legal"
+gone = {rows[(i * step + step // 2) % len(rows)]["employee_id"] for i in range(leaves)}
+rows = [r for r in rows if r["employee_id"] not in gone]
+for i in range(hires):
+    rows.append(dict(rows[0], employee_id=f"H{i:07d}", email=f"hire{i}@example.org", status="active"))
+with open(path, "w", encoding="utf-8", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+PY
+fi
 
-echo "== run 2: incremental; exactly three orders"
+echo "== run 2: incremental; exactly the orders of the changes"
 run_job --incremental
-"$server" orders --job "$last_job" 2>/dev/null
+if [[ -z "$changes" ]]; then
+  "$server" orders --job "$last_job" 2>/dev/null
+else
+  "$server" orders --job "$last_job" 2>/dev/null | awk '{print $2, $4}' | sort | uniq -c
+fi
 
 cat <<TXT
 

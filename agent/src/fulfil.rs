@@ -16,11 +16,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
+/// Orders handed to a connector in one call at most (`batch_size` sets it lower).
+const MAX_ORDERS_PER_BATCH: u32 = 10_000;
+
 impl Agent {
-    /// Fulfils the orders the server holds for this task, in batches. Each finished batch is
-    /// written to the spool before anything else, so a restart resumes after the last finished
-    /// order instead of carrying it out again; results go up as they come and once more at
-    /// the end (the server ignores results it already has).
+    /// Fulfils the orders the server holds for this task, page by page (the server hands out
+    /// the next page once a page's results are recorded), each page in batches. Each finished
+    /// batch is written to the spool before anything else, so a restart resumes after the last
+    /// finished order instead of carrying it out again (the server ignores results it already
+    /// has).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn fulfil_from_server(
         self: &Arc<Self>,
@@ -32,90 +36,99 @@ impl Agent {
         progress: Arc<(AtomicU64, AtomicU64)>,
         log: mpsc::Sender<LogLine>,
     ) -> Result<TaskOutcome> {
-        let TaskOrders { orders } = self
-            .call_retrying(
-                Method::GET,
-                &format!(
-                    "/api/v1/agent/tasks/{}/orders?fence={}",
-                    task.id, task.fence
-                ),
-                None::<&()>,
-            )
-            .await?;
         let progress_file = self
             .config
             .work
             .join("spool")
             .join(format!("orders-{}.json", task.id));
+        // Results carried out and not yet recorded by the server (a restart resumes with them).
         let mut finished: Vec<OrderResult> = match std::fs::read(&progress_file) {
             Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
             Err(_) => Vec::new(),
         };
-        let known: std::collections::HashSet<String> =
-            finished.iter().map(|r| r.id.clone()).collect();
-        if !known.is_empty() {
+        if !finished.is_empty() {
             tracing::info!(
-                finished = known.len(),
+                finished = finished.len(),
                 "resuming a fulfilment: orders already carried out are not run again"
             );
         }
-        let todo: Vec<Order> = orders
-            .into_iter()
-            .filter(|o| !known.contains(&o.id))
-            .collect();
-        let total = (todo.len() + known.len()) as u64;
-        progress.1.store(total, Ordering::Relaxed);
-        for batch in todo.chunks(self.config.batch_size.clamp(1, 500) as usize) {
-            if cancel.is_cancelled() {
-                return Ok(TaskOutcome::Cancelled);
-            }
-            let observer = TaskObserver::new(None, cancel.clone(), progress.clone(), log.clone());
-            let outcome = self
-                .run_connector(
-                    (loaded.clone(), connection.clone()),
-                    None,
-                    orders_dir.to_owned(),
-                    Request::Fulfill(batch.to_vec()),
-                    observer,
-                    &cancel,
+        let mut tally = Tally::default();
+        let mut handed: std::collections::HashSet<String> = std::collections::HashSet::new();
+        loop {
+            let TaskOrders { orders, remaining } = self
+                .call_retrying(
+                    Method::GET,
+                    &format!(
+                        "/api/v1/agent/tasks/{}/orders?fence={}",
+                        task.id, task.fence
+                    ),
+                    None::<&()>,
                 )
                 .await?;
-            let outcome = match outcome {
-                Err(_) if cancel.is_cancelled() => return Ok(TaskOutcome::Cancelled),
-                other => other?,
-            };
-            let results = match outcome {
-                Outcome::Fulfilled(results) => results,
-                Outcome::Failed { kind, message } => {
-                    return Ok(TaskOutcome::Failed {
-                        error: format!("connector error ({kind:?}): {message}"),
-                        retryable: kind == ErrorKind::Unavailable,
-                    });
-                }
-                _ => bail!("the connector answered a fulfil with something else"),
-            };
-            finished.extend(results.iter().cloned());
-            write_private(&progress_file, &serde_json::to_vec(&finished)?)?;
-            progress.0.store(finished.len() as u64, Ordering::Relaxed);
-            for piece in pieces(&results, MAX_RESULTS_BYTES) {
-                let sent = self
-                    .client
-                    .call::<_, OrderResultsAnswer>(
-                        Method::POST,
-                        &format!("/api/v1/agent/tasks/{}/order-results", task.id),
-                        Some(&OrderResults {
-                            fence: task.fence,
-                            results: piece.to_vec(),
-                        }),
-                    )
-                    .await;
-                if let Err(e) = sent {
-                    tracing::warn!("results not sent yet ({e}); they go again at the end");
-                    break;
-                }
+            if orders.is_empty() {
+                break;
             }
+            if let Some(left) = remaining {
+                progress
+                    .1
+                    .store((orders.len() as u64) + left, Ordering::Relaxed);
+            }
+            // A page of orders already carried out in this run would come back for ever.
+            if orders.iter().all(|o| !handed.insert(o.id.clone())) && finished.is_empty() {
+                bail!("the server gives orders this run already carried out and reported");
+            }
+            let known: std::collections::HashSet<String> =
+                finished.iter().map(|r| r.id.clone()).collect();
+            let todo: Vec<Order> = orders
+                .into_iter()
+                .filter(|o| !known.contains(&o.id))
+                .collect();
+            for batch in todo.chunks(self.config.batch_size.clamp(1, MAX_ORDERS_PER_BATCH) as usize)
+            {
+                if cancel.is_cancelled() {
+                    return Ok(TaskOutcome::Cancelled);
+                }
+                let results = match self
+                    .fulfil_batch(
+                        connection, loaded, orders_dir, batch, &cancel, &progress, &log,
+                    )
+                    .await?
+                {
+                    Ok(results) => results,
+                    Err(ended) => return Ok(ended),
+                };
+                finished.extend(results);
+                write_private(&progress_file, &serde_json::to_vec(&finished)?)?;
+                progress
+                    .0
+                    .store(tally.orders + finished.len() as u64, Ordering::Relaxed);
+            }
+            // The page's results reach the server before the next page is asked for.
+            self.send_results(task, &finished).await?;
+            tally.add(&finished);
+            finished.clear();
+            write_private(&progress_file, b"[]")?;
         }
-        for piece in pieces(&finished, MAX_RESULTS_BYTES) {
+        let _ = std::fs::remove_file(&progress_file);
+        Ok(TaskOutcome::Succeeded {
+            result: serde_json::json!({
+                "orders": tally.orders,
+                "done": tally.done,
+                "failed": tally.failed,
+                "retry_later": tally.retry_later,
+            }),
+        })
+    }
+}
+
+impl Agent {
+    /// Sends results in pieces under the size bound, each until the server takes it.
+    async fn send_results(
+        self: &Arc<Self>,
+        task: &Assignment,
+        results: &[OrderResult],
+    ) -> Result<()> {
+        for piece in pieces(results, MAX_RESULTS_BYTES) {
             let _: OrderResultsAnswer = self
                 .call_retrying(
                     Method::POST,
@@ -127,17 +140,67 @@ impl Agent {
                 )
                 .await?;
         }
-        let _ = std::fs::remove_file(&progress_file);
-        let count =
-            |f: fn(&OrderOutcome) -> bool| finished.iter().filter(|r| f(&r.outcome)).count();
-        Ok(TaskOutcome::Succeeded {
-            result: serde_json::json!({
-                "orders": finished.len(),
-                "done": count(|o| matches!(o, OrderOutcome::Done)),
-                "failed": count(|o| matches!(o, OrderOutcome::Failed(_))),
-                "retry_later": count(|o| matches!(o, OrderOutcome::RetryLater(_))),
-            }),
-        })
+        Ok(())
+    }
+
+    /// One batch through the connector: its results, or how the task ends (cancelled, or the
+    /// connector failed as a whole).
+    #[allow(clippy::too_many_arguments)]
+    async fn fulfil_batch(
+        self: &Arc<Self>,
+        connection: &Arc<Connection>,
+        loaded: &Arc<Loaded>,
+        orders_dir: &Path,
+        batch: &[Order],
+        cancel: &Cancel,
+        progress: &Arc<(AtomicU64, AtomicU64)>,
+        log: &mpsc::Sender<LogLine>,
+    ) -> Result<Result<Vec<OrderResult>, TaskOutcome>> {
+        let observer = TaskObserver::new(None, cancel.clone(), progress.clone(), log.clone());
+        let outcome = self
+            .run_connector(
+                (loaded.clone(), connection.clone()),
+                None,
+                orders_dir.to_owned(),
+                Request::Fulfill(batch.to_vec()),
+                observer,
+                cancel,
+            )
+            .await?;
+        let outcome = match outcome {
+            Err(_) if cancel.is_cancelled() => return Ok(Err(TaskOutcome::Cancelled)),
+            other => other?,
+        };
+        match outcome {
+            Outcome::Fulfilled(results) => Ok(Ok(results)),
+            Outcome::Failed { kind, message } => Ok(Err(TaskOutcome::Failed {
+                error: format!("connector error ({kind:?}): {message}"),
+                retryable: kind == ErrorKind::Unavailable,
+            })),
+            _ => bail!("the connector answered a fulfil with something else"),
+        }
+    }
+}
+
+/// Counts of the results of a fulfilment.
+#[derive(Default)]
+struct Tally {
+    orders: u64,
+    done: u64,
+    failed: u64,
+    retry_later: u64,
+}
+
+impl Tally {
+    fn add(&mut self, results: &[OrderResult]) {
+        for r in results {
+            self.orders += 1;
+            match r.outcome {
+                OrderOutcome::Done => self.done += 1,
+                OrderOutcome::Failed(_) => self.failed += 1,
+                OrderOutcome::RetryLater(_) => self.retry_later += 1,
+            }
+        }
     }
 }
 

@@ -164,7 +164,12 @@ impl World {
             .heartbeat(self.agent, id, fence, None)
             .await
             .unwrap();
-        let orders = self.q.task_orders(self.agent, id, fence).await.unwrap();
+        let orders = self
+            .q
+            .task_orders(self.agent, id, fence)
+            .await
+            .unwrap()
+            .orders;
         let results: Vec<OrderResult> = orders
             .iter()
             .map(|o| OrderResult {
@@ -324,4 +329,71 @@ async fn the_targets_echo_of_a_fulfilment_is_not_a_change() {
     assert_eq!((report.confirmed, report.updated), (0, 1), "{report:?}");
     assert_eq!(w.provision().await.identities, 1);
     assert_eq!(w.fulfil(done).await, [("enable".into(), "e1".into())]);
+}
+
+#[tokio::test]
+async fn a_fulfil_task_takes_its_orders_page_by_page() {
+    let w = World::new().await;
+    let people: Vec<String> = (0..5_050).map(|i| format!("E{i}")).collect();
+    let refs: Vec<&str> = people.iter().map(String::as_str).collect();
+    let up = w.export(&refs, &[]).await;
+    w.sync(up, false).await;
+    assert_eq!(w.provision().await.creates, 5_050);
+    let q = &w.q.queue;
+    let id = q
+        .enqueue(
+            "a",
+            &[World::spec(
+                Operation::Fulfill,
+                serde_json::json!({ "server_orders": true }),
+            )],
+        )
+        .await
+        .unwrap()[0];
+    let fence = q.claim(w.agent, 1).await.unwrap()[0].fence;
+    q.heartbeat(w.agent, id, fence, None).await.unwrap();
+    let first = w.q.task_orders(w.agent, id, fence).await.unwrap();
+    assert_eq!((first.orders.len(), first.remaining), (5_000, Some(50)));
+    // Asked again before its results: the same page (a restarted agent).
+    let again = w.q.task_orders(w.agent, id, fence).await.unwrap();
+    assert_eq!(again.orders.len(), 5_000);
+    assert_eq!(again.orders[0].id, first.orders[0].id);
+    let answer = |orders: &[idgard_protocol::model::Order]| OrderResults {
+        fence,
+        results: orders
+            .iter()
+            .map(|o| OrderResult {
+                id: o.id.clone(),
+                outcome: OrderOutcome::Done,
+            })
+            .collect(),
+    };
+    w.q.order_results(w.agent, id, &answer(&first.orders))
+        .await
+        .unwrap();
+    let second = w.q.task_orders(w.agent, id, fence).await.unwrap();
+    assert_eq!((second.orders.len(), second.remaining), (50, None));
+    let recorded =
+        w.q.order_results(w.agent, id, &answer(&second.orders))
+            .await
+            .unwrap();
+    assert_eq!((recorded.recorded, recorded.ignored), (50, 0));
+    // A replay of results is ignored; then the task has nothing left.
+    let replay =
+        w.q.order_results(w.agent, id, &answer(&second.orders))
+            .await
+            .unwrap();
+    assert_eq!((replay.recorded, replay.ignored), (0, 50));
+    assert!(
+        w.q.task_orders(w.agent, id, fence)
+            .await
+            .unwrap()
+            .orders
+            .is_empty()
+    );
+    assert_eq!(w.q.links("accounts", None).await.unwrap().len(), 5_050);
+    assert_eq!(
+        w.q.entries("accounts", None, 10_000).await.unwrap().len(),
+        5_050
+    );
 }

@@ -368,3 +368,62 @@ fn fulfill_maintains_the_accounts_file_and_repeats_safely() {
         file
     );
 }
+
+#[test]
+fn creates_of_new_accounts_are_appended_and_anything_else_rewrites() {
+    let s = Scratch::new();
+    s.mkdir("accounts");
+    let conn = s.connection(
+        "name = \"target\"\n[settings]\n[grants.folders.accounts]\npath = \"accounts\"\naccess = \"read-write\"\n",
+    );
+    let create = |id: &str, key: &str, name: &str| {
+        order(
+            id,
+            key,
+            OrderKind::Create {
+                attributes: attrs(&[("name", &[name]), ("enabled", &["true"])]),
+            },
+        )
+    };
+    let file = || std::fs::read_to_string(s.path("accounts/accounts.csv")).unwrap();
+    let fulfil = |orders: Vec<Order>| {
+        let (out, cap) = s.run(csv(), &conn, Request::Fulfill(orders));
+        let Outcome::Fulfilled(results) = out.as_ref().unwrap() else {
+            panic!("{out:?} {:?}", cap.logs())
+        };
+        assert!(results.iter().all(|r| r.outcome == OrderOutcome::Done));
+        (cap.logged("appended to"), cap.logged("applied to"))
+    };
+    // The first batch writes the file (and its key index); the next ones append.
+    assert_eq!(fulfil(vec![create("1", "ann", "Ann")]), (false, true));
+    assert_eq!(
+        fulfil(vec![
+            create("2", "bob", "Bob, Jr."),
+            create("3", "cy", "Cy")
+        ]),
+        (true, false)
+    );
+    assert_eq!(
+        file(),
+        "login,enabled,name\nann,true,Ann\nbob,true,\"Bob, Jr.\"\ncy,true,Cy\n"
+    );
+    // A create of an account that exists is not appended twice.
+    assert_eq!(fulfil(vec![create("4", "ann", "Ann B")]), (false, true));
+    assert_eq!(file().matches("\nann,").count(), 1);
+    // Someone else edits the file: the index no longer describes it, so the file is read.
+    let mut edited = file();
+    edited.push_str("eve,true,Eve\n");
+    std::fs::write(s.path("accounts/accounts.csv"), &edited).unwrap();
+    assert_eq!(fulfil(vec![create("5", "eve", "Eve")]), (false, true));
+    assert_eq!(file().matches("\neve,").count(), 1);
+    // An update, or a create with a new column, rewrites; appends resume afterwards.
+    assert_eq!(
+        fulfil(vec![order("6", "cy", OrderKind::Disable)]),
+        (false, true)
+    );
+    assert_eq!(fulfil(vec![create("7", "dee", "Dee")]), (true, false));
+    assert_eq!(
+        file(),
+        "login,enabled,name\nann,true,Ann B\nbob,true,\"Bob, Jr.\"\ncy,false,Cy\neve,true,Eve\ndee,true,Dee\n"
+    );
+}

@@ -1,9 +1,12 @@
 //! Fulfil: keep an accounts CSV file in line with provisioning orders. Every order is safe to
 //! repeat: a create of an existing account converges on the asked values, a delete of a missing
-//! one is done. The file is replaced atomically once the whole batch is applied.
+//! one is done. A batch of creates of new accounts is appended to the file (its keys are
+//! known from `keys.rs`); any other batch is applied to the whole table, and the file is
+//! replaced atomically once the batch is applied.
 
 use crate::Config;
 use crate::export::resolve;
+use crate::keys;
 use idgard_sdk::{AttributeChange, ChangeOp, Error, Order, OrderKind, OrderResult};
 use std::collections::HashMap;
 use std::path::Path;
@@ -214,6 +217,9 @@ pub fn fulfill(config: &Config, orders: Vec<Order>) -> Result<Vec<OrderResult>, 
         &config.accounts_file,
         "accounts_file",
     )?;
+    if let Some(results) = append_creates(config, &path, &orders)? {
+        return Ok(results);
+    }
     let mut table = Table::load(&path, config)?;
     let mut results = Vec::with_capacity(orders.len());
     for order in &orders {
@@ -237,10 +243,107 @@ pub fn fulfill(config: &Config, orders: Vec<Order>) -> Result<Vec<OrderResult>, 
         }
     }
     table.save(&path, config.delimiter_byte()?)?;
+    keys::save(
+        &path,
+        table.rows.iter().flatten().map(|r| r[table.key].as_str()),
+    )?;
     idgard_sdk::log::info(&format!(
         "{} orders applied to {}",
         orders.len(),
         path.display()
     ));
     Ok(results)
+}
+
+/// Appends a batch that only creates new accounts with columns the file has; `None` when the
+/// batch is anything else (or the key index does not describe the file), for the whole-table
+/// path.
+fn append_creates(
+    config: &Config,
+    path: &Path,
+    orders: &[Order],
+) -> Result<Option<Vec<OrderResult>>, Error> {
+    let creates = orders.iter().all(|o| {
+        o.entity_type == ACCOUNT && !o.key.is_empty() && matches!(o.kind, OrderKind::Create(_))
+    });
+    if orders.is_empty() || !creates {
+        return Ok(None);
+    }
+    let Some(known) = keys::load(path) else {
+        return Ok(None);
+    };
+    let delimiter = config.delimiter_byte()?;
+    let Some(headers) = headers_of(path, delimiter)? else {
+        return Ok(None);
+    };
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let (Some(key_col), Some(enabled_col)) = (column(&config.accounts_key), column(ENABLED)) else {
+        return Ok(None);
+    };
+    let mut batch = std::collections::HashSet::new();
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .from_writer(Vec::new());
+    for o in orders {
+        let OrderKind::Create(attributes) = &o.kind else {
+            return Ok(None);
+        };
+        if known.contains(&o.key) || !batch.insert(o.key.as_str()) {
+            return Ok(None);
+        }
+        let mut row = vec![String::new(); headers.len()];
+        row[key_col] = o.key.clone();
+        row[enabled_col] = "true".into();
+        for a in attributes.iter().filter(|a| a.name != config.accounts_key) {
+            let Some(col) = column(&a.name) else {
+                return Ok(None);
+            };
+            row[col] = a.values.join(&config.multi_value_separator);
+        }
+        w.write_record(&row)
+            .map_err(|e| Error::internal(e.to_string()))?;
+    }
+    let bytes = w.into_inner().map_err(|e| Error::internal(e.to_string()))?;
+    let io = |action: &'static str| move |e| idgard_sdk::fs::io_error(path, action, e);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(io("open"))?;
+    use std::io::Write as _;
+    f.write_all(&bytes).map_err(io("write"))?;
+    f.sync_data().map_err(io("write"))?;
+    keys::append(path, orders.iter().map(|o| o.key.as_str()))?;
+    idgard_sdk::log::info(&format!(
+        "{} accounts appended to {}",
+        orders.len(),
+        path.display()
+    ));
+    Ok(Some(
+        orders.iter().map(|o| OrderResult::done(&o.id)).collect(),
+    ))
+}
+
+/// The header line of the accounts file, if it exists and ends with a line break.
+fn headers_of(path: &Path, delimiter: u8) -> Result<Option<Vec<String>>, Error> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(idgard_sdk::fs::io_error(path, "open", e)),
+    };
+    let mut last = [0u8; 1];
+    let ends_with_newline =
+        f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] == b'\n';
+    if !ends_with_newline {
+        return Ok(None);
+    }
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| idgard_sdk::fs::io_error(path, "read", e))?;
+    let mut r = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_reader(f);
+    let headers = r
+        .headers()
+        .map_err(|e| Error::invalid_data(format!("{}: {e}", path.display())))?;
+    Ok(Some(headers.iter().map(str::to_owned).collect()))
 }

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod export;
+mod keys;
 mod snapshot;
 
 use idgard_sdk::{

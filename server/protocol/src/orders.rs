@@ -83,11 +83,15 @@ pub struct OrderView {
     pub updated_ms: i64,
 }
 
-/// `GET /api/v1/agent/tasks/{id}/orders?fence=N`: the orders of a fulfil task.
+/// `GET /api/v1/agent/tasks/{id}/orders?fence=N`: the next page of a fulfil task's orders
+/// (empty: the task is done). The next page comes once this one's results are recorded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskOrders {
     /// The orders, in the order to carry them out.
     pub orders: Vec<model::Order>,
+    /// On the task's first page: how many ready orders wait beyond it (for progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u64>,
 }
 
 /// `POST /api/v1/agent/tasks/{id}/order-results`: results of some of a fulfil task's orders.

@@ -244,9 +244,9 @@ async fn task_orders(
 ) -> Result<Json<TaskOrders>> {
     let Query(Fence { fence }) =
         fence.map_err(|_| Error::invalid("say which lease: `?fence=<n>`"))?;
-    Ok(Json(TaskOrders {
-        orders: app.engine.task_orders(agent, id(&task)?, fence).await?,
-    }))
+    Ok(Json(
+        app.engine.task_orders(agent, id(&task)?, fence).await?,
+    ))
 }
 
 async fn order_results(

@@ -1,0 +1,469 @@
+//! Orders on their way: handed to fulfil tasks page by page, their results recorded, and the
+//! repository brought in line with what was done, a piece of results at a time.
+
+use super::super::Engine;
+use super::super::repo::{close_versions, current_of, encode_attrs, insert_versions, parse_attrs};
+use super::super::rules::Attrs;
+use crate::db::{Col, Tx, in_list, multi_row_values};
+use crate::error::{Error, Result};
+use crate::queue::require_lease;
+use idgard_protocol::model::{ChangeOp, Order, OrderKind, OrderOutcome};
+use idgard_protocol::{OrderResults, OrderResultsAnswer, OrderState, OrderView, TaskOrders};
+use sqlx::Row;
+use std::collections::HashMap;
+
+/// Orders handed to a fulfil task in one page at most.
+const ORDERS_PER_PAGE: i64 = 5_000;
+
+/// Ready orders of a target not yet handed to this task (`$1` target, `$2` now, `$3` task).
+const READY: &str = "FROM orders WHERE connection = $1 AND state IN ('pending', 'retry') \
+     AND next_ms <= $2 AND (task_id IS NULL OR task_id <> $3)";
+
+impl Engine {
+    /// The next page of a fulfil task's orders: those it was given and has not answered (a
+    /// restarted agent), or else the next ready ones, now marked as sent with it. An empty page
+    /// means the task is done. An order is handed to one task once.
+    pub async fn task_orders(&self, agent: i64, task: i64, fence: i64) -> Result<TaskOrders> {
+        let now = self.queue.now();
+        let mut tx = self.queue.begin().await?;
+        let held = require_lease(&mut tx, agent, task, fence).await?;
+        if held.operation != "fulfill" {
+            return Err(Error::invalid(format!("task {task} is not a fulfil task")));
+        }
+        let connection = held.connection;
+        let mut orders = outstanding(&mut tx, task).await?;
+        let mut remaining = None;
+        if orders.is_empty() {
+            let first = sqlx::query("SELECT 1 FROM orders WHERE task_id = $1 LIMIT 1")
+                .bind(task)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_none();
+            if first {
+                // Orders sent with a task that ended without their result are ready again.
+                sqlx::query(
+                    "UPDATE orders SET state = 'retry' WHERE connection = $1 AND state = 'sent' \
+                     AND task_id IN (SELECT id FROM tasks WHERE connection = $1 AND state IN \
+                     ('succeeded', 'failed', 'cancelled', 'lost'))",
+                )
+                .bind(&connection)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let ready: Vec<String> = sqlx::query(&format!(
+                "SELECT id {READY} ORDER BY created_ms, id LIMIT $4"
+            ))
+            .bind(&connection)
+            .bind(now)
+            .bind(task)
+            .bind(ORDERS_PER_PAGE)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+            for chunk in ready.chunks(100) {
+                let sql = format!(
+                    "UPDATE orders SET state = 'sent', task_id = $1, attempts = attempts + 1, updated_ms = $2 \
+                     WHERE id IN ({})",
+                    in_list(2, chunk.len())
+                );
+                let mut q = sqlx::query(&sql).bind(task).bind(now);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            if first {
+                let left: i64 = sqlx::query(&format!("SELECT COUNT(*) {READY}"))
+                    .bind(&connection)
+                    .bind(now)
+                    .bind(task)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get(0)?;
+                remaining = Some(left as u64);
+            }
+            orders = outstanding(&mut tx, task).await?;
+        }
+        tx.commit().await?;
+        Ok(TaskOrders { orders, remaining })
+    }
+
+    /// Records results of a fulfil task's orders; a done order is applied to the repository.
+    /// Results of orders that already have one are ignored (a replay).
+    pub async fn order_results(
+        &self,
+        agent: i64,
+        task: i64,
+        body: &OrderResults,
+    ) -> Result<OrderResultsAnswer> {
+        let now = self.queue.now();
+        let mut tx = self.queue.begin().await?;
+        require_lease(&mut tx, agent, task, body.fence).await?;
+        let given = given(&mut tx, task, body).await?;
+        let mut answer = OrderResultsAnswer::default();
+        let mut done: Vec<(&Given, &str)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for r in &body.results {
+            let g = &given[&r.id];
+            if g.state != "sent" || !seen.insert(r.id.as_str()) {
+                answer.ignored += 1;
+                continue;
+            }
+            answer.recorded += 1;
+            match &r.outcome {
+                OrderOutcome::Done => done.push((g, r.id.as_str())),
+                OrderOutcome::Failed(m) | OrderOutcome::RetryLater(m) => {
+                    let retry_later = matches!(r.outcome, OrderOutcome::RetryLater(_));
+                    self.record_failure(&mut tx, &r.id, g, m, retry_later, now)
+                        .await?;
+                }
+            }
+        }
+        let mut by_connection: HashMap<&str, Vec<(Option<String>, Order)>> = HashMap::new();
+        for (g, _) in &done {
+            by_connection
+                .entry(g.connection.as_str())
+                .or_default()
+                .push((g.identity.clone(), g.order.clone()));
+        }
+        for (connection, orders) in by_connection {
+            let enabled = self
+                .rules
+                .as_ref()
+                .and_then(|r| r.target(connection))
+                .and_then(|t| t.enabled_attribute.clone());
+            apply_done(&mut tx, connection, &orders, enabled.as_deref(), now).await?;
+        }
+        let ids: Vec<&str> = done.iter().map(|(_, id)| *id).collect();
+        for chunk in ids.chunks(100) {
+            let sql = format!(
+                "UPDATE orders SET state = 'done', message = NULL, next_ms = $1, updated_ms = $1 \
+                 WHERE id IN ({})",
+                in_list(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(now);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(answer)
+    }
+
+    /// Orders, newest first, filtered.
+    pub async fn orders(
+        &self,
+        job: Option<i64>,
+        connection: Option<&str>,
+        state: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<OrderView>> {
+        let rows = sqlx::query(
+            "SELECT id, job_id, connection, entity_type, key, identity, kind, body, state, attempts, \
+             message, created_ms, updated_ms FROM orders \
+             WHERE ($1 IS NULL OR job_id = $1) AND ($2 IS NULL OR connection = $2) \
+             AND ($3 IS NULL OR state = $3) ORDER BY created_ms DESC, id LIMIT $4",
+        )
+        .bind(job)
+        .bind(connection)
+        .bind(state)
+        .bind(limit as i64)
+        .fetch_all(&self.queue.db.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get(8)?;
+                Ok(OrderView {
+                    id: r.try_get(0)?,
+                    job_id: r.try_get(1)?,
+                    connection: r.try_get(2)?,
+                    entity_type: r.try_get(3)?,
+                    key: r.try_get(4)?,
+                    identity: r.try_get(5)?,
+                    kind: r.try_get(6)?,
+                    order: serde_json::from_str(&r.try_get::<String, _>(7)?)
+                        .map_err(|e| anyhow::anyhow!("stored order: {e}"))?,
+                    state: OrderState::parse(&state)
+                        .ok_or_else(|| anyhow::anyhow!("stored order state `{state}`"))?,
+                    attempts: r.try_get::<i64, _>(9)? as u32,
+                    message: r.try_get(10)?,
+                    created_ms: r.try_get(11)?,
+                    updated_ms: r.try_get(12)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Links of a target's accounts in one situation (orphans: `unmatched`).
+    pub async fn links(
+        &self,
+        connection: &str,
+        situation: Option<&str>,
+    ) -> Result<Vec<serde_json::Value>> {
+        let rows = sqlx::query(
+            "SELECT entity_type, key, identity, situation, updated_ms FROM links \
+             WHERE connection = $1 AND ($2 IS NULL OR situation = $2) ORDER BY key",
+        )
+        .bind(connection)
+        .bind(situation)
+        .fetch_all(&self.queue.db.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(serde_json::json!({
+                    "entity_type": r.try_get::<String, _>(0)?,
+                    "key": r.try_get::<String, _>(1)?,
+                    "identity": r.try_get::<Option<String>, _>(2)?,
+                    "situation": r.try_get::<String, _>(3)?,
+                    "updated_ms": r.try_get::<i64, _>(4)?,
+                }))
+            })
+            .collect()
+    }
+
+    /// A failed order is offered again after a delay (doubling) until its attempts are used
+    /// up; one the connector asked to come back to later uses up no attempt.
+    async fn record_failure(
+        &self,
+        tx: &mut Tx,
+        id: &str,
+        g: &Given,
+        message: &str,
+        retry_later: bool,
+        now: i64,
+    ) -> Result<()> {
+        let target = self
+            .rules
+            .as_ref()
+            .and_then(|r| r.target(&g.connection).cloned());
+        let (max, after) = target
+            .map(|t| (t.max_attempts as i64, t.retry_after_s as i64))
+            .unwrap_or((3, 60));
+        let (state, next, attempts) = if retry_later {
+            (OrderState::Retry, now + after * 1000, g.attempts - 1)
+        } else if g.attempts >= max {
+            (OrderState::Failed, now, g.attempts)
+        } else {
+            let backoff = after * 1000 * (1i64 << (g.attempts - 1).clamp(0, 10));
+            (OrderState::Retry, now + backoff, g.attempts)
+        };
+        sqlx::query(
+            "UPDATE orders SET state = $1, message = $2, next_ms = $3, updated_ms = $4, attempts = $5 \
+             WHERE id = $6",
+        )
+        .bind(state.as_str())
+        .bind(message)
+        .bind(next)
+        .bind(now)
+        .bind(attempts)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The orders a task was given and has not answered, in order.
+async fn outstanding(tx: &mut Tx, task: i64) -> Result<Vec<Order>> {
+    sqlx::query(
+        "SELECT body FROM orders WHERE task_id = $1 AND state = 'sent' ORDER BY created_ms, id",
+    )
+    .bind(task)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|r| {
+        serde_json::from_str::<Order>(&r.try_get::<String, _>(0)?)
+            .map_err(|e| Error::from(anyhow::anyhow!("stored order: {e}")))
+    })
+    .collect()
+}
+
+/// An order as stored, for its result.
+struct Given {
+    connection: String,
+    identity: Option<String>,
+    order: Order,
+    state: String,
+    attempts: i64,
+}
+
+/// The orders the results are about; every one must have been given to this task.
+async fn given(tx: &mut Tx, task: i64, body: &OrderResults) -> Result<HashMap<String, Given>> {
+    let ids: Vec<&str> = body.results.iter().map(|r| r.id.as_str()).collect();
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(100) {
+        let sql = format!(
+            "SELECT id, connection, identity, body, state, attempts FROM orders \
+             WHERE task_id = $1 AND id IN ({})",
+            in_list(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(task);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            out.insert(
+                r.try_get(0)?,
+                Given {
+                    connection: r.try_get(1)?,
+                    identity: r.try_get(2)?,
+                    order: serde_json::from_str(&r.try_get::<String, _>(3)?)
+                        .map_err(|e| anyhow::anyhow!("stored order: {e}"))?,
+                    state: r.try_get(4)?,
+                    attempts: r.try_get(5)?,
+                },
+            );
+        }
+    }
+    if let Some(r) = body.results.iter().find(|r| !out.contains_key(&r.id)) {
+        return Err(Error::invalid(format!(
+            "order `{}` was not given to task {task}",
+            r.id
+        )));
+    }
+    Ok(out)
+}
+
+/// What an account holds after an order was carried out, from what it held (`None`: the
+/// account is gone).
+pub fn after(held: Option<Attrs>, order: &Order, enabled: Option<&str>) -> Option<Attrs> {
+    let mut attrs = held.unwrap_or_default();
+    match &order.kind {
+        OrderKind::Create { attributes } => attrs = attributes.clone(),
+        OrderKind::Update { changes } => {
+            for c in changes {
+                let v = attrs.entry(c.name.clone()).or_default();
+                match c.op {
+                    ChangeOp::Replace => *v = c.values.clone(),
+                    ChangeOp::Add => {
+                        for x in &c.values {
+                            if !v.contains(x) {
+                                v.push(x.clone());
+                            }
+                        }
+                    }
+                    ChangeOp::Remove => v.retain(|x| !c.values.contains(x)),
+                }
+            }
+        }
+        OrderKind::Enable | OrderKind::Disable => {
+            if let Some(e) = enabled {
+                let on = matches!(order.kind, OrderKind::Enable);
+                attrs.insert(e.to_owned(), vec![on.to_string()]);
+            }
+        }
+        OrderKind::Delete => return None,
+        OrderKind::SetPassword { .. } => {}
+    }
+    Some(attrs)
+}
+
+/// The repository after done orders of one target, set at a time: for each account the
+/// orders touched, its current version ends and one new version holds what the last of them
+/// left (`sync_id` 0: written by fulfilment, until an export confirms it); a created account
+/// is linked to its identity, a deleted one unlinked. A set-password changes nothing here.
+async fn apply_done(
+    tx: &mut Tx,
+    connection: &str,
+    orders: &[(Option<String>, Order)],
+    enabled: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    let touched: Vec<&(Option<String>, Order)> = orders
+        .iter()
+        .filter(|(_, o)| !matches!(o.kind, OrderKind::SetPassword { .. }))
+        .collect();
+    let keys: Vec<&str> = touched.iter().map(|(_, o)| o.key.as_str()).collect();
+    let current = current_of(tx, connection, &keys, true).await?;
+    // Account (type, key) → (version to end, what it holds now, its link: None = untouched).
+    type State = (Option<i64>, Option<Attrs>, Option<Option<String>>);
+    let mut accounts: HashMap<(String, String), State> = HashMap::new();
+    let mut order_of_keys: Vec<(String, String)> = Vec::new();
+    for (identity, o) in touched {
+        let id = (o.entity_type.clone(), o.key.clone());
+        let state = match accounts.entry(id.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                order_of_keys.push(id.clone());
+                let held = current.get(&format!("{}\0{}", o.entity_type, o.key));
+                let attrs = match held {
+                    Some((_, _, Some(a))) => Some(parse_attrs(a)?),
+                    _ => None,
+                };
+                e.insert((held.map(|h| h.0), attrs, None))
+            }
+        };
+        state.1 = after(state.1.take(), o, enabled);
+        match o.kind {
+            OrderKind::Create { .. } => state.2 = Some(identity.clone()),
+            OrderKind::Delete => state.2 = Some(None),
+            _ => {}
+        }
+    }
+    let ends: Vec<i64> = accounts.values().filter_map(|s| s.0).collect();
+    close_versions(tx, &ends, now, 0).await?;
+    let encoded: Vec<(&str, &str, String, i64)> = order_of_keys
+        .iter()
+        .filter_map(|k| {
+            let attrs = accounts[k].1.as_ref()?;
+            let (json, hash) = encode_attrs(attrs);
+            Some((k.0.as_str(), k.1.as_str(), json, hash))
+        })
+        .collect();
+    let rows: Vec<(&str, &str, &str, i64)> = encoded
+        .iter()
+        .map(|(t, k, j, h)| (*t, *k, j.as_str(), *h))
+        .collect();
+    insert_versions(tx, connection, &rows, now, 0).await?;
+    let relinked: Vec<(&(String, String), &Option<String>)> = order_of_keys
+        .iter()
+        .filter_map(|k| accounts[k].2.as_ref().map(|l| (k, l)))
+        .collect();
+    for chunk in relinked.chunks(100) {
+        let mut by_type: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (k, _) in chunk {
+            by_type.entry(k.0.as_str()).or_default().push(k.1.as_str());
+        }
+        for (entity_type, keys) in by_type {
+            let sql = format!(
+                "DELETE FROM links WHERE connection = $1 AND entity_type = $2 AND key IN ({})",
+                in_list(2, keys.len())
+            );
+            let mut q = sqlx::query(&sql).bind(connection).bind(entity_type);
+            for k in keys {
+                q = q.bind(k);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        let linked: Vec<_> = chunk.iter().filter(|(_, l)| l.is_some()).collect();
+        if linked.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "INSERT INTO links (connection, entity_type, key, identity, situation, updated_ms) VALUES {}",
+            multi_row_values(
+                linked.len(),
+                3,
+                3,
+                &[
+                    Col::Shared(1),
+                    Col::Row(0),
+                    Col::Row(1),
+                    Col::Row(2),
+                    Col::Shared(2),
+                    Col::Shared(3)
+                ]
+            )
+        );
+        let mut q = sqlx::query(&sql).bind(connection).bind("linked").bind(now);
+        for (k, l) in linked {
+            q = q.bind(&k.0).bind(&k.1).bind((*l).clone());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
