@@ -9,19 +9,20 @@
 # IDGARD_DEMO_PEOPLE=N uses a generated HR file of N people (`idgard-demo-data N`) instead;
 # IDGARD_DEMO_CHANGES=N makes run 2 carry N changes (40 % moves, 30 % hires, 30 % leaves);
 # IDGARD_DEMO_PROFILE=release builds and runs optimised binaries; IDGARD_DEMO_BATCH sets the
-# agent's batch size. `scripts/bench-pipeline.sh` uses these.
+# agent's batch size; IDGARD_DEMO_RULES another rules file. `scripts/bench-pipeline.sh` uses
+# these.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
 bash scripts/setup.sh
 profile=${IDGARD_DEMO_PROFILE:-debug}
+changes=${IDGARD_DEMO_CHANGES:-}
 echo "== building the server, the agent and the CSV connector ($profile)"
-if [[ "$profile" == release ]]; then
-  cargo build --locked --release -p idgard-server -p idgard-agent -p idgard-tests --bin idgard-demo-data
-else
-  cargo build --locked -p idgard-server -p idgard-agent -p idgard-tests --bin idgard-demo-data
-fi
+flags=()
+[[ "$profile" == release ]] && flags=(--release)
+cargo build --locked "${flags[@]}" -p idgard-server -p idgard-agent
+cargo build --locked "${flags[@]}" -p idgard-tests --bin idgard-demo-data
 cargo build --locked --target wasm32-wasip2 --profile wasm -p idgard-connector-csv
 bin=target/$profile
 
@@ -83,7 +84,7 @@ port=${IDGARD_DEMO_PORT:-8443}
 cat > "$demo/idgard-server.toml" <<TOML
 data_dir = "$root/$demo/server"
 listen = "127.0.0.1:$port"
-rules = "$root/connectors/csv/demo/rules.toml"
+rules = "${IDGARD_DEMO_RULES:-$root/connectors/csv/demo/rules.toml}"
 TOML
 export IDGARD_CONFIG="$root/$demo/idgard-server.toml"
 pids=()
@@ -91,6 +92,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 echo "== starting the server on https://127.0.0.1:$port (log: $demo/server.log)"
+# The demo's own settings are not the server's or the agent's: keep them out of their environment.
+unset IDGARD_DEMO_PEOPLE IDGARD_DEMO_CHANGES IDGARD_DEMO_PROFILE IDGARD_DEMO_BATCH IDGARD_DEMO_RULES IDGARD_DEMO_PORT
 "$server" > "$demo/server.out" 2> "$demo/server.log" &
 pids+=($!)
 for _ in $(seq 100); do grep -q listening "$demo/server.out" 2>/dev/null && break; sleep 0.1; done
@@ -110,7 +113,7 @@ run_job() {
   local job state started
   started=$(date +%s.%N)
   job=$("$server" job run daily "$@" 2>/dev/null | sed -n 's/^job \([0-9]*\) .*/\1/p')
-  for _ in $(seq 600); do
+  for _ in $(seq 72000); do  # up to an hour
     state=$("$server" job show "$job" 2>/dev/null | sed -n 's/^  "state": "\(.*\)",/\1/p')
     [[ "$state" == succeeded || "$state" == failed || "$state" == cancelled || "$state" == blocked ]] && break
     sleep 0.05
@@ -126,7 +129,6 @@ run_job
 "$server" orders --job "$last_job" 2>/dev/null | awk '{print $2, $4}' | sort | uniq -c
 echo "accounts file: $(($(python3 -c 'import csv,sys; print(sum(1 for _ in csv.reader(open(sys.argv[1], encoding="utf-8"))))' "$demo/accounts/accounts.csv") - 1)) accounts"
 
-changes=${IDGARD_DEMO_CHANGES:-}
 if [[ -z "$changes" ]]; then
   echo "== in the HR file: a hire (E9000001), a move (E0000002 to Finance), a leave (E0000003 removed)"
   python3 - "$demo/hr/hr.csv" <<'PY'

@@ -296,16 +296,20 @@ async fn given(tx: &mut Tx, task: i64, body: &OrderResults) -> Result<HashMap<St
     let ids: Vec<&str> = body.results.iter().map(|r| r.id.as_str()).collect();
     let mut out = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(100) {
+        // By id alone (the primary key): the task's index would read all its orders.
         let sql = format!(
-            "SELECT id, connection, identity, body, state, attempts FROM orders \
-             WHERE task_id = $1 AND id IN ({})",
-            in_list(1, chunk.len())
+            "SELECT id, connection, identity, body, state, attempts, task_id FROM orders \
+             WHERE id IN ({})",
+            in_list(0, chunk.len())
         );
-        let mut q = sqlx::query(&sql).bind(task);
+        let mut q = sqlx::query(&sql);
         for id in chunk {
             q = q.bind(*id);
         }
         for r in q.fetch_all(&mut **tx).await? {
+            if r.try_get::<Option<i64>, _>(6)? != Some(task) {
+                continue;
+            }
             out.insert(
                 r.try_get(0)?,
                 Given {
