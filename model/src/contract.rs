@@ -157,6 +157,20 @@ pub enum OrderKind {
     },
 }
 
+impl OrderKind {
+    /// The kind's name, as in JSON (`create`, `update`, ..., `set-password`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            OrderKind::Create { .. } => "create",
+            OrderKind::Update { .. } => "update",
+            OrderKind::Delete => "delete",
+            OrderKind::Enable => "enable",
+            OrderKind::Disable => "disable",
+            OrderKind::SetPassword { .. } => "set-password",
+        }
+    }
+}
+
 /// One provisioning order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -184,14 +184,7 @@ impl World {
         orders
             .iter()
             .map(|o| {
-                let kind = match o.kind {
-                    OrderKind::Create { .. } => "create",
-                    OrderKind::Update { .. } => "update",
-                    OrderKind::Delete => "delete",
-                    OrderKind::Enable => "enable",
-                    OrderKind::Disable => "disable",
-                    OrderKind::SetPassword { .. } => "set-password",
-                };
+                let kind = o.kind.name();
                 (kind.to_owned(), o.key.clone())
             })
             .collect()

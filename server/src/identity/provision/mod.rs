@@ -102,17 +102,6 @@ impl ProvisionReport {
     }
 }
 
-fn kind_name(k: &OrderKind) -> &'static str {
-    match k {
-        OrderKind::Create { .. } => "create",
-        OrderKind::Update { .. } => "update",
-        OrderKind::Delete => "delete",
-        OrderKind::Enable => "enable",
-        OrderKind::Disable => "disable",
-        OrderKind::SetPassword { .. } => "set-password",
-    }
-}
-
 async fn max_sync(tx: &mut Tx, connection: &str) -> Result<i64> {
     Ok(
         sqlx::query("SELECT COALESCE(MAX(id), 0) FROM syncs WHERE connection = $1")
@@ -610,7 +599,7 @@ async fn insert_orders(
                 .bind(&p.order.entity_type)
                 .bind(&p.order.key)
                 .bind(p.identity.clone())
-                .bind(kind_name(&p.order.kind))
+                .bind(p.order.kind.name())
                 .bind(serde_json::to_string(&p.order).expect("orders serialise"));
         }
         q.execute(&mut **tx).await?;

@@ -19,6 +19,10 @@ const ORDERS_PER_PAGE: i64 = 5_000;
 const READY: &str = "FROM orders WHERE connection = $1 AND state IN ('pending', 'retry') \
      AND next_ms <= $2 AND (task_id IS NULL OR task_id <> $3)";
 
+/// The same in one state (`$4`), in the order of the `orders_ready` index (no sort).
+const READY_IN: &str = "FROM orders WHERE connection = $1 AND state = $4 \
+     AND next_ms <= $2 AND (task_id IS NULL OR task_id <> $3) ORDER BY next_ms";
+
 impl Engine {
     /// The next page of a fulfil task's orders: those it was given and has not answered (a
     /// restarted agent), or else the next ready ones, now marked as sent with it. An empty page
@@ -31,7 +35,7 @@ impl Engine {
             return Err(Error::invalid(format!("task {task} is not a fulfil task")));
         }
         let connection = held.connection;
-        let mut orders = outstanding(&mut tx, task).await?;
+        let mut orders = outstanding(&mut tx, &connection, task).await?;
         let mut remaining = None;
         if orders.is_empty() {
             let first = sqlx::query("SELECT 1 FROM orders WHERE task_id = $1 LIMIT 1")
@@ -50,18 +54,24 @@ impl Engine {
                 .execute(&mut *tx)
                 .await?;
             }
-            let ready: Vec<String> = sqlx::query(&format!(
-                "SELECT id {READY} ORDER BY created_ms, id LIMIT $4"
-            ))
-            .bind(&connection)
-            .bind(now)
-            .bind(task)
-            .bind(ORDERS_PER_PAGE)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<std::result::Result<_, _>>()?;
+            let mut ready: Vec<String> = Vec::new();
+            for state in ["pending", "retry"] {
+                let room = ORDERS_PER_PAGE - ready.len() as i64;
+                if room <= 0 {
+                    break;
+                }
+                let rows = sqlx::query(&format!("SELECT id {READY_IN} LIMIT $5"))
+                    .bind(&connection)
+                    .bind(now)
+                    .bind(task)
+                    .bind(state)
+                    .bind(room)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for r in rows {
+                    ready.push(r.try_get(0)?);
+                }
+            }
             for chunk in ready.chunks(100) {
                 let sql = format!(
                     "UPDATE orders SET state = 'sent', task_id = $1, attempts = attempts + 1, updated_ms = $2 \
@@ -84,7 +94,7 @@ impl Engine {
                     .try_get(0)?;
                 remaining = Some(left as u64);
             }
-            orders = outstanding(&mut tx, task).await?;
+            orders = outstanding(&mut tx, &connection, task).await?;
         }
         tx.commit().await?;
         Ok(TaskOrders { orders, remaining })
@@ -266,20 +276,27 @@ impl Engine {
     }
 }
 
-/// The orders a task was given and has not answered, in order.
-async fn outstanding(tx: &mut Tx, task: i64) -> Result<Vec<Order>> {
-    sqlx::query(
-        "SELECT body FROM orders WHERE task_id = $1 AND state = 'sent' ORDER BY created_ms, id",
+/// The orders a task was given and has not answered, in order. Read through the target's
+/// orders in the `sent` state (few: a page per running task), not through the task's index,
+/// which holds every order the task ever had.
+async fn outstanding(tx: &mut Tx, connection: &str, task: i64) -> Result<Vec<Order>> {
+    let mut out = Vec::new();
+    let rows = sqlx::query(
+        "SELECT body, task_id FROM orders WHERE connection = $1 AND state = 'sent' ORDER BY next_ms",
     )
-    .bind(task)
+    .bind(connection)
     .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(|r| {
-        serde_json::from_str::<Order>(&r.try_get::<String, _>(0)?)
-            .map_err(|e| Error::from(anyhow::anyhow!("stored order: {e}")))
-    })
-    .collect()
+    .await?;
+    for r in rows {
+        if r.try_get::<Option<i64>, _>(1)? != Some(task) {
+            continue;
+        }
+        out.push(
+            serde_json::from_str::<Order>(&r.try_get::<String, _>(0)?)
+                .map_err(|e| Error::from(anyhow::anyhow!("stored order: {e}")))?,
+        );
+    }
+    Ok(out)
 }
 
 /// An order as stored, for its result.

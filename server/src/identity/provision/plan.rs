@@ -261,14 +261,7 @@ dept = "identity.dept"
         plan.orders
             .iter()
             .map(|p| {
-                let kind = match &p.order.kind {
-                    OrderKind::Create { .. } => "create",
-                    OrderKind::Update { .. } => "update",
-                    OrderKind::Enable => "enable",
-                    OrderKind::Disable => "disable",
-                    OrderKind::Delete => "delete",
-                    OrderKind::SetPassword { .. } => "set-password",
-                };
+                let kind = p.order.kind.name();
                 (p.identity.clone().unwrap(), p.order.key.clone(), kind)
             })
             .collect()
