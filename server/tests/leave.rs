@@ -5,7 +5,7 @@
 
 use idgard_model::wire::BatchBuffer;
 use idgard_model::wire::EntryOp;
-use idgard_protocol::model::{OrderKind, OrderOutcome, OrderResult};
+use idgard_protocol::model::{OrderOutcome, OrderResult};
 use idgard_protocol::{Operation, OrderResults, OrderState, TaskSpec, frames};
 use idgard_server::identity::Engine;
 mod support;

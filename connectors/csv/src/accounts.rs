@@ -1,14 +1,15 @@
 //! Fulfil: keep an accounts CSV file in line with provisioning orders. Every order is safe to
 //! repeat: a create of an existing account converges on the asked values, a delete of a missing
 //! one is done. A batch of creates of new accounts is appended to the file (its keys are
-//! known from `keys.rs`); any other batch is applied to the whole table, and the file is
-//! replaced atomically once the batch is applied.
+//! known from `keys.rs`); any other batch reads the file for the rows it touches, applies
+//! itself to them, and writes the file again row by row, replacing it atomically: memory
+//! follows the batch, not the file.
 
 use crate::Config;
 use crate::export::resolve;
 use crate::keys;
 use idgard_sdk::{AttributeChange, ChangeOp, Error, Order, OrderKind, OrderResult};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// The column that says whether an account is enabled.
@@ -20,28 +21,41 @@ struct Table {
     headers: Vec<String>,
     rows: Vec<Option<Vec<String>>>,
     index: HashMap<String, usize>,
+    /// Keys deleted by the batch (their rows are not written again).
+    deleted: HashSet<String>,
     key: usize,
     separator: String,
 }
 
+/// A reader of the accounts file, if it exists.
+fn reader(path: &Path, config: &Config) -> Result<Option<csv::Reader<std::fs::File>>, Error> {
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(idgard_sdk::fs::io_error(path, "open", e)),
+    };
+    Ok(Some(
+        csv::ReaderBuilder::new()
+            .delimiter(config.delimiter_byte()?)
+            .from_reader(f),
+    ))
+}
+
 impl Table {
-    fn load(path: &Path, config: &Config) -> Result<Self, Error> {
-        let delimiter = config.delimiter_byte()?;
+    /// The file's header, and of its rows only those whose key is `wanted`: what a batch
+    /// touches, not the whole file.
+    fn load(path: &Path, config: &Config, wanted: &HashSet<&str>) -> Result<Self, Error> {
         let mut t = Table {
             headers: vec![config.accounts_key.clone(), ENABLED.into()],
             rows: Vec::new(),
             index: HashMap::new(),
+            deleted: HashSet::new(),
             key: 0,
             separator: config.multi_value_separator.clone(),
         };
-        let f = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(t),
-            Err(e) => return Err(idgard_sdk::fs::io_error(path, "open", e)),
+        let Some(mut r) = reader(path, config)? else {
+            return Ok(t);
         };
-        let mut r = csv::ReaderBuilder::new()
-            .delimiter(delimiter)
-            .from_reader(f);
         let bad = |e: csv::Error| Error::invalid_data(format!("{}: {e}", path.display()));
         t.headers = r
             .headers()
@@ -60,25 +74,78 @@ impl Table {
                     config.accounts_key
                 ))
             })?;
-        for row in r.records() {
-            let row: Vec<String> = row.map_err(bad)?.iter().map(str::to_owned).collect();
-            t.index.insert(row[t.key].clone(), t.rows.len());
-            t.rows.push(Some(row));
+        let mut record = csv::StringRecord::new();
+        while r.read_record(&mut record).map_err(bad)? {
+            let key = record.get(t.key).unwrap_or_default();
+            if wanted.contains(key) && !t.index.contains_key(key) {
+                t.index.insert(key.to_owned(), t.rows.len());
+                t.rows
+                    .push(Some(record.iter().map(str::to_owned).collect()));
+            }
         }
         Ok(t)
     }
 
-    fn save(&self, path: &Path, delimiter: u8) -> Result<(), Error> {
+    /// Writes the file again, row by row: each row the batch touched as the table holds it
+    /// (or not at all, if deleted), every other row as it was, then the new rows. Replaces the
+    /// file atomically and the key index with it.
+    fn write_merged(&self, path: &Path, config: &Config) -> Result<(), Error> {
+        let delimiter = config.delimiter_byte()?;
+        let tmp = idgard_sdk::fs::temporary_beside(path);
+        let io = |action: &'static str| {
+            move |e: std::io::Error| idgard_sdk::fs::io_error(path, action, e)
+        };
+        let csv_io = |e: csv::Error| Error::internal(format!("{}: {e}", path.display()));
+        let file = std::fs::File::create(&tmp).map_err(io("create"))?;
         let mut w = csv::WriterBuilder::new()
             .delimiter(delimiter)
-            .from_writer(Vec::new());
-        let io = |e: csv::Error| Error::internal(e.to_string());
-        w.write_record(&self.headers).map_err(io)?;
-        for row in self.rows.iter().flatten() {
-            w.write_record(row).map_err(io)?;
+            .from_writer(std::io::BufWriter::with_capacity(1 << 20, file));
+        w.write_record(&self.headers).map_err(csv_io)?;
+        let mut keys = keys::Records::default();
+        let mut written: HashSet<usize> = HashSet::new();
+        if let Some(mut r) = reader(path, config)? {
+            let bad = |e: csv::Error| Error::invalid_data(format!("{}: {e}", path.display()));
+            r.headers().map_err(bad)?;
+            let mut record = csv::StringRecord::new();
+            while r.read_record(&mut record).map_err(bad)? {
+                let key = record.get(self.key).unwrap_or_default();
+                match self.index.get(key) {
+                    Some(&at) => {
+                        if written.insert(at)
+                            && let Some(row) = &self.rows[at]
+                        {
+                            keys.push(&row[self.key]);
+                            w.write_record(row).map_err(csv_io)?;
+                        }
+                    }
+                    None if self.was_deleted(key) => {}
+                    None => {
+                        keys.push(key);
+                        let mut row: Vec<&str> = record.iter().collect();
+                        row.resize(self.headers.len(), "");
+                        w.write_record(&row).map_err(csv_io)?;
+                    }
+                }
+            }
         }
-        let bytes = w.into_inner().map_err(|e| Error::internal(e.to_string()))?;
-        idgard_sdk::fs::write_atomic(path, &bytes)
+        for (at, row) in self.rows.iter().enumerate() {
+            if let Some(row) = row
+                && !written.contains(&at)
+            {
+                keys.push(&row[self.key]);
+                w.write_record(row).map_err(csv_io)?;
+            }
+        }
+        let out = w.into_inner().map_err(|e| Error::internal(e.to_string()))?;
+        let file = out.into_inner().map_err(|e| io("write")(e.into_error()))?;
+        file.sync_all().map_err(io("write"))?;
+        std::fs::rename(&tmp, path).map_err(io("replace"))?;
+        keys.save(path)
+    }
+
+    /// Whether the batch deleted the account `key` (its row was loaded and is gone).
+    fn was_deleted(&self, key: &str) -> bool {
+        self.deleted.contains(key)
     }
 
     fn column(&mut self, name: &str) -> usize {
@@ -162,6 +229,7 @@ impl Table {
                     self.rows[at] = None;
                     self.index.remove(key);
                 }
+                self.deleted.insert(key.to_owned());
                 Ok(())
             }
             OrderKind::Enable | OrderKind::Disable => {
@@ -220,7 +288,8 @@ pub fn fulfill(config: &Config, orders: Vec<Order>) -> Result<Vec<OrderResult>, 
     if let Some(results) = append_creates(config, &path, &orders)? {
         return Ok(results);
     }
-    let mut table = Table::load(&path, config)?;
+    let wanted: HashSet<&str> = orders.iter().map(|o| o.key.as_str()).collect();
+    let mut table = Table::load(&path, config, &wanted)?;
     let mut results = Vec::with_capacity(orders.len());
     for order in &orders {
         // An order is applied whole or not at all: its changes are tried on a copy of its row.
@@ -242,11 +311,7 @@ pub fn fulfill(config: &Config, orders: Vec<Order>) -> Result<Vec<OrderResult>, 
             }
         }
     }
-    table.save(&path, config.delimiter_byte()?)?;
-    keys::save(
-        &path,
-        table.rows.iter().flatten().map(|r| r[table.key].as_str()),
-    )?;
+    table.write_merged(&path, config)?;
     idgard_sdk::log::info(&format!(
         "{} orders applied to {}",
         orders.len(),

@@ -78,13 +78,22 @@ fn header(accounts: &Path) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-/// Writes the index of `accounts` whole (after the file was rewritten).
-pub fn save<'a>(accounts: &Path, keys: impl Iterator<Item = &'a str>) -> Result<(), Error> {
-    let mut out = header(accounts)?;
-    for k in keys {
-        record(&mut out, k);
+/// The keys of a file being written, as index records.
+#[derive(Default)]
+pub struct Records(Vec<u8>);
+
+impl Records {
+    /// One more key.
+    pub fn push(&mut self, key: &str) {
+        record(&mut self.0, key);
     }
-    idgard_sdk::fs::write_atomic(&path(accounts), &out)
+
+    /// Writes the index of `accounts` whole (after the file was written again).
+    pub fn save(self, accounts: &Path) -> Result<(), Error> {
+        let mut out = header(accounts)?;
+        out.extend_from_slice(&self.0);
+        idgard_sdk::fs::write_atomic(&path(accounts), &out)
+    }
 }
 
 /// Adds `keys` to the index after rows were appended to `accounts`.

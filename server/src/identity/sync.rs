@@ -14,7 +14,7 @@
 use super::Engine;
 use super::repo::{Checked, close_versions, encode_attrs, held_key, insert_versions, parse_attrs};
 use super::rules::{Attrs, Changes, Thresholds};
-use crate::db::{Tx, in_list};
+use crate::db::{Col, Tx, in_list, multi_row_values};
 use crate::error::{Error, Result};
 use futures_util::TryStreamExt as _;
 use idgard_protocol::frames;
@@ -26,6 +26,8 @@ use std::collections::{HashMap, HashSet};
 const SAMPLES: usize = 10;
 /// Keys per `IN (...)` lookup.
 const KEYS_PER_LOOKUP: usize = 100;
+/// Confirmations per statement.
+const ROWS_PER_CONFIRM: usize = 100;
 /// Rows kept before they are written.
 const ROWS_PER_FLUSH: usize = 400;
 
@@ -461,14 +463,21 @@ impl Pending {
             .collect();
         insert_versions(tx, connection, &rows, now, sync_id).await?;
         self.inserts.clear();
-        for (id, attrs, hash) in self.confirms.drain(..) {
-            sqlx::query("UPDATE entries SET attrs = $1, hash = $2 WHERE id = $3")
-                .bind(attrs)
-                .bind(hash)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
+        // Confirmations go as multi-row updates (a statement per row costs a round trip each).
+        for chunk in self.confirms.chunks(ROWS_PER_CONFIRM) {
+            let values =
+                multi_row_values(chunk.len(), 0, 3, &[Col::Row(0), Col::Row(1), Col::Row(2)]);
+            let sql = format!(
+                "WITH v (id, attrs, hash) AS (VALUES {values}) \
+                 UPDATE entries SET attrs = v.attrs, hash = v.hash FROM v WHERE entries.id = v.id"
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, attrs, hash) in chunk {
+                q = q.bind(*id).bind(attrs.as_str()).bind(*hash);
+            }
+            q.execute(&mut **tx).await?;
         }
+        self.confirms.clear();
         Ok(())
     }
 }
