@@ -170,16 +170,27 @@ impl Server {
         tokens
     }
 
-    async fn enqueue(&self, agent: &str, specs: Vec<Value>) {
+    /// Queues tasks; returns their ids.
+    async fn enqueue(&self, agent: &str, specs: Vec<Value>) -> Vec<i64> {
+        let mut ids = Vec::with_capacity(specs.len());
         for chunk in specs.chunks(2000) {
-            self.call(
-                Method::POST,
-                "/api/v1/tasks",
-                &self.admin,
-                json!({ "agent": agent, "tasks": chunk }),
-            )
-            .await;
+            let v = self
+                .call(
+                    Method::POST,
+                    "/api/v1/tasks",
+                    &self.admin,
+                    json!({ "agent": agent, "tasks": chunk }),
+                )
+                .await;
+            ids.extend(
+                v["ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i.as_i64().unwrap()),
+            );
         }
+        ids
     }
 
     fn rss_mib(&self) -> f64 {
@@ -268,7 +279,8 @@ async fn throughput(server: Arc<Server>, tasks: usize, agents: usize) -> f64 {
 async fn latency(server: Arc<Server>, samples: usize) -> (f64, f64) {
     const AGENTS: usize = 16;
     let tokens = server.agents("idle", AGENTS).await;
-    let received: Arc<Vec<AtomicU64>> = Arc::new((0..samples).map(|_| AtomicU64::new(0)).collect());
+    // Task id → when its poll answer arrived (µs since `origin`).
+    let received: Arc<std::sync::Mutex<std::collections::HashMap<i64, u64>>> = Arc::default();
     let origin = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let mut set = tokio::task::JoinSet::new();
@@ -287,8 +299,7 @@ async fn latency(server: Arc<Server>, samples: usize) -> (f64, f64) {
                 let at = origin.elapsed().as_micros() as u64;
                 let answer: PollAnswer = serde_json::from_value(v).unwrap();
                 for t in answer.tasks {
-                    let seq = t.args["seq"].as_u64().unwrap() as usize;
-                    received[seq].store(at, Ordering::Relaxed);
+                    received.lock().unwrap().insert(t.id, at);
                     server
                         .call(
                             Method::POST,
@@ -307,18 +318,18 @@ async fn latency(server: Arc<Server>, samples: usize) -> (f64, f64) {
     for seq in 0..samples {
         let agent = format!("idle-{}", seq % AGENTS);
         let sent = origin.elapsed().as_micros() as u64;
-        server
-            .enqueue(
-                &agent,
-                vec![json!({ "operation": "noop", "args": { "seq": seq } })],
-            )
-            .await;
+        let id = server
+            .enqueue(&agent, vec![json!({ "operation": "noop" })])
+            .await[0];
         let wait_until = Instant::now() + Duration::from_secs(10);
-        while received[seq].load(Ordering::Relaxed) == 0 {
+        let at = loop {
+            if let Some(&at) = received.lock().unwrap().get(&id) {
+                break at;
+            }
             assert!(Instant::now() < wait_until, "task {seq} never arrived");
             tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        lat.push((received[seq].load(Ordering::Relaxed) - sent) as f64 / 1000.0);
+        };
+        lat.push((at - sent) as f64 / 1000.0);
         // Idle agents: let the completion and the next poll settle.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

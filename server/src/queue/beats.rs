@@ -113,9 +113,23 @@ impl Queue {
             }
             beats.drain().collect()
         };
+        match self.write_beats(&kept).await {
+            Ok(written) => Ok(written),
+            Err(e) => {
+                // Kept for the next try, unless a newer heartbeat came meanwhile.
+                let mut beats = self.beats.0.lock().expect("beats");
+                for (task, beat) in kept {
+                    beats.entry(task).or_insert(beat);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_beats(&self, kept: &[(i64, Beat)]) -> Result<usize> {
         let mut tx = self.begin().await?;
         let mut written = 0;
-        for (task, beat) in &kept {
+        for (task, beat) in kept {
             // A lease that ended meanwhile renews nothing: the update is guarded by its fence.
             if self.renew(&mut tx, *task, *beat).await?.is_some() {
                 written += 1;
