@@ -55,7 +55,7 @@ impl Agent {
         let mut tally = Tally::default();
         let mut handed: std::collections::HashSet<String> = std::collections::HashSet::new();
         loop {
-            let TaskOrders { orders, remaining } = self
+            let TaskOrders::<Order> { orders, remaining } = self
                 .call_retrying(
                     Method::GET,
                     &format!(

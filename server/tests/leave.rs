@@ -6,7 +6,7 @@
 use idgard_model::wire::BatchBuffer;
 use idgard_model::wire::EntryOp;
 use idgard_protocol::model::{OrderOutcome, OrderResult};
-use idgard_protocol::{Operation, OrderResults, OrderState, TaskSpec, frames};
+use idgard_protocol::{Operation, OrderResults, OrderState, TaskOrders, TaskSpec, frames};
 use idgard_server::identity::Engine;
 mod support;
 
@@ -33,6 +33,19 @@ employee_id = "identity.key"
 "#;
 
 const DAY: i64 = 86_400_000;
+
+/// A fulfil task's next page, its orders read as the agent reads them.
+async fn page(q: &Engine, agent: i64, task: i64, fence: i64) -> TaskOrders {
+    let page = q.task_orders(agent, task, fence).await.unwrap();
+    TaskOrders {
+        orders: page
+            .orders
+            .iter()
+            .map(|o| serde_json::from_str(o.get()).expect("a stored order reads"))
+            .collect(),
+        remaining: page.remaining,
+    }
+}
 
 struct World {
     q: Engine,
@@ -164,12 +177,7 @@ impl World {
             .heartbeat(self.agent, id, fence, None)
             .await
             .unwrap();
-        let orders = self
-            .q
-            .task_orders(self.agent, id, fence)
-            .await
-            .unwrap()
-            .orders;
+        let orders = page(&self.q, self.agent, id, fence).await.orders;
         let results: Vec<OrderResult> = orders
             .iter()
             .map(|o| OrderResult {
@@ -345,10 +353,10 @@ async fn a_fulfil_task_takes_its_orders_page_by_page() {
         .unwrap()[0];
     let fence = q.claim(w.agent, 1).await.unwrap()[0].fence;
     q.heartbeat(w.agent, id, fence, None).await.unwrap();
-    let first = w.q.task_orders(w.agent, id, fence).await.unwrap();
+    let first = page(&w.q, w.agent, id, fence).await;
     assert_eq!((first.orders.len(), first.remaining), (5_000, Some(50)));
     // Asked again before its results: the same page (a restarted agent).
-    let again = w.q.task_orders(w.agent, id, fence).await.unwrap();
+    let again = page(&w.q, w.agent, id, fence).await;
     assert_eq!(again.orders.len(), 5_000);
     assert_eq!(again.orders[0].id, first.orders[0].id);
     let answer = |orders: &[idgard_protocol::model::Order]| OrderResults {
@@ -364,7 +372,7 @@ async fn a_fulfil_task_takes_its_orders_page_by_page() {
     w.q.order_results(w.agent, id, &answer(&first.orders))
         .await
         .unwrap();
-    let second = w.q.task_orders(w.agent, id, fence).await.unwrap();
+    let second = page(&w.q, w.agent, id, fence).await;
     assert_eq!((second.orders.len(), second.remaining), (50, None));
     let recorded =
         w.q.order_results(w.agent, id, &answer(&second.orders))
@@ -377,13 +385,7 @@ async fn a_fulfil_task_takes_its_orders_page_by_page() {
             .await
             .unwrap();
     assert_eq!((replay.recorded, replay.ignored), (0, 50));
-    assert!(
-        w.q.task_orders(w.agent, id, fence)
-            .await
-            .unwrap()
-            .orders
-            .is_empty()
-    );
+    assert!(page(&w.q, w.agent, id, fence).await.orders.is_empty());
     assert_eq!(w.q.links("accounts", None).await.unwrap().len(), 5_050);
     assert_eq!(
         w.q.entries("accounts", None, 10_000).await.unwrap().len(),

@@ -85,10 +85,12 @@ pub struct OrderView {
 
 /// `GET /api/v1/agent/tasks/{id}/orders?fence=N`: the next page of a fulfil task's orders
 /// (empty: the task is done). The next page comes once this one's results are recorded.
+/// The server sends the orders as it stored them, without reading them again (`O` is then raw
+/// JSON); the agent reads them as [`model::Order`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TaskOrders {
+pub struct TaskOrders<O = model::Order> {
     /// The orders, in the order to carry them out.
-    pub orders: Vec<model::Order>,
+    pub orders: Vec<O>,
     /// On the task's first page: how many ready orders wait beyond it (for progress).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remaining: Option<u64>,

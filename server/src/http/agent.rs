@@ -4,6 +4,7 @@
 use super::App;
 use super::extract::{AgentAuth, JsonBody, id};
 use crate::error::{Error, Result};
+use crate::identity::provision::StoredOrder;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -241,7 +242,7 @@ async fn task_orders(
     AgentAuth(agent): AgentAuth,
     Path(task): Path<String>,
     fence: std::result::Result<Query<Fence>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<TaskOrders>> {
+) -> Result<Json<TaskOrders<StoredOrder>>> {
     let Query(Fence { fence }) =
         fence.map_err(|_| Error::invalid("say which lease: `?fence=<n>`"))?;
     Ok(Json(

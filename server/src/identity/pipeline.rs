@@ -12,8 +12,7 @@ use super::repo::Checked;
 use crate::error::{Error, Result};
 use crate::queue::{Queue, Wake};
 use idgard_protocol::{
-    Completion, ExportResult, JobView, NewJob, Operation, RunJob, TaskArgs, TaskOutcome, TaskSpec,
-    TaskView,
+    Completion, JobView, NewJob, Operation, RunJob, TaskArgs, TaskOutcome, TaskSpec, TaskView,
 };
 use serde_json::json;
 use sqlx::Row;
@@ -111,8 +110,8 @@ impl Engine {
             Error::invalid("a synchronize outside a job needs `upload_id` in its args")
         })?;
         let row = sqlx::query(
-            "SELECT result FROM tasks WHERE job_id = $1 AND connection = $2 AND operation = 'export' \
-             AND state = 'succeeded' ORDER BY id DESC LIMIT 1",
+            "SELECT upload_id, args FROM tasks WHERE job_id = $1 AND connection = $2 \
+             AND operation = 'export' AND state = 'succeeded' ORDER BY id DESC LIMIT 1",
         )
         .bind(job)
         .bind(connection)
@@ -123,13 +122,10 @@ impl Engine {
                 "job {job} has no finished export of `{connection}` to synchronize"
             ))
         })?;
-        let result: serde_json::Value =
-            serde_json::from_str(&row.try_get::<String, _>(0)?).unwrap_or_default();
-        let export = ExportResult::parse(&result).unwrap_or_default();
-        let upload = export
-            .upload_id
+        let upload: i64 = row
+            .try_get::<Option<i64>, _>(0)?
             .ok_or_else(|| Error::invalid("the export's result names no upload"))?;
-        let inc = export.incremental;
+        let inc = TaskArgs::parse_stored(&row.try_get::<String, _>(1)?).incremental;
         Ok((upload, inc))
     }
 

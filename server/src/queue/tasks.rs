@@ -242,10 +242,13 @@ impl Queue {
         let step: Option<i64> = row.try_get(7)?;
         let op: String = row.try_get(8)?;
 
-        if let (TaskOutcome::Succeeded { result }, "export") = (&done.outcome, op.as_str()) {
-            self.check_export_result(&mut tx, task, done.fence, result)
-                .await?;
-        }
+        let upload = match (&done.outcome, op.as_str()) {
+            (TaskOutcome::Succeeded { result }, "export") => Some(
+                self.check_export_result(&mut tx, task, done.fence, result)
+                    .await?,
+            ),
+            _ => None,
+        };
         let (new_state, result, error, run_after) = match &done.outcome {
             TaskOutcome::Succeeded { result } => {
                 (TaskState::Succeeded, Some(result.to_string()), None, None)
@@ -268,8 +271,8 @@ impl Queue {
         let finished = new_state.is_final().then_some(now);
         let updated = sqlx::query(
             "UPDATE tasks SET state = $1, result = $2, error = $3, completed_fence = $4, \
-             finished_ms = $5, run_after_ms = COALESCE($6, run_after_ms), lease_until_ms = NULL \
-             WHERE id = $7 AND fence = $8 AND state IN ('claimed', 'running')",
+             finished_ms = $5, run_after_ms = COALESCE($6, run_after_ms), lease_until_ms = NULL, \
+             upload_id = $9 WHERE id = $7 AND fence = $8 AND state IN ('claimed', 'running')",
         )
         .bind(new_state.as_str())
         .bind(result)
@@ -283,6 +286,7 @@ impl Queue {
         .bind(run_after)
         .bind(task)
         .bind(done.fence)
+        .bind(upload)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -383,14 +387,14 @@ impl Queue {
         Ok(name)
     }
 
-    /// An export's result must name a complete upload of this attempt.
+    /// An export's result must name a complete upload of this attempt: its id.
     async fn check_export_result(
         &self,
         tx: &mut Tx,
         task: i64,
         fence: i64,
         result: &serde_json::Value,
-    ) -> Result<()> {
+    ) -> Result<i64> {
         let Some(upload) = ExportResult::parse(result).and_then(|r| r.upload_id) else {
             return Err(Error::invalid(
                 "an export's result must carry `upload_id`, the upload of its entries",
@@ -411,7 +415,7 @@ impl Queue {
             Some(r) if r.try_get::<i64, _>(0)? == 0 => Err(Error::conflict(format!(
                 "upload {upload} is not complete: send the rest before completing the task"
             ))),
-            Some(_) => Ok(()),
+            Some(_) => Ok(upload),
         }
     }
 

@@ -27,7 +27,12 @@ impl Engine {
     /// The next page of a fulfil task's orders: those it was given and has not answered (a
     /// restarted agent), or else the next ready ones, now marked as sent with it. An empty page
     /// means the task is done. An order is handed to one task once.
-    pub async fn task_orders(&self, agent: i64, task: i64, fence: i64) -> Result<TaskOrders> {
+    pub async fn task_orders(
+        &self,
+        agent: i64,
+        task: i64,
+        fence: i64,
+    ) -> Result<TaskOrders<StoredOrder>> {
         let now = self.queue.now();
         let mut tx = self.queue.begin().await?;
         let held = require_lease(&mut tx, agent, task, fence).await?;
@@ -276,10 +281,13 @@ impl Engine {
     }
 }
 
+/// An order as stored (its JSON), handed to a fulfil task without being read again.
+pub type StoredOrder = Box<serde_json::value::RawValue>;
+
 /// The orders a task was given and has not answered, in order. Read through the target's
 /// orders in the `sent` state (few: a page per running task), not through the task's index,
 /// which holds every order the task ever had.
-async fn outstanding(tx: &mut Tx, connection: &str, task: i64) -> Result<Vec<Order>> {
+async fn outstanding(tx: &mut Tx, connection: &str, task: i64) -> Result<Vec<StoredOrder>> {
     let mut out = Vec::new();
     let rows = sqlx::query(
         "SELECT body, task_id FROM orders WHERE connection = $1 AND state = 'sent' ORDER BY next_ms",
@@ -292,7 +300,7 @@ async fn outstanding(tx: &mut Tx, connection: &str, task: i64) -> Result<Vec<Ord
             continue;
         }
         out.push(
-            serde_json::from_str::<Order>(&r.try_get::<String, _>(0)?)
+            serde_json::value::RawValue::from_string(r.try_get::<String, _>(0)?)
                 .map_err(|e| Error::from(anyhow::anyhow!("stored order: {e}")))?,
         );
     }
