@@ -55,6 +55,7 @@ impl Agent {
         let mut tally = Tally::default();
         let mut handed: std::collections::HashSet<String> = std::collections::HashSet::new();
         loop {
+            let asked = std::time::Instant::now();
             let TaskOrders::<Order> { orders, remaining } = self
                 .call_retrying(
                     Method::GET,
@@ -77,6 +78,8 @@ impl Agent {
             if orders.iter().all(|o| !handed.insert(o.id.clone())) && finished.is_empty() {
                 bail!("the server gives orders this run already carried out and reported");
             }
+            let fetched = asked.elapsed();
+            let page = orders.len();
             let known: std::collections::HashSet<String> =
                 finished.iter().map(|r| r.id.clone()).collect();
             let todo: Vec<Order> = orders
@@ -103,8 +106,15 @@ impl Agent {
                     .0
                     .store(tally.orders + finished.len() as u64, Ordering::Relaxed);
             }
+            let carried = asked.elapsed() - fetched;
             // The page's results reach the server before the next page is asked for.
             self.send_results(task, &finished).await?;
+            tracing::info!(
+                orders = page,
+                "a page of orders: handed out in {fetched:.0?}, carried out in {carried:.0?}, \
+                 results recorded in {:.0?}",
+                asked.elapsed() - fetched - carried
+            );
             tally.add(&finished);
             finished.clear();
             write_private(&progress_file, b"[]")?;

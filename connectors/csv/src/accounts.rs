@@ -334,9 +334,10 @@ fn append_creates(
     if orders.is_empty() || !creates {
         return Ok(None);
     }
-    let Some(known) = keys::load(path) else {
+    let wanted: HashSet<&str> = orders.iter().map(|o| o.key.as_str()).collect();
+    if wanted.len() != orders.len() || keys::any_known(path, &wanted) != Some(false) {
         return Ok(None);
-    };
+    }
     let delimiter = config.delimiter_byte()?;
     let Some(headers) = headers_of(path, delimiter)? else {
         return Ok(None);
@@ -345,7 +346,6 @@ fn append_creates(
     let (Some(key_col), Some(enabled_col)) = (column(&config.accounts_key), column(ENABLED)) else {
         return Ok(None);
     };
-    let mut batch = std::collections::HashSet::new();
     let mut w = csv::WriterBuilder::new()
         .delimiter(delimiter)
         .from_writer(Vec::new());
@@ -353,9 +353,6 @@ fn append_creates(
         let OrderKind::Create(attributes) = &o.kind else {
             return Ok(None);
         };
-        if known.contains(&o.key) || !batch.insert(o.key.as_str()) {
-            return Ok(None);
-        }
         let mut row = vec![String::new(); headers.len()];
         row[key_col] = o.key.clone();
         row[enabled_col] = "true".into();

@@ -41,8 +41,10 @@ fn io(p: &Path, action: &str) -> impl Fn(std::io::Error) -> Error {
     move |e| idgard_sdk::fs::io_error(&p, &action, e)
 }
 
-/// The keys of `accounts`, if the index describes the file as it is now.
-pub fn load(accounts: &Path) -> Option<HashSet<String>> {
+/// Whether any of `wanted` is a key of `accounts`, read from the index without keeping it
+/// (a scan of the index, no key copied); `None` when the index does not describe the file as
+/// it is now.
+pub fn any_known(accounts: &Path, wanted: &HashSet<&str>) -> Option<bool> {
     let now = stamp(accounts)?;
     let bytes = std::fs::read(path(accounts)).ok()?;
     if bytes.len() < HEADER as usize || &bytes[..8] != MAGIC {
@@ -53,15 +55,16 @@ pub fn load(accounts: &Path) -> Option<HashSet<String>> {
     if (len, time) != now {
         return None;
     }
-    let mut keys = HashSet::new();
     let mut at = HEADER as usize;
     while at < bytes.len() {
         let n = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize;
         let key = std::str::from_utf8(bytes.get(at + 4..at + 4 + n)?).ok()?;
-        keys.insert(key.to_owned());
+        if wanted.contains(key) {
+            return Some(true);
+        }
         at += 4 + n;
     }
-    Some(keys)
+    Some(false)
 }
 
 fn record(out: &mut Vec<u8>, key: &str) {
