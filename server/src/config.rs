@@ -134,6 +134,19 @@ pub struct LimitsConfig {
     pub chunk_mib: usize,
     /// Largest upload, in MiB.
     pub upload_mib: u64,
+    /// Open connections at most (lowered to fit the process's descriptor limit). The last
+    /// eighth is kept for addresses agents have signed in from.
+    pub connections: usize,
+    /// Open connections from one address at most (agents' addresses excepted).
+    pub connections_per_peer: usize,
+    /// A new connection must finish its TLS handshake and send its first request's header
+    /// within this many seconds; so must every later request's header.
+    pub header_timeout_s: u64,
+    /// A request body that sends nothing for this many seconds is abandoned (408).
+    pub body_timeout_s: u64,
+    /// A connection with no request under way and no byte moving for this many seconds is
+    /// closed; so is one whose client stops reading an answer for as long.
+    pub idle_timeout_s: u64,
 }
 
 impl Default for LimitsConfig {
@@ -142,6 +155,11 @@ impl Default for LimitsConfig {
             json_kib: 1024,
             chunk_mib: 8,
             upload_mib: 4096,
+            connections: 1024,
+            connections_per_peer: 128,
+            header_timeout_s: 10,
+            body_timeout_s: 30,
+            idle_timeout_s: 75,
         }
     }
 }
@@ -188,6 +206,14 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("IDGARD_LIMITS_JSON_KIB", "limits.json_kib"),
     ("IDGARD_LIMITS_CHUNK_MIB", "limits.chunk_mib"),
     ("IDGARD_LIMITS_UPLOAD_MIB", "limits.upload_mib"),
+    ("IDGARD_LIMITS_CONNECTIONS", "limits.connections"),
+    (
+        "IDGARD_LIMITS_CONNECTIONS_PER_PEER",
+        "limits.connections_per_peer",
+    ),
+    ("IDGARD_LIMITS_HEADER_TIMEOUT_S", "limits.header_timeout_s"),
+    ("IDGARD_LIMITS_BODY_TIMEOUT_S", "limits.body_timeout_s"),
+    ("IDGARD_LIMITS_IDLE_TIMEOUT_S", "limits.idle_timeout_s"),
 ];
 
 /// Variables read elsewhere, not configuration keys.
@@ -269,6 +295,14 @@ impl Config {
         }
         if q.max_attempts == 0 {
             bail!("queue.max_attempts must be at least 1");
+        }
+        let l = &self.limits;
+        let timeouts = [l.header_timeout_s, l.body_timeout_s, l.idle_timeout_s];
+        if timeouts.iter().any(|t| !(1..=3600).contains(t)) {
+            bail!("limits.*_timeout_s must be between 1 and 3600 seconds");
+        }
+        if l.connections < 16 || l.connections_per_peer == 0 {
+            bail!("limits.connections must be at least 16, limits.connections_per_peer at least 1");
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             bail!("tls.cert and tls.key go together");

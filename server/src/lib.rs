@@ -91,6 +91,15 @@ pub async fn serve(
         config.signing.token_ttl_s,
     )?;
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let connections = http::conn::Connections::new(
+        http::conn::Limits {
+            max: config.limits.connections,
+            per_peer: config.limits.connections_per_peer,
+            first_request: Duration::from_secs(config.limits.header_timeout_s),
+            idle: Duration::from_secs(config.limits.idle_timeout_s),
+        }
+        .fitted_to_descriptors(),
+    );
     let app = Arc::new(http::AppState {
         queue: queue.clone(),
         engine: engine.clone(),
@@ -99,11 +108,13 @@ pub async fn serve(
         max_chunk: (config.limits.chunk_mib as u64) << 20,
         stopping,
         verified: Default::default(),
+        connections: connections.clone(),
     });
     let router = http::router(
         app,
         config.limits.json_kib << 10,
         config.limits.chunk_mib << 20,
+        Duration::from_secs(config.limits.body_timeout_s),
     );
 
     let reaper = {
@@ -149,11 +160,15 @@ pub async fn serve(
         shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
     });
     let service = router.into_make_service();
+    let guard = http::conn::Guard(connections);
     let (result, fingerprint) = if config.dev_http {
         tracing::warn!(
             "serving plain HTTP (dev_http): tokens and secrets travel in clear; never do this outside development"
         );
-        let server = axum_server::bind(config.listen).handle(handle.clone());
+        let mut server = axum_server::bind(config.listen)
+            .acceptor(guard)
+            .handle(handle.clone());
+        header_timeout(server.http_builder(), &config);
         let announce = announce(handle.clone(), "http", None, started);
         let (r, ()) = tokio::join!(server.serve(service), announce);
         (r, None)
@@ -166,7 +181,13 @@ pub async fn serve(
         let tls = axum_server::tls_rustls::RustlsConfig::from_pem(cert, key)
             .await
             .context("cannot use the TLS certificate and key")?;
-        let server = axum_server::bind_rustls(config.listen, tls).handle(handle.clone());
+        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+            .handshake_timeout(Duration::from_secs(config.limits.header_timeout_s))
+            .acceptor(guard);
+        let mut server = axum_server::bind(config.listen)
+            .acceptor(acceptor)
+            .handle(handle.clone());
+        header_timeout(server.http_builder(), &config);
         let announce = announce(handle.clone(), "https", Some(fingerprint.clone()), started);
         let (r, ()) = tokio::join!(server.serve(service), announce);
         (r, Some(fingerprint))
@@ -177,6 +198,17 @@ pub async fn serve(
     result.with_context(|| format!("cannot serve on {}", config.listen))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every request's header must arrive within the header timeout (HTTP/1).
+fn header_timeout(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    config: &config::Config,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(config.limits.header_timeout_s));
 }
 
 async fn announce(

@@ -9,6 +9,7 @@ use idgard_server::http::{AppState, error::status_of, router};
 use idgard_server::identity::Engine;
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 use tower::ServiceExt as _;
 
 struct Api {
@@ -42,9 +43,17 @@ async fn api() -> Api {
         max_chunk: 1 << 16,
         stopping,
         verified: Default::default(),
+        connections: idgard_server::http::conn::Connections::new(
+            idgard_server::http::conn::Limits {
+                max: 64,
+                per_peer: 8,
+                first_request: Duration::from_secs(10),
+                idle: Duration::from_secs(10),
+            },
+        ),
     });
     Api {
-        app: router(state, 64 << 10, 1 << 16),
+        app: router(state, 64 << 10, 1 << 16, Duration::from_secs(10)),
         engine,
         admin,
         agent_token,

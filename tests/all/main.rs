@@ -2,6 +2,7 @@
 //! the misbehaving test guest. One binary (one engine, shared by every test, as in the agent).
 
 mod agent_sandbox;
+mod connections;
 mod csv;
 mod hostile;
 mod layering;

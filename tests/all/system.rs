@@ -43,7 +43,7 @@ fn bin(name: &str) -> PathBuf {
 }
 
 /// One signing key and certificate for every test server (RSA key generation is slow).
-fn shared_keys() -> &'static Path {
+pub fn shared_keys() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
@@ -116,6 +116,8 @@ pub struct Server {
     http: reqwest::Client,
     /// Drop the PostgreSQL database at the end (replicas share their first server's).
     owns_database: bool,
+    /// The process's descriptor limit, when a test lowers it.
+    nofile: Option<u32>,
     _dir: tempfile::TempDir,
 }
 
@@ -206,6 +208,7 @@ impl Server {
             env,
             http,
             owns_database: false,
+            nofile: None,
             _dir: dir,
         };
         s.spawn();
@@ -218,8 +221,24 @@ impl Server {
         s
     }
 
+    /// Runs the server with a descriptor limit of `nofile` (soft and hard).
+    pub fn with_descriptor_limit(mut self, nofile: u32) -> Server {
+        self.stop();
+        self.nofile = Some(nofile);
+        self.spawn();
+        self
+    }
+
     fn command(&self) -> Command {
-        let mut c = Command::new(bin("idgard-server"));
+        let mut c = match self.nofile {
+            None => Command::new(bin("idgard-server")),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
+                    .arg(bin("idgard-server"));
+                c
+            }
+        };
         c.arg("--data-dir")
             .arg(&self.data)
             .arg("--database-url")

@@ -68,6 +68,9 @@ impl FromRequestParts<App> for AgentAuth {
             return Ok(AgentAuth(agent));
         }
         let (agent, exp) = app.signer.verify(token).map_err(Error::unauthorized)?;
+        if let Some(super::conn::Peer(ip)) = parts.extensions.get() {
+            app.connections.agent_at(*ip);
+        }
         let mut verified = app.verified.lock().expect("verified");
         if verified.len() >= VERIFIED_MAX {
             verified.clear();

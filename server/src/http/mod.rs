@@ -4,6 +4,7 @@
 
 mod admin;
 mod agent;
+pub mod conn;
 pub mod error;
 mod extract;
 mod identity;
@@ -16,6 +17,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// What every handler shares.
@@ -35,13 +37,15 @@ pub struct AppState {
     /// Access tokens already verified: token → (agent, expiry in s). Saves an RSA verification
     /// per request; bounded by clearing it when full.
     pub verified: std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>,
+    /// The open connections (agents' addresses are recorded on it).
+    pub connections: std::sync::Arc<conn::Connections>,
 }
 
 /// The shared state.
 pub type App = Arc<AppState>;
 
 /// The router.
-pub fn router(app: App, json_limit: usize, chunk_limit: usize) -> Router {
+pub fn router(app: App, json_limit: usize, chunk_limit: usize, body_timeout: Duration) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -50,6 +54,9 @@ pub fn router(app: App, json_limit: usize, chunk_limit: usize) -> Router {
         .nest("/api/v1", admin::routes().merge(identity::routes()))
         .fallback(|| async { Error::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(json_limit))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_timeout,
+        ))
         .with_state(app)
 }
 
