@@ -13,9 +13,11 @@ people=${1:-1000000}
 changes=${2:-1000}
 log=target/bench-pipeline.log
 mkdir -p target
-# The demo's rules without their thresholds: the changes include more leaves than the demo's
-# threshold lets through without an approval.
-sed '/^\[thresholds/,/^$/d' connectors/csv/demo/rules.toml > target/bench-rules.toml
+# The demo's rules without their thresholds (the changes include more leaves than the demo's
+# threshold lets through without an approval) and without their schedules (a scheduled run
+# must not start between the two timed ones).
+sed -e '/^\[thresholds/,/^$/d' -e '/^schedule = /d' -e '/^incremental_schedule = /d' \
+  connectors/csv/demo/rules.toml > target/bench-rules.toml
 IDGARD_DEMO_RULES=$PWD/target/bench-rules.toml IDGARD_DEMO_PROFILE=release IDGARD_DEMO_PEOPLE=$people IDGARD_DEMO_CHANGES=$changes \
   IDGARD_DEMO_BATCH=${IDGARD_BENCH_BATCH:-5000} IDGARD_DEMO_PORT=${IDGARD_BENCH_PORT:-8643} \
   bash scripts/demo.sh | tee "$log"

@@ -57,6 +57,10 @@ struct World {
 
 impl World {
     async fn new() -> World {
+        Self::with_rules(RULES).await
+    }
+
+    async fn with_rules(rules: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
         let config = idgard_server::config::Config {
             data_dir: dir.path().to_owned(),
@@ -66,7 +70,7 @@ impl World {
         let clock = Arc::new(AtomicI64::new(1_800_000_000_000));
         let c = clock.clone();
         q.queue.clock = Arc::new(move || c.load(Ordering::SeqCst));
-        let rules = Arc::new(Rules::parse(RULES, "test rules").unwrap());
+        let rules = Arc::new(Rules::parse(rules, "test rules").unwrap());
         q.rules = Some(rules.clone());
         q.queue.add_agent("a").await.unwrap();
         let agent = q.queue.agent_id("a").await.unwrap();
@@ -279,6 +283,39 @@ async fn retry_later_keeps_attempts_failed_uses_them_up() {
         w.fulfil(done).await.is_empty(),
         "a failed order is not sent again"
     );
+}
+
+#[tokio::test]
+async fn with_a_key_attribute_the_echo_of_a_create_is_unchanged_and_writes_nothing() {
+    let rules = RULES.replace(
+        "enabled_attribute = \"enabled\"",
+        "enabled_attribute = \"enabled\"\nkey_attribute = \"login\"",
+    );
+    let w = World::with_rules(&rules).await;
+    let up = w.export(&["E1", "E2"], &[]).await;
+    w.sync(up, false).await;
+    w.provision().await;
+    assert_eq!(w.fulfil(done).await.len(), 2);
+    let up = w
+        .export_accounts(&[
+            (
+                "e1",
+                &[("employee_id", "E1"), ("enabled", "true"), ("login", "e1")],
+            ),
+            (
+                "e2",
+                &[("employee_id", "E9"), ("enabled", "true"), ("login", "e2")],
+            ),
+        ])
+        .await;
+    let report = w.sync_of("accounts", up, true).await;
+    assert_eq!(
+        (report.unchanged, report.confirmed, report.updated),
+        (1, 0, 1),
+        "{report:?}"
+    );
+    assert_eq!(w.provision().await.identities, 1);
+    assert_eq!(w.fulfil(done).await, [("update".into(), "e2".into())]);
 }
 
 #[tokio::test]

@@ -63,6 +63,10 @@ pub struct Target {
     pub correlation: Correlation,
     /// The attribute that says whether an account is enabled (`"true"` / `"false"`).
     pub enabled_attribute: Option<String>,
+    /// The attribute under which the target reports an account's key, if it does (the key
+    /// column of a CSV file): what a create writes is then known whole, and the target's
+    /// export of it is no change.
+    pub key_attribute: Option<String>,
     /// When an identity leaves (or stops passing the filter).
     pub leave: Leave,
     /// Attempts for an order before it fails for good.
@@ -255,6 +259,7 @@ struct TargetFile {
     attributes: BTreeMap<String, Spanned<String>>,
     correlation: CorrelationFile,
     enabled_attribute: Option<String>,
+    key_attribute: Option<String>,
     #[serde(default)]
     leave: LeaveFile,
     #[serde(default = "three")]
@@ -431,11 +436,23 @@ impl Rules {
                     at(t.connection.span())
                 );
             }
+            if t.key_attribute.is_some() && t.key_attribute == t.enabled_attribute {
+                bail!(
+                    "{}: key_attribute and enabled_attribute name the same attribute",
+                    at(t.connection.span())
+                );
+            }
             let mut attributes = Vec::new();
             for (n, e) in &t.attributes {
                 if Some(n) == t.enabled_attribute.as_ref() {
                     bail!(
                         "{}: `{n}` is the enabled attribute; idgard sets it itself",
+                        at(e.span())
+                    );
+                }
+                if Some(n) == t.key_attribute.as_ref() {
+                    bail!(
+                        "{}: `{n}` is the key attribute; it holds the account's key",
                         at(e.span())
                     );
                 }
@@ -461,6 +478,7 @@ impl Rules {
                     auto_link,
                 },
                 enabled_attribute: t.enabled_attribute.clone(),
+                key_attribute: t.key_attribute.clone(),
                 leave: Leave {
                     disable: t.leave.disable,
                     delete_after_days: t.leave.delete_after_days,
@@ -807,6 +825,24 @@ timezone = "Europe/Paris"
         let version = GOOD.replace("version = 1", "version = 2");
         let e = Rules::parse(&version, "r.toml").err().unwrap().to_string();
         assert!(e.starts_with("r.toml:2:"), "{e}");
+        let key_computed = GOOD.replace(
+            "enabled_attribute = \"enabled\"",
+            "enabled_attribute = \"enabled\"\nkey_attribute = \"site\"",
+        );
+        let e = Rules::parse(&key_computed, "r.toml")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("`site` is the key attribute"), "{e}");
+        let key_enabled = GOOD.replace(
+            "enabled_attribute = \"enabled\"",
+            "enabled_attribute = \"enabled\"\nkey_attribute = \"enabled\"",
+        );
+        let e = Rules::parse(&key_enabled, "r.toml")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("name the same attribute"), "{e}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 mod orders;
 mod plan;
 
-pub use orders::{StoredOrder, after};
+pub use orders::{Shape, StoredOrder, after};
 
 use super::repo::{Checked, current_of, parse_attrs};
 use super::rules::{Attrs, Changes, Rules, Target};

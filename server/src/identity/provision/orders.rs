@@ -144,12 +144,12 @@ impl Engine {
                 .push((g.identity.clone(), g.order.clone()));
         }
         for (connection, orders) in by_connection {
-            let enabled = self
-                .rules
-                .as_ref()
-                .and_then(|r| r.target(connection))
-                .and_then(|t| t.enabled_attribute.clone());
-            apply_done(&mut tx, connection, &orders, enabled.as_deref(), now).await?;
+            let target = self.rules.as_ref().and_then(|r| r.target(connection));
+            let shape = Shape {
+                enabled: target.and_then(|t| t.enabled_attribute.as_deref()),
+                key: target.and_then(|t| t.key_attribute.as_deref()),
+            };
+            apply_done(&mut tx, connection, &orders, shape, now).await?;
         }
         let ids: Vec<&str> = done.iter().map(|(_, id)| *id).collect();
         for chunk in ids.chunks(100) {
@@ -357,12 +357,28 @@ async fn given(tx: &mut Tx, task: i64, body: &OrderResults) -> Result<HashMap<St
     Ok(out)
 }
 
+/// The attributes a target sets by itself: whether an account is enabled, and its key under a
+/// name of its own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shape<'a> {
+    /// `enabled_attribute` of the target.
+    pub enabled: Option<&'a str>,
+    /// `key_attribute` of the target.
+    pub key: Option<&'a str>,
+}
+
 /// What an account holds after an order was carried out, from what it held (`None`: the
 /// account is gone).
-pub fn after(held: Option<Attrs>, order: &Order, enabled: Option<&str>) -> Option<Attrs> {
+pub fn after(held: Option<Attrs>, order: &Order, shape: Shape<'_>) -> Option<Attrs> {
+    let enabled = shape.enabled;
     let mut attrs = held.unwrap_or_default();
     match &order.kind {
-        OrderKind::Create { attributes } => attrs = attributes.clone(),
+        OrderKind::Create { attributes } => {
+            attrs = attributes.clone();
+            if let Some(k) = shape.key {
+                attrs.insert(k.to_owned(), vec![order.key.clone()]);
+            }
+        }
         OrderKind::Update { changes } => {
             for c in changes {
                 let v = attrs.entry(c.name.clone()).or_default();
@@ -399,7 +415,7 @@ async fn apply_done(
     tx: &mut Tx,
     connection: &str,
     orders: &[(Option<String>, Order)],
-    enabled: Option<&str>,
+    shape: Shape<'_>,
     now: i64,
 ) -> Result<()> {
     let touched: Vec<&(Option<String>, Order)> = orders
@@ -426,7 +442,7 @@ async fn apply_done(
                 e.insert((held.map(|h| h.0), attrs, None))
             }
         };
-        state.1 = after(state.1.take(), o, enabled);
+        state.1 = after(state.1.take(), o, shape);
         match o.kind {
             OrderKind::Create { .. } => state.2 = Some(identity.clone()),
             OrderKind::Delete => state.2 = Some(None),
