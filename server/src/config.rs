@@ -91,6 +91,10 @@ pub struct QueueConfig {
     pub max_attempts: u32,
     /// Default run time limit per task, in seconds.
     pub timeout_s: u64,
+    /// Log lines kept per attempt of a task; later ones are dropped (the log says so).
+    pub log_lines_per_task: u64,
+    /// Log bytes kept per attempt of a task, in KiB.
+    pub log_kib_per_task: u64,
 }
 
 impl Default for QueueConfig {
@@ -105,6 +109,8 @@ impl Default for QueueConfig {
             backoff_max_ms: 300_000,
             max_attempts: 3,
             timeout_s: 3_600,
+            log_lines_per_task: 100_000,
+            log_kib_per_task: 16_384,
         }
     }
 }
@@ -203,6 +209,11 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("IDGARD_QUEUE_BACKOFF_MAX_MS", "queue.backoff_max_ms"),
     ("IDGARD_QUEUE_MAX_ATTEMPTS", "queue.max_attempts"),
     ("IDGARD_QUEUE_TIMEOUT_S", "queue.timeout_s"),
+    (
+        "IDGARD_QUEUE_LOG_LINES_PER_TASK",
+        "queue.log_lines_per_task",
+    ),
+    ("IDGARD_QUEUE_LOG_KIB_PER_TASK", "queue.log_kib_per_task"),
     ("IDGARD_LIMITS_JSON_KIB", "limits.json_kib"),
     ("IDGARD_LIMITS_CHUNK_MIB", "limits.chunk_mib"),
     ("IDGARD_LIMITS_UPLOAD_MIB", "limits.upload_mib"),

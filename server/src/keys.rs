@@ -42,6 +42,21 @@ pub struct Claims {
     pub iat: u64,
     /// Expires, seconds.
     pub exp: u64,
+    /// The agent's token generation when it was issued: a reset moves the agent to the next
+    /// one, and its older tokens stop working at once.
+    #[serde(default, rename = "gen")]
+    pub generation: i64,
+}
+
+/// What a valid token says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenFor {
+    /// The agent.
+    pub agent: i64,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// The agent's token generation it was issued in.
+    pub generation: i64,
 }
 
 impl Signer {
@@ -104,8 +119,8 @@ impl Signer {
         self.ttl_s
     }
 
-    /// A token for an agent.
-    pub fn issue(&self, agent_id: i64, now_ms: i64) -> Result<String> {
+    /// A token for an agent, in its current token generation.
+    pub fn issue(&self, agent_id: i64, generation: i64, now_ms: i64) -> Result<String> {
         let now = (now_ms / 1000).max(0) as u64;
         let claims = Claims {
             sub: format!("agent:{agent_id}"),
@@ -113,6 +128,7 @@ impl Signer {
             iss: ISSUER.into(),
             iat: now,
             exp: now + self.ttl_s,
+            generation,
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::RS256),
@@ -121,9 +137,9 @@ impl Signer {
         )?)
     }
 
-    /// The agent a token was issued to and when it expires (s), if it is valid, unexpired and
-    /// ours.
-    pub fn verify(&self, token: &str) -> Result<(i64, u64), String> {
+    /// The agent a token was issued to, when it expires and its generation, if it is valid,
+    /// unexpired and ours.
+    pub fn verify(&self, token: &str) -> Result<TokenFor, String> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
@@ -135,7 +151,11 @@ impl Signer {
             .sub
             .strip_prefix("agent:")
             .and_then(|id| id.parse().ok())
-            .map(|id| (id, data.claims.exp))
+            .map(|agent| TokenFor {
+                agent,
+                exp: data.claims.exp,
+                generation: data.claims.generation,
+            })
             .ok_or_else(|| "invalid access token (subject)".to_owned())
     }
 }
@@ -267,14 +287,14 @@ mod tests {
         let a = Signer::load(None, None, &dir.path().join("a.pem"), 60).unwrap();
         let b = Signer::load(None, None, &dir.path().join("b.pem"), 60).unwrap();
         let now = crate::now_ms();
-        let t = a.issue(7, now).unwrap();
-        assert_eq!(a.verify(&t).map(|v| v.0), Ok(7));
+        let t = a.issue(7, 2, now).unwrap();
+        assert_eq!(a.verify(&t).map(|v| (v.agent, v.generation)), Ok((7, 2)));
         assert!(b.verify(&t).unwrap_err().contains("invalid access token"));
-        let expired = a.issue(7, now - 3_600_000).unwrap();
+        let expired = a.issue(7, 0, now - 3_600_000).unwrap();
         assert!(a.verify(&expired).unwrap_err().contains("expired"));
         // A reloaded development key signs the same way.
         let again = Signer::load(None, None, &dir.path().join("a.pem"), 60).unwrap();
-        assert_eq!(again.verify(&t).map(|v| v.0), Ok(7));
+        assert_eq!(again.verify(&t).map(|v| v.agent), Ok(7));
     }
 
     #[test]
@@ -322,11 +342,11 @@ mod tests {
         ]);
         let p12 = d.join("s.p12");
         let signer = Signer::load(Some(&p12), Some("s3cret"), &d.join("unused.pem"), 60).unwrap();
-        let t = signer.issue(3, crate::now_ms()).unwrap();
-        assert_eq!(signer.verify(&t).map(|v| v.0), Ok(3));
+        let t = signer.issue(3, 0, crate::now_ms()).unwrap();
+        assert_eq!(signer.verify(&t).map(|v| v.agent), Ok(3));
         // The same key from its PEM (PKCS#8) file verifies the same token.
         let pem = Signer::load(Some(&d.join("k.pem")), None, &d.join("unused.pem"), 60).unwrap();
-        assert_eq!(pem.verify(&t).map(|v| v.0), Ok(3));
+        assert_eq!(pem.verify(&t).map(|v| v.agent), Ok(3));
         let e = Signer::load(Some(&p12), Some("wrong"), &d.join("unused.pem"), 60)
             .err()
             .unwrap();

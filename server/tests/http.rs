@@ -33,7 +33,7 @@ async fn api() -> Api {
     let agent = engine.queue.agent_id("a").await.unwrap();
     let signer =
         idgard_server::keys::Signer::load(None, None, &dir.path().join("key.pem"), 600).unwrap();
-    let agent_token = signer.issue(agent, engine.queue.now()).unwrap();
+    let agent_token = signer.issue(agent, 0, engine.queue.now()).unwrap();
     let (_tx, stopping) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         queue: engine.queue.clone(),
@@ -416,6 +416,44 @@ async fn the_domain_answers_not_found_stale_lease_and_conflict() {
         Who::Admin,
         None,
         ErrorCode::Conflict,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_reset_ends_the_agents_access_tokens_and_secret_at_once() {
+    let api = api().await;
+    let poll = r#"{"capacity": 1, "wait_ms": 0}"#;
+    let (status, _) = api
+        .call(
+            "POST",
+            "/api/v1/agent/poll",
+            Who::Agent,
+            Some(Body::from(poll)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    api.engine.queue.reset_agent("a").await.unwrap();
+    // The token issued before the reset is refused, though it has not expired.
+    api.refused(
+        "POST",
+        "/api/v1/agent/poll",
+        Who::Agent,
+        Some(poll),
+        ErrorCode::Unauthorized,
+    )
+    .await;
+    // So is the client secret: no new token without enrolling again.
+    let token = format!(
+        r#"{{"agent_id": {}, "client_secret": "anything"}}"#,
+        api.agent
+    );
+    api.refused(
+        "POST",
+        "/api/v1/agent/token",
+        Who::Nobody,
+        Some(&token),
+        ErrorCode::Unauthorized,
     )
     .await;
 }

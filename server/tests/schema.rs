@@ -3,6 +3,8 @@
 //! keys, indexes (columns in order, unique, partial) and foreign keys — so that a migration added
 //! to one dialect and forgotten, or written differently, in the other fails here.
 
+mod support;
+
 use idgard_server::db::Db;
 use sqlx::Row;
 use std::collections::BTreeSet;
@@ -163,54 +165,13 @@ async fn postgres_schema(db: &Db) -> Schema {
     schema
 }
 
-/// A fresh PostgreSQL database, dropped at the end.
-struct Scratch {
-    name: String,
-}
-
-const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// Runs one statement on the `postgres` database (not through `Db`, which would migrate it).
-async fn admin(sql: &str) {
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(ADMIN)
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432 (user postgres, trust) is needed by this test");
-    sqlx::query(sql)
-        .execute(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-impl Scratch {
-    async fn new() -> Self {
-        let name = format!("idgard_schema_{}", std::process::id());
-        admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-        admin(&format!("CREATE DATABASE {name}")).await;
-        Self { name }
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
-    }
-
-    async fn drop(self) {
-        admin(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .await;
-    }
-}
-
 #[tokio::test]
 async fn both_dialects_build_the_same_schema() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = Db::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
         .await
         .unwrap();
-    let scratch = Scratch::new().await;
+    let scratch = support::Scratch::new("schema").await;
     let postgres = Db::open(&scratch.url()).await.unwrap();
     let (s, p) = (
         sqlite_schema(&sqlite).await,

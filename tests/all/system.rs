@@ -832,14 +832,14 @@ fn export_job_goes_up_and_is_stored(b: Backend) {
     );
     assert_eq!(status, StatusCode::OK);
     // The task's log came up.
-    let log: Vec<LogLine> = server
+    let log: LogPage = server
         .admin::<(), _>(
             Method::GET,
             &format!("/api/v1/tasks/{}/log", export.id),
             None,
         )
         .unwrap();
-    let _ = log;
+    assert!(!log.more, "{} lines and more", log.lines.len());
     // The agent reported its connections and listens on nothing.
     let agents: Vec<AgentView> = server
         .admin::<(), _>(Method::GET, "/api/v1/agents", None)

@@ -253,6 +253,18 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// `GET /api/v1/tasks/{id}/log?after=POS&limit=N`: a page of a task's log, every attempt in
+/// order. Ask again with `after` = `next` for what follows (also to follow a running task).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LogPage {
+    /// The lines.
+    pub lines: Vec<LogLine>,
+    /// The position after the last line of this page (the `after` given, when it is empty).
+    pub next: String,
+    /// Whether more lines are stored beyond this page.
+    pub more: bool,
+}
+
 /// `POST /api/v1/agent/tasks/{id}/logs`: a chunk of log lines. Chunks are numbered from 0; a
 /// chunk sent twice is stored once.
 #[derive(Debug, Clone, Serialize, Deserialize)]

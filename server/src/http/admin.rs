@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use idgard_protocol::{
-    AgentView, CreatedTasks, JobView, LogLine, NewAgent, NewAgentAnswer, NewJob, NewTasks, RunJob,
+    AgentView, CreatedTasks, JobView, LogPage, NewAgent, NewAgentAnswer, NewJob, NewTasks, RunJob,
     TaskView, UploadView,
 };
 
@@ -63,14 +63,26 @@ async fn task(
     Ok(Json(app.queue.task(id(&task)?).await?))
 }
 
+/// `?after=POS&limit=N` of a log page.
+#[derive(serde::Deserialize)]
+struct LogQuery {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
 async fn task_log(
     State(app): State<App>,
     _: Admin,
     Path(task): Path<String>,
-) -> Result<Json<Vec<LogLine>>> {
+    QueryOf(q): QueryOf<LogQuery>,
+) -> Result<Json<LogPage>> {
     let task = id(&task)?;
     app.queue.task(task).await?;
-    Ok(Json(app.queue.task_log(task).await?))
+    let page = app
+        .queue
+        .task_log(task, q.after.as_deref(), q.limit.unwrap_or(1000))
+        .await?;
+    Ok(Json(page))
 }
 
 async fn task_uploads(

@@ -49,11 +49,14 @@ async fn token(
     State(app): State<App>,
     JsonBody(req): JsonBody<TokenRequest>,
 ) -> Result<Json<TokenAnswer>> {
-    app.queue
+    let generation = app
+        .queue
         .check_secret(req.agent_id, &req.client_secret)
         .await?;
     Ok(Json(TokenAnswer {
-        access_token: app.signer.issue(req.agent_id, app.queue.now())?,
+        access_token: app
+            .signer
+            .issue(req.agent_id, generation, app.queue.now())?,
         expires_in: app.signer.ttl_s(),
     }))
 }

@@ -62,21 +62,29 @@ impl FromRequestParts<App> for AgentAuth {
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self> {
         let token = bearer(parts)?;
         let now = (app.queue.now() / 1000).max(0) as u64;
-        if let Some(&(agent, exp)) = app.verified.lock().expect("verified").get(token)
-            && now < exp
-        {
-            return Ok(AgentAuth(agent));
+        let cached = app.verified.lock().expect("verified").get(token).copied();
+        let claims = match cached {
+            Some(c) if now < c.exp => c,
+            _ => {
+                let c = app.signer.verify(token).map_err(Error::unauthorized)?;
+                let mut verified = app.verified.lock().expect("verified");
+                if verified.len() >= VERIFIED_MAX {
+                    verified.clear();
+                }
+                verified.insert(token.to_owned(), c);
+                c
+            }
+        };
+        // A reset or a removal of the agent ends its tokens at once.
+        if app.queue.token_gen(claims.agent).await? != Some(claims.generation) {
+            return Err(Error::unauthorized(
+                "this access token belongs to an agent that was reset or removed since: enrol again",
+            ));
         }
-        let (agent, exp) = app.signer.verify(token).map_err(Error::unauthorized)?;
         if let Some(super::conn::Peer(ip)) = parts.extensions.get() {
             app.connections.agent_at(*ip);
         }
-        let mut verified = app.verified.lock().expect("verified");
-        if verified.len() >= VERIFIED_MAX {
-            verified.clear();
-        }
-        verified.insert(token.to_owned(), (agent, exp));
-        Ok(AgentAuth(agent))
+        Ok(AgentAuth(claims.agent))
     }
 }
 

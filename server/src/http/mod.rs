@@ -36,7 +36,7 @@ pub struct AppState {
     pub stopping: watch::Receiver<bool>,
     /// Access tokens already verified: token → (agent, expiry in s). Saves an RSA verification
     /// per request; bounded by clearing it when full.
-    pub verified: std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>,
+    pub verified: std::sync::Mutex<std::collections::HashMap<String, crate::keys::TokenFor>>,
     /// The open connections (agents' addresses are recorded on it).
     pub connections: std::sync::Arc<conn::Connections>,
 }

@@ -52,20 +52,22 @@ impl Queue {
         })
     }
 
-    /// Gives an existing agent a new enrolment token; its current secret stops working once the
-    /// token is used.
+    /// Gives an existing agent a new enrolment token. Its client secret and every access token
+    /// issued to it stop working at once (the token generation moves on).
     pub async fn reset_agent(&self, name: &str) -> Result<NewAgentAnswer> {
         let now = self.now();
         let token = random_token();
         let expires = now + ENROL_TTL_MS;
-        let done =
-            sqlx::query("UPDATE agents SET enrol_hash = $1, enrol_expires_ms = $2 WHERE name = $3")
-                .bind(hash_secret(&token))
-                .bind(expires)
-                .bind(name)
-                .execute(&self.db.pool)
-                .await?
-                .rows_affected();
+        let done = sqlx::query(
+            "UPDATE agents SET enrol_hash = $1, enrol_expires_ms = $2, secret_hash = NULL, \
+                 token_gen = token_gen + 1 WHERE name = $3",
+        )
+        .bind(hash_secret(&token))
+        .bind(expires)
+        .bind(name)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected();
         if done == 0 {
             return Err(Error::not_found(format!("no agent named `{name}`")));
         }
@@ -103,21 +105,31 @@ impl Queue {
         })
     }
 
-    /// Checks an agent's client secret.
-    pub async fn check_secret(&self, agent: i64, secret: &str) -> Result<()> {
-        let stored: Option<String> = sqlx::query("SELECT secret_hash FROM agents WHERE id = $1")
+    /// Checks an agent's client secret; the agent's token generation.
+    pub async fn check_secret(&self, agent: i64, secret: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT secret_hash, token_gen FROM agents WHERE id = $1")
             .bind(agent)
-            .fetch_optional(&self.db.pool)
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?
-            .flatten();
+            .fetch_optional(&self.db.read)
+            .await?;
+        let stored = match row {
+            Some(r) => Some((r.try_get::<Option<String>, _>(0)?, r.try_get::<i64, _>(1)?)),
+            None => None,
+        };
         match stored {
-            Some(hash) if same(&hash, &hash_secret(secret)) => Ok(()),
+            Some((Some(hash), generation)) if same(&hash, &hash_secret(secret)) => Ok(generation),
             _ => Err(Error::unauthorized(
                 "unknown agent or wrong client secret (enrol again if the agent was reset)",
             )),
         }
+    }
+
+    /// An agent's token generation (`None`: no such agent).
+    pub async fn token_gen(&self, agent: i64) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT token_gen FROM agents WHERE id = $1")
+            .bind(agent)
+            .fetch_optional(&self.db.read)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     /// Records what an agent reported when it started or its connections changed.

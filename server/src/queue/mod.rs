@@ -10,6 +10,7 @@ mod agents;
 mod beats;
 mod jobs;
 mod lease;
+mod logs;
 mod tasks;
 mod uploads;
 

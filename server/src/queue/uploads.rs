@@ -226,58 +226,6 @@ impl Queue {
         }
     }
 
-    /// Stores a chunk of a task's log; a chunk already stored is kept as it was.
-    pub async fn append_log(
-        &self,
-        agent: i64,
-        task: i64,
-        fence: i64,
-        seq: u32,
-        lines: &[idgard_protocol::LogLine],
-    ) -> Result<()> {
-        // Logs may still arrive just after the completion they precede, so a finished task of
-        // the same attempt takes them too; another attempt's holder cannot write.
-        let row = sqlx::query("SELECT agent_id, fence FROM tasks WHERE id = $1")
-            .bind(task)
-            .fetch_optional(&self.db.pool)
-            .await?;
-        match row {
-            Some(r) if r.try_get::<i64, _>(0)? == agent => {
-                if r.try_get::<i64, _>(1)? != fence {
-                    return Err(self.refusal_for(agent, task, fence).await?);
-                }
-            }
-            _ => return Err(Error::not_found(format!("no task {task}"))),
-        }
-        sqlx::query(
-            "INSERT INTO task_logs (task_id, fence, seq, lines) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (task_id, fence, seq) DO NOTHING",
-        )
-        .bind(task)
-        .bind(fence)
-        .bind(seq as i64)
-        .bind(serde_json::to_string(lines).map_err(anyhow::Error::from)?)
-        .execute(&self.db.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// A task's log, every attempt in order.
-    pub async fn task_log(&self, task: i64) -> Result<Vec<idgard_protocol::LogLine>> {
-        let rows =
-            sqlx::query("SELECT lines FROM task_logs WHERE task_id = $1 ORDER BY fence, seq")
-                .bind(task)
-                .fetch_all(&self.db.read)
-                .await?;
-        let mut out = Vec::new();
-        for r in rows {
-            let lines: Vec<idgard_protocol::LogLine> =
-                serde_json::from_str(&r.try_get::<String, _>(0)?).unwrap_or_default();
-            out.extend(lines);
-        }
-        Ok(out)
-    }
-
     /// Uploads of a task.
     pub async fn uploads_of(&self, task: i64) -> Result<Vec<UploadView>> {
         let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE task_id = $1 ORDER BY id");

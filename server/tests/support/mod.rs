@@ -99,3 +99,45 @@ pub async fn upload(
     }
     (view.id, ids[0], fence)
 }
+
+/// A fresh PostgreSQL database, dropped at the end.
+pub struct Scratch {
+    name: String,
+}
+
+const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Runs one statement on the `postgres` database (not through `Db`, which would migrate it).
+async fn admin(sql: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(ADMIN)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 (user postgres, trust) is needed by this test");
+    sqlx::query(sql)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+impl Scratch {
+    /// A database named after the test (`what`) and the process.
+    pub async fn new(what: &str) -> Self {
+        let name = format!("idgard_{what}_{}", std::process::id());
+        admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        admin(&format!("CREATE DATABASE {name}")).await;
+        Self { name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+
+    pub async fn drop(self) {
+        admin(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .await;
+    }
+}
