@@ -128,8 +128,10 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     });
 
     agent.replay_spool().await;
-    agent.say_hello(true).await;
+    // Watch before the first hello: a file changed once the server lists the connections is
+    // never missed.
     watch(agent.clone())?;
+    agent.say_hello(true).await;
 
     let stop = shutdown_signal();
     tokio::pin!(stop);

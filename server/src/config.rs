@@ -32,6 +32,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The provisioning rules file (identities, targets, thresholds, declared jobs).
     pub rules: Option<PathBuf>,
+    /// The key that seals secrets inside stored tasks (32 bytes, created when missing);
+    /// default `<data_dir>/secrets.key`. Replicas on one PostgreSQL share one.
+    pub secrets_key: Option<PathBuf>,
 }
 
 /// HTTPS certificate and key (PEM). Without them (and without `dev_http`), a self-signed
@@ -183,6 +186,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             limits: LimitsConfig::default(),
             rules: None,
+            secrets_key: None,
         }
     }
 }
@@ -197,6 +201,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("IDGARD_DEV_HTTP", "dev_http"),
     ("IDGARD_TLS_CERT", "tls.cert"),
     ("IDGARD_TLS_KEY", "tls.key"),
+    ("IDGARD_SECRETS_KEY", "secrets_key"),
     ("IDGARD_SIGNING_KEY", "signing.key"),
     ("IDGARD_SIGNING_PASSWORD_FILE", "signing.password_file"),
     ("IDGARD_SIGNING_TOKEN_TTL_S", "signing.token_ttl_s"),
@@ -327,6 +332,13 @@ impl Config {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("idgard.db").display()),
         }
+    }
+
+    /// The secrets key's file.
+    pub fn secrets_key(&self) -> PathBuf {
+        self.secrets_key
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("secrets.key"))
     }
 
     /// How long to hold polls, etc.

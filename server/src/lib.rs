@@ -8,7 +8,9 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod keys;
+pub mod private;
 pub mod queue;
+pub mod seal;
 
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
@@ -30,6 +32,9 @@ pub async fn open(config: &config::Config) -> Result<identity::Engine> {
         Some(path) => Some(Arc::new(identity::rules::Rules::load(path)?)),
         None => None,
     };
+    private::create_dir(&config.data_dir)?;
+    private::protect(&config.data_dir)?;
+    let sealer = Arc::new(seal::Sealer::load_or_create(&config.secrets_key())?);
     let db = db::Db::open(&config.database_url()).await?;
     let queue = queue::Queue {
         db,
@@ -37,6 +42,7 @@ pub async fn open(config: &config::Config) -> Result<identity::Engine> {
         clock: Arc::new(now_ms),
         beats: Default::default(),
         names: Default::default(),
+        sealer,
     };
     Ok(identity::Engine { queue, rules })
 }
@@ -59,7 +65,7 @@ pub async fn serve(
     started: impl FnOnce(&Started) + Send,
 ) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    create_private_dir(&config.data_dir)?;
+    private::create_dir(&config.data_dir)?;
     let engine = open(&config).await?;
     let queue = engine.queue.clone();
     queue.db.listen().await?;
@@ -226,17 +232,4 @@ async fn announce(
         tracing::info!(url = %s.url, fingerprint = ?s.fingerprint, "listening");
         started(&s);
     }
-}
-
-/// Creates a folder only its owner can enter.
-pub fn create_private_dir(dir: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    Ok(())
 }

@@ -141,14 +141,17 @@ impl Server {
         s
     }
 
-    /// Another server process on the same database (PostgreSQL): a replica.
+    /// Another server process on the same database (PostgreSQL): a replica, sharing the
+    /// first server's secrets key.
     pub fn replica(&self) -> Server {
-        let env: Vec<(&str, &str)> = self
+        let key = self.data.join("secrets.key").display().to_string();
+        let mut env: Vec<(&str, &str)> = self
             .env
             .iter()
             .filter(|(k, _)| k.starts_with("IDGARD_QUEUE") || k.starts_with("IDGARD_LIMITS"))
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        env.push(("IDGARD_SECRETS_KEY", &key));
         Self::start_on(
             tempfile::tempdir().unwrap(),
             self.database_url.clone(),
@@ -1408,22 +1411,52 @@ fn fulfil_orders_go_down_and_results_come_back(b: Backend) {
     // The password is in no log, and on no file of the agent's: orders reach the connector as
     // the call's argument only.
     assert!(!agent.log().contains("not-logged-1") && !server.log().contains("not-logged-1"));
-    let mut folders = vec![agent.dir.join("work")];
+    assert_eq!(
+        files_holding(&agent.dir.join("work"), b"not-logged-1"),
+        [] as [PathBuf; 0]
+    );
+    // Nor in the server's database, its WAL, or any file of its data folder: it is sealed.
+    assert_eq!(
+        files_holding(&server.data, b"not-logged-1"),
+        [] as [PathBuf; 0]
+    );
+    let args: Vec<String> = rt().block_on(async {
+        use sqlx::Row;
+        sqlx::any::install_default_drivers();
+        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&server.database_url)
+            .await
+            .unwrap();
+        sqlx::query("SELECT args FROM tasks")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect()
+    });
+    assert!(args.iter().any(|a| a.contains("sealed:v1:")), "{args:?}");
+    assert!(!args.iter().any(|a| a.contains("not-logged-1")), "{args:?}");
+}
+
+/// Files under `dir` whose bytes hold `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut folders = vec![dir.to_owned()];
     while let Some(dir) = folders.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 folders.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                assert!(
-                    !bytes.windows(12).any(|w| w == b"not-logged-1"),
-                    "the password is written in {}",
-                    path.display()
-                );
+            } else if std::fs::read(&path)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                found.push(path);
             }
         }
     }
+    found
 }
 
 fn a_newer_poll_replaces_the_held_one(b: Backend) {

@@ -144,6 +144,13 @@ impl Queue {
                 .collect::<Vec<_>>()
                 .join(" → ")
         });
+        // The steps are stored until their turn: with their secrets sealed.
+        let mut steps = new.steps.clone();
+        for spec in steps.iter_mut().flatten() {
+            if let Some(sealed) = self.sealer.seal_orders(&spec.args)? {
+                spec.args = sealed;
+            }
+        }
         let id: i64 = sqlx::query(
             "INSERT INTO jobs (agent_id, name, state, step, step_count, steps, created_ms) \
              VALUES ($1, $2, 'pending', 0, $3, $4, $5) RETURNING id",
@@ -151,7 +158,7 @@ impl Queue {
         .bind(agent)
         .bind(name)
         .bind(new.steps.len() as i64)
-        .bind(serde_json::to_string(&new.steps).map_err(anyhow::Error::from)?)
+        .bind(serde_json::to_string(&steps).map_err(anyhow::Error::from)?)
         .bind(self.now())
         .fetch_one(&self.db.pool)
         .await?

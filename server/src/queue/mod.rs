@@ -38,6 +38,8 @@ pub struct Queue {
     pub beats: Arc<beats::Beats>,
     /// Agents' names by id.
     pub names: Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>,
+    /// Seals the secrets in tasks' arguments.
+    pub sealer: Arc<crate::seal::Sealer>,
 }
 
 pub(crate) use crate::db::Tx;

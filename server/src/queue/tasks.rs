@@ -82,6 +82,8 @@ impl Queue {
         for spec in specs {
             let args = if spec.args.is_null() {
                 "{}".to_owned()
+            } else if let Some(sealed) = self.sealer.seal_orders(&spec.args)? {
+                sealed.to_string()
             } else {
                 spec.args.to_string()
             };
@@ -156,19 +158,42 @@ impl Queue {
             .fetch_all(&self.db.pool)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
+        let mut unopened = Vec::new();
         for row in rows {
             let op: String = row.try_get(3)?;
-            let args: String = row.try_get(4)?;
+            let args: serde_json::Value =
+                serde_json::from_str(&row.try_get::<String, _>(4)?).unwrap_or_default();
+            let args = match self.sealer.open_orders(&args) {
+                Ok(Some(opened)) => opened,
+                Ok(None) => args,
+                Err(e) => {
+                    unopened.push((row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?, e));
+                    continue;
+                }
+            };
             out.push(Assignment {
                 id: row.try_get(0)?,
                 fence: row.try_get(1)?,
                 connection: row.try_get(2)?,
                 operation: Operation::parse(&op)
                     .ok_or_else(|| anyhow::anyhow!("stored operation `{op}`"))?,
-                args: serde_json::from_str(&args).unwrap_or_default(),
+                args,
                 attempt: row.try_get::<i64, _>(5)? as u32,
                 timeout_ms: row.try_get::<i64, _>(6)? as u64,
             });
+        }
+        // A task whose secrets this server cannot open fails alone (another key, a damaged
+        // row): the agent's other tasks go on.
+        for (task, fence, e) in unopened {
+            tracing::error!(task, "cannot hand out the task: {e:#}");
+            let failed = Completion {
+                fence,
+                outcome: TaskOutcome::Failed {
+                    error: format!("{e:#} (secrets_key)"),
+                    retryable: false,
+                },
+            };
+            self.complete(agent, task, &failed).await?;
         }
         out.sort_by_key(|a| a.id);
         Ok(out)
