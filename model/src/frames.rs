@@ -52,6 +52,11 @@ impl Reader {
         Some((entries, &self.buf[start..end]))
     }
 
+    /// Bytes pushed and not yet taken as frames (a frame still arriving).
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.at
+    }
+
     /// At the end of the upload: `Err` with the offset of a frame that was cut short.
     pub fn finish(&self) -> Result<(), u64> {
         if self.at == self.buf.len() {

@@ -98,6 +98,8 @@ pub struct QueueConfig {
     pub log_lines_per_task: u64,
     /// Log bytes kept per attempt of a task, in KiB.
     pub log_kib_per_task: u64,
+    /// Hours an upload's content is kept after its task (and job) ended; 0 keeps it forever.
+    pub upload_retention_h: u64,
 }
 
 impl Default for QueueConfig {
@@ -114,6 +116,7 @@ impl Default for QueueConfig {
             timeout_s: 3_600,
             log_lines_per_task: 100_000,
             log_kib_per_task: 16_384,
+            upload_retention_h: 168,
         }
     }
 }
@@ -219,6 +222,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
         "queue.log_lines_per_task",
     ),
     ("IDGARD_QUEUE_LOG_KIB_PER_TASK", "queue.log_kib_per_task"),
+    (
+        "IDGARD_QUEUE_UPLOAD_RETENTION_H",
+        "queue.upload_retention_h",
+    ),
     ("IDGARD_LIMITS_JSON_KIB", "limits.json_kib"),
     ("IDGARD_LIMITS_CHUNK_MIB", "limits.chunk_mib"),
     ("IDGARD_LIMITS_UPLOAD_MIB", "limits.upload_mib"),

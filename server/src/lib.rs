@@ -47,6 +47,9 @@ pub async fn open(config: &config::Config) -> Result<identity::Engine> {
     Ok(identity::Engine { queue, rules })
 }
 
+/// How often uploads past their retention are looked for.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
 /// What a started server tells its caller.
 #[derive(Debug, Clone)]
 pub struct Started {
@@ -127,10 +130,17 @@ pub async fn serve(
         let queue = queue.clone();
         let every = Duration::from_millis(config.queue.reap_every_ms);
         tokio::spawn(async move {
+            let mut pruned_at = None::<std::time::Instant>;
             loop {
                 tokio::time::sleep(every).await;
                 if let Err(e) = queue.reap().await {
                     tracing::warn!("lease check failed: {e}");
+                }
+                if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                    pruned_at = Some(std::time::Instant::now());
+                    if let Err(e) = queue.prune_uploads().await {
+                        tracing::warn!("removing old uploads failed: {e}");
+                    }
                 }
             }
         })

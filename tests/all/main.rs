@@ -8,6 +8,7 @@ mod hostile;
 mod layering;
 mod limits;
 mod loading;
+mod memory;
 mod pipeline;
 mod sandbox;
 mod support;

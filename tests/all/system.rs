@@ -356,6 +356,33 @@ impl Server {
         )
     }
 
+    /// Downloads `path` as an administrator, reading the answer piece by piece: its status,
+    /// length and SHA-256.
+    pub fn download(&self, path: &str) -> (StatusCode, u64, String) {
+        use sha2::Digest;
+        rt().block_on(async {
+            let mut resp = self
+                .http
+                .get(format!("{}{path}", self.url))
+                .bearer_auth(&self.admin)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let (mut len, mut sha) = (0u64, sha2::Sha256::new());
+            while let Some(piece) = resp.chunk().await.unwrap() {
+                len += piece.len() as u64;
+                sha.update(&piece);
+            }
+            (status, len, hex::encode(sha.finalize()))
+        })
+    }
+
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn raw_bytes(
         &self,
         method: Method,

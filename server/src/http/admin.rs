@@ -107,13 +107,20 @@ async fn upload_content(
     State(app): State<App>,
     _: Admin,
     Path(upload): Path<String>,
-) -> Result<Vec<u8>> {
+) -> Result<axum::body::Body> {
     let upload = id(&upload)?;
     let view = app.queue.upload(None, upload).await?;
     if !view.complete {
         return Err(Error::conflict(format!("upload {upload} is not complete")));
     }
-    app.queue.upload_content(upload).await
+    if app.queue.upload_pruned(upload).await? {
+        return Err(Error::not_found(format!(
+            "upload {upload} was removed after its retention (queue.upload_retention_h)"
+        )));
+    }
+    Ok(axum::body::Body::from_stream(
+        app.queue.upload_content(upload),
+    ))
 }
 
 async fn create_job(

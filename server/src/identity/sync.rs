@@ -16,6 +16,7 @@ use super::repo::{Checked, close_versions, encode_attrs, held_key, insert_versio
 use super::rules::{Attrs, Changes, Thresholds};
 use crate::db::{Col, Tx, in_list, multi_row_values};
 use crate::error::{Error, Result};
+use crate::queue::{chunk, chunk_starts};
 use futures_util::TryStreamExt as _;
 use idgard_protocol::frames;
 use serde::{Deserialize, Serialize};
@@ -135,25 +136,10 @@ impl Engine {
         };
         let mut seen: HashSet<String> = HashSet::new();
         let mut pending = Pending::default();
-        let starts: Vec<i64> = sqlx::query(
-            "SELECT start_at FROM upload_chunks WHERE upload_id = $1 ORDER BY start_at",
-        )
-        .bind(upload_id)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<std::result::Result<_, _>>()?;
+        let starts = chunk_starts(&mut *tx, upload_id).await?;
         let mut frames = frames::Reader::new();
         for start in starts {
-            let data: Vec<u8> = sqlx::query(
-                "SELECT data FROM upload_chunks WHERE upload_id = $1 AND start_at = $2",
-            )
-            .bind(upload_id)
-            .bind(start)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
+            let data = chunk(&mut *tx, upload_id, start).await?;
             frames.push(&data);
             while let Some((_, batch)) = frames.next_frame() {
                 if incremental {
@@ -233,7 +219,7 @@ async fn begin(
         report.replayed = true;
         return Ok(Err(report));
     }
-    let upload = sqlx::query("SELECT complete, name FROM uploads WHERE id = $1")
+    let upload = sqlx::query("SELECT complete, name, pruned_ms FROM uploads WHERE id = $1")
         .bind(upload_id)
         .fetch_optional(&mut **tx)
         .await?
@@ -241,6 +227,12 @@ async fn begin(
     if upload.try_get::<i64, _>(0)? == 0 || upload.try_get::<String, _>(1)? != "entries" {
         return Err(Error::conflict(format!(
             "upload {upload_id} is not a complete export"
+        )));
+    }
+    if upload.try_get::<Option<i64>, _>(2)?.is_some() {
+        return Err(Error::conflict(format!(
+            "upload {upload_id} was removed after its retention (queue.upload_retention_h): \
+             export again"
         )));
     }
     let mode = if incremental { "incremental" } else { "full" };

@@ -44,6 +44,7 @@ pub struct Queue {
 
 pub(crate) use crate::db::Tx;
 pub(crate) use lease::require_lease;
+pub(crate) use uploads::{chunk, chunk_starts};
 
 /// Agents whose polls should wake once a transaction commits.
 #[derive(Default)]

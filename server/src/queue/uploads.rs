@@ -10,6 +10,7 @@
 use super::Queue;
 use super::lease::require_lease;
 use crate::error::{Error, Result};
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use idgard_protocol::{NewUpload, UploadView, frames};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -166,34 +167,44 @@ impl Queue {
         self.upload(Some(agent), id).await
     }
 
-    /// The content of an upload, in order.
-    pub async fn upload_content(&self, id: i64) -> Result<Vec<u8>> {
-        let rows =
-            sqlx::query("SELECT data FROM upload_chunks WHERE upload_id = $1 ORDER BY start_at")
-                .bind(id)
-                .fetch_all(&self.db.pool)
-                .await?;
-        let mut all = Vec::new();
-        for r in rows {
-            all.extend_from_slice(&r.try_get::<Vec<u8>, _>(0)?);
-        }
-        Ok(all)
+    /// The content of an upload, chunk by chunk, in order: what is held in memory is one chunk,
+    /// whatever the upload's size.
+    pub fn upload_content(
+        &self,
+        id: i64,
+    ) -> impl futures_util::Stream<Item = Result<Vec<u8>>> + Send + 'static {
+        let db = self.db.read.clone();
+        futures_util::stream::once(async move {
+            let starts = chunk_starts(&db, id).await?;
+            Ok::<_, Error>(futures_util::stream::iter(starts).then(move |start| {
+                let db = db.clone();
+                async move { chunk(&db, id, start).await }
+            }))
+        })
+        .try_flatten()
     }
 
-    /// All bytes are in: check the checksum and the frames, and count the entries.
+    /// All bytes are in: check the checksum and the frames, and count the entries, reading the
+    /// upload chunk by chunk (memory does not grow with the upload).
     async fn finish_upload(&self, id: i64) -> Result<UploadView> {
         let view = self.upload(None, id).await?;
-        let content = self.upload_content(id).await?;
-        let actual = hex::encode(Sha256::digest(&content));
+        let mut sha = Sha256::new();
+        let mut count = EntryCount::new(view.name == "entries");
+        for start in chunk_starts(&self.db.pool, id).await? {
+            let data = chunk(&self.db.pool, id, start).await?;
+            sha.update(&data);
+            count.push(&data);
+        }
+        let actual = hex::encode(sha.finalize());
         let checked = if actual != view.sha256 {
             Err(format!(
                 "upload {id}: checksum mismatch (expected {}, received {actual}); the slot was emptied, send it again",
                 view.sha256
             ))
-        } else if view.name == "entries" {
-            count_entries(&content).map_err(|e| format!("upload {id}: {e}; the slot was emptied"))
         } else {
-            Ok(0)
+            count
+                .finish()
+                .map_err(|e| format!("upload {id}: {e}; the slot was emptied"))
         };
         match checked {
             Ok(entries) => {
@@ -226,6 +237,61 @@ impl Queue {
         }
     }
 
+    /// Whether an upload's content was removed after its retention.
+    pub async fn upload_pruned(&self, id: i64) -> Result<bool> {
+        let row = sqlx::query("SELECT pruned_ms FROM uploads WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.db.read)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no upload {id}")))?;
+        Ok(row.try_get::<Option<i64>, _>(0)?.is_some())
+    }
+
+    /// Removes the content of uploads whose task ended more than the retention ago, outside
+    /// any job still under way (a blocked job keeps its export until it is approved or
+    /// cancelled); their rows stay, marked. Returns how many were removed.
+    pub async fn prune_uploads(&self) -> Result<u64> {
+        let hours = self.cfg.upload_retention_h;
+        if hours == 0 {
+            return Ok(0);
+        }
+        let now = self.now();
+        let before = now - (hours as i64).saturating_mul(3_600_000);
+        let ids: Vec<i64> = sqlx::query(
+            "SELECT u.id FROM uploads u JOIN tasks t ON t.id = u.task_id \
+             WHERE u.pruned_ms IS NULL AND t.finished_ms IS NOT NULL AND t.finished_ms < $1 \
+             AND (t.job_id IS NULL OR t.job_id IN \
+             (SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled'))) \
+             ORDER BY u.id LIMIT 100",
+        )
+        .bind(before)
+        .fetch_all(&self.db.read)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
+        for id in &ids {
+            let mut tx = self.db.pool.begin().await?;
+            sqlx::query("DELETE FROM upload_chunks WHERE upload_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE uploads SET pruned_ms = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        if !ids.is_empty() {
+            tracing::info!(
+                uploads = ids.len(),
+                "removed the content of uploads past their retention ({hours} h)"
+            );
+        }
+        Ok(ids.len() as u64)
+    }
+
     /// Uploads of a task.
     pub async fn uploads_of(&self, task: i64) -> Result<Vec<UploadView>> {
         let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE task_id = $1 ORDER BY id");
@@ -239,21 +305,101 @@ impl Queue {
     }
 }
 
-/// Entries in an export upload, every batch checked against the wire format.
-pub fn count_entries(content: &[u8]) -> Result<u64, String> {
-    let frames =
-        frames::split(content).map_err(|at| format!("a frame at byte {at} is cut short"))?;
-    let mut total = 0u64;
-    for (i, (entries, batch)) in frames.into_iter().enumerate() {
-        let mut n = 0u32;
-        for entry in idgard_model::wire::decode(batch) {
-            entry.map_err(|e| format!("batch {i}: {e}"))?;
-            n += 1;
+/// The start of each chunk of an upload, in order.
+pub(crate) async fn chunk_starts<'c, E>(db: E, upload: i64) -> Result<Vec<i64>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query("SELECT start_at FROM upload_chunks WHERE upload_id = $1 ORDER BY start_at")
+        .bind(upload)
+        .fetch_all(db)
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
+}
+
+/// One chunk of an upload.
+pub(crate) async fn chunk<'c, E>(db: E, upload: i64, start: i64) -> Result<Vec<u8>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    Ok(
+        sqlx::query("SELECT data FROM upload_chunks WHERE upload_id = $1 AND start_at = $2")
+            .bind(upload)
+            .bind(start)
+            .fetch_one(db)
+            .await?
+            .try_get(0)?,
+    )
+}
+
+/// A frame larger than this is refused (an agent's batches are far smaller).
+const MAX_FRAME: usize = 256 << 20;
+
+/// Counts the entries of an export upload as its bytes go by, every batch checked against the
+/// wire format; the first error is kept.
+struct EntryCount {
+    frames: Option<frames::Reader>,
+    batches: u64,
+    total: u64,
+    error: Option<String>,
+}
+
+impl EntryCount {
+    /// Counting when `entries` (an export's entries); otherwise only the checksum matters.
+    fn new(entries: bool) -> Self {
+        Self {
+            frames: entries.then(frames::Reader::new),
+            batches: 0,
+            total: 0,
+            error: None,
         }
-        if n != entries {
-            return Err(format!("batch {i} says {entries} entries but holds {n}"));
-        }
-        total += u64::from(n);
     }
-    Ok(total)
+
+    fn push(&mut self, bytes: &[u8]) {
+        let Some(frames) = self.frames.as_mut() else {
+            return;
+        };
+        if self.error.is_some() {
+            return;
+        }
+        frames.push(bytes);
+        while let Some((entries, batch)) = frames.next_frame() {
+            let i = self.batches;
+            self.batches += 1;
+            let mut n = 0u32;
+            for entry in idgard_model::wire::decode(batch) {
+                if let Err(e) = entry {
+                    self.error = Some(format!("batch {i}: {e}"));
+                    return;
+                }
+                n += 1;
+            }
+            if n != entries {
+                self.error = Some(format!("batch {i} says {entries} entries but holds {n}"));
+                return;
+            }
+            self.total += u64::from(n);
+        }
+        if frames.pending() > MAX_FRAME {
+            self.error = Some(format!(
+                "batch {} is larger than {} MiB",
+                self.batches,
+                MAX_FRAME >> 20
+            ));
+        }
+    }
+
+    fn finish(self) -> Result<u64, String> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if let Some(frames) = &self.frames {
+            frames
+                .finish()
+                .map_err(|at| format!("a frame at byte {at} is cut short"))?;
+        }
+        Ok(self.total)
+    }
 }
