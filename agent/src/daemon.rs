@@ -287,6 +287,16 @@ impl Agent {
                     *self.timings.lock().expect("timings") = t;
                     return;
                 }
+                // Refused for good (a connection another agent serves, ...): asking again
+                // changes nothing until someone fixes the files.
+                Err(e)
+                    if e.code().is_some_and(|c| {
+                        !c.is_transient() && c != ErrorCode::Unauthorized && c != ErrorCode::Unknown
+                    }) =>
+                {
+                    tracing::error!("the server refuses this agent's report: {e}");
+                    return;
+                }
                 Err(e) => {
                     failures += 1;
                     let delay = backoff(failures, None);

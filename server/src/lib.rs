@@ -118,6 +118,7 @@ pub async fn serve(
         stopping,
         verified: Default::default(),
         connections: connections.clone(),
+        throttle: Default::default(),
     });
     let router = http::router(
         app,

@@ -51,6 +51,7 @@ async fn api() -> Api {
                 idle: Duration::from_secs(10),
             },
         ),
+        throttle: Default::default(),
     });
     Api {
         app: router(state, 64 << 10, 1 << 16, Duration::from_secs(10)),
@@ -456,4 +457,40 @@ async fn a_reset_ends_the_agents_access_tokens_and_secret_at_once() {
         ErrorCode::Unauthorized,
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_connection_is_served_by_one_agent() {
+    let api = api().await;
+    let hello = |name: &str| {
+        format!(
+            r#"{{"version": "t", "restarted": false, "connections": [{{"name": "{name}", "connector": "csv", "version": "1", "operations": ["export-full"]}}]}}"#
+        )
+    };
+    let (status, _) = api
+        .call(
+            "POST",
+            "/api/v1/agent/hello",
+            Who::Agent,
+            Some(Body::from(hello("hr"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Another agent claiming `hr` is refused, naming its owner.
+    let q = &api.engine.queue;
+    q.add_agent("b").await.unwrap();
+    let b = q.agent_id("b").await.unwrap();
+    let refused = q
+        .hello(b, &serde_json::from_str(&hello("hr")).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Conflict);
+    assert!(
+        refused.message.contains("belongs to agent `a`"),
+        "{}",
+        refused.message
+    );
+    q.hello(b, &serde_json::from_str(&hello("crm")).unwrap())
+        .await
+        .unwrap();
 }

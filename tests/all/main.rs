@@ -11,5 +11,6 @@ mod loading;
 mod memory;
 mod pipeline;
 mod sandbox;
+mod signin;
 mod support;
 mod system;

@@ -44,6 +44,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// A finished upload is not valid connector output (422).
     BadUpload,
+    /// Too many failed sign-ins from this address or for this agent: wait (429).
+    RateLimited,
     /// The server cannot answer now (its database): try again later (503).
     Unavailable,
     /// A fault in the server; its log says more (500).
@@ -66,6 +68,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::BadUpload => "bad_upload",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
@@ -74,7 +77,10 @@ impl ErrorCode {
 
     /// Whether the same request may succeed later without being changed.
     pub fn is_transient(self) -> bool {
-        matches!(self, ErrorCode::Unavailable | ErrorCode::Internal)
+        matches!(
+            self,
+            ErrorCode::Unavailable | ErrorCode::Internal | ErrorCode::RateLimited
+        )
     }
 }
 

@@ -2,7 +2,8 @@
 //! completion, server-side steps and orders.
 
 use super::App;
-use super::extract::{AgentAuth, JsonBody, id};
+use super::extract::{AgentAuth, JsonBody, PeerOf, id, peer_keys};
+use super::throttle::Key;
 use crate::error::{Error, Result};
 use crate::identity::provision::StoredOrder;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -40,18 +41,32 @@ pub fn routes(chunk_limit: usize) -> Router<App> {
 
 pub async fn enrol(
     State(app): State<App>,
+    PeerOf(ip): PeerOf,
     JsonBody(req): JsonBody<EnrolRequest>,
 ) -> Result<Json<EnrolAnswer>> {
-    Ok(Json(app.queue.enrol(&req.token).await?))
+    let keys = peer_keys(ip);
+    let enrolled = app
+        .throttle
+        .guard(&keys, &keys, app.queue.enrol(&req.token))
+        .await?;
+    Ok(Json(enrolled))
 }
 
 async fn token(
     State(app): State<App>,
+    PeerOf(ip): PeerOf,
     JsonBody(req): JsonBody<TokenRequest>,
 ) -> Result<Json<TokenAnswer>> {
+    let first = peer_keys(ip);
+    let mut counted = first.clone();
+    counted.push(Key::Agent(req.agent_id));
     let generation = app
-        .queue
-        .check_secret(req.agent_id, &req.client_secret)
+        .throttle
+        .guard(
+            &first,
+            &counted,
+            app.queue.check_secret(req.agent_id, &req.client_secret),
+        )
         .await?;
     Ok(Json(TokenAnswer {
         access_token: app

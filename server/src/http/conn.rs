@@ -84,7 +84,26 @@ pub struct Connections {
     open: Mutex<Open>,
     refused: AtomicU64,
     silent: AtomicU64,
-    warned: Mutex<HashMap<&'static str, Instant>>,
+    pace: Pace,
+}
+
+/// Lets a kind of warning through at most once per period.
+#[derive(Default)]
+pub struct Pace(Mutex<HashMap<&'static str, Instant>>);
+
+impl Pace {
+    /// Whether a warning of this kind may be logged now.
+    pub fn ready(&self, kind: &'static str) -> bool {
+        let now = Instant::now();
+        let mut warned = self.0.lock().expect("pace");
+        match warned.get(kind) {
+            Some(at) if now < *at + WARN_EVERY => false,
+            _ => {
+                warned.insert(kind, now);
+                true
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -102,7 +121,7 @@ impl Connections {
             open: Mutex::default(),
             refused: AtomicU64::new(0),
             silent: AtomicU64::new(0),
-            warned: Mutex::default(),
+            pace: Pace::default(),
         })
     }
 
@@ -160,22 +179,9 @@ impl Connections {
         }
     }
 
-    /// Whether a warning of this kind may be logged now.
-    fn may_warn(&self, kind: &'static str) -> bool {
-        let now = Instant::now();
-        let mut warned = self.warned.lock().expect("warned");
-        match warned.get(kind) {
-            Some(at) if now < *at + WARN_EVERY => false,
-            _ => {
-                warned.insert(kind, now);
-                true
-            }
-        }
-    }
-
     fn refused(&self, ip: IpAddr, why: &str) {
         let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.may_warn("refused") {
+        if self.pace.ready("refused") {
             tracing::warn!(
                 peer = %ip,
                 open = self.open(),
@@ -188,7 +194,7 @@ impl Connections {
 
     fn silent(&self, ip: IpAddr) {
         let n = self.silent.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.may_warn("silent") {
+        if self.pace.ready("silent") {
             tracing::warn!(
                 peer = %ip,
                 closed = n,

@@ -18,6 +18,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::BadUpload => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal | ErrorCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -36,10 +37,18 @@ impl IntoResponse for Error {
             }),
         )
             .into_response();
-        if self.code == ErrorCode::Unavailable {
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from_static("2"));
+        match self.code {
+            ErrorCode::Unavailable => {
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("2"));
+            }
+            ErrorCode::RateLimited => {
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("60"));
+            }
+            _ => {}
         }
         response
     }

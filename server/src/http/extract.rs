@@ -2,6 +2,7 @@
 //! caller's credentials (an agent's access token, an administrator's token), ids in paths.
 
 use super::App;
+use super::throttle::Key;
 use crate::error::{Error, ErrorCode, Result};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -53,6 +54,26 @@ fn bearer(parts: &Parts) -> Result<&str> {
         .ok_or_else(|| Error::unauthorized("send `Authorization: Bearer <token>`"))
 }
 
+/// The address a request came from, when the listener knows it.
+pub struct PeerOf(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerOf {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
+        Ok(PeerOf(peer(parts)))
+    }
+}
+
+fn peer(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts.extensions.get::<super::conn::Peer>().map(|p| p.0)
+}
+
+/// The keys a failed sign-in from `ip` is counted against.
+pub fn peer_keys(ip: Option<std::net::IpAddr>) -> Vec<Key> {
+    ip.map(Key::Peer).into_iter().collect()
+}
+
 /// An agent authenticated by its access token.
 pub struct AgentAuth(pub i64);
 
@@ -66,7 +87,13 @@ impl FromRequestParts<App> for AgentAuth {
         let claims = match cached {
             Some(c) if now < c.exp => c,
             _ => {
-                let c = app.signer.verify(token).map_err(Error::unauthorized)?;
+                let keys = peer_keys(peer(parts));
+                let c = app
+                    .throttle
+                    .guard(&[], &keys, async {
+                        app.signer.verify(token).map_err(Error::unauthorized)
+                    })
+                    .await?;
                 let mut verified = app.verified.lock().expect("verified");
                 if verified.len() >= VERIFIED_MAX {
                     verified.clear();
@@ -96,7 +123,10 @@ impl FromRequestParts<App> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self> {
         let token = bearer(parts)?;
-        app.queue.check_admin(token).await?;
+        let keys = peer_keys(peer(parts));
+        app.throttle
+            .guard(&[], &keys, app.queue.check_admin(token))
+            .await?;
         Ok(Admin)
     }
 }

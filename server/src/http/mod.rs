@@ -8,6 +8,7 @@ pub mod conn;
 pub mod error;
 mod extract;
 mod identity;
+pub mod throttle;
 
 use crate::error::{Error, Result};
 use crate::identity::Engine;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub verified: std::sync::Mutex<std::collections::HashMap<String, crate::keys::TokenFor>>,
     /// The open connections (agents' addresses are recorded on it).
     pub connections: std::sync::Arc<conn::Connections>,
+    /// Failed sign-ins, by address and agent.
+    pub throttle: throttle::Throttle,
 }
 
 /// The shared state.

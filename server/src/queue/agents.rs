@@ -142,6 +142,7 @@ impl Queue {
                 )));
             }
         }
+        self.check_ownership(agent, hello).await?;
         sqlx::query(
             "UPDATE agents SET connections = $1, version = $2, last_seen_ms = $3 WHERE id = $4",
         )
@@ -155,6 +156,32 @@ impl Queue {
             return self.release_agent(agent).await;
         }
         Ok(0)
+    }
+
+    /// A connection name is one system in the repository: it belongs to the one agent that
+    /// reported it first. Another agent claiming it is refused, naming its owner.
+    async fn check_ownership(&self, agent: i64, hello: &Hello) -> Result<()> {
+        let rows = sqlx::query("SELECT name, connections FROM agents WHERE id <> $1")
+            .bind(agent)
+            .fetch_all(&self.db.read)
+            .await?;
+        for row in rows {
+            let owner: String = row.try_get(0)?;
+            let theirs: Vec<ConnectionReport> =
+                serde_json::from_str(&row.try_get::<String, _>(1)?).unwrap_or_default();
+            if let Some(c) = hello
+                .connections
+                .iter()
+                .find(|c| theirs.iter().any(|t| t.name == c.name))
+            {
+                return Err(Error::conflict(format!(
+                    "connection `{}` belongs to agent `{owner}`: a connection is served by one \
+                     agent; rename this one, or remove it from `{owner}` first",
+                    c.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Notes that an agent was heard from.
