@@ -167,7 +167,7 @@ impl Default for LimitsConfig {
             json_kib: 1024,
             chunk_mib: 8,
             upload_mib: 4096,
-            connections: 1024,
+            connections: 16_384,
             connections_per_peer: 128,
             header_timeout_s: 10,
             body_timeout_s: 30,

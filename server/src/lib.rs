@@ -119,6 +119,8 @@ pub async fn serve(
         verified: Default::default(),
         connections: connections.clone(),
         throttle: Default::default(),
+        generations: Default::default(),
+        token_recheck: http::TOKEN_RECHECK,
     });
     let router = http::router(
         app,

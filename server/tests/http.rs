@@ -52,6 +52,9 @@ async fn api() -> Api {
             },
         ),
         throttle: Default::default(),
+        generations: Default::default(),
+        // Every call reads the generation: a reset is seen by the next call.
+        token_recheck: Duration::ZERO,
     });
     Api {
         app: router(state, 64 << 10, 1 << 16, Duration::from_secs(10)),

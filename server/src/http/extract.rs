@@ -102,8 +102,8 @@ impl FromRequestParts<App> for AgentAuth {
                 c
             }
         };
-        // A reset or a removal of the agent ends its tokens at once.
-        if app.queue.token_gen(claims.agent).await? != Some(claims.generation) {
+        // A reset or a removal of the agent ends its tokens (within `token_recheck`).
+        if generation(app, claims.agent).await? != Some(claims.generation) {
             return Err(Error::unauthorized(
                 "this access token belongs to an agent that was reset or removed since: enrol again",
             ));
@@ -113,6 +113,29 @@ impl FromRequestParts<App> for AgentAuth {
         }
         Ok(AgentAuth(claims.agent))
     }
+}
+
+/// An agent's token generation: from the database, at most every `token_recheck`.
+async fn generation(app: &App, agent: i64) -> Result<Option<i64>> {
+    if let Some(&(g, at)) = app.generations.lock().expect("generations").get(&agent)
+        && at.elapsed() < app.token_recheck
+    {
+        return Ok(Some(g));
+    }
+    let g = app.queue.token_gen(agent).await?;
+    let mut known = app.generations.lock().expect("generations");
+    match g {
+        Some(g) => {
+            if known.len() >= VERIFIED_MAX {
+                known.clear();
+            }
+            known.insert(agent, (g, std::time::Instant::now()));
+        }
+        None => {
+            known.remove(&agent);
+        }
+    }
+    Ok(g)
 }
 
 /// An administrator, authenticated by an administrator token.

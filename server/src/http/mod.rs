@@ -42,7 +42,15 @@ pub struct AppState {
     pub connections: std::sync::Arc<conn::Connections>,
     /// Failed sign-ins, by address and agent.
     pub throttle: throttle::Throttle,
+    /// Agents' token generations as last read, and when: read again after `token_recheck`
+    /// (a reset made by the CLI, in another process, ends older tokens within that time).
+    pub generations: std::sync::Mutex<std::collections::HashMap<i64, (i64, std::time::Instant)>>,
+    /// How long a token generation read from the database is trusted.
+    pub token_recheck: Duration,
 }
+
+/// How long a token generation read from the database is trusted by default.
+pub const TOKEN_RECHECK: Duration = Duration::from_secs(1);
 
 /// The shared state.
 pub type App = Arc<AppState>;
