@@ -108,6 +108,28 @@ impl World {
         self.store(&b).await
     }
 
+    /// Accounts for E1 and E2, created; then the target's export: e1 as fulfilment wrote it
+    /// plus a column of the target's own (`login`), e2 changed by someone else. Its report.
+    async fn fulfil_two_then_echo(&self) -> SyncReport {
+        let up = self.export(&["E1", "E2"], &[]).await;
+        self.sync(up, false).await;
+        self.provision().await;
+        assert_eq!(self.fulfil(done).await.len(), 2);
+        let up = self
+            .export_accounts(&[
+                (
+                    "e1",
+                    &[("employee_id", "E1"), ("enabled", "true"), ("login", "e1")],
+                ),
+                (
+                    "e2",
+                    &[("employee_id", "E9"), ("enabled", "true"), ("login", "e2")],
+                ),
+            ])
+            .await;
+        self.sync_of("accounts", up, true).await
+    }
+
     /// Stores an export of `accounts`: each account with its attributes (one value each).
     async fn export_accounts(&self, accounts: &[(&str, &[(&str, &str)])]) -> i64 {
         let mut b = BatchBuffer::with_capacity(4096);
@@ -292,23 +314,7 @@ async fn with_a_key_attribute_the_echo_of_a_create_is_unchanged_and_writes_nothi
         "enabled_attribute = \"enabled\"\nkey_attribute = \"login\"",
     );
     let w = World::with_rules(&rules).await;
-    let up = w.export(&["E1", "E2"], &[]).await;
-    w.sync(up, false).await;
-    w.provision().await;
-    assert_eq!(w.fulfil(done).await.len(), 2);
-    let up = w
-        .export_accounts(&[
-            (
-                "e1",
-                &[("employee_id", "E1"), ("enabled", "true"), ("login", "e1")],
-            ),
-            (
-                "e2",
-                &[("employee_id", "E9"), ("enabled", "true"), ("login", "e2")],
-            ),
-        ])
-        .await;
-    let report = w.sync_of("accounts", up, true).await;
+    let report = w.fulfil_two_then_echo().await;
     assert_eq!(
         (report.unchanged, report.confirmed, report.updated),
         (1, 0, 1),
@@ -321,26 +327,7 @@ async fn with_a_key_attribute_the_echo_of_a_create_is_unchanged_and_writes_nothi
 #[tokio::test]
 async fn the_targets_echo_of_a_fulfilment_is_not_a_change() {
     let w = World::new().await;
-    let up = w.export(&["E1", "E2"], &[]).await;
-    w.sync(up, false).await;
-    w.provision().await;
-    assert_eq!(w.fulfil(done).await.len(), 2);
-
-    // The target reports both accounts with what fulfilment wrote, plus a column of its own;
-    // e2 was also changed by someone else.
-    let up = w
-        .export_accounts(&[
-            (
-                "e1",
-                &[("employee_id", "E1"), ("enabled", "true"), ("login", "e1")],
-            ),
-            (
-                "e2",
-                &[("employee_id", "E9"), ("enabled", "true"), ("login", "e2")],
-            ),
-        ])
-        .await;
-    let report = w.sync_of("accounts", up, true).await;
+    let report = w.fulfil_two_then_echo().await;
     assert_eq!((report.confirmed, report.updated), (1, 1), "{report:?}");
     let p = w.provision().await;
     assert_eq!(
