@@ -136,7 +136,9 @@ pub(crate) fn build(
         }
         let allowed = Arc::new(allowed);
         b.allow_tcp(true);
-        b.allow_ip_name_lookup(true);
+        // No name look-ups from the guest, even with endpoints granted: a look-up of a name
+        // the connector makes up would carry data out through DNS. It connects to the
+        // addresses the host resolved.
         b.socket_addr_check(move |addr, usage| {
             let ok = match usage {
                 // The implicit bind of an outgoing connection: any local port.

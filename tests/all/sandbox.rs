@@ -164,6 +164,16 @@ fn the_network_is_closed_unless_an_endpoint_is_granted() {
     )
     .result();
     assert!(r.is_err(), "connected to an endpoint not granted: {r:?}");
+    // A name is not looked up, even one that resolves to the granted address: a look-up of a
+    // made-up name would carry data out through DNS.
+    let port = addr.rsplit(':').next().unwrap();
+    let r = guest(
+        &s,
+        &format!("mode = \"connect\"\ntarget = \"localhost:{port}\""),
+        &grant,
+    )
+    .result();
+    assert!(r.is_err(), "looked a name up: {r:?}");
 }
 
 #[test]
