@@ -11,3 +11,20 @@ fi
 rustup show active-toolchain >/dev/null
 rustup target add wasm32-wasip2 >/dev/null
 echo "setup: $(rustc --version), targets: $(rustup target list --installed | tr '\n' ' ')"
+
+# System packages the connectors and their tests need: clang builds ring (TLS inside connectors)
+# for wasm32-wasip2; slapd and ldap-utils are the directory the LDAP connector is tested against.
+need_apt=()
+command -v clang >/dev/null 2>&1 || need_apt+=(clang)
+command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need_apt+=(slapd)
+command -v ldapadd >/dev/null 2>&1 || need_apt+=(ldap-utils)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: installing ${need_apt[*]} (apt-get)"
+    sudo_=""
+    [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! $sudo_ apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null; then
+        $sudo_ apt-get update -q >/dev/null
+        $sudo_ apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null
+    fi
+fi

@@ -12,6 +12,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "idgard_connector_csv.wasm",
     ),
     (
+        "idgard-connector-ldap",
+        "connectors/ldap",
+        "idgard_connector_ldap.wasm",
+    ),
+    (
         "idgard-guest-misbehave",
         "tests/guests/misbehave",
         "idgard_guest_misbehave.wasm",

@@ -206,7 +206,7 @@ impl Tally {
         for r in results {
             self.orders += 1;
             match r.outcome {
-                OrderOutcome::Done => self.done += 1,
+                OrderOutcome::Done | OrderOutcome::Created(_) => self.done += 1,
                 OrderOutcome::Failed(_) => self.failed += 1,
                 OrderOutcome::RetryLater(_) => self.retry_later += 1,
             }

@@ -157,7 +157,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Outcome::Fulfilled(results) => {
             let failed = results
                 .iter()
-                .filter(|r| !matches!(r.outcome, OrderOutcome::Done))
+                .filter(|r| !matches!(r.outcome, OrderOutcome::Done | OrderOutcome::Created(_)))
                 .count();
             for r in &results {
                 println!("{}", serde_json::to_string(r)?);

@@ -54,7 +54,8 @@ pub fn create(name: &str, dir: Option<PathBuf>, sdk: &Path) -> Result<()> {
         let text = text
             .replace("{{name}}", name)
             .replace("{{crate_name}}", &crate_name)
-            .replace("{{sdk}}", &sdk.display().to_string());
+            .replace("{{sdk}}", &sdk.display().to_string())
+            .replace("{{contract}}", idgard_sdk::CONTRACT_VERSION);
         let target = dir.join(path);
         std::fs::create_dir_all(target.parent().expect("file in a folder"))?;
         std::fs::write(&target, text)

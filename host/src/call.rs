@@ -10,12 +10,13 @@
 //!   whole call future is dropped, taking the guest's stack and pending I/O with it;
 //! - either way the store is dropped at the end, with every handle the guest held.
 
-use crate::bindings::{IdgardConnectorPre, wit};
+use crate::bindings::{IdgardConnectorPre, Pre, v1, wit};
 use crate::cancel::Cancel;
 use crate::error::Error;
 use crate::filesystem::Quota;
 use crate::grants::Effective;
 use crate::limits::{LimitHit, Limits};
+use crate::network;
 use crate::sandbox::{self, RunFolders};
 use crate::state::{RunState, Stop};
 use crate::{Loaded, Observer, Runtime, text};
@@ -67,6 +68,17 @@ pub(crate) struct Counts {
 
 async fn invoke(
     store: &mut Store<RunState>,
+    pre: &Pre<RunState>,
+    call: Call,
+) -> wasmtime::Result<Answer> {
+    match pre {
+        Pre::V2(pre) => invoke_now(store, pre, call).await,
+        Pre::V1(pre) => v1::invoke(store, pre, call).await,
+    }
+}
+
+async fn invoke_now(
+    store: &mut Store<RunState>,
     pre: &IdgardConnectorPre<RunState>,
     call: Call,
 ) -> wasmtime::Result<Answer> {
@@ -99,7 +111,8 @@ impl Runtime {
         call: Call,
     ) -> Result<(Answer, Counts), Error> {
         let limits = setup.limits;
-        let (wasi, stderr) = sandbox::build(&setup.folders, &setup.grants)?;
+        let endpoints = network::resolve(&setup.grants.endpoints);
+        let (wasi, stderr) = sandbox::build(&setup.folders, &setup.grants, &endpoints.allowed)?;
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.max_handles as usize);
         let symlinks = setup.grants.folders.iter().any(|f| f.symlinks);
@@ -119,6 +132,7 @@ impl Runtime {
             stopped: None,
             observer,
             secrets: setup.secrets,
+            endpoints,
             entity_types: setup.entity_types,
             exporting: false,
             log_bytes: 0,

@@ -65,6 +65,14 @@ impl Connection {
                 g.path = base.join(&g.path);
             }
         }
+        for (name, e) in c.grants.endpoints.iter_mut() {
+            e.check(name).map_err(bad)?;
+            if let Some(ca) = &mut e.ca
+                && ca.is_relative()
+            {
+                *ca = base.join(&*ca);
+            }
+        }
         for s in c.secrets.values_mut() {
             if let SecretSource::File(p) = s
                 && p.is_relative()

@@ -7,13 +7,28 @@ use wasmparser::{Encoding, Parser, Payload};
 /// The custom section in which the SDK embeds the contract version.
 pub const CONTRACT_SECTION: &str = "idgard:contract";
 
-/// The contract versions this host speaks: `0.1.x`.
-pub const SUPPORTED: &str = "0.1.x";
+/// The contract versions this host speaks: `0.1.x` (frozen, converted) and `0.2.x`.
+pub const SUPPORTED: &str = "0.1.x, 0.2.x";
+
+/// The minor version of a `0.N.patch` contract version this host speaks.
+fn minor(version: &str) -> Option<u32> {
+    let mut parts = version.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("0"), Some(m @ ("1" | "2")), Some(p), None) if p.parse::<u32>().is_ok() => {
+            m.parse().ok()
+        }
+        _ => None,
+    }
+}
 
 /// Whether a contract version is one this host speaks.
 pub fn supported(version: &str) -> bool {
-    let mut parts = version.split('.');
-    matches!((parts.next(), parts.next(), parts.next(), parts.next()), (Some("0"), Some("1"), Some(p), None) if p.parse::<u32>().is_ok())
+    minor(version).is_some()
+}
+
+/// Whether a (supported) contract version is the frozen 0.1.x.
+pub fn is_v1(version: &str) -> bool {
+    minor(version) == Some(1)
 }
 
 /// Checks that `bytes` is a WebAssembly component and returns the contract version it embeds.
@@ -68,7 +83,9 @@ mod tests {
     fn versions() {
         assert!(supported("0.1.0"));
         assert!(supported("0.1.7"));
-        assert!(!supported("0.2.0"));
+        assert!(supported("0.2.0"));
+        assert!(is_v1("0.1.0") && !is_v1("0.2.0"));
+        assert!(!supported("0.3.0"));
         assert!(!supported("1.1.0"));
         assert!(!supported("0.1"));
         assert!(!supported("0.1.x"));

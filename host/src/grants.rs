@@ -23,15 +23,106 @@ pub struct Grants {
     /// Folders by the name the manifest asks for them under.
     #[serde(default)]
     pub folders: BTreeMap<String, FolderGrant>,
-    /// TCP endpoints, `host:port`.
+    /// TCP endpoints by the name the connector asks for them under.
     #[serde(default)]
-    pub endpoints: Vec<String>,
+    pub endpoints: BTreeMap<String, EndpointGrant>,
     /// HTTP base URLs (`https://host[:port]/path/`).
     #[serde(default)]
     pub http: Vec<String>,
     /// The database the host's SQL capability connects to (a URL; its password as a secret).
     #[serde(default)]
     pub sql: Option<String>,
+}
+
+/// How a connector must protect what it sends to an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Plain TCP: only when the connection writes `tls = "none"`.
+    None,
+    /// TLS from the first byte (LDAPS).
+    Direct,
+    /// Plain first, then upgraded by the protocol (LDAP StartTLS).
+    StartTls,
+}
+
+/// A granted TCP endpoint (`[grants.endpoints.<name>]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointGrant {
+    /// `host:port`; the host resolves the name, the connector gets the addresses.
+    pub address: String,
+    /// TLS, or not: there is no default, the connection says which.
+    pub tls: TlsMode,
+    /// The name the server's certificate must carry; the address's host by default.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Certificate authorities to trust, a PEM file (relative: from the connection file).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// SHA-256 of the server's public key (SubjectPublicKeyInfo), hex: any one must match.
+    #[serde(default)]
+    pub pins: Vec<String>,
+    /// Seconds to wait for a connection to open.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_s: u32,
+    /// Seconds to wait for one read or write.
+    #[serde(default = "default_io_timeout")]
+    pub io_timeout_s: u32,
+}
+
+fn default_connect_timeout() -> u32 {
+    10
+}
+
+fn default_io_timeout() -> u32 {
+    120
+}
+
+impl EndpointGrant {
+    /// What is wrong with the grant, said for the connection file's reader.
+    pub fn check(&self, name: &str) -> Result<(), String> {
+        let bad = |m: String| Err(format!("endpoint `{name}`: {m}"));
+        if !crate::manifest::valid_name(name) {
+            return bad("name: use lower-case letters, digits, `-` and `_`".into());
+        }
+        match self.address.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
+            _ => return bad(format!("address `{}` is not `host:port`", self.address)),
+        }
+        if let Some(p) = self.pins.iter().find(|p| {
+            p.len() != 64
+                || !p
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }) {
+            return bad(format!(
+                "pin `{p}` is not a SHA-256 in lower-case hex (64 characters)"
+            ));
+        }
+        match self.tls {
+            TlsMode::None if self.ca.is_some() || !self.pins.is_empty() => {
+                bad("`tls = \"none\"` with a CA or pins: choose `direct` or `start-tls`".into())
+            }
+            TlsMode::Direct | TlsMode::StartTls if self.ca.is_none() && self.pins.is_empty() => {
+                bad(
+                    "TLS needs something to trust: `ca` (a PEM file) or `pins` (SHA-256 of the \
+                 server's public key)"
+                        .into(),
+                )
+            }
+            _ if self.connect_timeout_s == 0 || self.io_timeout_s == 0 => {
+                bad("timeouts must be at least one second".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The host part of the address (brackets of an IPv6 literal removed).
+    pub fn host(&self) -> &str {
+        let host = self.address.rsplit_once(':').map_or("", |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
 }
 
 /// A granted folder.
@@ -71,7 +162,7 @@ pub struct Effective {
     /// Folders asked for and granted.
     pub folders: Vec<GrantedFolder>,
     /// TCP endpoints, when the manifest asks for endpoints.
-    pub endpoints: Vec<String>,
+    pub endpoints: BTreeMap<String, EndpointGrant>,
     /// HTTP base URLs, when the manifest asks for HTTP.
     pub http: Vec<String>,
     /// The SQL database, when the manifest asks for SQL.
@@ -136,7 +227,7 @@ mod tests {
              [[capabilities.folders]]\nname = \"never\"\naccess = \"read-only\"\n",
         );
         let g: Grants = toml::from_str(
-            "endpoints = [\"db:5432\"]\n\
+            "[endpoints.db]\naddress = \"db:5432\"\ntls = \"none\"\n\
              [folders.src]\npath = \"/a\"\naccess = \"read-only\"\n\
              [folders.out]\npath = \"/b\"\naccess = \"read-write\"\n\
              [folders.extra]\npath = \"/c\"\naccess = \"read-write\"\n",
@@ -168,5 +259,37 @@ mod tests {
             e.unused,
             vec!["folder `extra`".to_string(), "endpoints".to_string()]
         );
+    }
+
+    fn endpoint(toml: &str) -> Result<(), String> {
+        let g: EndpointGrant = toml::from_str(toml).map_err(|e| e.to_string())?;
+        g.check("ldap")
+    }
+
+    #[test]
+    fn endpoints_say_how_they_are_protected() {
+        assert!(endpoint("address = \"ldap:636\"\ntls = \"direct\"\nca = \"ca.pem\"").is_ok());
+        assert!(endpoint("address = \"ldap:389\"\ntls = \"none\"").is_ok());
+        let pin = "a".repeat(64);
+        assert!(
+            endpoint(&format!(
+                "address = \"[::1]:389\"\ntls = \"start-tls\"\npins = [\"{pin}\"]"
+            ))
+            .is_ok()
+        );
+        let no_mode = endpoint("address = \"ldap:636\"").unwrap_err();
+        assert!(no_mode.contains("tls"), "{no_mode}");
+        let nothing_trusted = endpoint("address = \"ldap:636\"\ntls = \"direct\"").unwrap_err();
+        assert!(
+            nothing_trusted.contains("something to trust"),
+            "{nothing_trusted}"
+        );
+        let bad_pin =
+            endpoint("address = \"ldap:636\"\ntls = \"direct\"\npins = [\"AB\"]").unwrap_err();
+        assert!(bad_pin.contains("pin"), "{bad_pin}");
+        let no_port = endpoint("address = \"ldap\"\ntls = \"none\"").unwrap_err();
+        assert!(no_port.contains("host:port"), "{no_port}");
+        let g: EndpointGrant = toml::from_str("address = \"[::1]:389\"\ntls = \"none\"").unwrap();
+        assert_eq!(g.host(), "::1");
     }
 }

@@ -19,6 +19,7 @@ mod filesystem;
 pub mod grants;
 pub mod limits;
 pub mod manifest;
+mod network;
 mod orders;
 pub mod package;
 mod request;
@@ -37,7 +38,7 @@ pub use model::Level;
 pub use request::{Outcome, Request};
 pub use sandbox::RunFolders;
 
-use bindings::IdgardConnectorPre;
+use bindings::{IdgardConnectorPre, Pre};
 use call::{Answer, Call, Setup};
 use state::RunState;
 use std::collections::BTreeMap;
@@ -117,7 +118,7 @@ pub struct Loaded {
     pub info: model::ConnectorInfo,
     /// Whether the compiled form came from the cache.
     pub cache: CacheUse,
-    pre: IdgardConnectorPre<RunState>,
+    pre: Pre<RunState>,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -186,6 +187,11 @@ impl Runtime {
         linker.allow_shadowing(false);
         bindings::IdgardConnector::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)
             .map_err(engine_err)?;
+        bindings::v1::IdgardConnector::add_to_linker::<RunState, HasSelf<RunState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(engine_err)?;
 
         let cache = options
             .cache_dir
@@ -271,12 +277,17 @@ impl Runtime {
                 format!("needs an import this host does not grant: {e:#}"),
             )
         })?;
-        let pre = IdgardConnectorPre::new(pre).map_err(|e| {
+        let not_exported = |e: wasmtime::Error| {
             Error::component(
                 &component_path,
-                format!("does not export idgard:connector/connector@0.1.0: {e:#}"),
+                format!("does not export idgard:connector/connector@{embedded}: {e:#}"),
             )
-        })?;
+        };
+        let pre = if contract::is_v1(&embedded) {
+            Pre::V1(bindings::v1::IdgardConnectorPre::new(pre).map_err(not_exported)?)
+        } else {
+            Pre::V2(IdgardConnectorPre::new(pre).map_err(not_exported)?)
+        };
 
         let mut loaded = Loaded {
             manifest,

@@ -69,6 +69,7 @@ pub(crate) fn match_results(
 fn bounded(outcome: wit::OrderOutcome) -> model::OrderOutcome {
     match outcome {
         wit::OrderOutcome::Done => model::OrderOutcome::Done,
+        wit::OrderOutcome::Created(key) => model::OrderOutcome::Created(key),
         wit::OrderOutcome::Failed(m) => {
             model::OrderOutcome::Failed(text::shown(&m, MAX_RESULT_MESSAGE))
         }

@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::grants::{Access, Effective};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -92,6 +92,7 @@ pub fn empty_folder(path: &Path) -> std::io::Result<()> {
 pub(crate) fn build(
     folders: &RunFolders<'_>,
     grants: &Effective,
+    allowed: &[SocketAddr],
 ) -> Result<(WasiCtx, Stderr), Error> {
     let mut b = WasiCtxBuilder::new();
     let stderr = Stderr::default();
@@ -125,16 +126,9 @@ pub(crate) fn build(
         open(&mut b, &f.path, &format!("{GRANTS}/{}", f.name), perms)?;
     }
     if !grants.endpoints.is_empty() {
-        let mut allowed: Vec<SocketAddr> = Vec::new();
-        for ep in &grants.endpoints {
-            // Resolved by the host, once per run: the connector may connect to these addresses
-            // and no others, whatever names it looks up.
-            match ep.to_socket_addrs() {
-                Ok(addrs) => allowed.extend(addrs),
-                Err(e) => tracing::warn!(endpoint = %ep, "granted endpoint does not resolve: {e}"),
-            }
-        }
-        let allowed = Arc::new(allowed);
+        // Resolved by the host, once per run: the connector may connect to these addresses
+        // and no others, whatever names it looks up.
+        let allowed = Arc::new(allowed.to_vec());
         b.allow_tcp(true);
         // No name look-ups from the guest, even with endpoints granted: a look-up of a name
         // the connector makes up would carry data out through DNS. It connects to the

@@ -37,6 +37,8 @@ pub(crate) struct RunState {
     pub(crate) stopped: Option<Stop>,
     pub(crate) observer: Box<dyn Observer>,
     pub(crate) secrets: BTreeMap<String, String>,
+    /// The granted endpoints, resolved at the start of the run.
+    pub(crate) endpoints: crate::network::Endpoints,
     /// The entity types the connector declared; an entry of another type is refused.
     pub(crate) entity_types: Vec<String>,
     pub(crate) exporting: bool,

@@ -68,6 +68,9 @@ pub struct AttributeSchema {
     pub key: bool,
     /// Whether every entry has it.
     pub required: bool,
+    /// For a reference: the entity type its values are keys of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<String>,
 }
 
 /// An entity type in a schema.
@@ -192,6 +195,8 @@ pub struct Order {
 pub enum OrderOutcome {
     /// Carried out.
     Done,
+    /// Carried out; the managed system keyed the new entry itself, with this key.
+    Created(String),
     /// Not carried out; the message says why.
     Failed(String),
     /// Not carried out now; offer it again later.

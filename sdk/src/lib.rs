@@ -29,6 +29,8 @@
 
 pub mod fs;
 pub mod log;
+#[cfg(feature = "net")]
+pub mod net;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub use idgard_model::wire;
@@ -50,14 +52,14 @@ pub use bindings::idgard::connector::types::{
 
 /// The contract version this SDK implements; the host reads it from the component before
 /// instantiating and refuses a version it does not speak.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 #[doc(hidden)]
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "idgard-connector",
-        path: "../wit",
+        path: "../wit/0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_idgard_connector",
         default_bindings_module: "::idgard_sdk::bindings",
@@ -183,6 +185,14 @@ impl OrderResult {
             outcome: OrderOutcome::Failed(message.into()),
         }
     }
+    /// The order created an entry that the managed system keyed itself (a directory's
+    /// entryUUID): `key` is the key the connector's exports will report for it.
+    pub fn created(id: &str, key: impl Into<String>) -> Self {
+        OrderResult {
+            id: id.to_owned(),
+            outcome: OrderOutcome::Created(key.into()),
+        }
+    }
     /// The order could not be carried out now; the host will offer it again later.
     pub fn retry_later(id: &str, message: impl Into<String>) -> Self {
         OrderResult {
@@ -207,16 +217,22 @@ pub fn progress(done: u64, total: Option<u64>, message: &str) {
 mod host {
     #[cfg(target_arch = "wasm32")]
     pub use crate::bindings::idgard::connector::host::{emit, log, progress, secret};
+    #[cfg(all(target_arch = "wasm32", feature = "net"))]
+    pub use crate::bindings::idgard::connector::network::{
+        granted as endpoints, resolve as endpoint,
+    };
 
     #[cfg(not(target_arch = "wasm32"))]
     pub use crate::testing::fake::{emit, log, progress, secret};
+    #[cfg(all(not(target_arch = "wasm32"), feature = "net"))]
+    pub use crate::testing::fake::{endpoint, endpoints};
 }
 
 #[doc(hidden)]
 pub mod __private {
     pub use crate::adapter::Adapter;
     /// The contract version, embedded into every connector by [`crate::export!`].
-    pub const CONTRACT: [u8; 5] = *b"0.1.0";
+    pub const CONTRACT: [u8; 5] = *b"0.2.0";
     const _: () = assert!(CONTRACT.len() == crate::CONTRACT_VERSION.len());
 }
 

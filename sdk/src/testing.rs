@@ -35,6 +35,8 @@ pub struct Harness {
     folders: HashMap<String, PathBuf>,
     collect: Option<PathBuf>,
     orders: Option<PathBuf>,
+    #[cfg(feature = "net")]
+    endpoints: HashMap<String, crate::net::Endpoint>,
     batch_size: u32,
 }
 
@@ -84,6 +86,8 @@ impl Harness {
             folders: HashMap::new(),
             collect: None,
             orders: None,
+            #[cfg(feature = "net")]
+            endpoints: HashMap::new(),
             batch_size: 1024,
         }
     }
@@ -119,6 +123,14 @@ impl Harness {
         self
     }
 
+    #[cfg(feature = "net")]
+    /// A granted endpoint, seen by the connector through [`crate::net`]. The connector connects
+    /// to `endpoint.addresses` as given: write them as `ip:port`, the way the host resolves them.
+    pub fn endpoint(mut self, endpoint: crate::net::Endpoint) -> Self {
+        self.endpoints.insert(endpoint.name.clone(), endpoint);
+        self
+    }
+
     /// Entries per batch the host asks for.
     pub fn batch_size(mut self, n: u32) -> Self {
         self.batch_size = n;
@@ -131,6 +143,8 @@ impl Harness {
             folders: self.folders.clone(),
             collect: self.collect.clone(),
             orders: self.orders.clone(),
+            #[cfg(feature = "net")]
+            endpoints: self.endpoints.clone(),
             sink,
             ..Default::default()
         }
@@ -235,6 +249,8 @@ pub(crate) mod fake {
         pub folders: HashMap<String, PathBuf>,
         pub collect: Option<PathBuf>,
         pub orders: Option<PathBuf>,
+        #[cfg(feature = "net")]
+        pub endpoints: HashMap<String, crate::net::Endpoint>,
         pub logs: Vec<(Level, String)>,
         pub progress: Vec<(u64, Option<u64>, String)>,
         pub batches: Vec<Vec<u8>>,
@@ -295,5 +311,17 @@ pub(crate) mod fake {
 
     pub fn granted(name: &str) -> Option<PathBuf> {
         with(|h| h.folders.get(name).cloned()).flatten()
+    }
+
+    #[cfg(feature = "net")]
+    pub fn endpoints() -> Vec<String> {
+        with(|h| h.endpoints.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    #[cfg(feature = "net")]
+    pub fn endpoint(name: &str) -> Result<crate::net::Endpoint, Error> {
+        with(|h| h.endpoints.get(name).cloned())
+            .flatten()
+            .ok_or_else(|| Error::denied(format!("the connection grants no endpoint `{name}`")))
     }
 }

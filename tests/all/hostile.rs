@@ -76,7 +76,9 @@ fn a_read_from_a_silent_endpoint_ends_at_the_deadline() {
     let (msg, took) = stopped_by(
         &s,
         &format!("mode = \"read-endpoint\"\ntarget = {addr:?}"),
-        &format!("deadline_secs = 1\n[grants]\nendpoints = [{addr:?}]"),
+        &format!(
+            "deadline_secs = 1\n[grants.endpoints.target]\naddress = {addr:?}\ntls = \"none\""
+        ),
         LimitHit::Deadline,
     );
     assert!(

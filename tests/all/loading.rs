@@ -74,20 +74,20 @@ fn edit_manifest(pkg: &Path, from: &str, to: &str) {
 fn contract_version_mismatches_are_refused_before_instantiation() {
     let s = Scratch::new();
     let pkg = copy_package(idgard_tests::packages::CONNECTOR_CSV, &s.path("pkg"));
-    edit_manifest(&pkg, "contract = \"0.1.0\"", "contract = \"0.2.0\"");
+    edit_manifest(&pkg, "contract = \"0.2.0\"", "contract = \"0.3.0\"");
     let e = runtime().load(&pkg).unwrap_err();
     assert!(matches!(e, Error::Contract { .. }), "{e}");
     let msg = e.to_string();
     assert!(
-        msg.contains("connector.toml") && msg.contains("contract version 0.2.0 is not supported"),
+        msg.contains("connector.toml") && msg.contains("contract version 0.3.0 is not supported"),
         "{msg}"
     );
 
-    edit_manifest(&pkg, "contract = \"0.2.0\"", "contract = \"0.1.1\"");
+    edit_manifest(&pkg, "contract = \"0.3.0\"", "contract = \"0.1.0\"");
     let msg = load_err(&pkg);
     assert!(
         msg.contains("idgard_connector_csv.wasm")
-            && msg.contains("implements contract 0.1.0 but its manifest says 0.1.1"),
+            && msg.contains("implements contract 0.2.0 but its manifest says 0.1.0"),
         "{msg}"
     );
 }
@@ -234,4 +234,50 @@ fn the_manifests_component_must_be_a_file_of_the_package() {
             "{component} hung"
         );
     }
+}
+
+#[test]
+fn a_connector_built_against_the_frozen_0_1_0_contract_still_loads_and_runs() {
+    use idgard_host::model::{Order, OrderKind, OrderOutcome};
+    use idgard_host::{Outcome, Request};
+    let frozen = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/csv-0.1.0"));
+    let old = runtime().load(frozen).unwrap();
+    assert_eq!(old.manifest.contract, "0.1.0");
+    let s = Scratch::new();
+    s.write("source/hr.csv", "id,name\nE1,Zoë\nE2,Bob\n");
+    let conn = s.connection(
+        "name = \"hr\"\n[settings]\nfile = \"hr.csv\"\nkey = \"id\"\n\
+         [grants.folders.source]\npath = \"source\"\naccess = \"read-only\"\n\
+         [grants.folders.accounts]\npath = \"accounts\"\naccess = \"read-write\"\n",
+    );
+    s.mkdir("accounts");
+    // The same export through the frozen contract and through today's.
+    let mut seen = Vec::new();
+    for loaded in [&old, csv()] {
+        let (out, cap) = s.run(loaded, &conn, full());
+        assert!(matches!(out, Ok(Outcome::Exported(_))), "{out:?}");
+        seen.push(cap.entries());
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0][0].get("name"), Some("Zoë"));
+    let (out, _) = s.run(&old, &conn, Request::Schema);
+    let Ok(Outcome::Schema(schema)) = out else {
+        panic!("{out:?}")
+    };
+    assert!(schema[0].attributes.iter().all(|a| a.references.is_none()));
+    let create = Order {
+        id: "o1".into(),
+        entity_type: "account".into(),
+        key: "zoe".into(),
+        kind: OrderKind::Create {
+            attributes: [("name".to_owned(), vec!["Zoë".to_owned()])].into(),
+        },
+    };
+    let (out, _) = s.run(&old, &conn, Request::Fulfill(vec![create]));
+    let Ok(Outcome::Fulfilled(results)) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(results[0].outcome, OrderOutcome::Done);
+    let accounts = std::fs::read_to_string(s.path("accounts/accounts.csv")).unwrap();
+    assert!(accounts.contains("zoe"), "{accounts}");
 }

@@ -149,7 +149,7 @@ fn the_network_is_closed_unless_an_endpoint_is_granted() {
     let r = guest(&s, &format!("mode = \"connect\"\ntarget = {addr:?}"), "").result();
     assert!(r.is_err(), "connected without a grant: {r:?}");
 
-    let grant = format!("[grants]\nendpoints = [{addr:?}]");
+    let grant = format!("[grants.endpoints.target]\naddress = {addr:?}\ntls = \"none\"");
     let r = guest(
         &s,
         &format!("mode = \"connect\"\ntarget = {addr:?}"),
@@ -174,6 +174,16 @@ fn the_network_is_closed_unless_an_endpoint_is_granted() {
     )
     .result();
     assert!(r.is_err(), "looked a name up: {r:?}");
+    // The same port on another address of this machine is not the granted endpoint, even with
+    // something listening there.
+    let _v6 = std::net::TcpListener::bind(format!("[::1]:{port}"));
+    let r = guest(
+        &s,
+        &format!("mode = \"connect\"\ntarget = \"[::1]:{port}\""),
+        &grant,
+    )
+    .result();
+    assert!(r.is_err(), "reached ::1: {r:?}");
 }
 
 #[test]

@@ -97,6 +97,7 @@ impl Connector for Csv {
                 multi_valued: false,
                 key: i == key,
                 required: i == key,
+                references: None,
             })
             .collect();
         Ok(vec![EntitySchema {

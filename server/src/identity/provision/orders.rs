@@ -118,7 +118,8 @@ impl Engine {
         require_lease(&mut tx, agent, task, body.fence).await?;
         let given = given(&mut tx, task, body).await?;
         let mut answer = OrderResultsAnswer::default();
-        let mut done: Vec<(&Given, &str)> = Vec::new();
+        // Each with the key the managed system gave a created entry, when it keys entries itself.
+        let mut done: Vec<(&Given, &str, Option<&str>)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for r in &body.results {
             let g = &given[&r.id];
@@ -128,7 +129,8 @@ impl Engine {
             }
             answer.recorded += 1;
             match &r.outcome {
-                OrderOutcome::Done => done.push((g, r.id.as_str())),
+                OrderOutcome::Done => done.push((g, r.id.as_str(), None)),
+                OrderOutcome::Created(key) => done.push((g, r.id.as_str(), Some(key.as_str()))),
                 OrderOutcome::Failed(m) | OrderOutcome::RetryLater(m) => {
                     let retry_later = matches!(r.outcome, OrderOutcome::RetryLater(_));
                     self.record_failure(&mut tx, &r.id, g, m, retry_later, now)
@@ -137,11 +139,16 @@ impl Engine {
             }
         }
         let mut by_connection: HashMap<&str, Vec<(Option<String>, Order)>> = HashMap::new();
-        for (g, _) in &done {
+        for (g, _, created) in &done {
+            let mut order = g.order.clone();
+            if let Some(key) = created {
+                // The account is held under the key the target's exports will report.
+                order.key = (*key).to_owned();
+            }
             by_connection
                 .entry(g.connection.as_str())
                 .or_default()
-                .push((g.identity.clone(), g.order.clone()));
+                .push((g.identity.clone(), order));
         }
         for (connection, orders) in by_connection {
             let target = self.rules.as_ref().and_then(|r| r.target(connection));
@@ -151,7 +158,7 @@ impl Engine {
             };
             apply_done(&mut tx, connection, &orders, shape, now).await?;
         }
-        let ids: Vec<&str> = done.iter().map(|(_, id)| *id).collect();
+        let ids: Vec<&str> = done.iter().map(|(_, id, _)| *id).collect();
         for chunk in ids.chunks(100) {
             let sql = format!(
                 "UPDATE orders SET state = 'done', message = NULL, next_ms = $1, updated_ms = $1 \

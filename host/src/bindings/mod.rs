@@ -1,16 +1,30 @@
 //! Generated bindings of the contract, and conversions to and from the host's model types.
+//!
+//! The host speaks the newest contract (0.2.0) inside; [`v1`] converts for connectors built
+//! against the frozen 0.1.0.
+
+pub(crate) mod v1;
 
 use crate::model;
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../wit/0.2.0",
     world: "idgard-connector",
     imports: { default: trappable },
     exports: { default: async },
 });
 
 pub(crate) use idgard::connector::host as imports;
+pub(crate) use idgard::connector::network as net;
 pub(crate) use idgard::connector::types as wit;
+
+/// A connector pre-instantiated against the contract it was built for.
+pub(crate) enum Pre<T: 'static> {
+    /// Contract 0.1.x.
+    V1(v1::IdgardConnectorPre<T>),
+    /// Contract 0.2.x.
+    V2(IdgardConnectorPre<T>),
+}
 
 impl From<imports::Level> for model::Level {
     fn from(l: imports::Level) -> Self {
@@ -85,6 +99,7 @@ impl From<wit::EntitySchema> for model::EntitySchema {
                     multi_valued: a.multi_valued,
                     key: a.key,
                     required: a.required,
+                    references: a.references,
                 })
                 .collect(),
         }
@@ -150,6 +165,7 @@ impl From<wit::OrderOutcome> for model::OrderOutcome {
     fn from(o: wit::OrderOutcome) -> Self {
         match o {
             wit::OrderOutcome::Done => model::OrderOutcome::Done,
+            wit::OrderOutcome::Created(k) => model::OrderOutcome::Created(k),
             wit::OrderOutcome::Failed(m) => model::OrderOutcome::Failed(m),
             wit::OrderOutcome::RetryLater(m) => model::OrderOutcome::RetryLater(m),
         }

@@ -1,0 +1,308 @@
+//! One LDAP session over a granted endpoint: StartTLS when the grant asks for it, a simple bind,
+//! then requests one at a time (searches paged with RFC 2696 simple paged results).
+
+use crate::settings::{Config, Dialect};
+use bytes::BytesMut;
+use idgard_sdk::Error;
+use idgard_sdk::net::{self, Stream};
+use ldap3_proto::LdapCodec;
+use ldap3_proto::control::LdapControl;
+use ldap3_proto::proto::{
+    LdapBindCred, LdapBindRequest, LdapExtendedRequest, LdapModify, LdapModifyDNRequest, LdapMsg,
+    LdapOp, LdapPartialAttribute, LdapResult, LdapResultCode, LdapSearchRequest,
+    LdapSearchResultEntry,
+};
+use std::io::{Read, Write};
+use tokio_util::codec::{Decoder, Encoder};
+
+/// The largest message accepted from the directory (a group of 100,000 members fits).
+const MAX_MESSAGE: usize = 64 << 20;
+/// LDAP's StartTLS extended operation (RFC 4511 §4.14).
+const OID_START_TLS: &str = "1.3.6.1.4.1.1466.20037";
+
+/// An open, bound session.
+pub struct Session {
+    stream: Stream,
+    codec: LdapCodec,
+    buf: BytesMut,
+    next_id: i32,
+}
+
+impl Session {
+    /// Connects to the configured endpoint, upgrades it if the grant says StartTLS, and binds.
+    pub fn open(config: &Config) -> Result<Self, Error> {
+        let stream = net::connect(&config.endpoint)?;
+        let needs_tls = stream.needs_start_tls();
+        let mut s = Session {
+            stream,
+            codec: LdapCodec::new(Some(MAX_MESSAGE), None),
+            buf: BytesMut::with_capacity(64 * 1024),
+            next_id: 1,
+        };
+        if needs_tls {
+            s = s.start_tls()?;
+        }
+        let password = idgard_sdk::secret(&config.password_secret).ok_or_else(|| {
+            Error::configuration(format!(
+                "the connection has no secret `{}` (the bind password)",
+                config.password_secret
+            ))
+        })?;
+        if password.is_empty() {
+            // An empty password makes an unauthenticated bind, which some servers accept.
+            return Err(Error::configuration("the bind password is empty"));
+        }
+        if config.dialect == Dialect::ActiveDirectory && !s.stream.is_tls() {
+            return Err(Error::configuration(
+                "Active Directory refuses simple binds without TLS: grant the endpoint with \
+                 `tls = \"direct\"` (LDAPS) or `tls = \"start-tls\"`",
+            ));
+        }
+        s.bind(&config.bind_dn, &password)?;
+        Ok(s)
+    }
+
+    /// Whether the session is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
+    }
+
+    fn start_tls(mut self) -> Result<Self, Error> {
+        let op = LdapOp::ExtendedRequest(LdapExtendedRequest {
+            name: OID_START_TLS.into(),
+            value: None,
+        });
+        let id = self.send(op, vec![])?;
+        let res = match self.receive(id)?.op {
+            LdapOp::ExtendedResponse(r) => r.res,
+            other => return Err(unexpected(&other)),
+        };
+        if res.code != LdapResultCode::Success {
+            return Err(Error::unavailable(format!(
+                "the directory refused StartTLS: {}",
+                describe(&res)
+            )));
+        }
+        self.stream = self.stream.start_tls()?;
+        Ok(self)
+    }
+
+    fn bind(&mut self, dn: &str, password: &str) -> Result<(), Error> {
+        let op = LdapOp::BindRequest(LdapBindRequest {
+            dn: dn.to_owned(),
+            cred: LdapBindCred::Simple(password.to_owned()),
+        });
+        let id = self.send(op, vec![])?;
+        let res = match self.receive(id)?.op {
+            LdapOp::BindResponse(r) => r.res,
+            other => return Err(unexpected(&other)),
+        };
+        match res.code {
+            LdapResultCode::Success => Ok(()),
+            LdapResultCode::InvalidCredentials => Err(Error::denied(format!(
+                "the directory refused the bind as `{dn}`: invalid credentials"
+            ))),
+            _ => Err(error(&format!("bind as `{dn}`"), &res)),
+        }
+    }
+
+    /// Sends one request; returns its message id.
+    fn send(&mut self, op: LdapOp, ctrl: Vec<LdapControl>) -> Result<i32, Error> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let mut out = BytesMut::new();
+        self.codec
+            .encode(LdapMsg::new_with_ctrls(id, op, ctrl), &mut out)
+            .map_err(|e| Error::internal(format!("cannot encode an LDAP request: {e}")))?;
+        self.stream.write_all(&out).map_err(lost)?;
+        self.stream.flush().map_err(lost)?;
+        Ok(id)
+    }
+
+    /// The next message for request `id` (messages for others, such as notices, are skipped).
+    fn receive(&mut self, id: i32) -> Result<LdapMsg, Error> {
+        loop {
+            let decoded = self.codec.decode(&mut self.buf).map_err(|e| {
+                Error::invalid_data(format!(
+                    "the directory sent a message that does not parse: {e}"
+                ))
+            })?;
+            match decoded {
+                Some(m) if m.msgid == id => return Ok(m),
+                Some(m) if m.msgid == 0 => {
+                    if let LdapOp::ExtendedResponse(r) = m.op {
+                        return Err(Error::unavailable(format!(
+                            "the directory ended the session: {}",
+                            describe(&r.res)
+                        )));
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    let mut chunk = [0u8; 32 * 1024];
+                    let n = self.stream.read(&mut chunk).map_err(lost)?;
+                    if n == 0 {
+                        return Err(Error::unavailable("the directory closed the connection"));
+                    }
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+            }
+        }
+    }
+
+    /// Sends a request answered by one result.
+    fn request(&mut self, op: LdapOp) -> Result<LdapResult, Error> {
+        let id = self.send(op, vec![])?;
+        match self.receive(id)?.op {
+            LdapOp::AddResponse(r)
+            | LdapOp::ModifyResponse(r)
+            | LdapOp::DelResponse(r)
+            | LdapOp::ModifyDNResponse(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Adds an entry.
+    pub fn add(
+        &mut self,
+        dn: &str,
+        attributes: Vec<LdapPartialAttribute>,
+    ) -> Result<LdapResult, Error> {
+        self.request(LdapOp::AddRequest(ldap3_proto::proto::LdapAddRequest {
+            dn: dn.to_owned(),
+            attributes,
+        }))
+    }
+
+    /// Changes an entry's attributes.
+    pub fn modify(&mut self, dn: &str, changes: Vec<LdapModify>) -> Result<LdapResult, Error> {
+        self.request(LdapOp::ModifyRequest(
+            ldap3_proto::proto::LdapModifyRequest {
+                dn: dn.to_owned(),
+                changes,
+            },
+        ))
+    }
+
+    /// Deletes an entry.
+    pub fn delete(&mut self, dn: &str) -> Result<LdapResult, Error> {
+        self.request(LdapOp::DelRequest(dn.to_owned()))
+    }
+
+    /// Renames or moves an entry.
+    pub fn modify_dn(
+        &mut self,
+        dn: &str,
+        new_rdn: &str,
+        new_superior: Option<String>,
+    ) -> Result<LdapResult, Error> {
+        self.request(LdapOp::ModifyDNRequest(LdapModifyDNRequest {
+            dn: dn.to_owned(),
+            newrdn: new_rdn.to_owned(),
+            deleteoldrdn: true,
+            new_superior,
+        }))
+    }
+
+    /// Runs a search, a page at a time when `page_size` is given, handing each entry to `each`.
+    pub fn search(
+        &mut self,
+        request: &LdapSearchRequest,
+        page_size: Option<i32>,
+        mut each: impl FnMut(LdapSearchResultEntry) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut cookie: Vec<u8> = Vec::new();
+        loop {
+            let ctrl = match page_size {
+                Some(size) => vec![LdapControl::SimplePagedResults {
+                    size: size.into(),
+                    cookie: std::mem::take(&mut cookie),
+                }],
+                None => vec![],
+            };
+            let id = self.send(LdapOp::SearchRequest(request.clone()), ctrl)?;
+            loop {
+                let msg = self.receive(id)?;
+                match msg.op {
+                    LdapOp::SearchResultEntry(e) => each(e)?,
+                    LdapOp::SearchResultReference(_) => {}
+                    LdapOp::SearchResultDone(res) => {
+                        match res.code {
+                            LdapResultCode::Success => {}
+                            LdapResultCode::NoSuchObject => return Ok(()),
+                            _ => {
+                                return Err(error(
+                                    &format!("search under `{}`", request.base),
+                                    &res,
+                                ));
+                            }
+                        }
+                        cookie = msg
+                            .ctrl
+                            .into_iter()
+                            .find_map(|c| match c {
+                                LdapControl::SimplePagedResults { cookie, .. } => Some(cookie),
+                                _ => None,
+                            })
+                            .unwrap_or_default();
+                        break;
+                    }
+                    other => return Err(unexpected(&other)),
+                }
+            }
+            if page_size.is_none() || cookie.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn lost(e: std::io::Error) -> Error {
+    Error::unavailable(format!("the connection to the directory failed: {e}"))
+}
+
+fn unexpected(op: &LdapOp) -> Error {
+    let name = format!("{op:?}");
+    let name = name.split(['(', ' ', '{']).next().unwrap_or("?");
+    Error::invalid_data(format!("the directory answered with an unexpected {name}"))
+}
+
+/// `code (name): message` of a result.
+pub fn describe(res: &LdapResult) -> String {
+    let code = res.code.clone() as i64;
+    let mut s = format!("result {code} ({:?})", res.code);
+    if !res.message.is_empty() {
+        s.push_str(": ");
+        s.push_str(&res.message);
+    }
+    s
+}
+
+/// Whether a result says "try again later" rather than "this will never work".
+pub fn transient(code: &LdapResultCode) -> bool {
+    matches!(
+        code,
+        LdapResultCode::Busy
+            | LdapResultCode::Unavailable
+            | LdapResultCode::TimeLimitExceeded
+            | LdapResultCode::AdminLimitExceeded
+            | LdapResultCode::Other
+    )
+}
+
+/// A failed operation as the contract's error kinds see it.
+pub fn error(what: &str, res: &LdapResult) -> Error {
+    let message = format!("{what}: {}", describe(res));
+    match res.code {
+        LdapResultCode::InvalidCredentials
+        | LdapResultCode::InsufficentAccessRights
+        | LdapResultCode::InappropriateAuthentication
+        | LdapResultCode::StrongerAuthRequired
+        | LdapResultCode::ConfidentialityRequired => Error::denied(message),
+        ref c if transient(c) => Error::unavailable(message),
+        LdapResultCode::InvalidDNSyntax | LdapResultCode::UndefinedAttributeType => {
+            Error::configuration(message)
+        }
+        _ => Error::internal(message),
+    }
+}

@@ -1,0 +1,172 @@
+//! Full export: every account, then every group, a page at a time. Each entry is keyed by the key
+//! attribute (entryUUID, objectGUID) and carries its DN as the attribute `dn`; a group's members
+//! are exported as the keys of the accounts they name.
+
+use crate::client::Session;
+use crate::dn;
+use crate::settings::{Config, Dialect, GROUP};
+use crate::values;
+use idgard_sdk::{Error, Exporter};
+use ldap3_proto::proto::{
+    LdapDerefAliases, LdapSearchRequest, LdapSearchResultEntry, LdapSearchScope,
+};
+use std::collections::HashMap;
+
+/// Members that name no exported account, reported once per run.
+#[derive(Default)]
+struct Unresolved {
+    count: u64,
+    sample: Option<String>,
+}
+
+/// Exports every entry of every entity type the connection manages.
+pub fn full(config: &Config, out: &mut Exporter) -> Result<(), Error> {
+    let mut session = Session::open(config)?;
+    // Normalised DN → key of every account, to turn a group's member DNs into keys.
+    let mut keys: HashMap<String, String> = HashMap::new();
+    let mut unresolved = Unresolved::default();
+    for (entity_type, entity) in config.entities() {
+        let request = search_request(config, &entity.base, &entity.filter, entity_type == GROUP)?;
+        let mut done = 0u64;
+        session.search(&request, Some(config.page_size), |entry| {
+            let Some(key) = key_of(config, &entry) else {
+                out.reject(&format!(
+                    "`{}` has no `{}`: not exported",
+                    entry.dn, config.key_attribute
+                ));
+                return Ok(());
+            };
+            if entity_type == GROUP {
+                write_group(config, out, &key, entry, &keys, &mut unresolved);
+            } else {
+                if config.groups.is_some() {
+                    keys.insert(dn::normal(&entry.dn), key.clone());
+                }
+                write(config, out, entity_type, &key, entry, None);
+            }
+            done += 1;
+            if done.is_multiple_of(10_000) {
+                idgard_sdk::progress(done, None, &format!("{entity_type} entries read"));
+            }
+            Ok(())
+        })?;
+        idgard_sdk::log::info(&format!(
+            "{done} {entity_type} entries under `{}`",
+            entity.base
+        ));
+    }
+    if unresolved.count > 0 {
+        idgard_sdk::log::warn(&format!(
+            "{} group members name no exported account (such as `{}`): left out",
+            unresolved.count,
+            unresolved.sample.unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// A subtree search of `base` with `filter`, asking for the configured attributes, the key, and
+/// (for groups) the member attribute.
+pub fn search_request(
+    config: &Config,
+    base: &str,
+    filter: &str,
+    groups: bool,
+) -> Result<LdapSearchRequest, Error> {
+    let filter = ldap3_proto::parse_ldap_filter_str(filter)
+        .map_err(|e| Error::configuration(format!("filter `{filter}`: {e:?}")))?;
+    let mut attrs = if config.attributes.is_empty() {
+        vec!["*".to_owned()]
+    } else {
+        config.attributes.clone()
+    };
+    attrs.push(config.key_attribute.clone());
+    if groups && !config.attributes.is_empty() {
+        attrs.push(config.member_attribute.clone());
+    }
+    Ok(LdapSearchRequest {
+        base: base.to_owned(),
+        scope: LdapSearchScope::Subtree,
+        aliases: LdapDerefAliases::Never,
+        sizelimit: 0,
+        timelimit: 0,
+        typesonly: false,
+        filter,
+        attrs,
+    })
+}
+
+/// The entry's key, as text.
+pub fn key_of(config: &Config, entry: &LdapSearchResultEntry) -> Option<String> {
+    let raw = entry
+        .attributes
+        .iter()
+        .find(|a| a.atype.eq_ignore_ascii_case(&config.key_attribute))?
+        .vals
+        .first()?;
+    if config.dialect == Dialect::ActiveDirectory
+        && config.key_attribute.eq_ignore_ascii_case("objectGUID")
+    {
+        values::guid_text(raw)
+    } else {
+        Some(values::to_text(
+            config.is_binary(&config.key_attribute),
+            raw,
+        ))
+    }
+}
+
+fn write_group(
+    config: &Config,
+    out: &mut Exporter,
+    key: &str,
+    entry: LdapSearchResultEntry,
+    keys: &HashMap<String, String>,
+    unresolved: &mut Unresolved,
+) {
+    let mut members: Vec<String> = Vec::new();
+    if let Some(attr) = entry
+        .attributes
+        .iter()
+        .find(|a| a.atype.eq_ignore_ascii_case(&config.member_attribute))
+    {
+        for v in &attr.vals {
+            let member = String::from_utf8_lossy(v);
+            match keys.get(&dn::normal(&member)) {
+                Some(k) => members.push(k.clone()),
+                None => {
+                    unresolved.count += 1;
+                    unresolved.sample.get_or_insert_with(|| member.into_owned());
+                }
+            }
+        }
+    }
+    write(config, out, GROUP, key, entry, Some(members));
+}
+
+/// Writes one entry: `dn`, then each attribute but the key (and, for a group, its members as
+/// keys instead of DNs).
+fn write(
+    config: &Config,
+    out: &mut Exporter,
+    entity_type: &str,
+    key: &str,
+    entry: LdapSearchResultEntry,
+    members: Option<Vec<String>>,
+) {
+    let mut w = out.upsert(entity_type, key);
+    w.attr("dn", &entry.dn);
+    for a in &entry.attributes {
+        if a.atype.eq_ignore_ascii_case(&config.key_attribute)
+            || (members.is_some() && a.atype.eq_ignore_ascii_case(&config.member_attribute))
+        {
+            continue;
+        }
+        let binary = config.is_binary(&a.atype);
+        let texts: Vec<String> = a.vals.iter().map(|v| values::to_text(binary, v)).collect();
+        w.values(&a.atype, texts.iter().map(String::as_str));
+    }
+    if let Some(m) = &members {
+        w.values(&config.member_attribute, m.iter().map(String::as_str));
+    }
+}

@@ -1,0 +1,408 @@
+//! Carrying out orders: each order is one or two LDAP operations, and its own result, so that a
+//! value the directory refuses fails that order and not the batch.
+
+use crate::client::{Session, describe, transient};
+use crate::dn;
+use crate::lookup::{self, Found};
+use crate::settings::{Config, Dialect, GROUP};
+use crate::values;
+use idgard_sdk::{
+    AttributeChange, AttributeValues, ChangeOp, Error, Order, OrderKind, OrderResult,
+};
+use ldap3_proto::proto::{
+    LdapModify, LdapModifyType, LdapPartialAttribute, LdapResult, LdapResultCode,
+};
+use std::collections::HashMap;
+
+/// OpenLDAP's ppolicy value for "locked until an administrator unlocks".
+const LOCKED_FOR_GOOD: &str = "000001010000Z";
+/// Active Directory's "account disabled" flag of `userAccountControl`.
+const AD_DISABLED: u32 = 0x2;
+
+/// Entries found for a batch: by entity type, then key.
+type Directory = HashMap<String, HashMap<String, Found>>;
+
+/// Carries out a batch of orders.
+pub fn fulfil(config: &Config, orders: Vec<Order>) -> Result<Vec<OrderResult>, Error> {
+    let mut session = Session::open(config)?;
+    let mut found = find(&mut session, config, &orders)?;
+    let mut results = Vec::with_capacity(orders.len());
+    for order in &orders {
+        let result = match one(&mut session, config, &found, order) {
+            Ok(r) => r,
+            // The connection itself failed: what is left is retried later, not failed.
+            Err(e) if e.kind == idgard_sdk::ErrorKind::Unavailable => {
+                OrderResult::retry_later(&order.id, e.message)
+            }
+            Err(e) => OrderResult::failed(&order.id, e.message),
+        };
+        if result.outcome == idgard_sdk::OrderOutcome::Done
+            && let Some(new_dn) = renamed_to(order)
+            && let Some(entry) = found
+                .get_mut(&order.entity_type)
+                .and_then(|m| m.get_mut(&order.key))
+        {
+            // Later orders of the batch find the entry where it now is.
+            entry.dn = new_dn.to_owned();
+        }
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// The DN an update order moves its entry to, if it does.
+fn renamed_to(order: &Order) -> Option<&str> {
+    let OrderKind::Update(changes) = &order.kind else {
+        return None;
+    };
+    changes
+        .iter()
+        .rfind(|c| c.name.eq_ignore_ascii_case("dn") && c.op == ChangeOp::Replace)
+        .and_then(|c| c.values.first())
+        .map(String::as_str)
+}
+
+/// Looks up every key the batch names: the entries orders act on, and the accounts that
+/// group orders add or remove as members.
+fn find(session: &mut Session, config: &Config, orders: &[Order]) -> Result<Directory, Error> {
+    let mut wanted: HashMap<&str, Vec<&str>> = HashMap::new();
+    for o in orders {
+        if !matches!(o.kind, OrderKind::Create(_)) {
+            wanted
+                .entry(o.entity_type.as_str())
+                .or_default()
+                .push(&o.key);
+        }
+        if o.entity_type == GROUP {
+            let members = member_values(config, &o.kind);
+            wanted
+                .entry(crate::settings::ACCOUNT)
+                .or_default()
+                .extend(members.into_iter().filter(|v| !v.contains('=')));
+        }
+    }
+    let mut out = Directory::new();
+    for (entity_type, mut keys) in wanted {
+        let Some(entity) = config.entity(entity_type) else {
+            continue;
+        };
+        keys.sort_unstable();
+        keys.dedup();
+        out.insert(
+            entity_type.to_owned(),
+            lookup::by_key(session, config, entity, &keys)?,
+        );
+    }
+    Ok(out)
+}
+
+/// The member values a group order carries.
+fn member_values<'o>(config: &Config, kind: &'o OrderKind) -> Vec<&'o str> {
+    let is_member = |name: &str| name.eq_ignore_ascii_case(&config.member_attribute);
+    match kind {
+        OrderKind::Create(attrs) => attrs
+            .iter()
+            .filter(|a| is_member(&a.name))
+            .flat_map(|a| a.values.iter().map(String::as_str))
+            .collect(),
+        OrderKind::Update(changes) => changes
+            .iter()
+            .filter(|c| is_member(&c.name))
+            .flat_map(|c| c.values.iter().map(String::as_str))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn one(
+    session: &mut Session,
+    config: &Config,
+    found: &Directory,
+    order: &Order,
+) -> Result<OrderResult, Error> {
+    let id = order.id.as_str();
+    let Some(entity) = config.entity(&order.entity_type) else {
+        return Ok(OrderResult::failed(
+            id,
+            format!("this connection manages no `{}` entries", order.entity_type),
+        ));
+    };
+    if let OrderKind::Create(attrs) = &order.kind {
+        return create(
+            session,
+            config,
+            found,
+            order,
+            attrs,
+            &entity.base,
+            &entity.rdn,
+            &entity.object_classes,
+        );
+    }
+    let entry = found
+        .get(&order.entity_type)
+        .and_then(|m| m.get(&order.key));
+    let Some(entry) = entry else {
+        return Ok(match order.kind {
+            // Already gone: deleting again is done.
+            OrderKind::Delete => OrderResult::done(id),
+            _ => OrderResult::failed(
+                id,
+                format!(
+                    "no {} with {} `{}`",
+                    order.entity_type, config.key_attribute, order.key
+                ),
+            ),
+        });
+    };
+    match &order.kind {
+        OrderKind::Create(_) => unreachable!("handled above"),
+        OrderKind::Update(changes) => update(session, config, found, order, entry, changes),
+        OrderKind::Delete => {
+            let r = session.delete(&entry.dn)?;
+            Ok(outcome(id, &r, &[LdapResultCode::NoSuchObject]))
+        }
+        OrderKind::Enable | OrderKind::Disable => {
+            let disable = matches!(order.kind, OrderKind::Disable);
+            enable(session, config, id, entry, disable)
+        }
+        OrderKind::SetPassword(password) => {
+            if !session.is_tls() {
+                return Ok(OrderResult::failed(
+                    id,
+                    "passwords are sent over TLS only: grant the endpoint with TLS",
+                ));
+            }
+            let change = match config.dialect {
+                Dialect::Openldap => replace("userPassword", vec![password.as_bytes().to_vec()]),
+                Dialect::ActiveDirectory => {
+                    replace("unicodePwd", vec![values::ad_password(password)])
+                }
+            };
+            let r = session.modify(&entry.dn, vec![change])?;
+            Ok(outcome(id, &r, &[]))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create(
+    session: &mut Session,
+    config: &Config,
+    found: &Directory,
+    order: &Order,
+    attrs: &[AttributeValues],
+    base: &str,
+    rdn: &str,
+    object_classes: &[String],
+) -> Result<OrderResult, Error> {
+    let id = order.id.as_str();
+    let given_dn = attrs
+        .iter()
+        .find(|a| a.name.eq_ignore_ascii_case("dn"))
+        .and_then(|a| a.values.first());
+    let dn = match given_dn {
+        Some(dn) => dn.clone(),
+        None => {
+            let value = attrs
+                .iter()
+                .find(|a| a.name.eq_ignore_ascii_case(rdn))
+                .and_then(|a| a.values.first())
+                .unwrap_or(&order.key);
+            dn::child(rdn, value, base)
+        }
+    };
+    let mut entry: Vec<LdapPartialAttribute> = Vec::new();
+    if !attrs
+        .iter()
+        .any(|a| a.name.eq_ignore_ascii_case("objectClass"))
+    {
+        entry.push(attribute(
+            "objectClass",
+            object_classes
+                .iter()
+                .map(|c| c.as_bytes().to_vec())
+                .collect(),
+        ));
+    }
+    for a in attrs {
+        if a.name.eq_ignore_ascii_case("dn") || a.values.is_empty() {
+            continue;
+        }
+        match encode(config, found, &a.name, &a.values) {
+            Ok(vals) => entry.push(attribute(&a.name, vals)),
+            Err(m) => return Ok(OrderResult::failed(id, m)),
+        }
+    }
+    let r = session.add(&dn, entry)?;
+    if r.code != LdapResultCode::Success && r.code != LdapResultCode::EntryAlreadyExists {
+        return Ok(outcome(id, &r, &[]));
+    }
+    // A repeated create finds its entry there: it is done, with the same key.
+    Ok(match lookup::key_at(session, config, &dn)? {
+        Some(key) => OrderResult::created(id, key),
+        None => OrderResult::failed(
+            id,
+            format!(
+                "created `{dn}` but cannot read its `{}`",
+                config.key_attribute
+            ),
+        ),
+    })
+}
+
+fn update(
+    session: &mut Session,
+    config: &Config,
+    found: &Directory,
+    order: &Order,
+    entry: &Found,
+    changes: &[AttributeChange],
+) -> Result<OrderResult, Error> {
+    let id = order.id.as_str();
+    let mut dn = entry.dn.clone();
+    let mut mods = Vec::new();
+    for c in changes {
+        if c.name.eq_ignore_ascii_case("dn") {
+            let Some(new_dn) = c.values.first().filter(|_| c.op == ChangeOp::Replace) else {
+                return Ok(OrderResult::failed(
+                    id,
+                    "`dn` can only be replaced (a rename or a move)",
+                ));
+            };
+            if dn::normal(new_dn) != dn::normal(&dn) {
+                let (rdn, parent) = dn::split_first(new_dn);
+                let (_, old_parent) = dn::split_first(&dn);
+                let superior =
+                    (dn::normal(parent) != dn::normal(old_parent)).then(|| parent.to_owned());
+                let r = session.modify_dn(&dn, rdn, superior)?;
+                if r.code != LdapResultCode::Success {
+                    return Ok(outcome(id, &r, &[]));
+                }
+                dn = new_dn.clone();
+            }
+            continue;
+        }
+        let vals = match encode(config, found, &c.name, &c.values) {
+            Ok(v) => v,
+            Err(m) => return Ok(OrderResult::failed(id, m)),
+        };
+        let operation = match c.op {
+            ChangeOp::Add => LdapModifyType::Add,
+            ChangeOp::Remove => LdapModifyType::Delete,
+            ChangeOp::Replace => LdapModifyType::Replace,
+        };
+        mods.push(LdapModify {
+            operation,
+            modification: attribute(&c.name, vals),
+        });
+    }
+    if mods.is_empty() {
+        return Ok(OrderResult::done(id));
+    }
+    let r = session.modify(&dn, mods)?;
+    // Adding a member already there, removing one already gone: the order's end state holds.
+    Ok(outcome(
+        id,
+        &r,
+        &[
+            LdapResultCode::AttributeOrValueExists,
+            LdapResultCode::NoSuchAttribute,
+        ],
+    ))
+}
+
+fn enable(
+    session: &mut Session,
+    config: &Config,
+    id: &str,
+    entry: &Found,
+    disable: bool,
+) -> Result<OrderResult, Error> {
+    let change = match config.dialect {
+        Dialect::Openldap if disable => {
+            replace("pwdAccountLockedTime", vec![LOCKED_FOR_GOOD.into()])
+        }
+        Dialect::Openldap => LdapModify {
+            operation: LdapModifyType::Delete,
+            modification: attribute("pwdAccountLockedTime", vec![]),
+        },
+        Dialect::ActiveDirectory => {
+            let Some(flags) = entry.account_control else {
+                return Ok(OrderResult::failed(
+                    id,
+                    "the entry has no userAccountControl",
+                ));
+            };
+            let flags = if disable {
+                flags | AD_DISABLED
+            } else {
+                flags & !AD_DISABLED
+            };
+            replace("userAccountControl", vec![flags.to_string().into_bytes()])
+        }
+    };
+    let r = session.modify(&entry.dn, vec![change])?;
+    Ok(outcome(id, &r, &[LdapResultCode::NoSuchAttribute]))
+}
+
+/// An order's values as the directory's bytes: binary attributes from base64, a group's member
+/// keys as the DNs of those accounts.
+fn encode(
+    config: &Config,
+    found: &Directory,
+    name: &str,
+    vals: &[String],
+) -> Result<Vec<Vec<u8>>, String> {
+    if name.eq_ignore_ascii_case(&config.member_attribute) {
+        let accounts = found.get(crate::settings::ACCOUNT);
+        return vals
+            .iter()
+            .map(|v| {
+                if v.contains('=') {
+                    return Ok(v.as_bytes().to_vec());
+                }
+                accounts
+                    .and_then(|m| m.get(v))
+                    .map(|f| f.dn.as_bytes().to_vec())
+                    .ok_or_else(|| {
+                        format!(
+                            "member `{v}`: no account with {} `{v}`",
+                            config.key_attribute
+                        )
+                    })
+            })
+            .collect();
+    }
+    let binary = config.is_binary(name);
+    vals.iter()
+        .map(|v| values::from_text(binary, name, v))
+        .collect()
+}
+
+fn attribute(name: &str, vals: Vec<Vec<u8>>) -> LdapPartialAttribute {
+    LdapPartialAttribute {
+        atype: name.to_owned(),
+        vals,
+    }
+}
+
+fn replace(name: &str, vals: Vec<Vec<u8>>) -> LdapModify {
+    LdapModify {
+        operation: LdapModifyType::Replace,
+        modification: attribute(name, vals),
+    }
+}
+
+/// An operation's result as the order's: success (or a code that means the end state already
+/// holds) is done, a transient code is retried later, anything else fails with the directory's
+/// words.
+fn outcome(id: &str, r: &LdapResult, also_done: &[LdapResultCode]) -> OrderResult {
+    if r.code == LdapResultCode::Success || also_done.contains(&r.code) {
+        OrderResult::done(id)
+    } else if transient(&r.code) {
+        OrderResult::retry_later(id, describe(r))
+    } else {
+        OrderResult::failed(id, describe(r))
+    }
+}

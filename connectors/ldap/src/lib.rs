@@ -1,0 +1,86 @@
+//! The LDAP connector: reads and writes the accounts and groups of a directory (OpenLDAP and its
+//! kin, or Active Directory) over the one endpoint its connection grants, with TLS as the grant
+//! says. Entries are keyed by the directory's own identifier (entryUUID, objectGUID) and carry
+//! their DN as the attribute `dn`; a group's members cross as the keys of their accounts.
+
+mod client;
+pub mod dn;
+mod export;
+mod fulfil;
+mod lookup;
+mod schema;
+mod settings;
+pub mod values;
+
+use idgard_sdk::{
+    Connector, ConnectorInfo, Cursor, EntitySchema, Error, ExportMode, ExportRequest, Exporter,
+    Operation, Order, OrderResult, Settings,
+};
+use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
+pub use settings::{ACCOUNT, Config, Dialect, GROUP};
+
+/// The LDAP connector.
+pub struct Ldap;
+
+impl Connector for Ldap {
+    fn describe() -> ConnectorInfo {
+        idgard_sdk::info("ldap", env!("CARGO_PKG_VERSION"), &[ACCOUNT, GROUP]).with_operations(&[
+            Operation::TestConnection,
+            Operation::Schema,
+            Operation::ExportFull,
+            Operation::Fulfill,
+        ])
+    }
+
+    fn test_connection(settings: &Settings) -> Result<(), Error> {
+        let config = Config::load(settings)?;
+        let mut session = client::Session::open(&config)?;
+        for (entity_type, entity) in config.entities() {
+            let mut seen = false;
+            let request = LdapSearchRequest {
+                base: entity.base.clone(),
+                scope: LdapSearchScope::Base,
+                aliases: LdapDerefAliases::Never,
+                sizelimit: 1,
+                timelimit: 0,
+                typesonly: true,
+                filter: LdapFilter::Present("objectClass".into()),
+                attrs: vec!["1.1".into()],
+            };
+            session.search(&request, None, |_| {
+                seen = true;
+                Ok(())
+            })?;
+            if !seen {
+                return Err(Error::configuration(format!(
+                    "the {entity_type} base `{}` does not exist or cannot be read",
+                    entity.base
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn schema(settings: &Settings) -> Result<Vec<EntitySchema>, Error> {
+        schema::read(&Config::load(settings)?)
+    }
+
+    fn export(
+        settings: &Settings,
+        request: &ExportRequest,
+        out: &mut Exporter,
+    ) -> Result<Option<Cursor>, Error> {
+        let config = Config::load(settings)?;
+        if let ExportMode::Incremental(_) = request.mode {
+            return Err(Error::unsupported("incremental export"));
+        }
+        export::full(&config, out)?;
+        Ok(None)
+    }
+
+    fn fulfill(settings: &Settings, orders: Vec<Order>) -> Result<Vec<OrderResult>, Error> {
+        fulfil::fulfil(&Config::load(settings)?, orders)
+    }
+}
+
+idgard_sdk::export!(Ldap);

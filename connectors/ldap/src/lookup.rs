@@ -1,0 +1,107 @@
+//! Finding entries by key: the DN (and, on Active Directory, the account control flags) of each
+//! key of a batch, with a few searches rather than one per key.
+
+use crate::client::Session;
+use crate::export::key_of;
+use crate::settings::{Config, Dialect, EntityConfig};
+use idgard_sdk::Error;
+use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
+use std::collections::HashMap;
+
+/// Keys per search (an OR of equality filters).
+const KEYS_PER_SEARCH: usize = 100;
+
+/// What a lookup finds of an entry.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub dn: String,
+    /// Active Directory's `userAccountControl`, when read.
+    pub account_control: Option<u32>,
+}
+
+/// The entries of `keys` under `entity`'s base, by key; keys not found are absent.
+pub fn by_key(
+    session: &mut Session,
+    config: &Config,
+    entity: &EntityConfig,
+    keys: &[&str],
+) -> Result<HashMap<String, Found>, Error> {
+    let mut found = HashMap::new();
+    let guid_keys = config.dialect == Dialect::ActiveDirectory
+        && config.key_attribute.eq_ignore_ascii_case("objectGUID");
+    let mut attrs = vec![config.key_attribute.clone()];
+    if config.dialect == Dialect::ActiveDirectory {
+        attrs.push("userAccountControl".into());
+    }
+    let mut keep = |entry: ldap3_proto::proto::LdapSearchResultEntry| {
+        if let Some(key) = key_of(config, &entry) {
+            let account_control = entry
+                .attributes
+                .iter()
+                .find(|a| a.atype.eq_ignore_ascii_case("userAccountControl"))
+                .and_then(|a| a.vals.first())
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok())
+                .map(|v| v as u32);
+            found.insert(
+                key,
+                Found {
+                    dn: entry.dn,
+                    account_control,
+                },
+            );
+        }
+        Ok(())
+    };
+    if guid_keys {
+        // A binary GUID cannot go into a text filter; AD names an entry by `<GUID=...>`.
+        for key in keys {
+            let request = base_search(format!("<GUID={key}>"), attrs.clone());
+            session.search(&request, None, &mut keep)?;
+        }
+        return Ok(found);
+    }
+    for chunk in keys.chunks(KEYS_PER_SEARCH) {
+        let filter = LdapFilter::Or(
+            chunk
+                .iter()
+                .map(|k| LdapFilter::Equality(config.key_attribute.clone(), (*k).to_owned()))
+                .collect(),
+        );
+        let request = LdapSearchRequest {
+            base: entity.base.clone(),
+            scope: LdapSearchScope::Subtree,
+            aliases: LdapDerefAliases::Never,
+            sizelimit: 0,
+            timelimit: 0,
+            typesonly: false,
+            filter,
+            attrs: attrs.clone(),
+        };
+        session.search(&request, Some(config.page_size), &mut keep)?;
+    }
+    Ok(found)
+}
+
+/// The key of the entry at `dn` (after a create).
+pub fn key_at(session: &mut Session, config: &Config, dn: &str) -> Result<Option<String>, Error> {
+    let mut key = None;
+    let request = base_search(dn.to_owned(), vec![config.key_attribute.clone()]);
+    session.search(&request, None, |entry| {
+        key = key_of(config, &entry);
+        Ok(())
+    })?;
+    Ok(key)
+}
+
+fn base_search(base: String, attrs: Vec<String>) -> LdapSearchRequest {
+    LdapSearchRequest {
+        base,
+        scope: LdapSearchScope::Base,
+        aliases: LdapDerefAliases::Never,
+        sizelimit: 0,
+        timelimit: 0,
+        typesonly: false,
+        filter: LdapFilter::Present("objectClass".into()),
+        attrs,
+    }
+}
