@@ -459,3 +459,115 @@ fn the_schema_comes_from_the_directory() {
     assert_eq!(member.kind, "reference");
     assert_eq!(member.references.as_deref(), Some("account"));
 }
+
+#[test]
+fn an_incremental_export_brings_changes_and_deletions_and_a_stale_cookie_asks_for_a_full_one() {
+    use idgard_sdk::wire::EntryOp;
+    let mut d = Slapd::start();
+    d.ldapadd(&people(30));
+    d.ldapadd(&format!(
+        "dn: cn=staff,{GROUPS}\nobjectClass: groupOfNames\ncn: staff\nmember: uid=p1,{PEOPLE}\n"
+    ));
+    let s = Scratch::new();
+    let conn = start_tls(&s, &d);
+    let (out, cap) = s.run(ldap(), &conn, full());
+    let Ok(Outcome::Exported(summary)) = out else {
+        panic!("{out:?}")
+    };
+    let cursor = summary.cursor.expect("a full export gives a cursor");
+    let all = cap.entries();
+    let key = |uid: &str| {
+        all.iter()
+            .find(|e| e.get("uid") == Some(uid))
+            .map(|e| e.key.clone())
+            .unwrap()
+    };
+    d.ldapmodify(&format!(
+        "dn: uid=p3,{PEOPLE}\nchangetype: modify\nreplace: cn\ncn: Changed\n\n\
+         dn: uid=p4,{PEOPLE}\nchangetype: delete\n\n\
+         dn: cn=staff,{GROUPS}\nchangetype: modify\nadd: member\nmember: uid=p5,{PEOPLE}\n"
+    ));
+    d.ldapadd(&format!(
+        "dn: uid=new,{PEOPLE}\nobjectClass: inetOrgPerson\nuid: new\ncn: New\nsn: N\n"
+    ));
+    let (out, cap) = s.run(ldap(), &conn, since(Some(cursor)));
+    let Ok(Outcome::Exported(summary)) = out else {
+        panic!("{out:?} {:?}", cap.logs())
+    };
+    let changes = cap.entries();
+    let p3 = changes
+        .iter()
+        .find(|e| e.key == key("p3"))
+        .expect("p3 changed");
+    assert_eq!(p3.get("cn"), Some("Changed"));
+    let p4 = changes
+        .iter()
+        .find(|e| e.key == key("p4"))
+        .expect("p4 deleted");
+    assert_eq!(p4.op, EntryOp::Delete);
+    assert!(changes.iter().any(|e| e.get("uid") == Some("new")));
+    let staff = changes
+        .iter()
+        .find(|e| e.entity_type == "group" && e.op == EntryOp::Upsert)
+        .expect("the group changed");
+    // A deletion names only an entryUUID: each entity type hears of it (the server ignores the
+    // deletion of a key it does not hold).
+    assert!(
+        changes
+            .iter()
+            .any(|e| e.entity_type == "group" && e.key == key("p4"))
+    );
+    let members: Vec<&String> = staff
+        .attributes
+        .iter()
+        .find(|(n, _)| n == "member")
+        .map(|(_, v)| v.iter().collect())
+        .unwrap_or_else(|| panic!("no members: {staff:?}"));
+    assert_eq!(members, [&key("p1"), &key("p5")]);
+    assert!(
+        !changes.iter().any(|e| e.key == key("p10")),
+        "an unchanged entry is not exported again"
+    );
+
+    let cursor = summary.cursor.expect("the next cursor");
+    let (out, cap) = s.run(ldap(), &conn, since(Some(cursor.clone())));
+    assert!(
+        matches!(out, Ok(Outcome::Exported(ref x)) if x.entries == 0),
+        "{out:?}"
+    );
+    assert!(cap.entries().is_empty());
+
+    // After a restart the directory's session log is gone: it cannot list deletions any more.
+    d.ldapmodify(&format!("dn: uid=p6,{PEOPLE}\nchangetype: delete\n"));
+    d.restart();
+    match s.run(ldap(), &conn, since(Some(cursor))).0 {
+        Ok(Outcome::Failed { kind, message }) => {
+            assert_eq!(kind, ErrorKind::InvalidCursor, "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_group_of_twenty_thousand_members_is_exported_whole() {
+    let d = Slapd::start();
+    d.ldapadd(&people(20_000));
+    let members: String = (0..20_000)
+        .map(|i| format!("member: uid=p{i},{PEOPLE}\n"))
+        .collect();
+    d.ldapadd(&format!(
+        "dn: cn=everyone,{GROUPS}\nobjectClass: groupOfNames\ncn: everyone\n{members}"
+    ));
+    let s = Scratch::new();
+    let conn = connection(&s, &d, d.port, "tls = \"start-tls\"\nca = \"ca.pem\"");
+    let (out, cap) = s.run(ldap(), &conn, full());
+    assert!(matches!(out, Ok(Outcome::Exported(_))), "{out:?}");
+    let entries = cap.entries();
+    let everyone = entries.iter().find(|e| e.entity_type == "group").unwrap();
+    let n = everyone
+        .attributes
+        .iter()
+        .find(|(n, _)| n == "member")
+        .map_or(0, |(_, v)| v.len());
+    assert_eq!(n, 20_000);
+}

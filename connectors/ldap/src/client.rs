@@ -12,6 +12,7 @@ use ldap3_proto::proto::{
     LdapOp, LdapPartialAttribute, LdapResult, LdapResultCode, LdapSearchRequest,
     LdapSearchResultEntry,
 };
+use ldap3_proto::proto::{LdapIntermediateResponse, SyncRequestMode, SyncStateValue};
 use std::io::{Read, Write};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -252,6 +253,105 @@ impl Session {
             }
             if page_size.is_none() || cookie.is_empty() {
                 return Ok(());
+            }
+        }
+    }
+}
+
+/// What a content synchronisation (RFC 4533) refresh reports.
+pub enum Sync {
+    /// An entry added or changed since the cookie.
+    Changed(LdapSearchResultEntry),
+    /// Entries deleted since the cookie, by entryUUID.
+    Deleted(Vec<String>),
+    /// The directory answered with its present phase (it cannot list deletions since the
+    /// cookie, say after a restart): the cookie is of no use any more.
+    Present,
+}
+
+impl Session {
+    /// A refresh-only content synchronisation from `cookie` (none: from now, which only yields a
+    /// cookie when the search matches nothing); returns the cookie to start from next time.
+    pub fn sync_refresh(
+        &mut self,
+        request: &LdapSearchRequest,
+        cookie: Option<Vec<u8>>,
+        mut each: impl FnMut(Sync) -> Result<(), Error>,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let ctrl = vec![LdapControl::SyncRequest {
+            criticality: true,
+            mode: SyncRequestMode::RefreshOnly,
+            cookie,
+            reload_hint: false,
+        }];
+        let id = self.send(LdapOp::SearchRequest(request.clone()), ctrl)?;
+        let mut next = None;
+        loop {
+            let msg = self.receive(id)?;
+            match msg.op {
+                LdapOp::SearchResultEntry(e) => {
+                    let state = msg.ctrl.into_iter().find_map(|c| match c {
+                        LdapControl::SyncState {
+                            state, entry_uuid, ..
+                        } => Some((state, entry_uuid)),
+                        _ => None,
+                    });
+                    match state {
+                        Some((SyncStateValue::Delete, uuid)) => {
+                            each(Sync::Deleted(vec![uuid.hyphenated().to_string()]))?
+                        }
+                        Some((SyncStateValue::Present, _)) => each(Sync::Present)?,
+                        _ => each(Sync::Changed(e))?,
+                    }
+                }
+                LdapOp::IntermediateResponse(r) => match r {
+                    LdapIntermediateResponse::SyncInfoIdSet {
+                        cookie,
+                        refresh_deletes,
+                        syncuuids,
+                    } => {
+                        next = cookie.or(next);
+                        if refresh_deletes {
+                            each(Sync::Deleted(
+                                syncuuids
+                                    .iter()
+                                    .map(|u| u.hyphenated().to_string())
+                                    .collect(),
+                            ))?;
+                        } else if !syncuuids.is_empty() {
+                            each(Sync::Present)?;
+                        }
+                    }
+                    LdapIntermediateResponse::SyncInfoNewCookie { cookie } => next = Some(cookie),
+                    LdapIntermediateResponse::SyncInfoRefreshDelete { cookie, .. } => {
+                        next = cookie.or(next)
+                    }
+                    LdapIntermediateResponse::SyncInfoRefreshPresent { cookie, .. } => {
+                        next = cookie.or(next);
+                        each(Sync::Present)?;
+                    }
+                    LdapIntermediateResponse::Raw { .. } => {}
+                },
+                LdapOp::SearchResultReference(_) => {}
+                LdapOp::SearchResultDone(res) => {
+                    if res.code == LdapResultCode::EsyncRefreshRequired {
+                        each(Sync::Present)?;
+                        return Ok(None);
+                    }
+                    if res.code != LdapResultCode::Success {
+                        return Err(error(
+                            &format!("synchronisation of `{}`", request.base),
+                            &res,
+                        ));
+                    }
+                    for c in msg.ctrl {
+                        if let LdapControl::SyncDone { cookie, .. } = c {
+                            next = cookie.or(next);
+                        }
+                    }
+                    return Ok(next);
+                }
+                other => return Err(unexpected(&other)),
             }
         }
     }

@@ -6,7 +6,7 @@ use crate::client::Session;
 use crate::dn;
 use crate::settings::{Config, Dialect, GROUP};
 use crate::values;
-use idgard_sdk::{Error, Exporter};
+use idgard_sdk::{Cursor, Error, Exporter};
 use ldap3_proto::proto::{
     LdapDerefAliases, LdapSearchRequest, LdapSearchResultEntry, LdapSearchScope,
 };
@@ -14,14 +14,29 @@ use std::collections::HashMap;
 
 /// Members that name no exported account, reported once per run.
 #[derive(Default)]
-struct Unresolved {
-    count: u64,
-    sample: Option<String>,
+pub(crate) struct Unresolved {
+    pub(crate) count: u64,
+    pub(crate) sample: Option<String>,
 }
 
-/// Exports every entry of every entity type the connection manages.
-pub fn full(config: &Config, out: &mut Exporter) -> Result<(), Error> {
+impl Unresolved {
+    pub(crate) fn report(self) {
+        if self.count > 0 {
+            idgard_sdk::log::warn(&format!(
+                "{} group members name no exported account (such as `{}`): left out",
+                self.count,
+                self.sample.unwrap_or_default()
+            ));
+        }
+    }
+}
+
+/// Exports every entry of every entity type the connection manages; returns where the next
+/// incremental export starts, when the directory can tell changes since now.
+pub fn full(config: &Config, out: &mut Exporter) -> Result<Option<Cursor>, Error> {
     let mut session = Session::open(config)?;
+    // Taken before reading: what changes while the export runs comes again next time.
+    let cursor = crate::incremental::starting_cursor(&mut session, config)?;
     // Normalised DN → key of every account, to turn a group's member DNs into keys.
     let mut keys: HashMap<String, String> = HashMap::new();
     let mut unresolved = Unresolved::default();
@@ -55,14 +70,8 @@ pub fn full(config: &Config, out: &mut Exporter) -> Result<(), Error> {
             entity.base
         ));
     }
-    if unresolved.count > 0 {
-        idgard_sdk::log::warn(&format!(
-            "{} group members name no exported account (such as `{}`): left out",
-            unresolved.count,
-            unresolved.sample.unwrap_or_default()
-        ));
-    }
-    Ok(())
+    unresolved.report();
+    Ok(cursor)
 }
 
 /// A subtree search of `base` with `filter`, asking for the configured attributes, the key, and
@@ -116,7 +125,7 @@ pub fn key_of(config: &Config, entry: &LdapSearchResultEntry) -> Option<String> 
     }
 }
 
-fn write_group(
+pub(crate) fn write_group(
     config: &Config,
     out: &mut Exporter,
     key: &str,
@@ -146,7 +155,7 @@ fn write_group(
 
 /// Writes one entry: `dn`, then each attribute but the key (and, for a group, its members as
 /// keys instead of DNs).
-fn write(
+pub(crate) fn write(
     config: &Config,
     out: &mut Exporter,
     entity_type: &str,

@@ -7,6 +7,7 @@ mod client;
 pub mod dn;
 mod export;
 mod fulfil;
+mod incremental;
 mod lookup;
 mod schema;
 mod settings;
@@ -28,6 +29,7 @@ impl Connector for Ldap {
             Operation::TestConnection,
             Operation::Schema,
             Operation::ExportFull,
+            Operation::ExportIncremental,
             Operation::Fulfill,
         ])
     }
@@ -71,11 +73,10 @@ impl Connector for Ldap {
         out: &mut Exporter,
     ) -> Result<Option<Cursor>, Error> {
         let config = Config::load(settings)?;
-        if let ExportMode::Incremental(_) = request.mode {
-            return Err(Error::unsupported("incremental export"));
+        match &request.mode {
+            ExportMode::Full => export::full(&config, out),
+            ExportMode::Incremental(cursor) => incremental::since(&config, cursor, out),
         }
-        export::full(&config, out)?;
-        Ok(None)
     }
 
     fn fulfill(settings: &Settings, orders: Vec<Order>) -> Result<Vec<OrderResult>, Error> {

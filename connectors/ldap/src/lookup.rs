@@ -82,6 +82,45 @@ pub fn by_key(
     Ok(found)
 }
 
+/// The keys of the accounts at these DNs, by normalised DN; DNs of no account are absent.
+pub fn keys_of_dns(
+    session: &mut Session,
+    config: &Config,
+    dns: &[String],
+) -> Result<HashMap<String, String>, Error> {
+    // OpenLDAP names an entry's DN `entryDN`; Active Directory `distinguishedName`.
+    let dn_attribute = match config.dialect {
+        Dialect::Openldap => "entryDN",
+        Dialect::ActiveDirectory => "distinguishedName",
+    };
+    let mut keys = HashMap::new();
+    for chunk in dns.chunks(KEYS_PER_SEARCH) {
+        let filter = LdapFilter::Or(
+            chunk
+                .iter()
+                .map(|d| LdapFilter::Equality(dn_attribute.into(), d.clone()))
+                .collect(),
+        );
+        let request = LdapSearchRequest {
+            base: config.accounts.base.clone(),
+            scope: LdapSearchScope::Subtree,
+            aliases: LdapDerefAliases::Never,
+            sizelimit: 0,
+            timelimit: 0,
+            typesonly: false,
+            filter,
+            attrs: vec![config.key_attribute.clone()],
+        };
+        session.search(&request, Some(config.page_size), |entry| {
+            if let Some(key) = key_of(config, &entry) {
+                keys.insert(crate::dn::normal(&entry.dn), key);
+            }
+            Ok(())
+        })?;
+    }
+    Ok(keys)
+}
+
 /// The key of the entry at `dn` (after a create).
 pub fn key_at(session: &mut Session, config: &Config, dn: &str) -> Result<Option<String>, Error> {
     let mut key = None;
