@@ -2,12 +2,12 @@
 //! account's size limit, every fulfil operation with values that need escaping, TLS checks, and
 //! a directory that goes away.
 
-use crate::slapd::Slapd;
 use crate::support::*;
 use idgard_host::model::{
     AttributeChange, ChangeOp, ErrorKind, Order, OrderKind, OrderOutcome, OrderResult,
 };
 use idgard_host::{Connection, Outcome, Request};
+use idgard_tests::slapd::Slapd;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -505,6 +505,14 @@ fn an_incremental_export_brings_changes_and_deletions_and_a_stale_cookie_asks_fo
         .find(|e| e.key == key("p4"))
         .expect("p4 deleted");
     assert_eq!(p4.op, EntryOp::Delete);
+    let mut keys: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|e| (e.entity_type.as_str(), e.key.as_str()))
+        .collect();
+    let n = keys.len();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "each change is exported once");
     assert!(changes.iter().any(|e| e.get("uid") == Some("new")));
     let staff = changes
         .iter()

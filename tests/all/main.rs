@@ -13,6 +13,5 @@ mod memory;
 mod pipeline;
 mod sandbox;
 mod signin;
-mod slapd;
 mod support;
 mod system;

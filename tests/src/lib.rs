@@ -1,7 +1,9 @@
 //! Support for idgard's end-to-end tests and benchmarks: the packages of the connectors and test
-//! guests (built by this crate's build script), and the demo HR data generator.
+//! guests (built by this crate's build script), the demo HR data generator, and a real slapd for
+//! the directory tests and benchmarks.
 
 pub mod demo;
+pub mod slapd;
 
 /// Package folders (manifest + component) of the connectors and test guests.
 pub mod packages {

@@ -13,6 +13,7 @@ use ldap3_proto::proto::{
     LdapSearchResultEntry,
 };
 use ldap3_proto::proto::{LdapIntermediateResponse, SyncRequestMode, SyncStateValue};
+use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -20,6 +21,8 @@ use tokio_util::codec::{Decoder, Encoder};
 const MAX_MESSAGE: usize = 64 << 20;
 /// LDAP's StartTLS extended operation (RFC 4511 §4.14).
 const OID_START_TLS: &str = "1.3.6.1.4.1.1466.20037";
+/// The post-read control (RFC 4527): an add answers with the new entry's attributes.
+const OID_POST_READ: &str = "1.3.6.1.1.13.2";
 
 /// An open, bound session.
 pub struct Session {
@@ -27,6 +30,9 @@ pub struct Session {
     codec: LdapCodec,
     buf: BytesMut,
     next_id: i32,
+    /// Messages read while waiting for another request's (requests may be in flight together,
+    /// and the directory answers them in any order).
+    early: HashMap<i32, VecDeque<LdapMsg>>,
 }
 
 impl Session {
@@ -39,6 +45,7 @@ impl Session {
             codec: LdapCodec::new(Some(MAX_MESSAGE), None),
             buf: BytesMut::with_capacity(64 * 1024),
             next_id: 1,
+            early: HashMap::new(),
         };
         if needs_tls {
             s = s.start_tls()?;
@@ -120,8 +127,12 @@ impl Session {
         Ok(id)
     }
 
-    /// The next message for request `id` (messages for others, such as notices, are skipped).
+    /// The next message for request `id`; messages for other requests in flight are kept for
+    /// them, unsolicited notices are read.
     fn receive(&mut self, id: i32) -> Result<LdapMsg, Error> {
+        if let Some(m) = self.early.get_mut(&id).and_then(VecDeque::pop_front) {
+            return Ok(m);
+        }
         loop {
             let decoded = self.codec.decode(&mut self.buf).map_err(|e| {
                 Error::invalid_data(format!(
@@ -138,7 +149,7 @@ impl Session {
                         )));
                     }
                 }
-                Some(_) => {}
+                Some(m) => self.early.entry(m.msgid).or_default().push_back(m),
                 None => {
                     let mut chunk = [0u8; 32 * 1024];
                     let n = self.stream.read(&mut chunk).map_err(lost)?;
@@ -155,24 +166,51 @@ impl Session {
     fn request(&mut self, op: LdapOp) -> Result<LdapResult, Error> {
         let id = self.send(op, vec![])?;
         match self.receive(id)?.op {
-            LdapOp::AddResponse(r)
-            | LdapOp::ModifyResponse(r)
-            | LdapOp::DelResponse(r)
-            | LdapOp::ModifyDNResponse(r) => Ok(r),
+            LdapOp::ModifyResponse(r) | LdapOp::DelResponse(r) | LdapOp::ModifyDNResponse(r) => {
+                Ok(r)
+            }
             other => Err(unexpected(&other)),
         }
     }
 
-    /// Adds an entry.
-    pub fn add(
+    /// Sends an add without waiting for its answer (see [`Session::added`]); with `read_back`,
+    /// asks the directory to answer with that attribute of the new entry (post-read control).
+    pub fn send_add(
         &mut self,
         dn: &str,
         attributes: Vec<LdapPartialAttribute>,
-    ) -> Result<LdapResult, Error> {
-        self.request(LdapOp::AddRequest(ldap3_proto::proto::LdapAddRequest {
+        read_back: Option<&str>,
+    ) -> Result<i32, Error> {
+        let ctrl = match read_back {
+            Some(attribute) => vec![LdapControl::Unknown {
+                oid: OID_POST_READ.into(),
+                criticality: false,
+                value: Some(attribute_selection(attribute)?),
+            }],
+            None => vec![],
+        };
+        let op = LdapOp::AddRequest(ldap3_proto::proto::LdapAddRequest {
             dn: dn.to_owned(),
             attributes,
-        }))
+        });
+        self.send(op, ctrl)
+    }
+
+    /// The answer to an add sent with [`Session::send_add`], and the entry read back, if any.
+    pub fn added(&mut self, id: i32) -> Result<(LdapResult, Option<LdapSearchResultEntry>), Error> {
+        let msg = self.receive(id)?;
+        let LdapOp::AddResponse(res) = msg.op else {
+            return Err(unexpected(&msg.op));
+        };
+        let read = msg.ctrl.into_iter().find_map(|c| match c {
+            LdapControl::Unknown {
+                oid,
+                value: Some(v),
+                ..
+            } if oid == OID_POST_READ => read_entry(&v),
+            _ => None,
+        });
+        Ok((res, read))
     }
 
     /// Changes an entry's attributes.
@@ -354,6 +392,34 @@ impl Session {
                 other => return Err(unexpected(&other)),
             }
         }
+    }
+}
+
+/// The value of a post-read control: `SEQUENCE OF LDAPString`, one attribute.
+fn attribute_selection(attribute: &str) -> Result<Vec<u8>, Error> {
+    use ldap3_lber::common::TagClass;
+    use ldap3_lber::structures::{ASNTag, OctetString, Sequence, Tag};
+    use ldap3_lber::universal::Types;
+    let tag = Tag::Sequence(Sequence {
+        class: TagClass::Universal,
+        id: Types::Sequence as u64,
+        inner: vec![Tag::OctetString(OctetString {
+            inner: attribute.as_bytes().to_vec(),
+            ..Default::default()
+        })],
+    });
+    let mut out = BytesMut::new();
+    ldap3_lber::write::encode_into(&mut out, tag.into_structure())
+        .map_err(|e| Error::internal(format!("cannot encode a control: {e}")))?;
+    Ok(out.to_vec())
+}
+
+/// The entry of a post-read control's value (a `SearchResultEntry`).
+fn read_entry(value: &[u8]) -> Option<LdapSearchResultEntry> {
+    let (_, tag) = ldap3_lber::parse::Parser::new(16).parse(value).ok()?;
+    match LdapOp::try_from(tag).ok()? {
+        LdapOp::SearchResultEntry(e) => Some(e),
+        _ => None,
     }
 }
 

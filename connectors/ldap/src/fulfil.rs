@@ -3,16 +3,15 @@
 
 use crate::client::{Session, describe, transient};
 use crate::dn;
+use crate::export::key_of;
 use crate::lookup::{self, Found};
 use crate::settings::{Config, Dialect, GROUP};
 use crate::values;
-use idgard_sdk::{
-    AttributeChange, AttributeValues, ChangeOp, Error, Order, OrderKind, OrderResult,
-};
+use idgard_sdk::{AttributeChange, ChangeOp, Error, Order, OrderKind, OrderResult};
 use ldap3_proto::proto::{
     LdapModify, LdapModifyType, LdapPartialAttribute, LdapResult, LdapResultCode,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 /// OpenLDAP's ppolicy value for "locked until an administrator unlocks".
 const LOCKED_FOR_GOOD: &str = "000001010000Z";
@@ -27,15 +26,25 @@ pub fn fulfil(config: &Config, orders: Vec<Order>) -> Result<Vec<OrderResult>, E
     let mut session = Session::open(config)?;
     let mut found = find(&mut session, config, &orders)?;
     let mut results = Vec::with_capacity(orders.len());
-    for order in &orders {
-        let result = match one(&mut session, config, &found, order) {
-            Ok(r) => r,
-            // The connection itself failed: what is left is retried later, not failed.
-            Err(e) if e.kind == idgard_sdk::ErrorKind::Unavailable => {
-                OrderResult::retry_later(&order.id, e.message)
+    let mut i = 0;
+    while i < orders.len() {
+        if matches!(orders[i].kind, OrderKind::Create(_)) {
+            // Creates in a row go out together: the directory works on several at once.
+            let end = orders[i..]
+                .iter()
+                .position(|o| !matches!(o.kind, OrderKind::Create(_)))
+                .map_or(orders.len(), |n| i + n);
+            let run = &orders[i..end];
+            match create_run(&mut session, config, &found, run) {
+                Ok(r) => results.extend(r),
+                Err(e) => results.extend(run.iter().map(|o| failure(o, &e))),
             }
-            Err(e) => OrderResult::failed(&order.id, e.message),
-        };
+            i = end;
+            continue;
+        }
+        let order = &orders[i];
+        let result =
+            one(&mut session, config, &found, order).unwrap_or_else(|e| failure(order, &e));
         if result.outcome == idgard_sdk::OrderOutcome::Done
             && let Some(new_dn) = renamed_to(order)
             && let Some(entry) = found
@@ -46,8 +55,19 @@ pub fn fulfil(config: &Config, orders: Vec<Order>) -> Result<Vec<OrderResult>, E
             entry.dn = new_dn.to_owned();
         }
         results.push(result);
+        i += 1;
     }
     Ok(results)
+}
+
+/// An order that could not be carried out because of `e`: a lost connection is retried later
+/// (repeating an order is safe), anything else fails it.
+fn failure(order: &Order, e: &Error) -> OrderResult {
+    if e.kind == idgard_sdk::ErrorKind::Unavailable {
+        OrderResult::retry_later(&order.id, e.message.clone())
+    } else {
+        OrderResult::failed(&order.id, e.message.clone())
+    }
 }
 
 /// The DN an update order moves its entry to, if it does.
@@ -121,23 +141,11 @@ fn one(
     order: &Order,
 ) -> Result<OrderResult, Error> {
     let id = order.id.as_str();
-    let Some(entity) = config.entity(&order.entity_type) else {
+    if config.entity(&order.entity_type).is_none() {
         return Ok(OrderResult::failed(
             id,
             format!("this connection manages no `{}` entries", order.entity_type),
         ));
-    };
-    if let OrderKind::Create(attrs) = &order.kind {
-        return create(
-            session,
-            config,
-            found,
-            order,
-            attrs,
-            &entity.base,
-            &entity.rdn,
-            &entity.object_classes,
-        );
     }
     let entry = found
         .get(&order.entity_type)
@@ -156,7 +164,7 @@ fn one(
         });
     };
     match &order.kind {
-        OrderKind::Create(_) => unreachable!("handled above"),
+        OrderKind::Create(_) => unreachable!("creates go through create_run"),
         OrderKind::Update(changes) => update(session, config, found, order, entry, changes),
         OrderKind::Delete => {
             let r = session.delete(&entry.dn)?;
@@ -185,18 +193,61 @@ fn one(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn create(
+/// Adds in flight at once.
+const WINDOW: usize = 64;
+
+/// Carries out creates in a row, up to [`WINDOW`] adds in flight; one result per order.
+fn create_run(
     session: &mut Session,
     config: &Config,
     found: &Directory,
+    orders: &[Order],
+) -> Result<Vec<OrderResult>, Error> {
+    // OpenLDAP answers an add with the new entry's key (post-read); AD does not offer it.
+    let read_back = (config.dialect == Dialect::Openldap).then_some(config.key_attribute.as_str());
+    let mut results: Vec<Option<OrderResult>> = vec![None; orders.len()];
+    let mut in_flight: VecDeque<(usize, i32, String)> = VecDeque::new();
+    for (i, order) in orders.iter().enumerate() {
+        let (dn, entry) = match prepare(config, found, order) {
+            Ok(p) => p,
+            Err(r) => {
+                results[i] = Some(r);
+                continue;
+            }
+        };
+        if in_flight.len() >= WINDOW
+            && let Some((j, id, dn)) = in_flight.pop_front()
+        {
+            results[j] = Some(finish(session, config, &orders[j], id, &dn)?);
+        }
+        let id = session.send_add(&dn, entry, read_back)?;
+        in_flight.push_back((i, id, dn));
+    }
+    while let Some((j, id, dn)) = in_flight.pop_front() {
+        results[j] = Some(finish(session, config, &orders[j], id, &dn)?);
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every create answered"))
+        .collect())
+}
+
+/// A create order's DN and attributes, or its failure.
+fn prepare(
+    config: &Config,
+    found: &Directory,
     order: &Order,
-    attrs: &[AttributeValues],
-    base: &str,
-    rdn: &str,
-    object_classes: &[String],
-) -> Result<OrderResult, Error> {
+) -> Result<(String, Vec<LdapPartialAttribute>), OrderResult> {
     let id = order.id.as_str();
+    let OrderKind::Create(attrs) = &order.kind else {
+        unreachable!("only creates are prepared")
+    };
+    let Some(entity) = config.entity(&order.entity_type) else {
+        return Err(OrderResult::failed(
+            id,
+            format!("this connection manages no `{}` entries", order.entity_type),
+        ));
+    };
     let given_dn = attrs
         .iter()
         .find(|a| a.name.eq_ignore_ascii_case("dn"))
@@ -206,10 +257,10 @@ fn create(
         None => {
             let value = attrs
                 .iter()
-                .find(|a| a.name.eq_ignore_ascii_case(rdn))
+                .find(|a| a.name.eq_ignore_ascii_case(&entity.rdn))
                 .and_then(|a| a.values.first())
                 .unwrap_or(&order.key);
-            dn::child(rdn, value, base)
+            dn::child(&entity.rdn, value, &entity.base)
         }
     };
     let mut entry: Vec<LdapPartialAttribute> = Vec::new();
@@ -217,32 +268,41 @@ fn create(
         .iter()
         .any(|a| a.name.eq_ignore_ascii_case("objectClass"))
     {
-        entry.push(attribute(
-            "objectClass",
-            object_classes
-                .iter()
-                .map(|c| c.as_bytes().to_vec())
-                .collect(),
-        ));
+        let classes = entity.object_classes.iter().map(|c| c.as_bytes().to_vec());
+        entry.push(attribute("objectClass", classes.collect()));
     }
     for a in attrs {
         if a.name.eq_ignore_ascii_case("dn") || a.values.is_empty() {
             continue;
         }
-        match encode(config, found, &a.name, &a.values) {
-            Ok(vals) => entry.push(attribute(&a.name, vals)),
-            Err(m) => return Ok(OrderResult::failed(id, m)),
-        }
+        let vals =
+            encode(config, found, &a.name, &a.values).map_err(|m| OrderResult::failed(id, m))?;
+        entry.push(attribute(&a.name, vals));
     }
-    let r = session.add(&dn, entry)?;
+    Ok((dn, entry))
+}
+
+/// The result of a create from the directory's answer: `created` with the new entry's key.
+fn finish(
+    session: &mut Session,
+    config: &Config,
+    order: &Order,
+    id: i32,
+    dn: &str,
+) -> Result<OrderResult, Error> {
+    let (r, read) = session.added(id)?;
     if r.code != LdapResultCode::Success && r.code != LdapResultCode::EntryAlreadyExists {
-        return Ok(outcome(id, &r, &[]));
+        return Ok(outcome(&order.id, &r, &[]));
     }
     // A repeated create finds its entry there: it is done, with the same key.
-    Ok(match lookup::key_at(session, config, &dn)? {
-        Some(key) => OrderResult::created(id, key),
+    let key = match read.and_then(|e| key_of(config, &e)) {
+        Some(k) => Some(k),
+        None => lookup::key_at(session, config, dn)?,
+    };
+    Ok(match key {
+        Some(key) => OrderResult::created(&order.id, key),
         None => OrderResult::failed(
-            id,
+            &order.id,
             format!(
                 "created `{dn}` but cannot read its `{}`",
                 config.key_attribute

@@ -15,6 +15,7 @@ use crate::settings::{Config, Dialect, GROUP};
 use idgard_sdk::{Cursor, Error, Exporter};
 use ldap3_proto::proto::LdapResultCode;
 use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
+use std::collections::HashSet;
 
 /// The format of this connector's cursors: an RFC 4533 cookie, as the directory gave it.
 pub const CURSOR_FORMAT: &str = "ldap-sync-cookie-v1";
@@ -93,16 +94,26 @@ pub fn since(
         let is_group = entity_type == GROUP;
         let request = search_request(config, &entity.base, &entity.filter, is_group)?;
         let mut stale = false;
+        // The directory may tell of one change twice (from its session log and from its
+        // change sequence numbers): each key is exported once.
+        let mut seen: HashSet<String> = HashSet::new();
         let cookie = session.sync_refresh(&request, Some(cursor.data.clone()), |event| {
             match event {
                 Sync::Changed(entry) => match key_of(config, &entry) {
+                    Some(key) if !seen.insert(key.clone()) => {}
                     Some(_) if is_group => groups.push(entry),
                     Some(key) => write(config, out, entity_type, &key, entry, None),
                     None => {
                         out.reject(&format!("`{}` has no `{}`", entry.dn, config.key_attribute))
                     }
                 },
-                Sync::Deleted(uuids) => uuids.iter().for_each(|u| out.delete(entity_type, u)),
+                Sync::Deleted(uuids) => {
+                    for u in uuids {
+                        if seen.insert(u.clone()) {
+                            out.delete(entity_type, &u);
+                        }
+                    }
+                }
                 Sync::Present => stale = true,
             }
             Ok(())
