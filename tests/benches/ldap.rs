@@ -28,10 +28,21 @@ const GROUPS: &str = "ou=groups,dc=idgard,dc=test";
 const GROUP_SIZE: usize = 1_000;
 const BATCH: usize = 1_000;
 
-struct Quiet;
+/// Counts entries by entity type and operation.
+#[derive(Clone, Default)]
+struct Tally(std::sync::Arc<std::sync::Mutex<BTreeMap<String, u64>>>);
 
-impl Observer for Quiet {
+impl Observer for Tally {
     fn log(&mut self, _level: idgard_host::Level, _message: &str) {}
+    fn entries(&mut self, batch: &[u8], _count: u32) -> anyhow::Result<()> {
+        let mut t = self.0.lock().unwrap();
+        for e in idgard_sdk::wire::decode(batch) {
+            let e = e?;
+            *t.entry(format!("{} {:?}", e.entity_type, e.op))
+                .or_default() += 1;
+        }
+        Ok(())
+    }
 }
 
 fn env(name: &str, default: usize) -> usize {
@@ -60,11 +71,21 @@ fn connection(d: &Slapd, dir: &Path) -> Connection {
 }
 
 fn run(rt: &Runtime, loaded: &Loaded, conn: &Connection, request: Request) -> Outcome {
+    run_counted(rt, loaded, conn, request, Tally::default())
+}
+
+fn run_counted(
+    rt: &Runtime,
+    loaded: &Loaded,
+    conn: &Connection,
+    request: Request,
+    tally: Tally,
+) -> Outcome {
     let folders = RunFolders {
         collect: None,
         orders: None,
     };
-    match rt.run(loaded, conn, &folders, request, Box::new(Quiet)) {
+    match rt.run(loaded, conn, &folders, request, Box::new(tally)) {
         Ok(o @ (Outcome::Exported(_) | Outcome::Fulfilled(_))) => o,
         other => panic!("the connector failed: {other:?}"),
     }
@@ -287,21 +308,20 @@ fn export(rt: &Runtime, loaded: &Loaded, m: usize) {
         .collect();
     d.ldapmodify(&changes);
     let started = Instant::now();
-    let Outcome::Exported(s) = run(
-        rt,
-        loaded,
-        &conn,
-        Request::Export {
-            cursor,
-            batch_size: 5000,
-        },
-    ) else {
+    let tally = Tally::default();
+    let request = Request::Export {
+        cursor,
+        batch_size: 5000,
+    };
+    let Outcome::Exported(s) = run_counted(rt, loaded, &conn, request, tally.clone()) else {
         unreachable!()
     };
+    let took = started.elapsed();
     println!(
-        "incremental export of 100 changes among {m} entries: {} entries in {:.3} s",
+        "incremental export of 100 changes among {m} entries: {} entries ({:?}) in {:.3} s",
         s.entries,
-        started.elapsed().as_secs_f64()
+        tally.0.lock().unwrap(),
+        took.as_secs_f64()
     );
 }
 

@@ -6,7 +6,8 @@
 //!
 //! A deletion names only the entryUUID, not what the entry was: the directory reports it to the
 //! synchronisation of every entity type, and so does the export (the server ignores the deletion
-//! of a key it does not hold).
+//! of a key it does not hold); but an entry that changed under one type, reported "deleted" to
+//! the others, is not exported as deleted.
 
 use crate::client::{Session, Sync};
 use crate::export::{Unresolved, key_of, search_request, write, write_group};
@@ -90,6 +91,11 @@ pub fn since(
     let mut session = Session::open(config)?;
     let mut next: Option<Vec<u8>> = None;
     let mut groups = Vec::new();
+    // Keys changed under any entity type, and deletions by type: the directory tells a
+    // synchronisation of "deleted" for every entry that changed outside its search (it may have
+    // left it), so a deletion of a key that changed under another type is no deletion.
+    let mut changed: HashSet<String> = HashSet::new();
+    let mut deleted: Vec<(&str, String)> = Vec::new();
     for (entity_type, entity) in config.entities() {
         let is_group = entity_type == GROUP;
         let request = search_request(config, &entity.base, &entity.filter, is_group)?;
@@ -101,18 +107,21 @@ pub fn since(
             match event {
                 Sync::Changed(entry) => match key_of(config, &entry) {
                     Some(key) if !seen.insert(key.clone()) => {}
-                    Some(_) if is_group => groups.push(entry),
-                    Some(key) => write(config, out, entity_type, &key, entry, None),
+                    Some(key) if is_group => {
+                        changed.insert(key);
+                        groups.push(entry);
+                    }
+                    Some(key) => {
+                        changed.insert(key.clone());
+                        write(config, out, entity_type, &key, entry, None);
+                    }
                     None => {
                         out.reject(&format!("`{}` has no `{}`", entry.dn, config.key_attribute))
                     }
                 },
                 Sync::Deleted(uuids) => {
-                    for u in uuids {
-                        if seen.insert(u.clone()) {
-                            out.delete(entity_type, &u);
-                        }
-                    }
+                    let fresh = uuids.into_iter().filter(|u| seen.insert(u.clone()));
+                    deleted.extend(fresh.map(|u| (entity_type, u)));
                 }
                 Sync::Present => stale = true,
             }
@@ -128,6 +137,11 @@ pub fn since(
         next = next.or(cookie);
     }
     write_groups(&mut session, config, out, groups)?;
+    for (entity_type, key) in deleted {
+        if !changed.contains(&key) {
+            out.delete(entity_type, &key);
+        }
+    }
     Ok(Some(Cursor {
         format: CURSOR_FORMAT.into(),
         data: next.unwrap_or_else(|| cursor.data.clone()),
