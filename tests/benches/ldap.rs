@@ -28,13 +28,20 @@ const GROUPS: &str = "ou=groups,dc=idgard,dc=test";
 const GROUP_SIZE: usize = 1_000;
 const BATCH: usize = 1_000;
 
-/// Counts entries by entity type and operation.
+/// Counts entries by entity type and operation (when asked: decoding costs time the export
+/// timings must not include).
 #[derive(Clone, Default)]
-struct Tally(std::sync::Arc<std::sync::Mutex<BTreeMap<String, u64>>>);
+struct Tally(
+    std::sync::Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
+    bool,
+);
 
 impl Observer for Tally {
     fn log(&mut self, _level: idgard_host::Level, _message: &str) {}
     fn entries(&mut self, batch: &[u8], _count: u32) -> anyhow::Result<()> {
+        if !self.1 {
+            return Ok(());
+        }
         let mut t = self.0.lock().unwrap();
         for e in idgard_sdk::wire::decode(batch) {
             let e = e?;
@@ -53,6 +60,10 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 fn connection(d: &Slapd, dir: &Path) -> Connection {
+    connection_tls(d, dir, true)
+}
+
+fn connection_tls(d: &Slapd, dir: &Path, tls: bool) -> Connection {
     std::fs::write(dir.join("ca.pem"), &d.ca_pem).unwrap();
     let path = dir.join("connection.toml");
     std::fs::write(
@@ -61,9 +72,16 @@ fn connection(d: &Slapd, dir: &Path) -> Connection {
             "name = \"dir\"\n[settings]\nbind_dn = {:?}\naccounts_base = {PEOPLE:?}\n\
              groups_base = {GROUPS:?}\npage_size = 500\n\
              [secrets]\nbind_password = {{ value = {:?} }}\n\
-             [grants.endpoints.directory]\naddress = \"127.0.0.1:{}\"\ntls = \"start-tls\"\n\
-             ca = \"ca.pem\"\n[limits]\ndeadline_secs = 7200\n",
-            d.writer_dn, d.writer_password, d.port
+             [grants.endpoints.directory]\naddress = \"127.0.0.1:{}\"\n{}\n\
+             [limits]\ndeadline_secs = 7200\n",
+            d.writer_dn,
+            d.writer_password,
+            d.port,
+            if tls {
+                "tls = \"start-tls\"\nca = \"ca.pem\""
+            } else {
+                "tls = \"none\""
+            }
         ),
     )
     .unwrap();
@@ -93,17 +111,17 @@ fn run_counted(
 
 /// A writer's command line of an OpenLDAP tool, over StartTLS.
 fn tool(d: &Slapd, dir: &Path, name: &str) -> Command {
+    tool_tls(d, dir, name, true)
+}
+
+/// The same, over StartTLS or not.
+fn tool_tls(d: &Slapd, dir: &Path, name: &str, tls: bool) -> Command {
     let mut cmd = Command::new(name);
-    cmd.env("LDAPTLS_CACERT", dir.join("ca.pem")).args([
-        "-x",
-        "-ZZ",
-        "-H",
-        &d.url,
-        "-D",
-        &d.writer_dn,
-        "-w",
-        &d.writer_password,
-    ]);
+    cmd.env("LDAPTLS_CACERT", dir.join("ca.pem")).arg("-x");
+    if tls {
+        cmd.arg("-ZZ");
+    }
+    cmd.args(["-H", &d.url, "-D", &d.writer_dn, "-w", &d.writer_password]);
     cmd
 }
 
@@ -254,50 +272,49 @@ fn export(rt: &Runtime, loaded: &Loaded, m: usize) {
     let d = Slapd::start();
     let conn = connection(&d, tmp.path());
     d.ldapadd(&ldif(m));
-    let mut ours = Duration::MAX;
-    let mut theirs = Duration::MAX;
     let mut cursor = None;
-    for _ in 0..3 {
-        let started = Instant::now();
-        let Outcome::Exported(s) = run(
-            rt,
-            loaded,
-            &conn,
-            Request::Export {
+    for tls in [true, false] {
+        let conn = connection_tls(&d, tmp.path(), tls);
+        let (mut ours, mut theirs) = (Duration::MAX, Duration::MAX);
+        for _ in 0..3 {
+            let started = Instant::now();
+            let request = Request::Export {
                 cursor: None,
                 batch_size: 5000,
-            },
-        ) else {
-            unreachable!()
-        };
-        ours = ours.min(started.elapsed());
-        assert_eq!(s.entries as usize, m + m / GROUP_SIZE);
-        cursor = s.cursor;
-        let started = Instant::now();
-        let out = tool(&d, tmp.path(), "ldapsearch")
-            .args([
-                "-LLL",
-                "-E",
-                "pr=500/noprompt",
-                "-b",
-                "dc=idgard,dc=test",
-                "(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))",
-                "*",
-                "entryUUID",
-            ])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        theirs = theirs.min(started.elapsed());
-        assert!(out.success());
+            };
+            let Outcome::Exported(s) = run(rt, loaded, &conn, request) else {
+                unreachable!()
+            };
+            ours = ours.min(started.elapsed());
+            assert_eq!(s.entries as usize, m + m / GROUP_SIZE);
+            cursor = s.cursor;
+            let started = Instant::now();
+            let out = tool_tls(&d, tmp.path(), "ldapsearch", tls)
+                .args([
+                    "-LLL",
+                    "-E",
+                    "pr=500/noprompt",
+                    "-b",
+                    "dc=idgard,dc=test",
+                    "(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))",
+                    "*",
+                    "entryUUID",
+                ])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            theirs = theirs.min(started.elapsed());
+            assert!(out.success());
+        }
+        println!(
+            "export of {m} accounts + {} groups ({}, best of 3): connector {:.2} s, ldapsearch paged {:.2} s, ratio {:.2}",
+            m / GROUP_SIZE,
+            if tls { "StartTLS" } else { "plain" },
+            ours.as_secs_f64(),
+            theirs.as_secs_f64(),
+            ours.as_secs_f64() / theirs.as_secs_f64()
+        );
     }
-    println!(
-        "export of {m} accounts + {} groups (best of 3): connector {:.2} s, ldapsearch paged {:.2} s, ratio {:.2}",
-        m / GROUP_SIZE,
-        ours.as_secs_f64(),
-        theirs.as_secs_f64(),
-        ours.as_secs_f64() / theirs.as_secs_f64()
-    );
     let changes: String = (0..100)
         .map(|i| {
             format!(
@@ -308,7 +325,7 @@ fn export(rt: &Runtime, loaded: &Loaded, m: usize) {
         .collect();
     d.ldapmodify(&changes);
     let started = Instant::now();
-    let tally = Tally::default();
+    let tally = Tally(Default::default(), true);
     let request = Request::Export {
         cursor,
         batch_size: 5000,
