@@ -416,3 +416,38 @@ async fn a_fulfil_task_takes_its_orders_page_by_page() {
         5_050
     );
 }
+
+#[tokio::test]
+async fn a_create_the_target_keyed_itself_is_held_under_that_key() {
+    let w = World::new().await;
+    let up = w.export(&["E1"], &[]).await;
+    w.sync(up, false).await;
+    w.provision().await;
+    // A directory names the new entry itself (its entryUUID): the result carries that key.
+    let created =
+        |o: &idgard_protocol::model::Order| OrderOutcome::Created(format!("uuid-{}", o.key));
+    assert_eq!(w.fulfil(created).await, [("create".into(), "e1".into())]);
+    // The target's export under that key is the account fulfilment made: nothing to do.
+    let up = w
+        .export_accounts(&[("uuid-e1", &[("employee_id", "E1"), ("enabled", "true")])])
+        .await;
+    let report = w.sync_of("accounts", up, true).await;
+    assert_eq!(
+        (
+            report.unchanged + report.confirmed,
+            report.inserted,
+            report.updated
+        ),
+        (1, 0, 0),
+        "{report:?}"
+    );
+    assert_eq!(w.provision().await.identities, 0);
+    assert!(w.fulfil(done).await.is_empty());
+    // Later orders for that account address it by the target's key.
+    let up = w
+        .export_accounts(&[("uuid-e1", &[("employee_id", "E1"), ("enabled", "false")])])
+        .await;
+    w.sync_of("accounts", up, true).await;
+    w.provision().await;
+    assert_eq!(w.fulfil(done).await, [("enable".into(), "uuid-e1".into())]);
+}

@@ -12,7 +12,10 @@ use ldap3_proto::proto::{
     LdapOp, LdapPartialAttribute, LdapResult, LdapResultCode, LdapSearchRequest,
     LdapSearchResultEntry,
 };
-use ldap3_proto::proto::{LdapIntermediateResponse, SyncRequestMode, SyncStateValue};
+use ldap3_proto::proto::{
+    LdapDerefAliases, LdapFilter, LdapIntermediateResponse, LdapSearchScope, SyncRequestMode,
+    SyncStateValue,
+};
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use tokio_util::codec::{Decoder, Encoder};
@@ -293,6 +296,28 @@ impl Session {
                 return Ok(());
             }
         }
+    }
+}
+
+/// A search of `base` and everything under it.
+pub fn subtree(base: &str, filter: LdapFilter, attrs: Vec<String>) -> LdapSearchRequest {
+    LdapSearchRequest {
+        base: base.to_owned(),
+        scope: LdapSearchScope::Subtree,
+        aliases: LdapDerefAliases::Never,
+        sizelimit: 0,
+        timelimit: 0,
+        typesonly: false,
+        filter,
+        attrs,
+    }
+}
+
+/// A read of the entry at `dn` alone (`1.1`: no attributes).
+pub fn entry_at(dn: &str, attrs: Vec<String>) -> LdapSearchRequest {
+    LdapSearchRequest {
+        scope: LdapSearchScope::Base,
+        ..subtree(dn, LdapFilter::Present("objectClass".into()), attrs)
     }
 }
 

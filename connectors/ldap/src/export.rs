@@ -2,14 +2,12 @@
 //! attribute (entryUUID, objectGUID) and carries its DN as the attribute `dn`; a group's members
 //! are exported as the keys of the accounts they name.
 
-use crate::client::Session;
+use crate::client::{self, Session};
 use crate::dn;
 use crate::settings::{Config, Dialect, GROUP};
 use crate::values;
 use idgard_sdk::{Cursor, Error, Exporter};
-use ldap3_proto::proto::{
-    LdapDerefAliases, LdapSearchRequest, LdapSearchResultEntry, LdapSearchScope,
-};
+use ldap3_proto::proto::{LdapSearchRequest, LdapSearchResultEntry};
 use std::collections::HashMap;
 
 /// Members that name no exported account, reported once per run.
@@ -93,16 +91,7 @@ pub fn search_request(
     if groups && !config.attributes.is_empty() {
         attrs.push(config.member_attribute.clone());
     }
-    Ok(LdapSearchRequest {
-        base: base.to_owned(),
-        scope: LdapSearchScope::Subtree,
-        aliases: LdapDerefAliases::Never,
-        sizelimit: 0,
-        timelimit: 0,
-        typesonly: false,
-        filter,
-        attrs,
-    })
+    Ok(client::subtree(base, filter, attrs))
 }
 
 /// The entry's key, as text.

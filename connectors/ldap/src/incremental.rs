@@ -9,13 +9,12 @@
 //! of a key it does not hold); but an entry that changed under one type, reported "deleted" to
 //! the others, is not exported as deleted.
 
-use crate::client::{Session, Sync};
+use crate::client::{self, Session, Sync};
 use crate::export::{Unresolved, key_of, search_request, write, write_group};
 use crate::lookup;
 use crate::settings::{Config, Dialect, GROUP};
 use idgard_sdk::{Cursor, Error, Exporter};
 use ldap3_proto::proto::LdapResultCode;
-use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
 use std::collections::HashSet;
 
 /// The format of this connector's cursors: an RFC 4533 cookie, as the directory gave it.
@@ -34,16 +33,7 @@ pub fn starting_cursor(session: &mut Session, config: &Config) -> Result<Option<
         return Ok(None);
     }
     // A refresh of the base entry alone: one entry, and the directory's cookie.
-    let request = LdapSearchRequest {
-        base: config.accounts.base.clone(),
-        scope: LdapSearchScope::Base,
-        aliases: LdapDerefAliases::Never,
-        sizelimit: 0,
-        timelimit: 0,
-        typesonly: true,
-        filter: LdapFilter::Present("objectClass".into()),
-        attrs: vec!["1.1".into()],
-    };
+    let request = client::entry_at(&config.accounts.base, vec!["1.1".into()]);
     match session.sync_refresh(&request, None, |_| Ok(())) {
         Ok(Some(cookie)) => Ok(Some(Cursor {
             format: CURSOR_FORMAT.into(),

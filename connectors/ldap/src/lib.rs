@@ -17,7 +17,6 @@ use idgard_sdk::{
     Connector, ConnectorInfo, Cursor, EntitySchema, Error, ExportMode, ExportRequest, Exporter,
     Operation, Order, OrderResult, Settings,
 };
-use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
 pub use settings::{ACCOUNT, Config, Dialect, GROUP};
 
 /// The LDAP connector.
@@ -39,16 +38,7 @@ impl Connector for Ldap {
         let mut session = client::Session::open(&config)?;
         for (entity_type, entity) in config.entities() {
             let mut seen = false;
-            let request = LdapSearchRequest {
-                base: entity.base.clone(),
-                scope: LdapSearchScope::Base,
-                aliases: LdapDerefAliases::Never,
-                sizelimit: 1,
-                timelimit: 0,
-                typesonly: true,
-                filter: LdapFilter::Present("objectClass".into()),
-                attrs: vec!["1.1".into()],
-            };
+            let request = client::entry_at(&entity.base, vec!["1.1".into()]);
             session.search(&request, None, |_| {
                 seen = true;
                 Ok(())

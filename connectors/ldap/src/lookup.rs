@@ -1,11 +1,11 @@
 //! Finding entries by key: the DN (and, on Active Directory, the account control flags) of each
 //! key of a batch, with a few searches rather than one per key.
 
-use crate::client::Session;
+use crate::client::{self, Session};
 use crate::export::key_of;
 use crate::settings::{Config, Dialect, EntityConfig};
 use idgard_sdk::Error;
-use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
+use ldap3_proto::proto::LdapFilter;
 use std::collections::HashMap;
 
 /// Keys per search (an OR of equality filters).
@@ -55,7 +55,7 @@ pub fn by_key(
     if guid_keys {
         // A binary GUID cannot go into a text filter; AD names an entry by `<GUID=...>`.
         for key in keys {
-            let request = base_search(format!("<GUID={key}>"), attrs.clone());
+            let request = client::entry_at(&format!("<GUID={key}>"), attrs.clone());
             session.search(&request, None, &mut keep)?;
         }
         return Ok(found);
@@ -67,16 +67,7 @@ pub fn by_key(
                 .map(|k| LdapFilter::Equality(config.key_attribute.clone(), (*k).to_owned()))
                 .collect(),
         );
-        let request = LdapSearchRequest {
-            base: entity.base.clone(),
-            scope: LdapSearchScope::Subtree,
-            aliases: LdapDerefAliases::Never,
-            sizelimit: 0,
-            timelimit: 0,
-            typesonly: false,
-            filter,
-            attrs: attrs.clone(),
-        };
+        let request = client::subtree(&entity.base, filter, attrs.clone());
         session.search(&request, Some(config.page_size), &mut keep)?;
     }
     Ok(found)
@@ -101,16 +92,11 @@ pub fn keys_of_dns(
                 .map(|d| LdapFilter::Equality(dn_attribute.into(), d.clone()))
                 .collect(),
         );
-        let request = LdapSearchRequest {
-            base: config.accounts.base.clone(),
-            scope: LdapSearchScope::Subtree,
-            aliases: LdapDerefAliases::Never,
-            sizelimit: 0,
-            timelimit: 0,
-            typesonly: false,
+        let request = client::subtree(
+            &config.accounts.base,
             filter,
-            attrs: vec![config.key_attribute.clone()],
-        };
+            vec![config.key_attribute.clone()],
+        );
         session.search(&request, Some(config.page_size), |entry| {
             if let Some(key) = key_of(config, &entry) {
                 keys.insert(crate::dn::normal(&entry.dn), key);
@@ -124,23 +110,10 @@ pub fn keys_of_dns(
 /// The key of the entry at `dn` (after a create).
 pub fn key_at(session: &mut Session, config: &Config, dn: &str) -> Result<Option<String>, Error> {
     let mut key = None;
-    let request = base_search(dn.to_owned(), vec![config.key_attribute.clone()]);
+    let request = client::entry_at(dn, vec![config.key_attribute.clone()]);
     session.search(&request, None, |entry| {
         key = key_of(config, &entry);
         Ok(())
     })?;
     Ok(key)
-}
-
-fn base_search(base: String, attrs: Vec<String>) -> LdapSearchRequest {
-    LdapSearchRequest {
-        base,
-        scope: LdapSearchScope::Base,
-        aliases: LdapDerefAliases::Never,
-        sizelimit: 0,
-        timelimit: 0,
-        typesonly: false,
-        filter: LdapFilter::Present("objectClass".into()),
-        attrs,
-    }
 }

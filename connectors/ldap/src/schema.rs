@@ -2,10 +2,9 @@
 //! classes an account and a group are made of (with their superclasses), each typed by its
 //! syntax, required when a class MUSTs it, single-valued when declared so.
 
-use crate::client::Session;
+use crate::client::{self, Session};
 use crate::settings::{Config, GROUP};
 use idgard_sdk::{AttributeSchema, AttributeType, EntitySchema, Error};
-use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
 use std::collections::{BTreeMap, HashMap};
 
 /// One parsed definition: its names, and its fields by keyword.
@@ -22,11 +21,8 @@ pub fn read(config: &Config) -> Result<Vec<EntitySchema>, Error> {
     let subschema = subschema_dn(&mut session)?;
     let mut types: Vec<Definition> = Vec::new();
     let mut classes: Vec<Definition> = Vec::new();
-    let request = base(
-        &subschema,
-        &["attributeTypes", "objectClasses"],
-        "subschema",
-    );
+    let attrs = vec!["attributeTypes".into(), "objectClasses".into()];
+    let request = client::entry_at(&subschema, attrs);
     session.search(&request, None, |entry| {
         for a in entry.attributes {
             let into = if a.atype.eq_ignore_ascii_case("attributeTypes") {
@@ -100,7 +96,8 @@ fn text(
 /// The DN of the subschema entry, from the root DSE.
 fn subschema_dn(session: &mut Session) -> Result<String, Error> {
     let mut dn = None;
-    session.search(&base("", &["subschemaSubentry"], "root DSE"), None, |e| {
+    let root_dse = client::entry_at("", vec!["subschemaSubentry".into()]);
+    session.search(&root_dse, None, |e| {
         dn = e
             .attributes
             .into_iter()
@@ -110,19 +107,6 @@ fn subschema_dn(session: &mut Session) -> Result<String, Error> {
         Ok(())
     })?;
     dn.ok_or_else(|| Error::invalid_data("the directory names no subschema entry"))
-}
-
-fn base(dn: &str, attrs: &[&str], _what: &str) -> LdapSearchRequest {
-    LdapSearchRequest {
-        base: dn.to_owned(),
-        scope: LdapSearchScope::Base,
-        aliases: LdapDerefAliases::Never,
-        sizelimit: 0,
-        timelimit: 0,
-        typesonly: false,
-        filter: LdapFilter::Present("objectClass".into()),
-        attrs: attrs.iter().map(|s| (*s).to_owned()).collect(),
-    }
 }
 
 fn by_name(defs: Vec<Definition>) -> HashMap<String, Definition> {
