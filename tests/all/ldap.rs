@@ -392,18 +392,35 @@ fn tls_is_checked_against_the_grant() {
     // Plain LDAP when the grant says so; passwords are then refused.
     let plain = connection(&s, &d, d.port, "tls = \"none\"");
     assert_eq!(test(&plain), Ok(()));
+    let made = fulfilled(
+        s.run(
+            ldap(),
+            &plain,
+            Request::Fulfill(vec![order(
+                "c",
+                "account",
+                "plain",
+                create(&[("uid", &["plain"]), ("cn", &["Plain"]), ("sn", &["P"])]),
+            )]),
+        )
+        .0,
+    );
+    let key = created_key(&made[0]);
     let pw = vec![order(
         "pw",
         "account",
-        "x",
+        &key,
         OrderKind::SetPassword {
             password: "p".into(),
         },
     )];
     let results = fulfilled(s.run(ldap(), &plain, Request::Fulfill(pw)).0);
     assert!(
-        matches!(&results[0].outcome, OrderOutcome::Failed(m) if m.contains("TLS") || m.contains("no account"))
+        matches!(&results[0].outcome, OrderOutcome::Failed(m) if m.contains("over TLS only")),
+        "{results:?}"
     );
+    let stored = d.search(PEOPLE, "(uid=plain)", &["userPassword"]);
+    assert!(!stored.contains("userPassword"), "{stored}");
 }
 
 #[test]
