@@ -3,18 +3,11 @@
 //! `retry-later` result does not use up attempts, a `failed` one does; the target's export of
 //! what a fulfilment wrote confirms it and is not a change.
 
-use idgard_model::wire::BatchBuffer;
-use idgard_model::wire::EntryOp;
 use idgard_protocol::model::{OrderOutcome, OrderResult};
-use idgard_protocol::{Operation, OrderResults, OrderState, TaskOrders, TaskSpec, frames};
-use idgard_server::identity::Engine;
+use idgard_protocol::{Operation, OrderResults, OrderState};
 mod support;
-
-use idgard_server::identity::provision::ProvisionReport;
-use idgard_server::identity::repo::{Checked, SyncReport};
-use idgard_server::identity::rules::Rules;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+mod world;
+use world::{World, done, page};
 
 const RULES: &str = r#"
 version = 1
@@ -32,210 +25,9 @@ leave = { disable = true, delete_after_days = 30 }
 employee_id = "identity.key"
 "#;
 
-const DAY: i64 = 86_400_000;
-
-/// A fulfil task's next page, its orders read as the agent reads them.
-async fn page(q: &Engine, agent: i64, task: i64, fence: i64) -> TaskOrders {
-    let page = q.task_orders(agent, task, fence).await.unwrap();
-    TaskOrders {
-        orders: page
-            .orders
-            .iter()
-            .map(|o| serde_json::from_str(o.get()).expect("a stored order reads"))
-            .collect(),
-        remaining: page.remaining,
-    }
-}
-
-struct World {
-    q: Engine,
-    rules: Arc<Rules>,
-    agent: i64,
-    clock: Arc<AtomicI64>,
-    _dir: tempfile::TempDir,
-}
-
-impl World {
-    async fn new() -> World {
-        Self::with_rules(RULES).await
-    }
-
-    async fn with_rules(rules: &str) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let config = idgard_server::config::Config {
-            data_dir: dir.path().to_owned(),
-            ..Default::default()
-        };
-        let mut q = idgard_server::open(&config).await.unwrap();
-        let clock = Arc::new(AtomicI64::new(1_800_000_000_000));
-        let c = clock.clone();
-        q.queue.clock = Arc::new(move || c.load(Ordering::SeqCst));
-        let rules = Arc::new(Rules::parse(rules, "test rules").unwrap());
-        q.rules = Some(rules.clone());
-        q.queue.add_agent("a").await.unwrap();
-        let agent = q.queue.agent_id("a").await.unwrap();
-        World {
-            q,
-            rules,
-            agent,
-            clock,
-            _dir: dir,
-        }
-    }
-
-    fn spec(op: Operation, args: serde_json::Value) -> TaskSpec {
-        TaskSpec {
-            connection: "accounts".into(),
-            operation: op,
-            args,
-            max_attempts: None,
-            timeout_s: None,
-        }
-    }
-
-    /// Stores an export of `hr`: upserts of `people`, deletes of `gone`.
-    async fn export(&self, people: &[&str], gone: &[&str]) -> i64 {
-        let mut b = BatchBuffer::with_capacity(4096);
-        for p in people {
-            let at = b.begin_entry(EntryOp::Upsert, "person", p);
-            b.attribute1("name", p);
-            b.end_entry(at, 1);
-        }
-        for g in gone {
-            let at = b.begin_entry(EntryOp::Delete, "person", g);
-            b.end_entry(at, 0);
-        }
-        self.store(&b).await
-    }
-
-    /// Accounts for E1 and E2, created; then the target's export: e1 as fulfilment wrote it
-    /// plus a column of the target's own (`login`), e2 changed by someone else. Its report.
-    async fn fulfil_two_then_echo(&self) -> SyncReport {
-        let up = self.export(&["E1", "E2"], &[]).await;
-        self.sync(up, false).await;
-        self.provision().await;
-        assert_eq!(self.fulfil(done).await.len(), 2);
-        let up = self
-            .export_accounts(&[
-                (
-                    "e1",
-                    &[("employee_id", "E1"), ("enabled", "true"), ("login", "e1")],
-                ),
-                (
-                    "e2",
-                    &[("employee_id", "E9"), ("enabled", "true"), ("login", "e2")],
-                ),
-            ])
-            .await;
-        self.sync_of("accounts", up, true).await
-    }
-
-    /// Stores an export of `accounts`: each account with its attributes (one value each).
-    async fn export_accounts(&self, accounts: &[(&str, &[(&str, &str)])]) -> i64 {
-        let mut b = BatchBuffer::with_capacity(4096);
-        for (key, attrs) in accounts {
-            let at = b.begin_entry(EntryOp::Upsert, "account", key);
-            for (n, v) in *attrs {
-                b.attribute1(n, v);
-            }
-            b.end_entry(at, attrs.len() as u32);
-        }
-        self.store(&b).await
-    }
-
-    /// Stores one batch as a finished export upload.
-    async fn store(&self, b: &BatchBuffer) -> i64 {
-        let mut content = frames::header(b.entries(), b.len() as u32).to_vec();
-        content.extend_from_slice(b.as_bytes());
-        support::upload(&self.q, "a", self.agent, "accounts", &content)
-            .await
-            .0
-    }
-
-    async fn sync(&self, upload: i64, incremental: bool) {
-        self.sync_of("hr", upload, incremental).await;
-    }
-
-    async fn sync_of(&self, connection: &str, upload: i64, incremental: bool) -> SyncReport {
-        let Checked::Done(report) = self
-            .q
-            .synchronize(connection, upload, incremental, None, None)
-            .await
-            .unwrap()
-        else {
-            panic!("no threshold is set");
-        };
-        report
-    }
-
-    async fn provision(&self) -> ProvisionReport {
-        let Checked::Done(report) = self
-            .q
-            .provision(&self.rules, "accounts", None, false, false, false)
-            .await
-            .unwrap()
-        else {
-            panic!("no threshold is set");
-        };
-        report
-    }
-
-    /// A fulfil task takes the ready orders; `answer` gives each one's outcome.
-    async fn fulfil(
-        &self,
-        answer: impl Fn(&idgard_protocol::model::Order) -> OrderOutcome,
-    ) -> Vec<(String, String)> {
-        let id = self
-            .q
-            .queue
-            .enqueue(
-                "a",
-                &[Self::spec(
-                    Operation::Fulfill,
-                    serde_json::json!({ "server_orders": true }),
-                )],
-            )
-            .await
-            .unwrap()[0];
-        let fence = self.q.queue.claim(self.agent, 1).await.unwrap()[0].fence;
-        self.q
-            .queue
-            .heartbeat(self.agent, id, fence, None)
-            .await
-            .unwrap();
-        let orders = page(&self.q, self.agent, id, fence).await.orders;
-        let results: Vec<OrderResult> = orders
-            .iter()
-            .map(|o| OrderResult {
-                id: o.id.clone(),
-                outcome: answer(o),
-            })
-            .collect();
-        self.q
-            .order_results(self.agent, id, &OrderResults { fence, results })
-            .await
-            .unwrap();
-        orders
-            .iter()
-            .map(|o| {
-                let kind = o.kind.name();
-                (kind.to_owned(), o.key.clone())
-            })
-            .collect()
-    }
-
-    fn pass_days(&self, days: i64) {
-        self.clock.fetch_add(days * DAY, Ordering::SeqCst);
-    }
-}
-
-fn done(_: &idgard_protocol::model::Order) -> OrderOutcome {
-    OrderOutcome::Done
-}
-
 #[tokio::test]
 async fn a_leaver_is_disabled_then_deleted_thirty_days_later() {
-    let w = World::new().await;
+    let w = World::with_rules(RULES).await;
     let up = w.export(&["E1", "E2"], &[]).await;
     w.sync(up, false).await;
     w.provision().await;
@@ -275,7 +67,7 @@ async fn a_leaver_is_disabled_then_deleted_thirty_days_later() {
 
 #[tokio::test]
 async fn retry_later_keeps_attempts_failed_uses_them_up() {
-    let w = World::new().await;
+    let w = World::with_rules(RULES).await;
     let up = w.export(&["E1"], &[]).await;
     w.sync(up, false).await;
     w.provision().await;
@@ -326,7 +118,7 @@ async fn with_a_key_attribute_the_echo_of_a_create_is_unchanged_and_writes_nothi
 
 #[tokio::test]
 async fn the_targets_echo_of_a_fulfilment_is_not_a_change() {
-    let w = World::new().await;
+    let w = World::with_rules(RULES).await;
     let report = w.fulfil_two_then_echo().await;
     assert_eq!((report.confirmed, report.updated), (1, 1), "{report:?}");
     let p = w.provision().await;
@@ -358,7 +150,7 @@ async fn the_targets_echo_of_a_fulfilment_is_not_a_change() {
 
 #[tokio::test]
 async fn a_fulfil_task_takes_its_orders_page_by_page() {
-    let w = World::new().await;
+    let w = World::with_rules(RULES).await;
     let people: Vec<String> = (0..5_050).map(|i| format!("E{i}")).collect();
     let refs: Vec<&str> = people.iter().map(String::as_str).collect();
     let up = w.export(&refs, &[]).await;
@@ -419,7 +211,7 @@ async fn a_fulfil_task_takes_its_orders_page_by_page() {
 
 #[tokio::test]
 async fn a_create_the_target_keyed_itself_is_held_under_that_key() {
-    let w = World::new().await;
+    let w = World::with_rules(RULES).await;
     let up = w.export(&["E1"], &[]).await;
     w.sync(up, false).await;
     w.provision().await;

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OrderState {
+    /// Waiting for other orders to end first (an account's create before it joins a group, a
+    /// group's removals before the account's delete); not handed to any task yet.
+    Waiting,
     /// Waiting for a fulfil task.
     Pending,
     /// Handed to an agent in a fulfil task.
@@ -27,6 +30,7 @@ impl OrderState {
     /// Its name in the API and the database.
     pub fn as_str(self) -> &'static str {
         match self {
+            OrderState::Waiting => "waiting",
             OrderState::Pending => "pending",
             OrderState::Sent => "sent",
             OrderState::Done => "done",
@@ -40,6 +44,7 @@ impl OrderState {
     /// Parses a stored name.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
+            "waiting" => OrderState::Waiting,
             "pending" => OrderState::Pending,
             "sent" => OrderState::Sent,
             "done" => OrderState::Done,

@@ -8,8 +8,11 @@
 
 use super::Engine;
 use crate::error::{Error, Result};
+mod deps;
+mod groups;
 mod orders;
 mod plan;
+mod store;
 
 pub use orders::{Shape, StoredOrder, after};
 
@@ -19,13 +22,14 @@ use crate::db::{Col, Tx, in_list, multi_row_values};
 use futures_util::TryStreamExt as _;
 use idgard_protocol::OrderState;
 use idgard_protocol::model::OrderKind;
-use plan::{Loaded, Planned};
+use plan::Loaded;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// What a provisioning computation found and decided.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct ProvisionReport {
     /// The target connection.
     pub connection: String,
@@ -45,6 +49,12 @@ pub struct ProvisionReport {
     pub disables: u64,
     /// Deletes.
     pub deletes: u64,
+    /// Groups created (each counted among the creates).
+    pub groups_created: u64,
+    /// Accounts added to groups (each an update of a group, or part of a new group's create).
+    pub members_added: u64,
+    /// Accounts removed from groups (each an update of a group).
+    pub members_removed: u64,
     /// Accounts newly linked to an identity by correlation.
     pub linked: u64,
     /// Accounts matched but left for review.
@@ -306,8 +316,15 @@ impl Engine {
         };
         let mut gone_links: Vec<String> = Vec::new();
         let mut superseded = 0u64;
-        // Account keys computed in this run: two identities cannot share one.
-        let mut claimed: HashSet<String> = HashSet::new();
+        let mut run = plan::Run {
+            claimed: HashSet::new(),
+            groups: match &t.groups {
+                Some(g) => Some(store::load_groups(&mut tx, target, g, &ev).await?),
+                None => None,
+            },
+        };
+        // Creates dropped as conflicts: what waited for them is dropped too.
+        let mut dropped: HashSet<String> = HashSet::new();
         for slice in keys.chunks(100) {
             let refs: Vec<&str> = slice.iter().map(String::as_str).collect();
             let people = current_of(&mut tx, src, &refs, true).await?;
@@ -381,7 +398,7 @@ impl Engine {
                     "sent" | "retry" => {
                         busy.insert(r.try_get(1)?);
                     }
-                    "pending" => replaced.push(r.try_get(0)?),
+                    "pending" | "waiting" => replaced.push(r.try_get(0)?),
                     _ => {}
                 }
             }
@@ -405,54 +422,23 @@ impl Engine {
                 accounts: mine,
                 busy,
             };
-            let plan = plan::plan(rules, t, now, slice, &loaded, &mut claimed, &mut report);
+            let plan = plan::plan(rules, t, now, slice, &loaded, &mut run, &mut report);
             gone_links.extend(plan.gone);
-            let mut planned = plan.orders;
-            // A create for a key the target already holds as another identity's account is a
-            // conflict, not a takeover.
-            let creates: Vec<&str> = planned
-                .iter()
-                .filter(|p| matches!(p.order.kind, OrderKind::Create { .. }))
-                .map(|p| p.order.key.as_str())
-                .collect();
-            if !creates.is_empty() {
-                let sql = format!(
-                    "SELECT key, identity FROM links WHERE connection = $1 AND situation IN ('linked', 'deleted') \
-                     AND key IN ({})",
-                    in_list(1, creates.len())
-                );
-                let mut q = sqlx::query(&sql).bind(target);
-                for k in &creates {
-                    q = q.bind(*k);
-                }
-                let owners: HashMap<String, Option<String>> = q
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                    .collect::<Result<_>>()?;
-                planned.retain(|p| {
-                    let taken = matches!(p.order.kind, OrderKind::Create { .. })
-                        && owners
-                            .get(&p.order.key)
-                            .is_some_and(|owner| owner.as_ref() != p.identity.as_ref());
-                    if taken {
-                        report.creates -= 1;
-                        report.errors += 1;
-                        report.conflicts += 1;
-                        if report.samples.len() < 10 {
-                            report.samples.push(format!(
-                                "identity `{}`: account `{}` already belongs to identity `{}`; no account is created",
-                                p.identity.as_deref().unwrap_or("?"),
-                                p.order.key,
-                                owners[&p.order.key].as_deref().unwrap_or("?")
-                            ));
-                        }
-                    }
-                    !taken
-                });
+            let (mut planned, mut waits) = (plan.orders, plan.deps);
+            dropped
+                .extend(store::drop_taken_keys(&mut tx, target, &mut planned, &mut report).await?);
+            plan::forget(&mut planned, &mut waits, &dropped);
+            store::insert_orders(&mut tx, job, target, state, &planned, &waits, now).await?;
+            if !dry_run && !replaced.is_empty() {
+                // What waited for the others is released (a group's create goes on without
+                // that member).
+                deps::settle(&mut tx, &replaced, now).await?;
             }
-            insert_orders(&mut tx, job, target, state, &planned, now).await?;
+        }
+        if let Some(g) = run.groups {
+            let (mut planned, mut waits) = g.finish();
+            plan::forget(&mut planned, &mut waits, &dropped);
+            store::insert_orders(&mut tx, job, target, state, &planned, &waits, now).await?;
         }
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         if !approved
@@ -551,58 +537,4 @@ impl Engine {
         }
         Ok(out)
     }
-}
-
-/// Stores computed orders.
-async fn insert_orders(
-    tx: &mut Tx,
-    job: Option<i64>,
-    target: &str,
-    state: OrderState,
-    planned: &[Planned],
-    now: i64,
-) -> Result<()> {
-    for chunk in planned.chunks(100) {
-        // The job, the target, the state and the time are bound once per statement ($1 to $4).
-        use Col::{Row, Shared};
-        let values = multi_row_values(
-            chunk.len(),
-            4,
-            6,
-            &[
-                Row(0),
-                Shared(1),
-                Shared(2),
-                Row(1),
-                Row(2),
-                Row(3),
-                Row(4),
-                Row(5),
-                Shared(3),
-                Shared(4),
-                Shared(4),
-                Shared(4),
-            ],
-        );
-        let sql = format!(
-            "INSERT INTO orders (id, job_id, connection, entity_type, key, identity, kind, body, state, \
-             next_ms, created_ms, updated_ms) VALUES {values}"
-        );
-        let mut q = sqlx::query(&sql)
-            .bind(job)
-            .bind(target)
-            .bind(state.as_str())
-            .bind(now);
-        for p in chunk {
-            q = q
-                .bind(&p.order.id)
-                .bind(&p.order.entity_type)
-                .bind(&p.order.key)
-                .bind(p.identity.clone())
-                .bind(p.order.kind.name())
-                .bind(serde_json::to_string(&p.order).expect("orders serialise"));
-        }
-        q.execute(&mut **tx).await?;
-    }
-    Ok(())
 }

@@ -49,6 +49,8 @@ impl Engine {
                 .await?
                 .is_none();
             if first {
+                // Orders waiting for orders that already ended go on (a repair: see `sweep`).
+                super::deps::sweep(&mut tx, &connection, now).await?;
                 // Orders sent with a task that ended without their result are ready again.
                 sqlx::query(
                     "UPDATE orders SET state = 'retry' WHERE connection = $1 AND state = 'sent' \
@@ -120,6 +122,8 @@ impl Engine {
         let mut answer = OrderResultsAnswer::default();
         // Each with the key the managed system gave a created entry, when it keys entries itself.
         let mut done: Vec<(&Given, &str, Option<&str>)> = Vec::new();
+        // Orders that failed for good: what waits for them is released.
+        let mut failed: Vec<String> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for r in &body.results {
             let g = &given[&r.id];
@@ -133,8 +137,12 @@ impl Engine {
                 OrderOutcome::Created(key) => done.push((g, r.id.as_str(), Some(key.as_str()))),
                 OrderOutcome::Failed(m) | OrderOutcome::RetryLater(m) => {
                     let retry_later = matches!(r.outcome, OrderOutcome::RetryLater(_));
-                    self.record_failure(&mut tx, &r.id, g, m, retry_later, now)
+                    let state = self
+                        .record_failure(&mut tx, &r.id, g, m, retry_later, now)
                         .await?;
+                    if state == OrderState::Failed {
+                        failed.push(r.id.clone());
+                    }
                 }
             }
         }
@@ -171,6 +179,13 @@ impl Engine {
             }
             q.execute(&mut *tx).await?;
         }
+        let created: HashMap<&str, &str> = done
+            .iter()
+            .filter_map(|(_, id, key)| Some((*id, (*key)?)))
+            .collect();
+        super::deps::keep_created_keys(&mut tx, &created).await?;
+        let ended: Vec<String> = ids.iter().map(|i| (*i).to_owned()).chain(failed).collect();
+        super::deps::settle(&mut tx, &ended, now).await?;
         tx.commit().await?;
         Ok(answer)
     }
@@ -256,7 +271,7 @@ impl Engine {
         message: &str,
         retry_later: bool,
         now: i64,
-    ) -> Result<()> {
+    ) -> Result<OrderState> {
         let target = self
             .rules
             .as_ref()
@@ -284,7 +299,7 @@ impl Engine {
         .bind(id)
         .execute(&mut **tx)
         .await?;
-        Ok(())
+        Ok(state)
     }
 }
 

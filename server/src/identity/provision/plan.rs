@@ -3,6 +3,7 @@
 //! the rules are evaluated on every core.
 
 use super::ProvisionReport;
+use super::groups::{AccountIs, Dep, GroupPlanner};
 use crate::identity::repo::parse_attrs;
 use crate::identity::rules::{Attrs, Evaluator, Rules, Target};
 use idgard_protocol::model::{AttributeChange, ChangeOp, Order, OrderKind};
@@ -38,8 +39,29 @@ pub struct Planned {
 pub struct Plan {
     /// The orders.
     pub orders: Vec<Planned>,
+    /// Orders that wait for others.
+    pub deps: Vec<Dep>,
     /// Identities that no longer exist: their links end.
     pub gone: Vec<String>,
+}
+
+/// What one run of planning carries from slice to slice.
+pub struct Run<'r> {
+    /// Account keys planned so far (two identities cannot share one).
+    pub claimed: HashSet<String>,
+    /// Memberships, when the rules manage groups.
+    pub groups: Option<GroupPlanner<'r>>,
+}
+
+/// What an identity should have in a target.
+#[derive(Debug)]
+pub struct Wanted {
+    /// The account's key.
+    pub key: String,
+    /// Its attributes.
+    pub attrs: Attrs,
+    /// The names of the groups it should be in.
+    pub groups: Vec<String>,
 }
 
 /// A new order id: `o-` and 12 random bytes in hex.
@@ -66,7 +88,7 @@ pub fn desired(
     t: &Target,
     key: &str,
     attrs: &Attrs,
-) -> anyhow::Result<Option<(String, Attrs)>> {
+) -> anyhow::Result<Option<Wanted>> {
     let b = ev.identity(key, attrs);
     if let Some(f) = &t.filter
         && !b.test(f)?
@@ -78,7 +100,15 @@ pub fn desired(
     for (name, e) in &t.attributes {
         out.insert(name.clone(), b.values(e)?);
     }
-    Ok(Some((account_key, out)))
+    let groups = match &t.groups {
+        Some(g) => b.values(&g.member_of)?,
+        None => Vec::new(),
+    };
+    Ok(Some(Wanted {
+        key: account_key,
+        attrs: out,
+        groups,
+    }))
 }
 
 /// What each identity of `keys` should have (`None`: no account; `Err`: the rules failed on
@@ -88,7 +118,7 @@ fn evaluate(
     t: &Target,
     keys: &[String],
     loaded: &Loaded,
-) -> Vec<anyhow::Result<Option<(String, Attrs)>>> {
+) -> Vec<anyhow::Result<Option<Wanted>>> {
     keys.par_iter()
         .map_init(
             || rules.evaluator(),
@@ -108,18 +138,19 @@ fn evaluate(
         .collect()
 }
 
-/// Plans one slice. `claimed` holds the account keys planned so far in this run (two
-/// identities cannot share one); `report` counts what is planned and samples errors.
+/// Plans one slice. `run` holds what the run planned so far (account keys, groups); `report`
+/// counts what is planned and samples errors.
 pub fn plan(
     rules: &Rules,
     t: &Target,
     now: i64,
     keys: &[String],
     loaded: &Loaded,
-    claimed: &mut HashSet<String>,
+    run: &mut Run<'_>,
     report: &mut ProvisionReport,
 ) -> Plan {
     let wanted = evaluate(rules, t, keys, loaded);
+    let ev = rules.evaluator();
     let mut out = Plan::default();
     let none = Vec::new();
     for (key, desired) in keys.iter().zip(wanted) {
@@ -128,18 +159,6 @@ pub fn plan(
             continue;
         }
         let mine = loaded.accounts.get(key).unwrap_or(&none);
-        let mut push = |order_key: &str, kind: OrderKind, r: &mut ProvisionReport| {
-            r.count(&kind);
-            out.orders.push(Planned {
-                identity: Some(key.clone()),
-                order: Order {
-                    id: order_id(),
-                    entity_type: t.entity_type.clone(),
-                    key: order_key.to_owned(),
-                    kind,
-                },
-            });
-        };
         let desired = match desired {
             Ok(d) => d,
             Err(e) => {
@@ -147,63 +166,148 @@ pub fn plan(
                 continue;
             }
         };
-        match desired {
-            Some((account_key, mut attrs)) => match mine.first() {
-                None if !claimed.insert(account_key.clone()) => {
-                    report.conflicts += 1;
-                    report.error(format!(
-                        "identity `{key}`: account key `{account_key}` is computed for another identity too; no account is created for this one"
-                    ));
-                }
-                None => {
-                    if let Some(e) = &t.enabled_attribute {
-                        attrs.insert(e.clone(), vec!["true".into()]);
-                    }
-                    push(
-                        &account_key,
-                        OrderKind::Create { attributes: attrs },
-                        report,
-                    );
-                }
-                Some((k, have)) => {
-                    let changes: Vec<AttributeChange> = attrs
-                        .iter()
-                        .filter(|(n, v)| {
-                            have.get(*n).map(Vec::as_slice).unwrap_or(&[]) != v.as_slice()
-                        })
-                        .map(|(n, v)| AttributeChange {
-                            name: n.clone(),
-                            op: ChangeOp::Replace,
-                            values: v.clone(),
-                        })
-                        .collect();
-                    if !changes.is_empty() {
-                        push(k, OrderKind::Update { changes }, report);
-                    }
-                    if !is_enabled(have, &t.enabled_attribute) {
-                        push(k, OrderKind::Enable, report);
-                    }
-                }
-            },
+        let first = out.orders.len();
+        let groups = match desired {
+            Some(w) => {
+                account_wanted(t, key, w.key, w.attrs, mine, run, report, &mut out.orders);
+                w.groups
+            }
             None => {
-                // Left, or no longer passing the filter.
-                let since = loaded.left.get(key).copied();
-                let exists = loaded.people.contains_key(key);
-                if !exists {
+                if !loaded.people.contains_key(key) {
                     out.gone.push(key.clone());
                 }
-                for (k, have) in mine {
-                    let due = matches!((t.leave.delete_after_days, since), (Some(d), Some(s)) if s + i64::from(d) * DAY_MS <= now);
-                    if due {
-                        push(k, OrderKind::Delete, report);
-                    } else if t.leave.disable && is_enabled(have, &t.enabled_attribute) {
-                        push(k, OrderKind::Disable, report);
-                    }
-                }
+                let since = loaded.left.get(key).copied();
+                account_unwanted(t, key, since, now, mine, report, &mut out.orders);
+                Vec::new()
+            }
+        };
+        if let Some(g) = run.groups.as_mut() {
+            let mine_now = &out.orders[first..];
+            let created = mine_now
+                .iter()
+                .find(|p| matches!(p.order.kind, OrderKind::Create { .. }));
+            let account = match (created, mine.first()) {
+                (Some(c), _) => Some(AccountIs::Created(&c.order.id)),
+                (None, Some((k, _))) => Some(AccountIs::Held {
+                    key: k,
+                    deleted_by: mine_now
+                        .iter()
+                        .find(|p| p.order.kind == OrderKind::Delete && p.order.key == *k)
+                        .map(|p| p.order.id.as_str()),
+                }),
+                (None, None) => None,
+            };
+            if let Some(account) = account {
+                let (orders, deps) = g.plan(&ev, key, &groups, account, report);
+                out.orders.extend(orders);
+                out.deps.extend(deps);
             }
         }
     }
     out
+}
+
+/// Drops what waited, as a member, for orders that were dropped (`dropped`): a membership of
+/// an account that will not be created goes; a new group's create only loses that member.
+pub fn forget(planned: &mut Vec<Planned>, deps: &mut Vec<Dep>, dropped: &HashSet<String>) {
+    if dropped.is_empty() {
+        return;
+    }
+    let orphans: HashSet<String> = deps
+        .iter()
+        .filter(|d| dropped.contains(&d.on))
+        .map(|d| d.order.clone())
+        .collect();
+    planned.retain(|p| p.identity.is_none() || !orphans.contains(&p.order.id));
+    let kept: HashSet<&str> = planned.iter().map(|p| p.order.id.as_str()).collect();
+    deps.retain(|d| !dropped.contains(&d.on) && kept.contains(d.order.as_str()));
+}
+
+/// A new order for an identity.
+fn push(
+    out: &mut Vec<Planned>,
+    t: &Target,
+    identity: &str,
+    key: &str,
+    kind: OrderKind,
+    r: &mut ProvisionReport,
+) {
+    r.count(&kind);
+    out.push(Planned {
+        identity: Some(identity.to_owned()),
+        order: Order {
+            id: order_id(),
+            entity_type: t.entity_type.clone(),
+            key: key.to_owned(),
+            kind,
+        },
+    });
+}
+
+/// An identity that should have an account: create it, or bring the one it has in line.
+#[allow(clippy::too_many_arguments)]
+fn account_wanted(
+    t: &Target,
+    identity: &str,
+    account_key: String,
+    mut attrs: Attrs,
+    mine: &[(String, Attrs)],
+    run: &mut Run<'_>,
+    report: &mut ProvisionReport,
+    out: &mut Vec<Planned>,
+) {
+    match mine.first() {
+        None if !run.claimed.insert(account_key.clone()) => {
+            report.conflicts += 1;
+            report.error(format!(
+                "identity `{identity}`: account key `{account_key}` is computed for another identity too; no account is created for this one"
+            ));
+        }
+        None => {
+            if let Some(e) = &t.enabled_attribute {
+                attrs.insert(e.clone(), vec!["true".into()]);
+            }
+            let kind = OrderKind::Create { attributes: attrs };
+            push(out, t, identity, &account_key, kind, report);
+        }
+        Some((k, have)) => {
+            let changes: Vec<AttributeChange> = attrs
+                .iter()
+                .filter(|(n, v)| have.get(*n).map(Vec::as_slice).unwrap_or(&[]) != v.as_slice())
+                .map(|(n, v)| AttributeChange {
+                    name: n.clone(),
+                    op: ChangeOp::Replace,
+                    values: v.clone(),
+                })
+                .collect();
+            if !changes.is_empty() {
+                push(out, t, identity, k, OrderKind::Update { changes }, report);
+            }
+            if !is_enabled(have, &t.enabled_attribute) {
+                push(out, t, identity, k, OrderKind::Enable, report);
+            }
+        }
+    }
+}
+
+/// An identity that left (`since`), or no longer passes the filter: the leave policy.
+fn account_unwanted(
+    t: &Target,
+    identity: &str,
+    since: Option<i64>,
+    now: i64,
+    mine: &[(String, Attrs)],
+    report: &mut ProvisionReport,
+    out: &mut Vec<Planned>,
+) {
+    for (k, have) in mine {
+        let due = matches!((t.leave.delete_after_days, since), (Some(d), Some(s)) if s + i64::from(d) * DAY_MS <= now);
+        if due {
+            push(out, t, identity, k, OrderKind::Delete, report);
+        } else if t.leave.disable && is_enabled(have, &t.enabled_attribute) {
+            push(out, t, identity, k, OrderKind::Disable, report);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -245,15 +349,11 @@ dept = "identity.dept"
         let t = rules.target("accounts").unwrap();
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         let mut report = ProvisionReport::default();
-        let plan = plan(
-            &rules,
-            t,
-            now,
-            &keys,
-            loaded,
-            &mut HashSet::new(),
-            &mut report,
-        );
+        let mut state = Run {
+            claimed: HashSet::new(),
+            groups: None,
+        };
+        let plan = plan(&rules, t, now, &keys, loaded, &mut state, &mut report);
         (plan, report)
     }
 

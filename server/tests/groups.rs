@@ -1,0 +1,266 @@
+//! Group memberships through provisioning, on the server's own code: a new account joins its
+//! groups once the target has created it (under the key the target gave it), a missing group is
+//! created with its first members, a move changes groups, a leaver leaves its groups before its
+//! account is deleted, and what waited for an order that failed or was replaced does not hang.
+
+use idgard_protocol::OrderState;
+use idgard_protocol::model::{ChangeOp, Order, OrderKind, OrderOutcome};
+mod support;
+mod world;
+use world::World;
+
+const RULES: &str = r#"
+version = 1
+[identities]
+connection = "hr"
+[[targets]]
+connection = "accounts"
+key = 'identity.key.lowerAscii()'
+max_attempts = 1
+correlation = { account = "account.employee_id" }
+leave = { delete_after_days = 0 }
+[targets.attributes]
+employee_id = "identity.key"
+[targets.groups]
+member_of = '"staff-" + identity.dept.lowerAscii()'
+name_attribute = "cn"
+[targets.groups.create.attributes]
+dn = '"cn=" + group.name + ",ou=groups"'
+"#;
+
+/// Stores and synchronizes an HR export: (key, department) upserts, then deletes.
+async fn hr(w: &World, people: &[(&str, &str)], gone: &[&str], incremental: bool) {
+    let mut entries: Vec<(&str, &str, Vec<(&str, Vec<&str>)>)> = Vec::new();
+    for (key, dept) in people {
+        entries.push(("person", key, vec![("dept", vec![*dept])]));
+    }
+    let refs: Vec<(&str, &str, Vec<(&str, &[&str])>)> = entries
+        .iter()
+        .map(|(t, k, a)| (*t, *k, a.iter().map(|(n, v)| (*n, v.as_slice())).collect()))
+        .collect();
+    let flat: Vec<(&str, &str, &[(&str, &[&str])])> = refs
+        .iter()
+        .map(|(t, k, a)| (*t, *k, a.as_slice()))
+        .collect();
+    let up = if gone.is_empty() {
+        w.export_target(&flat).await
+    } else {
+        w.export(&[], gone).await
+    };
+    w.sync_of("hr", up, incremental).await;
+}
+
+/// The target as a directory answers: creates keyed by the directory (`uuid-<key>`), the rest
+/// done.
+fn directory(o: &Order) -> OrderOutcome {
+    match o.kind {
+        OrderKind::Create { .. } => OrderOutcome::Created(format!("uuid-{}", o.key)),
+        _ => OrderOutcome::Done,
+    }
+}
+
+/// A group's current members in the repository.
+async fn members(w: &World, key: &str) -> Vec<String> {
+    let entries = w.q.entries("accounts", None, 100).await.unwrap();
+    let g = entries
+        .iter()
+        .find(|e| e["key"] == key)
+        .unwrap_or_else(|| panic!("no entry {key} in {entries:?}"));
+    let mut m: Vec<String> =
+        serde_json::from_value(g["attributes"]["member"].clone()).unwrap_or_default();
+    m.sort();
+    m
+}
+
+fn membership(o: &Order) -> (ChangeOp, Vec<String>) {
+    let OrderKind::Update { changes } = &o.kind else {
+        panic!("not a membership: {o:?}")
+    };
+    (changes[0].op, changes[0].values.clone())
+}
+
+/// Runs a scenario on SQLite, then on PostgreSQL.
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::World::on(super::RULES, None).await).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                let scratch = super::support::Scratch::new(stringify!($name)).await;
+                super::$name(super::World::on(super::RULES, Some(scratch.url())).await).await;
+                scratch.drop().await;
+            }
+        }
+    };
+}
+
+on_both!(groups_follow_accounts);
+on_both!(waits_end);
+
+/// Accounts join their groups once created, move, and leave them before a delete.
+async fn groups_follow_accounts(w: World) {
+    let up = w
+        .export_target(&[("group", "g-it", &[("cn", &["Staff-IT"])])])
+        .await;
+    w.sync_of("accounts", up, false).await;
+    hr(&w, &[("E1", "IT"), ("E2", "Sales")], &[], false).await;
+    let report = w.provision().await;
+    assert_eq!(
+        (report.creates, report.groups_created, report.members_added),
+        (3, 1, 2),
+        "{report:?}"
+    );
+    let waiting =
+        w.q.orders(None, None, Some("waiting"), 10)
+            .await
+            .unwrap()
+            .len();
+    assert_eq!(
+        waiting, 2,
+        "the membership and the new group wait for the creates"
+    );
+
+    let sent = w.fulfil_orders(directory).await;
+    let kinds: Vec<(&str, &str)> = sent
+        .iter()
+        .map(|o| (o.kind.name(), o.entity_type.as_str()))
+        .collect();
+    assert_eq!(
+        kinds[..2],
+        [("create", "account"), ("create", "account")],
+        "accounts first: {kinds:?}"
+    );
+    assert_eq!(sent.len(), 4, "{kinds:?}");
+    let join = sent
+        .iter()
+        .find(|o| o.key == "g-it")
+        .expect("a join of g-it");
+    assert_eq!(membership(join), (ChangeOp::Add, vec!["uuid-e1".into()]));
+    let new_group = sent
+        .iter()
+        .find(|o| o.entity_type == "group" && o.kind.name() == "create")
+        .unwrap();
+    let OrderKind::Create { attributes } = &new_group.kind else {
+        unreachable!()
+    };
+    assert_eq!(attributes["member"], ["uuid-e2"]);
+    assert_eq!(attributes["cn"], ["staff-sales"]);
+    assert_eq!(attributes["dn"], ["cn=staff-sales,ou=groups"]);
+    assert_eq!(members(&w, "g-it").await, ["uuid-e1"]);
+    assert_eq!(members(&w, "uuid-staff-sales").await, ["uuid-e2"]);
+
+    // E1 moves to Sales: out of Staff-IT, into staff-sales (by the key the target gave it).
+    hr(&w, &[("E1", "Sales")], &[], true).await;
+    w.provision().await;
+    let mut sent: Vec<(String, ChangeOp, Vec<String>)> = w
+        .fulfil_orders(directory)
+        .await
+        .iter()
+        .map(|o| {
+            let (op, v) = membership(o);
+            (o.key.clone(), op, v)
+        })
+        .collect();
+    sent.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        sent,
+        [
+            ("g-it".into(), ChangeOp::Remove, vec!["uuid-e1".into()]),
+            (
+                "uuid-staff-sales".into(),
+                ChangeOp::Add,
+                vec!["uuid-e1".into()]
+            ),
+        ]
+    );
+    assert!(members(&w, "g-it").await.is_empty());
+    assert_eq!(
+        members(&w, "uuid-staff-sales").await,
+        ["uuid-e1", "uuid-e2"]
+    );
+
+    // E2 leaves: out of its group first, then deleted.
+    hr(&w, &[], &["E2"], true).await;
+    w.provision().await;
+    let sent: Vec<(String, String)> = w.fulfil(directory).await.into_iter().collect();
+    assert_eq!(
+        sent,
+        [
+            ("update".into(), "uuid-staff-sales".into()),
+            ("delete".into(), "uuid-e2".into()),
+        ]
+    );
+    assert_eq!(members(&w, "uuid-staff-sales").await, ["uuid-e1"]);
+    // Nothing is left waiting, and a new computation has nothing to do.
+    assert!(
+        w.q.orders(None, None, Some("waiting"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let report = w.provision().await;
+    assert_eq!(report.orders(), 0, "{report:?}");
+}
+
+/// What waited for a failed or replaced order does not hang.
+async fn waits_end(w: World) {
+    let up = w
+        .export_target(&[("group", "g-it", &[("cn", &["staff-it"])])])
+        .await;
+    w.sync_of("accounts", up, false).await;
+    hr(
+        &w,
+        &[("E1", "IT"), ("E2", "Legal"), ("E3", "Legal")],
+        &[],
+        false,
+    )
+    .await;
+    w.provision().await;
+    // Computed again before any fulfilment: the first orders are replaced, waiting ones too.
+    let report = w.provision().await;
+    assert_eq!(
+        report.creates, 0,
+        "incremental: nothing changed: {report:?}"
+    );
+    w.provision_complete().await;
+    let live = w.q.orders(None, None, None, 100).await.unwrap();
+    let count = |s: OrderState| live.iter().filter(|o| o.state == s).count();
+    assert_eq!(count(OrderState::Pending), 3, "{live:#?}");
+    assert_eq!(count(OrderState::Waiting), 2, "{live:#?}");
+    assert_eq!(
+        count(OrderState::Superseded),
+        4,
+        "the first computation's creates and E1's join; the group's create stays"
+    );
+
+    // E1's and E3's creates fail for good (one attempt): E1's join fails, the new group goes
+    // on with E2 alone.
+    let sent = w
+        .fulfil_orders(|o| match (&o.kind, o.key.as_str()) {
+            (OrderKind::Create { .. }, "e1" | "e3") => OrderOutcome::Failed("refused".into()),
+            _ => directory(o),
+        })
+        .await;
+    let legal = sent
+        .iter()
+        .find(|o| o.entity_type == "group")
+        .expect("the new group was sent");
+    let OrderKind::Create { attributes } = &legal.kind else {
+        panic!("{legal:?}")
+    };
+    assert_eq!(attributes["member"], ["uuid-e2"]);
+    let orders = w.q.orders(None, None, None, 100).await.unwrap();
+    let join = orders
+        .iter()
+        .find(|o| o.key == "g-it" && o.state != OrderState::Superseded)
+        .unwrap();
+    assert_eq!(join.state, OrderState::Failed);
+    assert_eq!(
+        join.message.as_deref(),
+        Some("the account it adds was not created")
+    );
+    assert!(orders.iter().all(|o| o.state != OrderState::Waiting));
+}
