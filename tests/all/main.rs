@@ -4,6 +4,7 @@
 mod agent_sandbox;
 mod connections;
 mod csv;
+mod directory;
 mod hostile;
 mod layering;
 mod ldap;

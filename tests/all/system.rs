@@ -550,6 +550,7 @@ impl Agent {
         std::fs::create_dir_all(&connections).unwrap();
         for (pkg, folder) in [
             (idgard_tests::packages::CONNECTOR_CSV, "csv"),
+            (idgard_tests::packages::CONNECTOR_LDAP, "ldap"),
             (idgard_tests::packages::GUEST_MISBEHAVE, "misbehave"),
             (idgard_tests::packages::GUEST_HOSTILE, "hostile"),
             (idgard_tests::packages::GUEST_STALL, "stall"),
