@@ -596,3 +596,72 @@ fn a_group_of_twenty_thousand_members_is_exported_whole() {
         .map_or(0, |(_, v)| v.len());
     assert_eq!(n, 20_000);
 }
+
+#[test]
+fn memberships_of_one_group_in_a_batch_go_out_together_and_each_keeps_its_result() {
+    let d = Slapd::start();
+    d.ldapadd(&people(4));
+    d.ldapadd(&format!(
+        "dn: cn=team,{GROUPS}\nobjectClass: groupOfNames\ncn: team\nmember: uid=p0,{PEOPLE}\n"
+    ));
+    let s = Scratch::new();
+    let conn = start_tls(&s, &d);
+    let key = |dn: &str| {
+        let out = d.search(dn, "(objectClass=*)", &["entryUUID"]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("entryUUID: "))
+            .unwrap()
+            .to_owned()
+    };
+    let team = key(&format!("cn=team,{GROUPS}"));
+    let p: Vec<String> = (0..4).map(|i| key(&format!("uid=p{i},{PEOPLE}"))).collect();
+    let join = |id: &str, member: &str| {
+        let changes = vec![change("member", ChangeOp::Add, &[member])];
+        order(id, "group", &team, OrderKind::Update { changes })
+    };
+    // p1 and p2 join in one modify; an unknown account fails on its own.
+    let orders = vec![
+        join("j1", &p[1]),
+        join("j2", &p[2]),
+        join("j-unknown", "no-such-key"),
+    ];
+    let results = fulfilled(s.run(ldap(), &conn, Request::Fulfill(orders)).0);
+    let outcome = |id: &str| results.iter().find(|r| r.id == id).unwrap().outcome.clone();
+    assert_eq!(outcome("j1"), OrderOutcome::Done);
+    assert_eq!(outcome("j2"), OrderOutcome::Done);
+    assert!(
+        matches!(outcome("j-unknown"), OrderOutcome::Failed(m) if m.contains("no-such-key")),
+        "{results:?}"
+    );
+    let members = d.search(&format!("cn=team,{GROUPS}"), "(objectClass=*)", &["member"]);
+    assert_eq!(members.matches("member: ").count(), 3, "{members}");
+    // p0 is a member already: the joint modify is refused, each order then goes alone and
+    // both are done; removals go together too.
+    let orders = vec![join("j0", &p[0]), join("j3", &p[3])];
+    let results = fulfilled(s.run(ldap(), &conn, Request::Fulfill(orders)).0);
+    assert!(
+        results.iter().all(|r| r.outcome == OrderOutcome::Done),
+        "{results:?}"
+    );
+    let leave = |id: &str, member: &str| {
+        let changes = vec![change("member", ChangeOp::Remove, &[member])];
+        order(id, "group", &team, OrderKind::Update { changes })
+    };
+    let orders = vec![leave("l1", &p[1]), leave("l2", &p[2])];
+    let results = fulfilled(s.run(ldap(), &conn, Request::Fulfill(orders)).0);
+    assert!(
+        results.iter().all(|r| r.outcome == OrderOutcome::Done),
+        "{results:?}"
+    );
+    let members = d.search(&format!("cn=team,{GROUPS}"), "(objectClass=*)", &["member"]);
+    let mut left: Vec<&str> = members
+        .lines()
+        .filter_map(|l| l.strip_prefix("member: "))
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [format!("uid=p0,{PEOPLE}"), format!("uid=p3,{PEOPLE}")],
+        "{members}"
+    );
+}

@@ -25,9 +25,14 @@ type Directory = HashMap<String, HashMap<String, Found>>;
 pub fn fulfil(config: &Config, orders: Vec<Order>) -> Result<Vec<OrderResult>, Error> {
     let mut session = Session::open(config)?;
     let mut found = find(&mut session, config, &orders)?;
-    let mut results = Vec::with_capacity(orders.len());
+    let mut results: Vec<Option<OrderResult>> = vec![None; orders.len()];
+    let joint = joint_memberships(config, &orders);
     let mut i = 0;
     while i < orders.len() {
+        if results[i].is_some() {
+            i += 1;
+            continue;
+        }
         if matches!(orders[i].kind, OrderKind::Create(_)) {
             // Creates in a row go out together: the directory works on several at once.
             let end = orders[i..]
@@ -35,11 +40,27 @@ pub fn fulfil(config: &Config, orders: Vec<Order>) -> Result<Vec<OrderResult>, E
                 .position(|o| !matches!(o.kind, OrderKind::Create(_)))
                 .map_or(orders.len(), |n| i + n);
             let run = &orders[i..end];
-            match create_run(&mut session, config, &found, run) {
-                Ok(r) => results.extend(r),
-                Err(e) => results.extend(run.iter().map(|o| failure(o, &e))),
+            let out = create_run(&mut session, config, &found, run)
+                .unwrap_or_else(|e| run.iter().map(|o| failure(o, &e)).collect());
+            for (j, r) in out.into_iter().enumerate() {
+                results[i + j] = Some(r);
             }
             i = end;
+            continue;
+        }
+        if let Some(together) = joint.get(&i) {
+            // Every membership of one group the batch adds (or removes): one modify.
+            let out =
+                memberships(&mut session, config, &found, &orders, together).unwrap_or_else(|e| {
+                    together
+                        .iter()
+                        .map(|&j| (j, failure(&orders[j], &e)))
+                        .collect()
+                });
+            for (j, r) in out {
+                results[j] = Some(r);
+            }
+            i += 1;
             continue;
         }
         let order = &orders[i];
@@ -54,10 +75,102 @@ pub fn fulfil(config: &Config, orders: Vec<Order>) -> Result<Vec<OrderResult>, E
             // Later orders of the batch find the entry where it now is.
             entry.dn = new_dn.to_owned();
         }
-        results.push(result);
+        results[i] = Some(result);
         i += 1;
     }
-    Ok(results)
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every order answered"))
+        .collect())
+}
+
+/// The membership orders of a batch that go out together: orders that only add (or only
+/// remove) members of one group, by the index of the first of them. A group with one such
+/// order goes alone.
+fn joint_memberships(config: &Config, orders: &[Order]) -> HashMap<usize, Vec<usize>> {
+    let mut by_group: HashMap<(&str, bool), Vec<usize>> = HashMap::new();
+    for (i, o) in orders.iter().enumerate() {
+        let OrderKind::Update(changes) = &o.kind else {
+            continue;
+        };
+        if let [c] = changes.as_slice()
+            && o.entity_type == GROUP
+            && c.name.eq_ignore_ascii_case(&config.member_attribute)
+            && c.op != ChangeOp::Replace
+            && !c.values.is_empty()
+        {
+            by_group
+                .entry((o.key.as_str(), c.op == ChangeOp::Add))
+                .or_default()
+                .push(i);
+        }
+    }
+    by_group
+        .into_values()
+        .filter(|v| v.len() > 1)
+        .map(|v| (v[0], v))
+        .collect()
+}
+
+/// Membership orders of one group, one modify for all; when the directory refuses it (a
+/// member already there, or already gone, fails the whole modify), each order on its own.
+fn memberships(
+    session: &mut Session,
+    config: &Config,
+    found: &Directory,
+    orders: &[Order],
+    together: &[usize],
+) -> Result<Vec<(usize, OrderResult)>, Error> {
+    let first = &orders[together[0]];
+    let OrderKind::Update(changes) = &first.kind else {
+        unreachable!("memberships are updates")
+    };
+    let op = changes[0].op;
+    let entry = found.get(GROUP).and_then(|m| m.get(&first.key));
+    let mut values = Vec::new();
+    let mut out = Vec::with_capacity(together.len());
+    let mut joined = Vec::with_capacity(together.len());
+    for &j in together {
+        let OrderKind::Update(changes) = &orders[j].kind else {
+            unreachable!("memberships are updates")
+        };
+        match encode(config, found, &changes[0].name, &changes[0].values) {
+            Ok(v) if entry.is_some() => {
+                values.extend(v);
+                joined.push(j);
+            }
+            _ => {
+                let r = one(session, config, found, &orders[j])
+                    .unwrap_or_else(|e| failure(&orders[j], &e));
+                out.push((j, r));
+            }
+        }
+    }
+    let Some(entry) = entry else {
+        return Ok(out);
+    };
+    let operation = match op {
+        ChangeOp::Add => LdapModifyType::Add,
+        _ => LdapModifyType::Delete,
+    };
+    let modification = attribute(&config.member_attribute, values);
+    let r = session.modify(
+        &entry.dn,
+        vec![LdapModify {
+            operation,
+            modification,
+        }],
+    )?;
+    for j in joined {
+        let id = orders[j].id.as_str();
+        let result = if r.code == LdapResultCode::Success {
+            OrderResult::done(id)
+        } else {
+            one(session, config, found, &orders[j]).unwrap_or_else(|e| failure(&orders[j], &e))
+        };
+        out.push((j, result));
+    }
+    Ok(out)
 }
 
 /// An order that could not be carried out because of `e`: a lost connection is retried later
