@@ -3,6 +3,7 @@
 //! created with its first members, a move changes groups, a leaver leaves its groups before its
 //! account is deleted, and what waited for an order that failed or was replaced does not hang.
 
+use idgard_model::wire::{BatchBuffer, EntryOp};
 use idgard_protocol::OrderState;
 use idgard_protocol::model::{ChangeOp, Order, OrderKind, OrderOutcome};
 mod support;
@@ -30,23 +31,17 @@ dn = '"cn=" + group.name + ",ou=groups"'
 
 /// Stores and synchronizes an HR export: (key, department) upserts, then deletes.
 async fn hr(w: &World, people: &[(&str, &str)], gone: &[&str], incremental: bool) {
-    let mut entries: Vec<(&str, &str, Vec<(&str, Vec<&str>)>)> = Vec::new();
+    let mut b = BatchBuffer::with_capacity(4096);
     for (key, dept) in people {
-        entries.push(("person", key, vec![("dept", vec![*dept])]));
+        let at = b.begin_entry(EntryOp::Upsert, "person", key);
+        b.attribute1("dept", dept);
+        b.end_entry(at, 1);
     }
-    let refs: Vec<(&str, &str, Vec<(&str, &[&str])>)> = entries
-        .iter()
-        .map(|(t, k, a)| (*t, *k, a.iter().map(|(n, v)| (*n, v.as_slice())).collect()))
-        .collect();
-    let flat: Vec<(&str, &str, &[(&str, &[&str])])> = refs
-        .iter()
-        .map(|(t, k, a)| (*t, *k, a.as_slice()))
-        .collect();
-    let up = if gone.is_empty() {
-        w.export_target(&flat).await
-    } else {
-        w.export(&[], gone).await
-    };
+    for key in gone {
+        let at = b.begin_entry(EntryOp::Delete, "person", key);
+        b.end_entry(at, 0);
+    }
+    let up = w.store(&b).await;
     w.sync_of("hr", up, incremental).await;
 }
 

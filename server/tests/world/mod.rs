@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 pub const DAY: i64 = 86_400_000;
 
+/// An entry of an export: entity type, key, attributes with their values.
+pub type Entry<'a> = (&'a str, &'a str, &'a [(&'a str, &'a [&'a str])]);
+
 /// A fulfil task's next page, its orders read as the agent reads them.
 pub async fn page(q: &Engine, agent: i64, task: i64, fence: i64) -> TaskOrders {
     let page = q.task_orders(agent, task, fence).await.unwrap();
@@ -235,7 +238,7 @@ impl World {
     }
 
     /// Stores an export of the target: entries of any type with several values per attribute.
-    pub async fn export_target(&self, entries: &[(&str, &str, &[(&str, &[&str])])]) -> i64 {
+    pub async fn export_target(&self, entries: &[Entry<'_>]) -> i64 {
         let mut b = BatchBuffer::with_capacity(4096);
         for (entity_type, key, attrs) in entries {
             let at = b.begin_entry(EntryOp::Upsert, entity_type, key);

@@ -199,11 +199,11 @@ impl<'r> GroupPlanner<'r> {
             .cloned()
             .collect();
         for (folded, name) in adds {
-            self.add(ev, identity, &folded, name, member, created_by, report)
-                .map(|(o, d)| {
-                    orders.extend(o);
-                    deps.extend(d);
-                });
+            if let Some((o, d)) = self.add(ev, identity, &folded, name, member, created_by, report)
+            {
+                orders.extend(o);
+                deps.extend(d);
+            }
         }
         for folded in removes {
             let (Some(key), Some(group)) = (member, self.held.by_name.get(&folded)) else {

@@ -16,6 +16,9 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use toml::Spanned;
 
+/// Compiles an expression for the variables given.
+pub(super) type Compile<'a> = dyn Fn(&Spanned<String>, &[&str]) -> Result<Expr> + 'a;
+
 /// Variables a group expression may read.
 pub(super) const GROUP_VARS: &[&str] = &["group", "lookups"];
 
@@ -86,7 +89,7 @@ impl GroupsFile {
         &self,
         account_type: &str,
         at: &dyn Fn(std::ops::Range<usize>) -> String,
-        compile: &dyn Fn(&Spanned<String>, &[&str]) -> Result<Expr>,
+        compile: &Compile<'_>,
         identity_vars: &[&str],
     ) -> Result<Groups> {
         if self.entity_type == account_type {
