@@ -3,12 +3,12 @@
 //! the target. A hire, a move between departments (a rename and move of the entry, a change of
 //! groups) and a leave (out of its groups, then deleted), with values that need escaping.
 
+use crate::pipeline::{context, people_connection, write_hr};
 use crate::system::{Agent, Backend, Server};
 use idgard_protocol::*;
 use idgard_tests::slapd::Slapd;
 use reqwest::Method;
 use serde_json::Value;
-use std::path::Path;
 
 const BASE: &str = "dc=idgard,dc=test";
 
@@ -48,15 +48,6 @@ name = "daily"
 agent = "lyon"
 connections = ["people", "directory"]
 "#;
-
-const HEADER: &str = "employee_id,first_name,last_name,department,status\n";
-
-fn write_hr(dir: &Path, rows: &[&str]) {
-    let text: String = std::iter::once(HEADER.to_owned())
-        .chain(rows.iter().map(|r| format!("{r}\n")))
-        .collect();
-    std::fs::write(dir.join("hr.csv"), text).unwrap();
-}
 
 fn run(server: &Server, incremental: bool) -> JobView {
     let body = RunJob {
@@ -139,11 +130,7 @@ fn hire_move_and_leave_with_group_memberships_in_a_directory() {
         Backend::Sqlite,
         &[("IDGARD_RULES", rules.to_str().unwrap())],
     );
-    let people = format!(
-        "name = \"people\"\nconnector = \"csv\"\n[settings]\nfile = \"hr.csv\"\nkey = \"employee_id\"\n\
-         [grants.folders.source]\npath = \"{}\"\naccess = \"read-only\"\n",
-        hr.display()
-    );
+    let people = people_connection(&hr);
     let directory = format!(
         "name = \"directory\"\nconnector = \"ldap\"\n[settings]\nbind_dn = {:?}\n\
          accounts_base = \"ou=people,{BASE}\"\ngroups_base = \"ou=groups,{BASE}\"\n\
@@ -160,13 +147,7 @@ fn hire_move_and_leave_with_group_memberships_in_a_directory() {
         "lyon",
         &[("people.toml", people), ("directory.toml", directory)],
     );
-    let ctx = |job: &JobView| {
-        format!(
-            "{job:#?}\n--- agent\n{}\n--- server\n{}",
-            agent.log(),
-            server.log()
-        )
-    };
+    let ctx = |job: &JobView| context(job, &agent, &server);
 
     // 1. The first run: three accounts in their departments' OUs, each in its staff group;
     // staff-sales is created with its first member; svc stays in staff-it.

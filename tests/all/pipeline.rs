@@ -42,13 +42,31 @@ connections = ["people", "directory"]
 
 const HEADER: &str = "employee_id,first_name,last_name,department,status\n";
 
-fn write_hr(dir: &Path, rows: &[&str]) {
+pub(crate) fn write_hr(dir: &Path, rows: &[&str]) {
     let mut text = HEADER.to_owned();
     for r in rows {
         text.push_str(r);
         text.push('\n');
     }
     std::fs::write(dir.join("hr.csv"), text).unwrap();
+}
+
+/// The HR source: `hr.csv` in `hr`, keyed by `employee_id`.
+pub(crate) fn people_connection(hr: &Path) -> String {
+    format!(
+        "name = \"people\"\nconnector = \"csv\"\n[settings]\nfile = \"hr.csv\"\nkey = \"employee_id\"\n\
+         [grants.folders.source]\npath = \"{}\"\naccess = \"read-only\"\n",
+        hr.display()
+    )
+}
+
+/// A job with the agent's and the server's logs, for a failed assertion.
+pub(crate) fn context(job: &JobView, agent: &Agent, server: &Server) -> String {
+    format!(
+        "{job:#?}\n--- agent\n{}\n--- server\n{}",
+        agent.log(),
+        server.log()
+    )
 }
 
 fn run(server: &Server, incremental: bool, dry_run: bool) -> JobView {
@@ -120,11 +138,7 @@ pub fn hire_move_leave(b: Backend) {
     )
     .unwrap();
     let server = Server::start_with(b, &[("IDGARD_RULES", rules.to_str().unwrap())]);
-    let people = format!(
-        "name = \"people\"\nconnector = \"csv\"\n[settings]\nfile = \"hr.csv\"\nkey = \"employee_id\"\n\
-         [grants.folders.source]\npath = \"{}\"\naccess = \"read-only\"\n",
-        hr.display()
-    );
+    let people = people_connection(&hr);
     let directory = format!(
         "name = \"directory\"\nconnector = \"csv\"\n[settings]\nfile = \"accounts.csv\"\nkey = \"login\"\n\
          entity_type = \"account\"\naccounts_file = \"accounts.csv\"\naccounts_key = \"login\"\n\
@@ -137,13 +151,7 @@ pub fn hire_move_leave(b: Backend) {
         "lyon",
         &[("people.toml", people), ("directory.toml", directory)],
     );
-    let ctx = |job: &JobView| {
-        format!(
-            "{job:#?}\n--- agent\n{}\n--- server\n{}",
-            agent.log(),
-            server.log()
-        )
-    };
+    let ctx = |job: &JobView| context(job, &agent, &server);
 
     // 1. Initial load: identities from HR; accounts created, the existing one corrected.
     let job = run(&server, false, false);
