@@ -157,6 +157,7 @@ fn parse_step(s: &str) -> Result<Vec<TaskSpec>> {
                 args: serde_json::Value::Null,
                 max_attempts: None,
                 timeout_s: None,
+                agent: None,
             })
         })
         .collect()

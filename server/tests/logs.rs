@@ -46,6 +46,7 @@ async fn a_log_is_capped_closed_when_the_task_ends_and_read_page_by_page(databas
         args: serde_json::Value::Null,
         max_attempts: None,
         timeout_s: None,
+        agent: None,
     };
     let task = q.enqueue("a", &[spec]).await.unwrap()[0];
     let fence = q.claim(agent, 1).await.unwrap()[0].fence;

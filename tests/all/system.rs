@@ -514,6 +514,7 @@ pub fn noop() -> TaskSpec {
         args: Value::Null,
         max_attempts: None,
         timeout_s: None,
+        agent: None,
     }
 }
 
@@ -524,6 +525,7 @@ pub fn on(connection: &str, operation: Operation) -> TaskSpec {
         args: Value::Null,
         max_attempts: None,
         timeout_s: None,
+        agent: None,
     }
 }
 

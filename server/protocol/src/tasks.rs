@@ -157,6 +157,10 @@ pub struct TaskSpec {
     /// Longest run, in seconds, once started (default 3600).
     #[serde(default)]
     pub timeout_s: Option<u64>,
+    /// In a job, the agent that runs it when not the job's own (a job over connections of
+    /// several agents: each task goes to the agent of its connection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// `POST /api/v1/tasks`: tasks outside any job, for one agent.

@@ -172,27 +172,28 @@ impl Engine {
         let mut wake = Wake::default();
         let row = sqlx::query(
             "UPDATE jobs SET state = 'running', blocked = NULL WHERE id = $1 AND state = 'blocked' \
-             RETURNING agent_id",
+             RETURNING id",
         )
         .bind(job)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else {
+        if row.is_none() {
             // Read in the same transaction: SQLite's one connection is held by it.
             let state = Queue::job_state_in(&mut tx, job).await?;
             return Err(Error::conflict(format!(
                 "job {job} is {}, not blocked: there is nothing to approve",
                 state.as_str()
             )));
-        };
-        let agent: i64 = row.try_get(0)?;
-        let rows =
-            sqlx::query("SELECT id, args FROM tasks WHERE job_id = $1 AND state = 'blocked'")
-                .bind(job)
-                .fetch_all(&mut *tx)
-                .await?;
+        }
+        let rows = sqlx::query(
+            "SELECT id, args, agent_id FROM tasks WHERE job_id = $1 AND state = 'blocked'",
+        )
+        .bind(job)
+        .fetch_all(&mut *tx)
+        .await?;
         for r in rows {
             let id: i64 = r.try_get(0)?;
+            let agent: i64 = r.try_get(2)?;
             let mut args: serde_json::Value =
                 serde_json::from_str(&r.try_get::<String, _>(1)?).unwrap_or(json!({}));
             args["approved"] = json!(true);
@@ -205,15 +206,16 @@ impl Engine {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+            self.queue.notify(&mut tx, &mut wake, agent).await?;
         }
-        self.queue.notify(&mut tx, &mut wake, agent).await?;
         self.queue.commit(tx, wake).await?;
         tracing::info!(job, "approved");
         self.queue.job(job).await
     }
 
-    /// The steps of a declared job.
-    fn declared_steps(
+    /// The steps of a declared job, and the agent it belongs to (the first connection's, when
+    /// the job names none and each task goes to its connection's agent).
+    async fn declared_steps(
         &self,
         name: &str,
         incremental: bool,
@@ -235,12 +237,22 @@ impl Engine {
                 }
             ))
         })?;
+        let mut agents: std::collections::HashMap<&str, String> = Default::default();
+        for c in &def.connections {
+            let agent = match &def.agent {
+                Some(a) => a.clone(),
+                None => self.queue.agent_of(c).await?,
+            };
+            agents.insert(c.as_str(), agent);
+        }
+        let home = agents[def.connections[0].as_str()].clone();
         let spec = |c: &str, op: Operation, args: serde_json::Value| TaskSpec {
             connection: c.to_owned(),
             operation: op,
             args,
             max_attempts: None,
             timeout_s: None,
+            agent: Some(agents[c].clone()).filter(|a| *a != home),
         };
         let src = &rules.identities.connection;
         let mut ordered: Vec<&str> = def
@@ -288,12 +300,14 @@ impl Engine {
                 );
             }
         }
-        Ok((def.agent.clone(), steps))
+        Ok((home, steps))
     }
 
     /// Creates a run of a declared job: started at once, or waiting for the running one.
     pub async fn run_declared(&self, run: &RunJob) -> Result<JobView> {
-        let (agent, steps) = self.declared_steps(&run.job, run.incremental, run.dry_run)?;
+        let (agent, steps) = self
+            .declared_steps(&run.job, run.incremental, run.dry_run)
+            .await?;
         let mode = if run.incremental {
             "incremental"
         } else {

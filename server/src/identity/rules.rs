@@ -175,8 +175,9 @@ impl Thresholds {
 pub struct JobDef {
     /// Name.
     pub name: String,
-    /// The agent that owns the connections.
-    pub agent: String,
+    /// The agent that runs every task, or `None`: each connection's task runs on the agent that
+    /// reports that connection (connections in several partitioned networks).
+    pub agent: Option<String>,
     /// Connections: the identities' source (if listed) runs first, then the targets.
     pub connections: Vec<String>,
     /// Complete runs: a cron expression and its time zone.
@@ -312,7 +313,7 @@ struct LeaveFile {
 #[serde(deny_unknown_fields)]
 struct JobFile {
     name: Spanned<String>,
-    agent: String,
+    agent: Option<String>,
     connections: Vec<String>,
     schedule: Option<Spanned<String>>,
     incremental_schedule: Option<Spanned<String>>,

@@ -50,14 +50,13 @@ impl Queue {
                     let steps: Vec<Vec<TaskSpec>> = serde_json::from_str(&steps)
                         .map_err(|e| anyhow::anyhow!("job {job}: stored steps: {e}"))?;
                     let next = step + 1;
-                    self.insert_tasks(tx, agent, Some((job, next)), &steps[next as usize])
+                    self.insert_tasks(tx, wake, agent, Some((job, next)), &steps[next as usize])
                         .await?;
                     sqlx::query("UPDATE jobs SET step = $1 WHERE id = $2")
                         .bind(next as i64)
                         .bind(job)
                         .execute(&mut **tx)
                         .await?;
-                    self.notify(tx, wake, agent).await?;
                 } else {
                     sqlx::query(
                         "UPDATE jobs SET state = 'succeeded', finished_ms = $1 WHERE id = $2",
@@ -75,21 +74,14 @@ impl Queue {
                 } else {
                     JobState::Failed
                 };
-                self.end_job(tx, wake, job, agent, end).await?;
+                self.end_job(tx, wake, job, end).await?;
             }
             _ => {}
         }
         Ok(())
     }
 
-    async fn end_job(
-        &self,
-        tx: &mut Tx,
-        wake: &mut Wake,
-        job: i64,
-        agent: i64,
-        end: JobState,
-    ) -> Result<()> {
+    async fn end_job(&self, tx: &mut Tx, wake: &mut Wake, job: i64, end: JobState) -> Result<()> {
         let now = self.now();
         sqlx::query("UPDATE jobs SET state = $1, finished_ms = $2 WHERE id = $3")
             .bind(end.as_str())
@@ -105,15 +97,16 @@ impl Queue {
         .bind(job)
         .execute(&mut **tx)
         .await?;
+        // Running tasks stop through their agents (a job may span several).
         let running = sqlx::query(
-            "UPDATE tasks SET cancel_requested = 1 WHERE job_id = $1 AND state IN ('claimed', 'running')",
+            "UPDATE tasks SET cancel_requested = 1 WHERE job_id = $1 AND state IN ('claimed', 'running') \
+             RETURNING agent_id",
         )
         .bind(job)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        if running > 0 {
-            self.notify(tx, wake, agent).await?;
+        .fetch_all(&mut **tx)
+        .await?;
+        for r in running {
+            self.notify(tx, wake, r.try_get(0)?).await?;
         }
         self.after_job(tx, wake, job).await?;
         Ok(())
@@ -130,8 +123,22 @@ impl Queue {
             check_spec(spec)?;
         }
         let agent = self.agent_id(&new.agent).await?;
-        self.check_connections(agent, &new.steps.iter().flatten().collect::<Vec<_>>())
-            .await?;
+        // Each task is checked against the agent that will run it.
+        let mut by_agent: std::collections::BTreeMap<Option<&str>, Vec<&TaskSpec>> =
+            Default::default();
+        for spec in new.steps.iter().flatten() {
+            by_agent
+                .entry(spec.agent.as_deref())
+                .or_default()
+                .push(spec);
+        }
+        for (name, specs) in by_agent {
+            let id = match name {
+                Some(n) => self.agent_id(n).await?,
+                None => agent,
+            };
+            self.check_connections(id, &specs).await?;
+        }
         let name = new.name.clone().unwrap_or_else(|| {
             new.steps
                 .iter()
@@ -213,9 +220,8 @@ impl Queue {
         let agent: i64 = row.try_get(0)?;
         let steps: Vec<Vec<TaskSpec>> = serde_json::from_str(&row.try_get::<String, _>(1)?)
             .map_err(|e| anyhow::anyhow!("job {job}: stored steps: {e}"))?;
-        self.insert_tasks(tx, agent, Some((job, 0)), &steps[0])
+        self.insert_tasks(tx, wake, agent, Some((job, 0)), &steps[0])
             .await?;
-        self.notify(tx, wake, agent).await?;
         Ok(())
     }
 
@@ -242,9 +248,8 @@ impl Queue {
         .bind(job)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some(row) = row {
-            let agent: i64 = row.try_get(0)?;
-            self.end_job(&mut tx, &mut wake, job, agent, JobState::Cancelled)
+        if row.is_some() {
+            self.end_job(&mut tx, &mut wake, job, JobState::Cancelled)
                 .await?;
         }
         self.commit(tx, wake).await?;

@@ -21,6 +21,42 @@ impl Queue {
             .ok_or_else(|| Error::not_found(format!("no agent named `{name}`")))
     }
 
+    /// An agent's id, read inside the caller's transaction.
+    pub(super) async fn agent_id_in(tx: &mut Tx, name: &str) -> Result<i64> {
+        sqlx::query("SELECT id FROM agents WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?
+            .ok_or_else(|| Error::not_found(format!("no agent named `{name}`")))
+    }
+
+    /// The agent that reports a connection: exactly one must.
+    pub async fn agent_of(&self, connection: &str) -> Result<String> {
+        let rows = sqlx::query("SELECT name, connections FROM agents ORDER BY name")
+            .fetch_all(&self.db.read)
+            .await?;
+        let mut owners = Vec::new();
+        for r in rows {
+            let reported: Vec<idgard_protocol::ConnectionReport> =
+                serde_json::from_str(&r.try_get::<String, _>(1)?).unwrap_or_default();
+            if reported.iter().any(|c| c.name == connection) {
+                owners.push(r.try_get::<String, _>(0)?);
+            }
+        }
+        match owners.len() {
+            1 => Ok(owners.remove(0)),
+            0 => Err(Error::invalid(format!(
+                "no agent reports connection `{connection}` (an agent reports its connections when it starts)"
+            ))),
+            _ => Err(Error::invalid(format!(
+                "connection `{connection}` is reported by agents {}: name the agent in the job",
+                owners.join(", ")
+            ))),
+        }
+    }
+
     /// Refuses tasks for connections the agent does not report, or operations their connector
     /// does not support. An agent that never reported is taken at its word later.
     pub(super) async fn check_connections(&self, agent: i64, specs: &[&TaskSpec]) -> Result<()> {
@@ -70,9 +106,11 @@ impl Queue {
         Ok(())
     }
 
+    /// Queues tasks for `agent`, or each for the agent its spec names, and wakes those agents.
     pub(super) async fn insert_tasks(
         &self,
         tx: &mut Tx,
+        wake: &mut Wake,
         agent: i64,
         job: Option<(i64, u32)>,
         specs: &[TaskSpec],
@@ -80,6 +118,10 @@ impl Queue {
         let now = self.now();
         let mut ids = Vec::with_capacity(specs.len());
         for spec in specs {
+            let agent = match &spec.agent {
+                Some(name) => Self::agent_id_in(tx, name).await?,
+                None => agent,
+            };
             let args = if spec.args.is_null() {
                 "{}".to_owned()
             } else if let Some(sealed) = self.sealer.seal_orders(&spec.args)? {
@@ -105,6 +147,7 @@ impl Queue {
             .await?
             .try_get(0)?;
             ids.push(id);
+            self.notify(tx, wake, agent).await?;
         }
         Ok(ids)
     }
@@ -119,8 +162,9 @@ impl Queue {
             .await?;
         let mut tx = self.begin().await?;
         let mut wake = Wake::default();
-        let ids = self.insert_tasks(&mut tx, agent, None, specs).await?;
-        self.notify(&mut tx, &mut wake, agent).await?;
+        let ids = self
+            .insert_tasks(&mut tx, &mut wake, agent, None, specs)
+            .await?;
         self.commit(tx, wake).await?;
         Ok(ids)
     }

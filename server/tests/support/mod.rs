@@ -68,6 +68,7 @@ pub async fn upload(
                 args: serde_json::Value::Null,
                 max_attempts: None,
                 timeout_s: None,
+                agent: None,
             }],
         )
         .await

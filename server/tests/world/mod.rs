@@ -77,6 +77,7 @@ impl World {
             args,
             max_attempts: None,
             timeout_s: None,
+            agent: None,
         }
     }
 
