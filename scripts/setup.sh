@@ -13,11 +13,16 @@ rustup target add wasm32-wasip2 >/dev/null
 echo "setup: $(rustc --version), targets: $(rustup target list --installed | tr '\n' ' ')"
 
 # System packages the connectors and their tests need: clang builds ring (TLS inside connectors)
-# for wasm32-wasip2; slapd and ldap-utils are the directory the LDAP connector is tested against.
+# for wasm32-wasip2; slapd and ldap-utils are the directory the LDAP connector is tested against;
+# Samba is the Active Directory domain controller its `active-directory` dialect is tested against
+# (the tests provision and run their own DC, tests/src/samba.rs: no Samba service is needed).
 need_apt=()
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need_apt+=(slapd)
 command -v ldapadd >/dev/null 2>&1 || need_apt+=(ldap-utils)
+for pkg in samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need_apt+=("$pkg")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing ${need_apt[*]} (apt-get)"
     sudo_=""

@@ -55,14 +55,14 @@ fn people(n: usize) -> String {
         .collect()
 }
 
-fn fulfilled(out: Result<Outcome, idgard_host::Error>) -> Vec<OrderResult> {
+pub(crate) fn fulfilled(out: Result<Outcome, idgard_host::Error>) -> Vec<OrderResult> {
     match out {
         Ok(Outcome::Fulfilled(r)) => r,
         other => panic!("not fulfilled: {other:?}"),
     }
 }
 
-fn order(id: &str, entity_type: &str, key: &str, kind: OrderKind) -> Order {
+pub(crate) fn order(id: &str, entity_type: &str, key: &str, kind: OrderKind) -> Order {
     Order {
         id: id.into(),
         entity_type: entity_type.into(),
@@ -79,7 +79,7 @@ fn create(attrs: &[(&str, &[&str])]) -> OrderKind {
     OrderKind::Create { attributes }
 }
 
-fn change(name: &str, op: ChangeOp, values: &[&str]) -> AttributeChange {
+pub(crate) fn change(name: &str, op: ChangeOp, values: &[&str]) -> AttributeChange {
     AttributeChange {
         name: name.into(),
         op,
@@ -87,7 +87,7 @@ fn change(name: &str, op: ChangeOp, values: &[&str]) -> AttributeChange {
     }
 }
 
-fn created_key(r: &OrderResult) -> String {
+pub(crate) fn created_key(r: &OrderResult) -> String {
     match &r.outcome {
         OrderOutcome::Created(k) => k.clone(),
         other => panic!("order {} not created: {other:?}", r.id),

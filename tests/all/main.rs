@@ -1,6 +1,7 @@
 //! End-to-end tests of the connector platform: the real host running the real CSV connector and
 //! the misbehaving test guest. One binary (one engine, shared by every test, as in the agent).
 
+mod ad;
 mod agent_sandbox;
 mod connections;
 mod csv;

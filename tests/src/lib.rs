@@ -3,6 +3,7 @@
 //! the directory tests and benchmarks.
 
 pub mod demo;
+pub mod samba;
 pub mod slapd;
 
 /// Package folders (manifest + component) of the connectors and test guests.

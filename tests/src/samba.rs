@@ -241,7 +241,8 @@ impl Samba {
     }
 
     /// `ldapsearch -LLL` of the subtree as Administrator: the LDIF, empty when nothing matches or
-    /// when `base` does not exist. Non-ASCII values come base64 (`attr:: ...`): see [`Samba::search`].
+    /// when `base` does not exist. Non-ASCII values come base64 (`attr:: ...`): see
+    /// [`Samba::search`].
     pub fn search_ldif(&self, base: &str, filter: &str, attrs: &[&str]) -> String {
         let mut cmd = self.admin_command("ldapsearch");
         cmd.args(["-LLL", "-o", "ldif-wrap=no", "-b", base, filter]);
@@ -356,12 +357,12 @@ impl Samba {
     fn wait_until_ready(&mut self) {
         let addr = SocketAddr::from((self.host, self.ldaps_port));
         let deadline = Instant::now() + WAIT;
+        let child = self.child.get_mut().expect("samba's child handle");
+        let root = child.id() as i32;
         loop {
-            let exited = {
-                let mut child = self.child.lock().expect("samba's child handle");
-                child.try_wait().expect("cannot poll samba")
-            };
-            if let Some(status) = exited {
+            let child = self.child.get_mut().expect("samba's child handle");
+            if let Some(status) = child.try_wait().expect("cannot poll samba") {
+                kill_samba_group(root);
                 panic!("samba exited ({status}):\n{}", self.log());
             }
             if TcpStream::connect_timeout(&addr, POLL).is_ok()
@@ -370,9 +371,10 @@ impl Samba {
                 return;
             }
             if Instant::now() > deadline {
-                let mut child = self.child.lock().expect("samba's child handle");
+                let child = self.child.get_mut().expect("samba's child handle");
                 let _ = child.kill();
                 let _ = child.wait();
+                kill_samba_group(root);
                 panic!("samba silent for {} s:\n{}", WAIT.as_secs(), self.log());
             }
             sleep(POLL);
@@ -467,9 +469,9 @@ fn free_address() -> Ipv4Addr {
         let ldaps = TcpListener::bind((host, 636));
         match (ldap, ldaps) {
             (Ok(_), Ok(_)) => return host,
-            (Err(e), _) | (_, Err(e)) if e.kind() == ErrorKind::PermissionDenied => panic!(
-                "Samba's LDAP ports are 389 and 636, which only root may bind here: {e}"
-            ),
+            (Err(e), _) | (_, Err(e)) if e.kind() == ErrorKind::PermissionDenied => {
+                panic!("Samba's LDAP ports are 389 and 636, which only root may bind here: {e}")
+            }
             (Err(e), _) | (_, Err(e)) => last = format!("{host}: {e}"),
         }
     }
@@ -497,15 +499,44 @@ fn sweep_stale() {
         let samba = fs::read_to_string(dir.join("samba.pid"))
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok());
-        if let Some(pid) = samba
-            && fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == Path::new(SAMBA))
-            && fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir)
-            && let Some(pid) = rustix::process::Pid::from_raw(pid)
-        {
-            // `samba -i` leads its own process group: its workers go with it.
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        if let Some(pid) = samba {
+            // A live process of that pid is this DC's samba only if it runs in its folder (else
+            // the pid was reused); a dead one may have left workers in its process group.
+            let alive = Path::new(&format!("/proc/{pid}")).exists();
+            let ours = fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir);
+            if !alive || ours {
+                kill_samba_group(pid);
+            }
         }
         let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+/// Kills every samba process of the process group `pgid`: a samba started here leads its own
+/// group, and when it ends otherwise than at the end of its stdin (say its LDAP task fails to
+/// start) it leaves its workers behind.
+fn kill_samba_group(pgid: i32) {
+    let Ok(processes) = fs::read_dir("/proc") else {
+        return;
+    };
+    for p in processes.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp ...`
+        let stat = fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+        let group = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+            .and_then(|g| g.parse::<i32>().ok());
+        let samba =
+            fs::read_link(p.path().join("exe")).is_ok_and(|exe| exe.as_path() == Path::new(SAMBA));
+        if group == Some(pgid)
+            && samba
+            && let Some(pid) = rustix::process::Pid::from_raw(pid)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
     }
 }
 
@@ -637,7 +668,10 @@ mod tests {
             assert_eq!(base64(plain), coded);
             assert_eq!(unbase64(coded), plain);
         }
-        assert_eq!(unicode_pwd_base64("é"), base64(&[b'"', 0, 0xe9, 0, b'"', 0]));
+        assert_eq!(
+            unicode_pwd_base64("é"),
+            base64(&[b'"', 0, 0xe9, 0, b'"', 0])
+        );
     }
 
     #[test]

@@ -268,7 +268,7 @@ impl Drop for Slapd {
     }
 }
 
-fn run(mut cmd: Command) -> Output {
+pub(crate) fn run(mut cmd: Command) -> Output {
     match cmd.stdin(Stdio::null()).output() {
         Ok(out) => out,
         Err(e) if e.kind() == ErrorKind::NotFound => panic!("no {cmd:?}: run scripts/setup.sh"),
@@ -277,7 +277,7 @@ fn run(mut cmd: Command) -> Output {
 }
 
 /// A failed tool's status, last line of output (ldapadd names the entry it was at) and errors.
-fn report(out: &Output) -> String {
+pub(crate) fn report(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().rfind(|l| !l.is_empty()).unwrap_or_default();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -292,14 +292,14 @@ fn free_ports() -> (u16, u16) {
     (port(&a), port(&b))
 }
 
-fn named(cn: &str) -> DistinguishedName {
+pub(crate) fn named(cn: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);
     dn
 }
 
 /// A new test CA: its certificate (PEM) and what signs with it.
-fn new_ca() -> (String, Issuer<'static, KeyPair>) {
+pub(crate) fn new_ca() -> (String, Issuer<'static, KeyPair>) {
     let key = KeyPair::generate().expect("rcgen cannot generate a key");
     let mut ca = CertificateParams::default();
     ca.distinguished_name = named("idgard test CA");

@@ -414,6 +414,15 @@ fn finish(
     };
     Ok(match key {
         Some(key) => OrderResult::created(&order.id, key),
+        // Nothing at the DN: another entry holds a value that must be unique (Active
+        // Directory's sAMAccountName or userPrincipalName).
+        None if r.code == LdapResultCode::EntryAlreadyExists => OrderResult::failed(
+            &order.id,
+            format!(
+                "`{dn}`: {}; no entry is at that DN, so another entry holds a value that must be unique",
+                describe(&r)
+            ),
+        ),
         None => OrderResult::failed(
             &order.id,
             format!(
@@ -473,16 +482,25 @@ fn update(
     if mods.is_empty() {
         return Ok(OrderResult::done(id));
     }
+    let members_only = mods.iter().all(|m| {
+        m.modification
+            .atype
+            .eq_ignore_ascii_case(&config.member_attribute)
+    });
     let r = session.modify(&dn, mods)?;
     // Adding a member already there, removing one already gone: the order's end state holds.
-    Ok(outcome(
-        id,
-        &r,
-        &[
-            LdapResultCode::AttributeOrValueExists,
-            LdapResultCode::NoSuchAttribute,
-        ],
-    ))
+    // Active Directory says so of members with its own codes (68 and 53).
+    let mut also_done = vec![
+        LdapResultCode::AttributeOrValueExists,
+        LdapResultCode::NoSuchAttribute,
+    ];
+    if members_only && config.dialect == Dialect::ActiveDirectory {
+        also_done.extend([
+            LdapResultCode::EntryAlreadyExists,
+            LdapResultCode::UnwillingToPerform,
+        ]);
+    }
+    Ok(outcome(id, &r, &also_done))
 }
 
 fn enable(
@@ -548,6 +566,13 @@ fn encode(
             .collect();
     }
     let binary = config.is_binary(name);
+    if config.dialect == Dialect::ActiveDirectory
+        && name.eq_ignore_ascii_case("unicodePwd")
+        && !binary
+    {
+        // A password as text, as Active Directory takes it (quoted, in UTF-16LE).
+        return Ok(vals.iter().map(|v| values::ad_password(v)).collect());
+    }
     vals.iter()
         .map(|v| values::from_text(binary, name, v))
         .collect()

@@ -53,10 +53,22 @@ pub fn by_key(
         Ok(())
     };
     if guid_keys {
-        // A binary GUID cannot go into a text filter; AD names an entry by `<GUID=...>`.
-        for key in keys {
-            let request = client::entry_at(&format!("<GUID={key}>"), attrs.clone());
-            session.search(&request, None, &mut keep)?;
+        // A binary GUID cannot go into a text filter; AD names an entry by `<GUID=...>`,
+        // wherever it is: only a key in the GUID form is looked up, and only an entry of this
+        // entity type under its base is kept.
+        let base = crate::dn::normal(&entity.base);
+        let filter = ldap3_proto::parse_ldap_filter_str(&entity.filter)
+            .map_err(|e| Error::configuration(format!("filter `{}`: {e:?}", entity.filter)))?;
+        for key in keys.iter().filter(|k| is_guid(k)) {
+            let mut request = client::entry_at(&format!("<GUID={key}>"), attrs.clone());
+            request.filter = filter.clone();
+            session.search(&request, None, |entry| {
+                let dn = crate::dn::normal(&entry.dn);
+                if dn.len() > base.len() && dn.ends_with(&format!(",{base}")) {
+                    keep(entry)?;
+                }
+                Ok(())
+            })?;
         }
         return Ok(found);
     }
@@ -71,6 +83,16 @@ pub fn by_key(
         session.search(&request, Some(config.page_size), &mut keep)?;
     }
     Ok(found)
+}
+
+/// Whether a key is a GUID as Windows writes it (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`).
+fn is_guid(key: &str) -> bool {
+    let groups: Vec<&str> = key.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The keys of the accounts at these DNs, by normalised DN; DNs of no account are absent.

@@ -21,21 +21,45 @@ pub fn read(config: &Config) -> Result<Vec<EntitySchema>, Error> {
     let subschema = subschema_dn(&mut session)?;
     let mut types: Vec<Definition> = Vec::new();
     let mut classes: Vec<Definition> = Vec::new();
-    let attrs = vec!["attributeTypes".into(), "objectClasses".into()];
+    let mut rules: Vec<Definition> = Vec::new();
+    let attrs = vec![
+        "attributeTypes".into(),
+        "objectClasses".into(),
+        "dITContentRules".into(),
+    ];
     let request = client::entry_at(&subschema, attrs);
     session.search(&request, None, |entry| {
         for a in entry.attributes {
             let into = if a.atype.eq_ignore_ascii_case("attributeTypes") {
                 &mut types
-            } else {
+            } else if a.atype.eq_ignore_ascii_case("objectClasses") {
                 &mut classes
+            } else {
+                &mut rules
             };
             into.extend(a.vals.iter().map(|v| parse(&String::from_utf8_lossy(v))));
         }
         Ok(())
     })?;
     let types = by_name(types);
-    let classes = by_name(classes);
+    // A content rule (Active Directory publishes one per structural class, named after it)
+    // adds auxiliary classes (`AUX`): `user` gets `sAMAccountName` from `securityPrincipal`.
+    let mut classes = by_name(classes);
+    for rule in rules {
+        for name in &rule.names {
+            if let Some(class) = classes.get_mut(&name.to_ascii_lowercase()) {
+                for (field, values) in &rule.fields {
+                    if matches!(field.as_str(), "AUX" | "MUST" | "MAY") {
+                        class
+                            .fields
+                            .entry(field.clone())
+                            .or_default()
+                            .extend(values.clone());
+                    }
+                }
+            }
+        }
+    }
     let mut out = Vec::new();
     for (entity_type, entity) in config.entities() {
         let mut attrs: BTreeMap<String, (bool, &Definition)> = BTreeMap::new();
@@ -143,7 +167,10 @@ fn collect<'t>(
             slot.0 |= required;
         }
     }
-    for sup in def.fields.get("SUP").into_iter().flatten() {
+    for sup in ["SUP", "AUX"]
+        .iter()
+        .flat_map(|f| def.fields.get(*f).into_iter().flatten())
+    {
         collect(classes, types, sup, attrs, depth + 1);
     }
 }
