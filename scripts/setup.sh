@@ -20,6 +20,8 @@ need_apt=()
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need_apt+=(slapd)
 command -v ldapadd >/dev/null 2>&1 || need_apt+=(ldap-utils)
+# iproute2: the partitioned-network test builds its topology with `ip netns`.
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
 for pkg in samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need_apt+=("$pkg")
 done

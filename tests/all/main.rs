@@ -12,6 +12,7 @@ mod ldap;
 mod limits;
 mod loading;
 mod memory;
+mod partitions;
 mod pipeline;
 mod sandbox;
 mod signin;

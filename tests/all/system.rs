@@ -118,6 +118,9 @@ pub struct Server {
     owns_database: bool,
     /// The process's descriptor limit, when a test lowers it.
     nofile: Option<u32>,
+    /// A network namespace it runs in, the address it listens on there, and the address the
+    /// test process reaches it at.
+    netns: Option<(String, String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -212,6 +215,7 @@ impl Server {
             http,
             owns_database: false,
             nofile: None,
+            netns: None,
             _dir: dir,
         };
         s.spawn();
@@ -224,6 +228,21 @@ impl Server {
         s
     }
 
+    /// A server on SQLite in network namespace `ns`, listening on all its addresses; the test
+    /// process reaches it at `reach` (an address of that namespace).
+    pub fn start_in(ns: &str, reach: &str, env: &[(&str, &str)]) -> Server {
+        let mut s = Self::start_with(Backend::Sqlite, env);
+        s.stop();
+        s.netns = Some((ns.to_owned(), "0.0.0.0".to_owned(), reach.to_owned()));
+        s.spawn();
+        s
+    }
+
+    /// The server's URL as seen from an address of its namespace (`ip`).
+    pub fn url_at(&self, ip: &str) -> String {
+        format!("https://{ip}:{}", self.port)
+    }
+
     /// Runs the server with a descriptor limit of `nofile` (soft and hard).
     pub fn with_descriptor_limit(mut self, nofile: u32) -> Server {
         self.stop();
@@ -233,8 +252,9 @@ impl Server {
     }
 
     fn command(&self) -> Command {
+        let ns = self.netns.as_ref().map(|n| n.0.as_str());
         let mut c = match self.nofile {
-            None => Command::new(bin("idgard-server")),
+            None => idgard_tests::netns::command_in(ns, bin("idgard-server")),
             Some(n) => {
                 let mut c = Command::new("sh");
                 c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
@@ -257,9 +277,10 @@ impl Server {
             .append(true)
             .open(self.data.with_extension("log"))
             .unwrap();
+        let host = self.netns.as_ref().map_or("127.0.0.1", |n| n.1.as_str());
         let mut child = self
             .command()
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--listen", &format!("{host}:{}", self.port)])
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -282,7 +303,10 @@ impl Server {
             .trim()
             .trim_end_matches(')')
             .to_owned();
-        self.url = url;
+        self.url = match &self.netns {
+            Some((_, _, reach)) => self.url_at(reach),
+            None => url,
+        };
         self.child = Some(child);
     }
 
@@ -533,6 +557,8 @@ pub fn on(connection: &str, operation: Operation) -> TaskSpec {
 pub struct Agent {
     child: Option<Child>,
     pub dir: PathBuf,
+    /// The network namespace it runs in, if not the test's.
+    netns: Option<String>,
     _tmp: tempfile::TempDir,
 }
 
@@ -545,6 +571,29 @@ impl Agent {
 
     /// The same, with more connection files: (file name, TOML).
     pub fn start_with(server: &Server, name: &str, extra: &[(&str, String)]) -> Agent {
+        Self::start_full(server, name, extra, None, &server.url, true)
+    }
+
+    /// An agent with only the connections given, in network namespace `ns`, reaching the
+    /// server at `server_url`.
+    pub fn start_in(
+        server: &Server,
+        name: &str,
+        connections: &[(&str, String)],
+        ns: &str,
+        server_url: &str,
+    ) -> Agent {
+        Self::start_full(server, name, connections, Some(ns), server_url, false)
+    }
+
+    fn start_full(
+        server: &Server,
+        name: &str,
+        extra: &[(&str, String)],
+        ns: Option<&str>,
+        server_url: &str,
+        defaults: bool,
+    ) -> Agent {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_owned();
         let runtime = dir.join("runtime");
@@ -564,37 +613,39 @@ impl Agent {
                 std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
             }
         }
-        std::fs::write(
-            connections.join("demo-hr.toml"),
-            format!(
-                "name = \"demo-hr\"\nconnector = \"csv\"\n[settings]\nfile = \"hr.csv\"\nkey = \"employee_id\"\n\
-                 [grants.folders.source]\npath = \"{}\"\naccess = \"read-only\"\n",
-                idgard_tests::root().join("connectors/csv/demo").display()
-            ),
-        )
-        .unwrap();
-        std::fs::create_dir_all(dir.join("slow-data")).unwrap();
-        std::fs::write(
-            connections.join("slow.toml"),
-            format!(
-                "name = \"slow\"\nconnector = \"misbehave\"\n[settings]\nmode = \"slow\"\ncount = 300\n\
-                 [grants.folders.data]\npath = \"{}\"\naccess = \"read-write\"\n",
-                dir.join("slow-data").display()
-            ),
-        )
-        .unwrap();
-        std::fs::create_dir_all(dir.join("accounts")).unwrap();
-        std::fs::write(
-            connections.join("accounts.toml"),
-            format!(
-                "name = \"accounts\"\nconnector = \"csv\"\n[settings]\nfile = \"hr.csv\"\n\
-                 [grants.folders.source]\npath = \"{}\"\naccess = \"read-only\"\n\
-                 [grants.folders.accounts]\npath = \"{}\"\naccess = \"read-write\"\n",
-                idgard_tests::root().join("connectors/csv/demo").display(),
-                dir.join("accounts").display()
-            ),
-        )
-        .unwrap();
+        if defaults {
+            std::fs::write(
+                connections.join("demo-hr.toml"),
+                format!(
+                    "name = \"demo-hr\"\nconnector = \"csv\"\n[settings]\nfile = \"hr.csv\"\nkey = \"employee_id\"\n\
+                     [grants.folders.source]\npath = \"{}\"\naccess = \"read-only\"\n",
+                    idgard_tests::root().join("connectors/csv/demo").display()
+                ),
+            )
+            .unwrap();
+            std::fs::create_dir_all(dir.join("slow-data")).unwrap();
+            std::fs::write(
+                connections.join("slow.toml"),
+                format!(
+                    "name = \"slow\"\nconnector = \"misbehave\"\n[settings]\nmode = \"slow\"\ncount = 300\n\
+                     [grants.folders.data]\npath = \"{}\"\naccess = \"read-write\"\n",
+                    dir.join("slow-data").display()
+                ),
+            )
+            .unwrap();
+            std::fs::create_dir_all(dir.join("accounts")).unwrap();
+            std::fs::write(
+                connections.join("accounts.toml"),
+                format!(
+                    "name = \"accounts\"\nconnector = \"csv\"\n[settings]\nfile = \"hr.csv\"\n\
+                     [grants.folders.source]\npath = \"{}\"\naccess = \"read-only\"\n\
+                     [grants.folders.accounts]\npath = \"{}\"\naccess = \"read-write\"\n",
+                    idgard_tests::root().join("connectors/csv/demo").display(),
+                    dir.join("accounts").display()
+                ),
+            )
+            .unwrap();
+        }
         for (file, text) in extra {
             std::fs::write(connections.join(file), text).unwrap();
         }
@@ -604,10 +655,10 @@ impl Agent {
         )
         .unwrap();
         let token = server.add_agent(name);
-        let out = Command::new(bin("idgard-agent"))
+        let out = idgard_tests::netns::command_in(ns, bin("idgard-agent"))
             .args(["enrol", "--config"])
             .arg(dir.join("agent.toml"))
-            .args(["--server", &server.url, "--token", &token, "--fingerprint"])
+            .args(["--server", server_url, "--token", &token, "--fingerprint"])
             .arg(&server.fingerprint)
             .output()
             .unwrap();
@@ -619,6 +670,7 @@ impl Agent {
         let mut a = Agent {
             child: None,
             dir,
+            netns: ns.map(str::to_owned),
             _tmp: tmp,
         };
         a.spawn();
@@ -632,7 +684,7 @@ impl Agent {
             .open(self.dir.join("agent.log"))
             .unwrap();
         self.child = Some(
-            Command::new(bin("idgard-agent"))
+            idgard_tests::netns::command_in(self.netns.as_deref(), bin("idgard-agent"))
                 .args(["run", "--config"])
                 .arg(self.dir.join("agent.toml"))
                 .env("IDGARD_LOG", "info")

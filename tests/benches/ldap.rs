@@ -241,11 +241,17 @@ fn provision(rt: &Runtime, loaded: &Loaded, conn: &Connection, n: usize) -> Dura
 fn provisioning(rt: &Runtime, loaded: &Loaded, n: usize, dbnosync: bool) {
     let text = ldif(n);
     let tmp = tempfile::tempdir().unwrap();
-    let base = Slapd::start_with(Options { dbnosync });
+    let base = Slapd::start_with(Options {
+        dbnosync,
+        ..Default::default()
+    });
     connection(&base, tmp.path());
     let baseline = ldapadd(&base, tmp.path(), &text);
     drop(base);
-    let d = Slapd::start_with(Options { dbnosync });
+    let d = Slapd::start_with(Options {
+        dbnosync,
+        ..Default::default()
+    });
     let conn = connection(&d, tmp.path());
     let ours = provision(rt, loaded, &conn, n);
     let count = d

@@ -42,19 +42,26 @@ pub struct Slapd {
     pub writer_dn: String,
     pub writer_password: String,
     key_pin: String,
+    netns: Option<String>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// No fsync per write: 2 k entries load in 0.25 s instead of many seconds.
     pub dbnosync: bool,
+    /// A network namespace to run slapd (and the tools that talk to it) in: slapd then
+    /// listens on that namespace's loopback, where only its partition reaches it.
+    pub netns: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { dbnosync: true }
+        Options {
+            dbnosync: true,
+            netns: None,
+        }
     }
 }
 
@@ -68,7 +75,7 @@ impl Slapd {
         let dir = dir.expect("cannot create a temporary folder for slapd");
         let (ca_pem, key_pin) = write_certificates(dir.path());
         fs::create_dir(dir.path().join("data")).expect("cannot create slapd's data folder");
-        fs::write(dir.path().join("slapd.conf"), config(dir.path(), o))
+        fs::write(dir.path().join("slapd.conf"), config(dir.path(), &o))
             .expect("cannot write slapd.conf");
         let mut s = Slapd {
             url: String::new(),
@@ -82,6 +89,7 @@ impl Slapd {
             writer_dn: format!("cn=writer,{BASE}"),
             writer_password: "writer-secret".into(),
             key_pin,
+            netns: o.netns.clone(),
             dir,
             child: None,
         };
@@ -161,7 +169,7 @@ impl Slapd {
 
     /// Binds as `dn` with `password` (`ldapwhoami`); panics when the directory refuses.
     pub fn bind_as(&self, dn: &str, password: &str) {
-        let mut cmd = Command::new("ldapwhoami");
+        let mut cmd = self.command("ldapwhoami");
         cmd.args(["-x", "-H", &self.url, "-D", dn, "-w", password]);
         let out = run(cmd);
         assert!(out.status.success(), "bind as {dn}: {}", report(&out));
@@ -191,7 +199,8 @@ impl Slapd {
         let urls = format!("{}/ {}/", self.url, self.ldaps_url);
         // `-d none` keeps slapd in the foreground (the Child is slapd) and logs only its banner
         // and its errors; `-d 0` would hide the errors too.
-        let spawned = Command::new(SLAPD)
+        let spawned = self
+            .command(SLAPD)
             .arg("-f")
             .arg(file("slapd.conf"))
             .args(["-h", urls.as_str(), "-d", "none"])
@@ -216,7 +225,10 @@ impl Slapd {
                 assert!(taken, "slapd exited ({status}):\n{log}");
                 return false;
             }
-            if file("slapd.pid").exists() && TcpStream::connect_timeout(&addr, POLL).is_ok() {
+            // In a namespace of its own, slapd is out of this process's reach: its pid file
+            // says it is listening.
+            let up = self.netns.is_some() || TcpStream::connect_timeout(&addr, POLL).is_ok();
+            if file("slapd.pid").exists() && up {
                 return true;
             }
             if Instant::now() > deadline {
@@ -238,8 +250,13 @@ impl Slapd {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// A command run where slapd runs (its namespace, if any).
+    fn command(&self, program: &str) -> Command {
+        crate::netns::command_in(self.netns.as_deref(), program)
+    }
+
     fn admin_command(&self, tool: &str) -> Command {
-        let mut cmd = Command::new(tool);
+        let mut cmd = self.command(tool);
         let (dn, pw) = (&self.admin_dn, &self.admin_password);
         cmd.args(["-x", "-H", &self.url, "-D", dn, "-w", pw]);
         cmd
@@ -337,7 +354,7 @@ fn write_certificates(dir: &Path) -> (String, String) {
 }
 
 /// slapd.conf, as checked by hand with slapd 2.5.13 (Debian bookworm).
-fn config(dir: &Path, o: Options) -> String {
+fn config(dir: &Path, o: &Options) -> String {
     let d = dir.display();
     let nosync = if o.dbnosync { "dbnosync" } else { "" };
     let writer = format!("dn.exact=\"cn=writer,{BASE}\"");
