@@ -5,6 +5,10 @@
 # runs complete: export, synchronize, compute provisioning, fulfil: every active person gets an
 # account. Then a hire, a move and a leave in the HR file, and an incremental run sends exactly
 # those three orders.
+# `scripts/demo.sh --directory` does the same into an OpenLDAP directory (a slapd the demo starts,
+# with StartTLS) through the sandboxed LDAP connector, with group memberships: each account in its
+# department's group and in a role group for some titles (connectors/ldap/demo/rules.toml); the
+# move changes the account's groups, the leave takes it out of its groups and deletes it.
 # `scripts/demo.sh --keep` leaves both running (Ctrl-C stops them).
 # IDGARD_DEMO_PEOPLE=N uses a generated HR file of N people (`idgard-demo-data N`) instead;
 # IDGARD_DEMO_CHANGES=N makes run 2 carry N changes (40 % moves, 30 % hires, 30 % leaves);
@@ -15,20 +19,31 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
+directory=false
+keep=false
+for arg in "$@"; do
+  case "$arg" in
+    --directory) directory=true ;;
+    --keep) keep=true ;;
+    *) echo "usage: scripts/demo.sh [--directory] [--keep]" >&2; exit 2 ;;
+  esac
+done
+
 bash scripts/setup.sh
 profile=${IDGARD_DEMO_PROFILE:-debug}
 changes=${IDGARD_DEMO_CHANGES:-}
-echo "== building the server, the agent and the CSV connector ($profile)"
+echo "== building the server, the agent and the connectors ($profile)"
 flags=()
 [[ "$profile" == release ]] && flags=(--release)
 cargo build --locked "${flags[@]}" -p idgard-server -p idgard-agent
-cargo build --locked "${flags[@]}" -p idgard-tests --bin idgard-demo-data
-cargo build --locked --target wasm32-wasip2 --profile wasm -p idgard-connector-csv
+cargo build --locked "${flags[@]}" -p idgard-tests --bin idgard-demo-data --bin idgard-demo-slapd
+cargo build --locked --target wasm32-wasip2 --profile wasm -p idgard-connector-csv -p idgard-connector-ldap
 bin=target/$profile
 
 demo=target/demo
+$directory && demo=target/demo-directory
 rm -rf "$demo"
-mkdir -p "$demo/agent/runtime/csv" "$demo/agent/connections" "$demo/hr" "$demo/accounts"
+mkdir -p "$demo/agent/runtime/csv" "$demo/agent/runtime/ldap" "$demo/agent/connections" "$demo/hr" "$demo/accounts"
 if [[ -n "${IDGARD_DEMO_PEOPLE:-}" ]]; then
   "$bin/idgard-demo-data" "$IDGARD_DEMO_PEOPLE" > "$demo/hr/hr.csv"
 else
@@ -36,6 +51,7 @@ else
 fi
 printf 'login,enabled,employee_id\n' > "$demo/accounts/accounts.csv"
 cp connectors/csv/connector.toml target/wasm32-wasip2/wasm/idgard_connector_csv.wasm "$demo/agent/runtime/csv/"
+cp connectors/ldap/connector.toml target/wasm32-wasip2/wasm/idgard_connector_ldap.wasm "$demo/agent/runtime/ldap/"
 cat > "$demo/agent/agent.toml" <<TOML
 work = "work"
 runtime = "runtime"
@@ -56,6 +72,43 @@ key = "employee_id"
 path = "$root/$demo/hr"
 access = "read-only"
 TOML
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+if $directory; then
+  echo "== starting slapd (OpenLDAP, StartTLS; log in a temporary folder)"
+  # The helper stops slapd when its standard input closes: when this script ends.
+  mkfifo "$demo/slapd.in"
+  "$bin/idgard-demo-slapd" "$demo/slapd" < "$demo/slapd.in" 2> "$demo/slapd.out" &
+  pids+=($!)
+  exec 7> "$demo/slapd.in"
+  for _ in $(seq 200); do [[ -f "$demo/slapd/slapd.env" ]] && break; sleep 0.05; done
+  # shellcheck disable=SC1091
+  source "$demo/slapd/slapd.env"
+  cat "$demo/slapd.out"
+  cat > "$demo/agent/connections/demo-directory.toml" <<TOML
+# The directory the pipeline maintains, through the LDAP connector over StartTLS. The demo binds
+# as the directory's administrator: a sync of many changes is not paged, and slapd caps what an
+# ordinary account may read in one (see connectors/ldap/README.md, "Incremental export").
+name = "demo-directory"
+connector = "ldap"
+
+[settings]
+bind_dn = "$admin_dn"
+accounts_base = "ou=people,$slapd_base"
+groups_base = "ou=groups,$slapd_base"
+
+[secrets]
+bind_password = { value = "$admin_password" }
+
+[grants.endpoints.directory]
+address = "127.0.0.1:$slapd_port"
+tls = "start-tls"
+ca = "$root/$demo/slapd/ca.pem"
+server_name = "ldap.idgard.test"
+TOML
+else
 cat > "$demo/agent/connections/demo-accounts.toml" <<TOML
 # The accounts file the pipeline maintains: exported (to see what exists) and fulfilled.
 name = "demo-accounts"
@@ -76,7 +129,11 @@ access = "read-only"
 path = "$root/$demo/accounts"
 access = "read-write"
 TOML
+fi
 
+rules=connectors/csv/demo/rules.toml
+job_name=daily
+if $directory; then rules=connectors/ldap/demo/rules.toml; job_name=directory; fi
 server=$bin/idgard-server
 agent=$bin/idgard-agent
 port=${IDGARD_DEMO_PORT:-8443}
@@ -84,12 +141,9 @@ port=${IDGARD_DEMO_PORT:-8443}
 cat > "$demo/idgard-server.toml" <<TOML
 data_dir = "$root/$demo/server"
 listen = "127.0.0.1:$port"
-rules = "${IDGARD_DEMO_RULES:-$root/connectors/csv/demo/rules.toml}"
+rules = "${IDGARD_DEMO_RULES:-$root/$rules}"
 TOML
 export IDGARD_CONFIG="$root/$demo/idgard-server.toml"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
 
 echo "== starting the server on https://127.0.0.1:$port (log: $demo/server.log)"
 # The demo's own settings are not the server's or the agent's: keep them out of their environment.
@@ -112,7 +166,7 @@ pids+=($!)
 run_job() {
   local job state started
   started=$(date +%s.%N)
-  job=$("$server" job run daily "$@" 2>/dev/null | sed -n 's/^job \([0-9]*\) .*/\1/p')
+  job=$("$server" job run "$job_name" "$@" 2>/dev/null | sed -n 's/^job \([0-9]*\) .*/\1/p')
   for _ in $(seq 72000); do  # up to an hour
     state=$("$server" job show "$job" 2>/dev/null | sed -n 's/^  "state": "\(.*\)",/\1/p')
     [[ "$state" == succeeded || "$state" == failed || "$state" == cancelled || "$state" == blocked ]] && break
@@ -124,10 +178,22 @@ run_job() {
   last_job=$job
 }
 
-echo "== run 1: the complete job 'daily' (export, synchronize, provision, fulfil)"
+# What the target holds: accounts in the file, or accounts and groups in the directory.
+show_target() {
+  if $directory; then
+    local ldap=(ldapsearch -x -LLL -o ldif-wrap=no -H "ldap://127.0.0.1:$slapd_port" -D "$admin_dn" -w "$admin_password")
+    echo "directory: $("${ldap[@]}" -b "ou=people,$slapd_base" '(objectClass=inetOrgPerson)' 1.1 | grep -c '^dn:') accounts; groups and members:"
+    "${ldap[@]}" -b "ou=groups,$slapd_base" '(objectClass=groupOfNames)' cn member \
+      | awk '/^cn: /{name=$2} /^member: /{n[name]++} END{for (g in n) printf "  %-28s %d\n", g, n[g]}' | sort
+  else
+    echo "accounts file: $(($(python3 -c 'import csv,sys; print(sum(1 for _ in csv.reader(open(sys.argv[1], encoding="utf-8"))))' "$demo/accounts/accounts.csv") - 1)) accounts"
+  fi
+}
+
+echo "== run 1: the complete job '$job_name' (export, synchronize, provision, fulfil)"
 run_job
 "$server" orders --job "$last_job" 2>/dev/null | awk '{print $2, $4}' | sort | uniq -c
-echo "accounts file: $(($(python3 -c 'import csv,sys; print(sum(1 for _ in csv.reader(open(sys.argv[1], encoding="utf-8"))))' "$demo/accounts/accounts.csv") - 1)) accounts"
+show_target
 
 if [[ -z "$changes" ]]; then
   echo "== in the HR file: a hire (E9000001), a move (E0000002 to Finance), a leave (E0000003 removed)"
@@ -177,6 +243,7 @@ echo "== run 2: incremental; exactly the orders of the changes"
 run_job --incremental
 if [[ -z "$changes" ]]; then
   "$server" orders --job "$last_job" 2>/dev/null
+  show_target
 else
   "$server" orders --job "$last_job" 2>/dev/null | awk '{print $2, $4}' | sort | uniq -c
 fi
@@ -187,7 +254,7 @@ Done. Where to look:
   server log        $demo/server.log
   agent log         $demo/agent.log
   administrator API token: $demo/server/admin-token
-  the accounts      $demo/accounts/accounts.csv
+  the accounts      $demo/accounts/accounts.csv (or, with --directory, ldap://127.0.0.1:\${slapd_port:-})
 The server's commands read its settings from \$IDGARD_CONFIG (or ./idgard-server.toml):
   export IDGARD_CONFIG=$IDGARD_CONFIG
   the last job      $server job show $last_job
@@ -195,7 +262,7 @@ The server's commands read its settings from \$IDGARD_CONFIG (or ./idgard-server
   orphan accounts   $server links demo-accounts --situation unmatched
   agents            $server agent list
 TXT
-if [[ "${1:-}" == "--keep" ]]; then
+if $keep; then
   echo "Server and agent keep running; Ctrl-C stops them."
   wait
 fi

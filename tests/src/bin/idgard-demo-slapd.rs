@@ -1,0 +1,31 @@
+//! A slapd for the directory demo (`scripts/demo.sh --directory`): the tests' slapd (mdb,
+//! syncprov, memberof, ppolicy, StartTLS with a CA of its own, a `cn=writer` bind account),
+//! started in the background. It writes `<dir>/slapd.env` (shell variables: the port, the
+//! writer's and the administrator's DN and password) and `<dir>/ca.pem`, then runs until its
+//! standard input closes, and stops slapd.
+//!
+//! ```sh
+//! idgard-demo-slapd target/demo-directory/slapd < fifo
+//! ```
+
+use idgard_tests::slapd::Slapd;
+use std::io::Read as _;
+
+fn main() {
+    let Some(dir) = std::env::args().nth(1) else {
+        eprintln!("usage: idgard-demo-slapd DIR (runs until standard input closes)");
+        std::process::exit(2);
+    };
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).expect("cannot create the demo's slapd folder");
+    let d = Slapd::start();
+    std::fs::write(dir.join("ca.pem"), &d.ca_pem).expect("cannot write ca.pem");
+    let env = format!(
+        "slapd_port={}\nslapd_base='{}'\nwriter_dn='{}'\nwriter_password='{}'\nadmin_dn='{}'\nadmin_password='{}'\n",
+        d.port, d.base, d.writer_dn, d.writer_password, d.admin_dn, d.admin_password
+    );
+    std::fs::write(dir.join("slapd.env"), env).expect("cannot write slapd.env");
+    eprintln!("slapd listening on ldap://127.0.0.1:{} (StartTLS)", d.port);
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    drop(d);
+}
