@@ -248,18 +248,24 @@ else
   "$server" orders --job "$last_job" 2>/dev/null | awk '{print $2, $4}' | sort | uniq -c
 fi
 
+target_name=demo-accounts
+target_at=$demo/accounts/accounts.csv
+if $directory; then
+  target_name=demo-directory
+  target_at="ldap://127.0.0.1:$slapd_port (StartTLS; $admin_dn, password in $demo/slapd/slapd.env)"
+fi
 cat <<TXT
 
 Done. Where to look:
   server log        $demo/server.log
   agent log         $demo/agent.log
   administrator API token: $demo/server/admin-token
-  the accounts      $demo/accounts/accounts.csv (or, with --directory, ldap://127.0.0.1:\${slapd_port:-})
+  the accounts      $target_at
 The server's commands read its settings from \$IDGARD_CONFIG (or ./idgard-server.toml):
   export IDGARD_CONFIG=$IDGARD_CONFIG
   the last job      $server job show $last_job
   its orders        $server orders --job $last_job
-  orphan accounts   $server links demo-accounts --situation unmatched
+  orphan accounts   $server links $target_name --situation unmatched
   agents            $server agent list
 TXT
 if $keep; then
