@@ -21,8 +21,8 @@ sed -e '/^\[thresholds/,/^$/d' -e '/^schedule = /d' -e '/^incremental_schedule =
 IDGARD_DEMO_RULES=$PWD/target/bench-rules.toml IDGARD_DEMO_PROFILE=release IDGARD_DEMO_PEOPLE=$people IDGARD_DEMO_CHANGES=$changes \
   IDGARD_DEMO_BATCH=${IDGARD_BENCH_BATCH:-5000} IDGARD_DEMO_PORT=${IDGARD_BENCH_PORT:-8643} \
   bash scripts/demo.sh | tee "$log"
-complete=$(sed -n 's/^job [0-9]*: succeeded in \(.*\) s$/\1/p' "$log" | sed -n 1p)
-incremental=$(sed -n 's/^job [0-9]*: succeeded in \(.*\) s$/\1/p' "$log" | sed -n 2p)
+complete=$(sed -n 's/^job [0-9]*: succeeded in \([0-9.]*\) s.*$/\1/p' "$log" | sed -n 1p)
+incremental=$(sed -n 's/^job [0-9]*: succeeded in \([0-9.]*\) s.*$/\1/p' "$log" | sed -n 2p)
 
 target/release/idgard-demo-data "$people" > target/bench-hr.csv
 baseline=$(python3 - target/bench-hr.csv target/bench-accounts.csv <<'PY'

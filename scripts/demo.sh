@@ -173,7 +173,10 @@ run_job() {
     sleep 0.05
   done
   last_seconds=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$started" "$(date +%s.%N)")
-  echo "job $job: $state in $last_seconds s"
+  # The job's own span on the server, from its creation to its end (without this script's
+  # process starts and polling).
+  span=$("$server" job show "$job" 2>/dev/null | python3 -c "import json,sys; j=json.load(sys.stdin); print(f'{(j[\"finished_ms\"] - j[\"created_ms\"]) / 1000:.2f}')" 2>/dev/null || echo "?")
+  echo "job $job: $state in $last_seconds s (on the server: $span s)"
   [[ "$state" == succeeded ]] || { echo "the job did not succeed: see $demo/agent.log and $demo/server.log"; exit 1; }
   last_job=$job
 }
@@ -194,6 +197,14 @@ echo "== run 1: the complete job '$job_name' (export, synchronize, provision, fu
 run_job
 "$server" orders --job "$last_job" 2>/dev/null | awk '{print $2, $4}' | sort | uniq -c
 show_target
+if $directory; then
+  # What run 1 wrote, as LDIF (accounts, then groups): scripts/bench-directory.sh loads it with
+  # ldapadd to compare.
+  ldapsearch -x -LLL -o ldif-wrap=no -H "ldap://127.0.0.1:$slapd_port" -D "$admin_dn" -w "$admin_password" \
+    -b "ou=people,$slapd_base" '(objectClass=inetOrgPerson)' > "$demo/run1.ldif"
+  ldapsearch -x -LLL -o ldif-wrap=no -H "ldap://127.0.0.1:$slapd_port" -D "$admin_dn" -w "$admin_password" \
+    -b "ou=groups,$slapd_base" '(objectClass=groupOfNames)' >> "$demo/run1.ldif"
+fi
 
 if [[ -z "$changes" ]]; then
   echo "== in the HR file: a hire (E9000001), a move (E0000002 to Finance), a leave (E0000003 removed)"

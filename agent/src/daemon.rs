@@ -358,12 +358,18 @@ impl Agent {
         }
         let (log_tx, log_rx) = mpsc::channel(LOG_QUEUE);
         let mut shipper = LogShipper { rx: log_rx, seq: 0 };
+        // The shipper sends the log every half second while the task runs, and stops as soon
+        // as the task ends (the last lines go up below, before the completion).
+        let (ended_tx, mut ended) = tokio::sync::oneshot::channel::<()>();
         let shipping = {
             let agent = self.clone();
             let task = task.clone();
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = &mut ended => return shipper,
+                    }
                     if !agent.ship_logs(&task, &mut shipper, false).await {
                         return shipper;
                     }
@@ -373,6 +379,7 @@ impl Agent {
         let mut spooled = self
             .execute(&task, cancel.clone(), progress.clone(), log_tx)
             .await;
+        let _ = ended_tx.send(());
         beats.abort();
         if lost.load(Ordering::SeqCst) {
             self.forget(&spooled);

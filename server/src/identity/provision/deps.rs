@@ -57,41 +57,103 @@ pub async fn settle(tx: &mut Tx, ids: &[String], now: i64) -> Result<u64> {
     let mut released = 0;
     let mut ended: Vec<String> = ids.to_vec();
     while !ended.is_empty() {
-        let mut waiting: BTreeMap<String, Vec<Ended>> = BTreeMap::new();
-        for chunk in ended.chunks(100) {
+        let waiting = ended_deps(tx, &ended).await?;
+        // Every dependency on these ended orders goes, in a few statements.
+        let gone: Vec<&str> = waiting
+            .values()
+            .flatten()
+            .map(|d| d.on.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for chunk in gone.chunks(100) {
             let sql = format!(
-                "SELECT d.order_id, d.on_id, d.role, d.attribute, o.state, o.key FROM order_deps d \
-                 JOIN orders o ON o.id = d.on_id WHERE d.on_id IN ({}) \
-                 AND o.state IN ('done', 'failed', 'superseded')",
+                "DELETE FROM order_deps WHERE on_id IN ({})",
                 in_list(0, chunk.len())
             );
             let mut q = sqlx::query(&sql);
             for id in chunk {
-                q = q.bind(id);
+                q = q.bind(*id);
             }
-            for r in q.fetch_all(&mut **tx).await? {
-                let role: String = r.try_get(2)?;
-                let state: String = r.try_get(4)?;
-                waiting.entry(r.try_get(0)?).or_default().push(Ended {
-                    on: r.try_get(1)?,
-                    role: Role::parse(&role)
-                        .ok_or_else(|| anyhow::anyhow!("stored dependency role `{role}`"))?,
-                    attribute: r.try_get(3)?,
-                    key: (state == "done").then(|| r.try_get(5)).transpose()?,
-                });
-            }
+            q.execute(&mut **tx).await?;
         }
         ended = Vec::new();
-        for (order, deps) in waiting {
-            let outcome = release(tx, &order, &deps, now).await?;
-            match outcome {
-                Released::Pending => released += 1,
-                Released::Failed => ended.push(order),
-                Released::Still => {}
+        let orders: Vec<&String> = waiting.keys().collect();
+        for chunk in orders.chunks(100) {
+            let (bodies, left) = waiting_orders(tx, chunk).await?;
+            for id in chunk {
+                let Some(body) = bodies.get(*id) else {
+                    continue;
+                };
+                let deps = &waiting[*id];
+                let left = left.get(*id).copied().unwrap_or(0);
+                match release(tx, id, body, deps, left, now).await? {
+                    Released::Pending => released += 1,
+                    Released::Failed => ended.push((*id).clone()),
+                    Released::Still => {}
+                }
             }
         }
     }
     Ok(released)
+}
+
+/// The dependencies on those of `ended` that have ended, by waiting order.
+async fn ended_deps(tx: &mut Tx, ended: &[String]) -> Result<BTreeMap<String, Vec<Ended>>> {
+    let mut waiting: BTreeMap<String, Vec<Ended>> = BTreeMap::new();
+    for chunk in ended.chunks(100) {
+        let sql = format!(
+            "SELECT d.order_id, d.on_id, d.role, d.attribute, o.state, o.key FROM order_deps d \
+             JOIN orders o ON o.id = d.on_id WHERE d.on_id IN ({}) \
+             AND o.state IN ('done', 'failed', 'superseded')",
+            in_list(0, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            let role: String = r.try_get(2)?;
+            let state: String = r.try_get(4)?;
+            waiting.entry(r.try_get(0)?).or_default().push(Ended {
+                on: r.try_get(1)?,
+                role: Role::parse(&role)
+                    .ok_or_else(|| anyhow::anyhow!("stored dependency role `{role}`"))?,
+                attribute: r.try_get(3)?,
+                key: (state == "done").then(|| r.try_get(5)).transpose()?,
+            });
+        }
+    }
+    Ok(waiting)
+}
+
+/// The bodies of those of `ids` still waiting, and how many dependencies each has left.
+async fn waiting_orders(
+    tx: &mut Tx,
+    ids: &[&String],
+) -> Result<(HashMap<String, String>, HashMap<String, i64>)> {
+    let list = in_list(0, ids.len());
+    let sql = format!("SELECT id, body FROM orders WHERE id IN ({list}) AND state = 'waiting'");
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    let mut bodies = HashMap::new();
+    for r in q.fetch_all(&mut **tx).await? {
+        bodies.insert(r.try_get(0)?, r.try_get(1)?);
+    }
+    let sql = format!(
+        "SELECT order_id, COUNT(*) FROM order_deps WHERE order_id IN ({list}) GROUP BY order_id"
+    );
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    let mut left = HashMap::new();
+    for r in q.fetch_all(&mut **tx).await? {
+        left.insert(r.try_get(0)?, r.try_get(1)?);
+    }
+    Ok((bodies, left))
 }
 
 enum Released {
@@ -103,33 +165,19 @@ enum Released {
     Still,
 }
 
-/// Applies the ended dependencies of one waiting order and releases it when none remain.
-async fn release(tx: &mut Tx, id: &str, deps: &[Ended], now: i64) -> Result<Released> {
-    for d in deps {
-        sqlx::query("DELETE FROM order_deps WHERE on_id = $1 AND order_id = $2")
-            .bind(&d.on)
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    let Some(row) = sqlx::query("SELECT body, state FROM orders WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?
-    else {
-        return Ok(Released::Still);
-    };
-    if row.try_get::<String, _>(1)? != "waiting" {
-        return Ok(Released::Still);
-    }
-    let mut order: Order = serde_json::from_str(&row.try_get::<String, _>(0)?)
-        .map_err(|e| anyhow::anyhow!("stored order: {e}"))?;
+/// Applies the ended dependencies of one waiting order (its stored `body`, `left` dependencies
+/// still to end) and releases it when none remain.
+async fn release(
+    tx: &mut Tx,
+    id: &str,
+    body: &str,
+    deps: &[Ended],
+    left: i64,
+    now: i64,
+) -> Result<Released> {
+    let mut order: Order =
+        serde_json::from_str(body).map_err(|e| anyhow::anyhow!("stored order: {e}"))?;
     let failure = take(&mut order, deps);
-    let left: i64 = sqlx::query("SELECT COUNT(*) FROM order_deps WHERE order_id = $1")
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get(0)?;
     let failure = failure.or_else(|| (left == 0).then(|| lacks_member(&order)).flatten());
     let (state, released) = match (&failure, left) {
         (Some(_), _) => ("failed", Released::Failed),
