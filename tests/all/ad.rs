@@ -178,10 +178,8 @@ fn a_full_export_keys_entries_by_object_guid_and_names_members_by_key() {
         panic!("{out:?} {:?}", cap.logs())
     };
     assert_eq!(summary.entries, n as u64 + 1);
-    assert!(
-        summary.cursor.is_none(),
-        "no incremental export on Active Directory yet"
-    );
+    let cursor = summary.cursor.expect("a DirSync cursor for the next, incremental export");
+    assert_eq!(cursor.format, "ad-dirsync-cookie-v1");
     let entries = cap.entries();
     let accounts: Vec<_> = entries
         .iter()
@@ -567,6 +565,94 @@ fn the_schema_comes_from_active_directory() {
         .unwrap();
     assert_eq!(member.kind, "reference");
     assert_eq!(member.references.as_deref(), Some("account"));
+}
+
+#[test]
+fn an_incremental_export_brings_changes_and_deletions_through_dirsync() {
+    use idgard_sdk::wire::EntryOp;
+    let dc = samba::shared();
+    let ou = dc.new_ou("dirsync");
+    let people: String = (0..4)
+        .map(|i| user_ldif(dc, &ou, &format!("d{i}")))
+        .collect();
+    dc.ldapadd(&people);
+    dc.ldapadd(&format!(
+        "dn: CN=crew,{}\nobjectClass: group\nsAMAccountName: {}\nmember: CN=d0,{}\n",
+        ou.groups,
+        ou.sam("crew"),
+        ou.people
+    ));
+    let s = Scratch::new();
+    let conn = ldaps(&s, dc, &ou);
+    let (out, _) = s.run(ldap(), &conn, full());
+    let Ok(Outcome::Exported(summary)) = out else {
+        panic!("{out:?}")
+    };
+    let cursor = summary
+        .cursor
+        .expect("a full export gives a DirSync cursor");
+    assert_eq!(cursor.format, "ad-dirsync-cookie-v1");
+    let key = |cn: &str| guid_of(dc, &format!("CN={cn},{}", ou.people));
+    let (d1, d2, d3) = (key("d1"), key("d2"), key("d3"));
+    let crew = guid_of(dc, &format!("CN=crew,{}", ou.groups));
+    // A change, a deletion, a move out of the accounts' base, a new account, a new member.
+    dc.ldapmodify(&format!(
+        "dn: CN=d1,{0}\nchangetype: modify\nreplace: description\ndescription: Changed\n\n\
+         dn: CN=d2,{0}\nchangetype: delete\n\n\
+         dn: CN=d3,{0}\nchangetype: modrdn\nnewrdn: CN=d3\ndeleteoldrdn: 1\nnewsuperior: {1}\n\n\
+         dn: CN=crew,{2}\nchangetype: modify\nadd: member\nmember: CN=d1,{0}\n",
+        ou.people, ou.dn, ou.groups
+    ));
+    dc.ldapadd(&user_ldif(dc, &ou, "d9"));
+    let d9 = key("d9");
+    let (out, cap) = s.run(ldap(), &conn, since(Some(cursor.clone())));
+    let Ok(Outcome::Exported(next)) = out else {
+        panic!("{out:?} {:?}", cap.logs())
+    };
+    let changes = cap.entries();
+    let find = |k: &str, t: &str| {
+        changes
+            .iter()
+            .find(|e| e.key == k && e.entity_type == t)
+            .unwrap_or_else(|| panic!("no {t} {k} in {changes:?}"))
+    };
+    assert_eq!(find(&d1, "account").get("description"), Some("Changed"));
+    assert_eq!(find(&d1, "account").op, EntryOp::Upsert);
+    assert_eq!(find(&d2, "account").op, EntryOp::Delete, "deleted");
+    assert_eq!(
+        find(&d3, "account").op,
+        EntryOp::Delete,
+        "moved out of the base"
+    );
+    assert_eq!(find(&d9, "account").op, EntryOp::Upsert, "new");
+    let group = find(&crew, "group");
+    let mut members: Vec<String> = group
+        .attributes
+        .iter()
+        .find(|(n, _)| n == "member")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    members.sort();
+    let mut expected = vec![key("d0"), d1.clone()];
+    expected.sort();
+    assert_eq!(members, expected, "members by key");
+    assert!(
+        !changes
+            .iter()
+            .any(|e| e.key == key("d0") && e.entity_type == "account"),
+        "an account that did not change is not exported: {changes:?}"
+    );
+    // From the new cursor, nothing of this test's entries changed.
+    let (out, cap) = s.run(ldap(), &conn, since(next.cursor));
+    assert!(matches!(out, Ok(Outcome::Exported(_))), "{out:?}");
+    let mine = [&d1, &d2, &d9, &crew];
+    assert!(
+        !cap.entries()
+            .iter()
+            .any(|e| mine.contains(&&e.key) && e.op == EntryOp::Upsert),
+        "{:?}",
+        cap.entries()
+    );
 }
 
 // What follows checks behaviour the README promises for Active Directory ("same" as OpenLDAP)

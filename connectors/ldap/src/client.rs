@@ -118,7 +118,7 @@ impl Session {
     }
 
     /// Sends one request; returns its message id.
-    fn send(&mut self, op: LdapOp, ctrl: Vec<LdapControl>) -> Result<i32, Error> {
+    pub(crate) fn send(&mut self, op: LdapOp, ctrl: Vec<LdapControl>) -> Result<i32, Error> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let mut out = BytesMut::new();
@@ -132,7 +132,7 @@ impl Session {
 
     /// The next message for request `id`; messages for other requests in flight are kept for
     /// them, unsolicited notices are read.
-    fn receive(&mut self, id: i32) -> Result<LdapMsg, Error> {
+    pub(crate) fn receive(&mut self, id: i32) -> Result<LdapMsg, Error> {
         if let Some(m) = self.early.get_mut(&id).and_then(VecDeque::pop_front) {
             return Ok(m);
         }
@@ -452,7 +452,7 @@ fn lost(e: std::io::Error) -> Error {
     Error::unavailable(format!("the connection to the directory failed: {e}"))
 }
 
-fn unexpected(op: &LdapOp) -> Error {
+pub(crate) fn unexpected(op: &LdapOp) -> Error {
     let name = format!("{op:?}");
     let name = name.split(['(', ' ', '{']).next().unwrap_or("?");
     Error::invalid_data(format!("the directory answered with an unexpected {name}"))

@@ -29,6 +29,9 @@ fn supported(config: &Config) -> bool {
 /// The cursor of "now", taken at the start of a full export; `None` when the connection or the
 /// directory cannot export incrementally (said once in the log).
 pub fn starting_cursor(session: &mut Session, config: &Config) -> Result<Option<Cursor>, Error> {
+    if crate::dirsync::supported(config) {
+        return crate::dirsync::starting_cursor(session);
+    }
     if !supported(config) {
         return Ok(None);
     }
@@ -67,9 +70,12 @@ pub fn since(
     cursor: &Cursor,
     out: &mut Exporter,
 ) -> Result<Option<Cursor>, Error> {
+    if crate::dirsync::supported(config) {
+        return crate::dirsync::since(config, cursor, out);
+    }
     if !supported(config) {
         return Err(Error::unsupported(
-            "incremental export (only on OpenLDAP with key_attribute = entryUUID for now)",
+            "incremental export (OpenLDAP with key_attribute = entryUUID, or Active Directory with objectGUID)",
         ));
     }
     if cursor.format != CURSOR_FORMAT {
@@ -139,7 +145,7 @@ pub fn since(
 }
 
 /// Writes changed groups, their member DNs looked up as account keys.
-fn write_groups(
+pub(crate) fn write_groups(
     session: &mut Session,
     config: &Config,
     out: &mut Exporter,

@@ -4,6 +4,7 @@
 //! their DN as the attribute `dn`; a group's members cross as the keys of their accounts.
 
 mod client;
+mod dirsync;
 pub mod dn;
 mod export;
 mod fulfil;
