@@ -178,7 +178,9 @@ fn a_full_export_keys_entries_by_object_guid_and_names_members_by_key() {
         panic!("{out:?} {:?}", cap.logs())
     };
     assert_eq!(summary.entries, n as u64 + 1);
-    let cursor = summary.cursor.expect("a DirSync cursor for the next, incremental export");
+    let cursor = summary
+        .cursor
+        .expect("a DirSync cursor for the next, incremental export");
     assert_eq!(cursor.format, "ad-dirsync-cookie-v1");
     let entries = cap.entries();
     let accounts: Vec<_> = entries
