@@ -2,6 +2,7 @@
 //! the misbehaving test guest. One binary (one engine, shared by every test, as in the agent).
 
 mod ad;
+mod ad_orders;
 mod agent_sandbox;
 mod connections;
 mod csv;

@@ -20,12 +20,10 @@
 //! processes that are gone (and kills their samba, if one is somehow left).
 #![allow(dead_code, reason = "each test uses a part of the harness")]
 
-use crate::slapd::{named, new_ca, report, run};
-use rcgen::{CertificateParams, KeyPair, KeyUsagePurpose};
+use crate::slapd::{report, run, server_certificates};
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -540,28 +538,11 @@ fn kill_samba_group(pgid: i32) {
     }
 }
 
-/// Writes ca.pem, server.pem and server.key (mode 0600, or Samba refuses it) into `dir`;
-/// returns the CA's PEM. The certificate names `host` and `dc1.idgard.test`.
+/// Writes ca.pem, server.pem and server.key into `dir`; returns the CA's PEM. The certificate
+/// names `host` and `dc1.idgard.test`.
 fn write_certificates(dir: &Path, host: Ipv4Addr) -> String {
-    let (ca_pem, issuer) = new_ca();
     let names = vec![host.to_string(), format!("dc1.{REALM}")];
-    let mut server = CertificateParams::new(names).expect("valid subject alt names");
-    server.distinguished_name = named(&format!("dc1.{REALM}"));
-    server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    server.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    server.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate().expect("rcgen cannot generate a key");
-    let cert = server.signed_by(&key, &issuer).expect("rcgen cannot sign");
-    for (name, pem) in [
-        ("ca.pem", &ca_pem),
-        ("server.pem", &cert.pem()),
-        ("server.key", &key.serialize_pem()),
-    ] {
-        fs::write(dir.join(name), pem).unwrap_or_else(|e| panic!("cannot write {name}: {e}"));
-    }
-    fs::set_permissions(dir.join("server.key"), fs::Permissions::from_mode(0o600))
-        .expect("cannot restrict server.key");
-    ca_pem
+    server_certificates(dir, names, &format!("dc1.{REALM}")).0
 }
 
 /// `unicodePwd` as an order carries it with `binary_attributes = ["unicodePwd"]`: the password

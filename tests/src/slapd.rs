@@ -309,14 +309,14 @@ fn free_ports() -> (u16, u16) {
     (port(&a), port(&b))
 }
 
-pub(crate) fn named(cn: &str) -> DistinguishedName {
+fn named(cn: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);
     dn
 }
 
 /// A new test CA: its certificate (PEM) and what signs with it.
-pub(crate) fn new_ca() -> (String, Issuer<'static, KeyPair>) {
+fn new_ca() -> (String, Issuer<'static, KeyPair>) {
     let key = KeyPair::generate().expect("rcgen cannot generate a key");
     let mut ca = CertificateParams::default();
     ca.distinguished_name = named("idgard test CA");
@@ -332,11 +332,19 @@ pub(crate) fn new_ca() -> (String, Issuer<'static, KeyPair>) {
 
 /// Writes ca.pem, server.pem and server.key (PKCS#8) into `dir`: the CA's PEM and the key's pin.
 fn write_certificates(dir: &Path) -> (String, String) {
-    use rcgen::PublicKeyData as _;
-    let (ca_pem, issuer) = new_ca();
     let names = ["127.0.0.1", "localhost", "ldap.idgard.test"].map(String::from);
+    server_certificates(dir, names.to_vec(), "ldap.idgard.test")
+}
+
+/// A new CA and a server certificate it signs for `names` (subject `cn`), written into `dir` as
+/// ca.pem, server.pem and server.key (mode 0600: Samba refuses a key others can read); returns
+/// the CA's PEM and the SHA-256 pin of the server's key.
+pub(crate) fn server_certificates(dir: &Path, names: Vec<String>, cn: &str) -> (String, String) {
+    use rcgen::PublicKeyData as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let (ca_pem, issuer) = new_ca();
     let mut server = CertificateParams::new(names).expect("valid subject alt names");
-    server.distinguished_name = named("ldap.idgard.test");
+    server.distinguished_name = named(cn);
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     server.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     server.use_authority_key_identifier_extension = true;
@@ -349,6 +357,8 @@ fn write_certificates(dir: &Path) -> (String, String) {
     ] {
         fs::write(dir.join(name), pem).unwrap_or_else(|e| panic!("cannot write {name}: {e}"));
     }
+    fs::set_permissions(dir.join("server.key"), fs::Permissions::from_mode(0o600))
+        .expect("cannot restrict server.key");
     let pin = sha2::Sha256::digest(key.subject_public_key_info());
     (ca_pem, hex::encode(pin))
 }
