@@ -7,6 +7,7 @@ mod agent_sandbox;
 mod connections;
 mod csv;
 mod directory;
+mod harness;
 mod hostile;
 mod layering;
 mod ldap;
