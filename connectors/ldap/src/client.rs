@@ -1,8 +1,9 @@
 //! One LDAP session over a granted endpoint: StartTLS when the grant asks for it, a simple bind,
 //! then requests one at a time (searches paged with RFC 2696 simple paged results).
 
+use crate::entry::{self, EntryRef, Peek};
 use crate::settings::{Config, Dialect};
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use idgard_sdk::Error;
 use idgard_sdk::net::{self, Stream};
 use ldap3_proto::LdapCodec;
@@ -153,14 +154,51 @@ impl Session {
                     }
                 }
                 Some(m) => self.early.entry(m.msgid).or_default().push_back(m),
-                None => {
-                    let mut chunk = [0u8; 32 * 1024];
-                    let n = self.stream.read(&mut chunk).map_err(lost)?;
-                    if n == 0 {
-                        return Err(Error::unavailable("the directory closed the connection"));
-                    }
-                    self.buf.extend_from_slice(&chunk[..n]);
+                None => self.fill()?,
+            }
+        }
+    }
+
+    /// Reads what the directory sent next into the buffer.
+    fn fill(&mut self) -> Result<(), Error> {
+        if self.buf.len() > MAX_MESSAGE {
+            return Err(Error::invalid_data(format!(
+                "the directory sent a message over {} MiB",
+                MAX_MESSAGE >> 20
+            )));
+        }
+        let mut chunk = [0u8; 32 * 1024];
+        let n = self.stream.read(&mut chunk).map_err(lost)?;
+        if n == 0 {
+            return Err(Error::unavailable("the directory closed the connection"));
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    /// Hands the next message to `each`, read in place, if it is a search result entry for
+    /// request `id`; whether it was one.
+    fn next_entry(
+        &mut self,
+        id: i32,
+        each: &mut impl FnMut(EntryRef<'_>) -> Result<(), Error>,
+    ) -> Result<bool, Error> {
+        if self.early.get(&id).is_some_and(|q| !q.is_empty()) {
+            return Ok(false);
+        }
+        loop {
+            match entry::peek(&self.buf) {
+                Peek::Incomplete => self.fill()?,
+                Peek::Entry {
+                    id: got,
+                    len,
+                    entry,
+                } if got == id => {
+                    each(entry)?;
+                    self.buf.advance(len);
+                    return Ok(true);
                 }
+                _ => return Ok(false),
             }
         }
     }
@@ -253,6 +291,17 @@ impl Session {
         page_size: Option<i32>,
         mut each: impl FnMut(LdapSearchResultEntry) -> Result<(), Error>,
     ) -> Result<(), Error> {
+        self.search_in_place(request, page_size, |e| each(e.to_owned()))
+    }
+
+    /// [`Session::search`], each entry read in place from the received bytes (an export's
+    /// entries are written out as they come: nothing of them is kept).
+    pub fn search_in_place(
+        &mut self,
+        request: &LdapSearchRequest,
+        page_size: Option<i32>,
+        mut each: impl FnMut(EntryRef<'_>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let mut cookie: Vec<u8> = Vec::new();
         loop {
             let ctrl = match page_size {
@@ -264,9 +313,12 @@ impl Session {
             };
             let id = self.send(LdapOp::SearchRequest(request.clone()), ctrl)?;
             loop {
+                if self.next_entry(id, &mut each)? {
+                    continue;
+                }
                 let msg = self.receive(id)?;
                 match msg.op {
-                    LdapOp::SearchResultEntry(e) => each(e)?,
+                    LdapOp::SearchResultEntry(e) => each(EntryRef::of(&e))?,
                     LdapOp::SearchResultReference(_) => {}
                     LdapOp::SearchResultDone(res) => {
                         match res.code {

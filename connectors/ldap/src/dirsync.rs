@@ -9,6 +9,7 @@
 //! server ignores the deletion of a key it does not hold).
 
 use crate::client::{self, Session, error, unexpected};
+use crate::entry::EntryRef;
 use crate::export::{key_of, search_request, write};
 use crate::settings::{Config, Dialect, GROUP};
 use idgard_sdk::{Cursor, Error, Exporter};
@@ -92,7 +93,7 @@ pub fn since(
                 if entity_type == GROUP {
                     groups.push(entry);
                 } else {
-                    write(config, out, entity_type, key, entry, None);
+                    write(config, out, entity_type, key, &EntryRef::of(&entry), None);
                 }
                 Ok(())
             })?;

@@ -4,10 +4,13 @@
 
 use crate::client::{self, Session};
 use crate::dn;
+use crate::entry::{EntryRef, FirstValue};
+use crate::ranges;
 use crate::settings::{Config, Dialect, GROUP};
 use crate::values;
 use idgard_sdk::{Cursor, Error, Exporter};
 use ldap3_proto::proto::{LdapSearchRequest, LdapSearchResultEntry};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Members that name no exported account, reported once per run.
@@ -38,10 +41,12 @@ pub fn full(config: &Config, out: &mut Exporter) -> Result<Option<Cursor>, Error
     // Normalised DN → key of every account, to turn a group's member DNs into keys.
     let mut keys: HashMap<String, String> = HashMap::new();
     let mut unresolved = Unresolved::default();
+    // Groups whose members come in ranges: read whole once the search is over.
+    let mut ranged: Vec<(String, LdapSearchResultEntry)> = Vec::new();
     for (entity_type, entity) in config.entities() {
         let request = search_request(config, &entity.base, &entity.filter, entity_type == GROUP)?;
         let mut done = 0u64;
-        session.search(&request, Some(config.page_size), |entry| {
+        session.search_in_place(&request, Some(config.page_size), |entry| {
             let Some(key) = key_of(config, &entry) else {
                 out.reject(&format!(
                     "`{}` has no `{}`: not exported",
@@ -49,13 +54,15 @@ pub fn full(config: &Config, out: &mut Exporter) -> Result<Option<Cursor>, Error
                 ));
                 return Ok(());
             };
-            if entity_type == GROUP {
-                write_group(config, out, &key, entry, &keys, &mut unresolved);
+            if entity_type == GROUP && ranges::incomplete(&config.member_attribute, &entry) {
+                ranged.push((key, entry.to_owned()));
+            } else if entity_type == GROUP {
+                write_group(config, out, &key, &entry, &keys, &mut unresolved);
             } else {
                 if config.groups.is_some() {
-                    keys.insert(dn::normal(&entry.dn), key.clone());
+                    keys.insert(dn::normal(entry.dn), key.clone());
                 }
-                write(config, out, entity_type, &key, entry, None);
+                write(config, out, entity_type, &key, &entry, None);
             }
             done += 1;
             if done.is_multiple_of(10_000) {
@@ -67,6 +74,17 @@ pub fn full(config: &Config, out: &mut Exporter) -> Result<Option<Cursor>, Error
             "{done} {entity_type} entries under `{}`",
             entity.base
         ));
+    }
+    for (key, mut entry) in ranged {
+        ranges::complete(&mut session, config, &mut entry)?;
+        write_group(
+            config,
+            out,
+            &key,
+            &EntryRef::of(&entry),
+            &keys,
+            &mut unresolved,
+        );
     }
     unresolved.report();
     Ok(cursor)
@@ -88,20 +106,16 @@ pub fn search_request(
         config.attributes.clone()
     };
     attrs.push(config.key_attribute.clone());
-    if groups && !config.attributes.is_empty() {
-        attrs.push(config.member_attribute.clone());
+    // `*` brings the member attribute, but not in ranges of the size the connection asks.
+    if groups && (!config.attributes.is_empty() || config.member_range.is_some()) {
+        attrs.push(crate::ranges::member_selection(config));
     }
     Ok(client::subtree(base, filter, attrs))
 }
 
 /// The entry's key, as text.
-pub fn key_of(config: &Config, entry: &LdapSearchResultEntry) -> Option<String> {
-    let raw = entry
-        .attributes
-        .iter()
-        .find(|a| a.atype.eq_ignore_ascii_case(&config.key_attribute))?
-        .vals
-        .first()?;
+pub fn key_of(config: &Config, entry: &impl FirstValue) -> Option<String> {
+    let raw = entry.first_value(&config.key_attribute)?;
     if config.dialect == Dialect::ActiveDirectory
         && config.key_attribute.eq_ignore_ascii_case("objectGUID")
     {
@@ -118,17 +132,13 @@ pub(crate) fn write_group(
     config: &Config,
     out: &mut Exporter,
     key: &str,
-    entry: LdapSearchResultEntry,
+    entry: &EntryRef<'_>,
     keys: &HashMap<String, String>,
     unresolved: &mut Unresolved,
 ) {
     let mut members: Vec<String> = Vec::new();
-    if let Some(attr) = entry
-        .attributes
-        .iter()
-        .find(|a| a.atype.eq_ignore_ascii_case(&config.member_attribute))
-    {
-        for v in &attr.vals {
+    if let Some(vals) = entry.values(&config.member_attribute) {
+        for v in vals {
             let member = String::from_utf8_lossy(v);
             match keys.get(&dn::normal(&member)) {
                 Some(k) => members.push(k.clone()),
@@ -149,20 +159,20 @@ pub(crate) fn write(
     out: &mut Exporter,
     entity_type: &str,
     key: &str,
-    entry: LdapSearchResultEntry,
+    entry: &EntryRef<'_>,
     members: Option<Vec<String>>,
 ) {
     let mut w = out.upsert(entity_type, key);
-    w.attr("dn", &entry.dn);
+    w.attr("dn", entry.dn);
     for a in &entry.attributes {
         if a.atype.eq_ignore_ascii_case(&config.key_attribute)
             || (members.is_some() && a.atype.eq_ignore_ascii_case(&config.member_attribute))
         {
             continue;
         }
-        let binary = config.is_binary(&a.atype);
-        let texts: Vec<String> = a.vals.iter().map(|v| values::to_text(binary, v)).collect();
-        w.values(&a.atype, texts.iter().map(String::as_str));
+        let binary = config.is_binary(a.atype);
+        let texts: Vec<Cow<'_, str>> = a.vals.iter().map(|v| values::text(binary, v)).collect();
+        w.values(a.atype, texts.iter().map(AsRef::as_ref));
     }
     if let Some(m) = &members {
         w.values(&config.member_attribute, m.iter().map(String::as_str));

@@ -10,6 +10,7 @@
 //! the others, is not exported as deleted.
 
 use crate::client::{self, Session, Sync};
+use crate::entry::EntryRef;
 use crate::export::{Unresolved, key_of, search_request, write, write_group};
 use crate::lookup;
 use crate::settings::{Config, Dialect, GROUP};
@@ -109,7 +110,7 @@ pub fn since(
                     }
                     Some(key) => {
                         changed.insert(key.clone());
-                        write(config, out, entity_type, &key, entry, None);
+                        write(config, out, entity_type, &key, &EntryRef::of(&entry), None);
                     }
                     None => {
                         out.reject(&format!("`{}` has no `{}`", entry.dn, config.key_attribute))
@@ -149,10 +150,13 @@ pub(crate) fn write_groups(
     session: &mut Session,
     config: &Config,
     out: &mut Exporter,
-    groups: Vec<ldap3_proto::proto::LdapSearchResultEntry>,
+    mut groups: Vec<ldap3_proto::proto::LdapSearchResultEntry>,
 ) -> Result<(), Error> {
     if groups.is_empty() {
         return Ok(());
+    }
+    for g in &mut groups {
+        crate::ranges::complete(session, config, g)?;
     }
     let mut dns: Vec<String> = groups
         .iter()
@@ -170,7 +174,7 @@ pub(crate) fn write_groups(
     let mut unresolved = Unresolved::default();
     for g in groups {
         if let Some(key) = key_of(config, &g) {
-            write_group(config, out, &key, g, &keys, &mut unresolved);
+            write_group(config, out, &key, &EntryRef::of(&g), &keys, &mut unresolved);
         }
     }
     unresolved.report();

@@ -6,10 +6,12 @@
 mod client;
 mod dirsync;
 pub mod dn;
+mod entry;
 mod export;
 mod fulfil;
 mod incremental;
 mod lookup;
+mod ranges;
 mod schema;
 mod settings;
 pub mod values;

@@ -30,6 +30,7 @@ struct Raw {
     groups_filter: Option<String>,
     group_object_classes: Option<Vec<String>>,
     member_attribute: Option<String>,
+    member_range: Option<i64>,
     key_attribute: Option<String>,
     attributes: Option<Vec<String>>,
     binary_attributes: Option<Vec<String>>,
@@ -52,6 +53,9 @@ pub struct Config {
     pub groups: Option<EntityConfig>,
     /// The attribute of a group that lists its members (by DN).
     pub member_attribute: String,
+    /// Members asked for at a time (Active Directory's range retrieval); none: as many as the
+    /// directory gives at once.
+    pub member_range: Option<u32>,
     /// The attribute entries are keyed by.
     pub key_attribute: String,
     /// Attributes exported (besides the key and `dn`); empty: all user attributes.
@@ -134,6 +138,20 @@ impl Config {
             ),
             rdn: "cn".into(),
         });
+        let member_range = match r.member_range {
+            None => None,
+            Some(_) if !ad => {
+                return Err(Error::configuration(
+                    "member_range is Active Directory's range retrieval: it needs dialect = \"active-directory\"",
+                ));
+            }
+            Some(n @ 1..=1_000_000) => Some(n as u32),
+            Some(n) => {
+                return Err(Error::configuration(format!(
+                    "member_range {n} must be between 1 and 1000000"
+                )));
+            }
+        };
         let mut binary: Vec<String> = BINARY.iter().map(|s| (*s).to_owned()).collect();
         binary.extend(r.binary_attributes.unwrap_or_default());
         Ok(Config {
@@ -145,6 +163,7 @@ impl Config {
             accounts,
             groups,
             member_attribute: r.member_attribute.unwrap_or_else(|| "member".into()),
+            member_range,
             key_attribute: pick(r.key_attribute, "entryUUID", "objectGUID"),
             attributes: r.attributes.unwrap_or_default(),
             binary_attributes: binary,

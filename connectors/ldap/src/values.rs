@@ -3,13 +3,19 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use std::borrow::Cow;
 
 /// A value as text: UTF-8 as is; bytes (binary attributes, or anything not UTF-8) as base64.
 pub fn to_text(binary: bool, value: &[u8]) -> String {
+    text(binary, value).into_owned()
+}
+
+/// [`to_text`], borrowing the value when it is text already.
+pub fn text(binary: bool, value: &[u8]) -> Cow<'_, str> {
     if !binary && let Ok(s) = std::str::from_utf8(value) {
-        return s.to_owned();
+        return Cow::Borrowed(s);
     }
-    STANDARD.encode(value)
+    Cow::Owned(STANDARD.encode(value))
 }
 
 /// A value from text: base64 for a binary attribute, UTF-8 bytes otherwise.
