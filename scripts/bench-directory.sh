@@ -12,6 +12,7 @@
 #      and loaded with `ldapadd -ZZ` into a fresh slapd of the same configuration, timed.
 #
 #   scripts/bench-directory.sh [people]      # default 10000
+#   IDGARD_DEMO_SLAPD_SYNC=1 scripts/bench-directory.sh [people]   # both slapds sync each write
 set -euo pipefail
 cd "$(dirname "$0")/.."
 people=${1:-10000}
@@ -48,7 +49,8 @@ baseline=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[
 entries=$(grep -c '^dn: ' "$demo/run1.ldif")
 members=$(grep -c '^member: ' "$demo/run1.ldif")
 echo
-echo "directory provisioning, $people people, release build, slapd with dbnosync:"
+writes=$([[ "${IDGARD_DEMO_SLAPD_SYNC:-}" == 1 ]] && echo "each write synced" || echo "dbnosync")
+echo "directory provisioning, $people people, release build, slapd with $writes:"
 echo "  complete run through the pipeline (HR export → ... → fulfil): $complete s  ($entries entries, $members memberships)"
 echo "  ldapadd -ZZ of the same entries into a fresh slapd:           $baseline s"
 echo "  ratio: $(python3 -c "print(f'{$complete / $baseline:.2f}')")"

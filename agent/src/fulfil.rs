@@ -19,12 +19,16 @@ use tokio::sync::mpsc;
 /// Orders handed to a connector in one call at most (`batch_size` sets it lower).
 const MAX_ORDERS_PER_BATCH: u32 = 10_000;
 
+/// A page of orders asked for in the background, and results on their way to the server.
+type Pending<T> = Option<tokio::task::JoinHandle<Result<T>>>;
+
 impl Agent {
-    /// Fulfils the orders the server holds for this task, page by page (the server hands out
-    /// the next page once a page's results are recorded), each page in batches. Each finished
-    /// batch is written to the spool before anything else, so a restart resumes after the last
-    /// finished order instead of carrying it out again (the server ignores results it already
-    /// has).
+    /// Fulfils the orders the server holds for this task, page by page, each page in batches.
+    /// The next page is asked for while one is carried out, and a page's results go to the server
+    /// while the next one is carried out; an empty page once every result is recorded ends the
+    /// task. Each finished batch is written to the spool before anything else, so a restart
+    /// resumes after the last finished order instead of carrying it out again (the server
+    /// ignores results it already has).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn fulfil_from_server(
         self: &Arc<Self>,
@@ -36,13 +40,170 @@ impl Agent {
         progress: Arc<(AtomicU64, AtomicU64)>,
         log: mpsc::Sender<LogLine>,
     ) -> Result<TaskOutcome> {
-        let progress_file = self
-            .config
-            .work
-            .join("spool")
-            .join(format!("orders-{}.json", task.id));
-        // Results carried out and not yet recorded by the server (a restart resumes with them).
-        let mut finished: Vec<OrderResult> = match std::fs::read(&progress_file) {
+        let run = Run {
+            connection,
+            loaded,
+            orders_dir,
+            cancel: &cancel,
+            progress: &progress,
+            log: &log,
+        };
+        let mut spool = Spool::open(&self.config.work, task.id)?;
+        let mut tally = Tally::default();
+        let mut handed: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut next: Pending<TaskOrders<Order>> = None;
+        let mut reporting: Pending<()> = None;
+        let ended = loop {
+            let asked = std::time::Instant::now();
+            let TaskOrders::<Order> { orders, remaining } = match next.take() {
+                Some(page) => page.await??,
+                None => self.clone().page(task.clone(), reporting.is_some()).await?,
+            };
+            if orders.is_empty() {
+                // Orders the results on their way release may be ready once they are recorded.
+                match reporting.take() {
+                    Some(r) => {
+                        r.await??;
+                        spool.reported()?;
+                        continue;
+                    }
+                    None => break None,
+                }
+            }
+            if let Some(left) = remaining {
+                progress
+                    .1
+                    .store((orders.len() as u64) + left, Ordering::Relaxed);
+            }
+            // A page of orders already carried out in this run would come back for ever.
+            if orders.iter().all(|o| !handed.insert(o.id.clone())) && spool.finished.is_empty() {
+                bail!("the server gives orders this run already carried out and reported");
+            }
+            let fetched = asked.elapsed();
+            next = Some(tokio::spawn(self.clone().page(task.clone(), true)));
+            let page = orders.len();
+            let known: std::collections::HashSet<String> =
+                spool.finished.iter().map(|r| r.id.clone()).collect();
+            let todo: Vec<Order> = orders
+                .into_iter()
+                .filter(|o| !known.contains(&o.id))
+                .collect();
+            if let Some(stop) = self
+                .carry_out(&run, &todo, &mut spool, tally.orders)
+                .await?
+            {
+                break Some(stop);
+            }
+            tracing::info!(
+                orders = page,
+                "a page of orders: handed out in {fetched:.0?}, carried out in {:.0?}",
+                asked.elapsed() - fetched
+            );
+            // One page's results on their way at a time, in order.
+            if let Some(r) = reporting.take() {
+                r.await??;
+                spool.reported()?;
+            }
+            let results = spool.report()?;
+            tally.add(&results);
+            reporting = Some(tokio::spawn(self.clone().report(task.clone(), results)));
+        };
+        if let Some(page) = next.take() {
+            page.abort();
+        }
+        let Some(outcome) = ended else {
+            spool.remove();
+            return Ok(TaskOutcome::Succeeded {
+                result: serde_json::json!({
+                    "orders": tally.orders,
+                    "done": tally.done,
+                    "failed": tally.failed,
+                    "retry_later": tally.retry_later,
+                }),
+            });
+        };
+        // What was carried out is reported however the task ends, while the server takes it (a
+        // cancelled task's results may be refused: those orders are then carried out again).
+        let mut recorded = match reporting.take() {
+            Some(r) => r.await?,
+            None => Ok(()),
+        };
+        if recorded.is_ok() && !spool.finished.is_empty() {
+            recorded = self.send_results(task, &spool.finished).await;
+        }
+        match recorded {
+            Ok(()) => spool.remove(),
+            Err(e) => tracing::warn!("results not recorded: {e:#}"),
+        }
+        Ok(outcome)
+    }
+
+    /// Carries out a page's orders batch by batch, each batch's results kept in the spool; how
+    /// the task ends, when it ends before the page does. `before`: orders of earlier pages.
+    async fn carry_out(
+        self: &Arc<Self>,
+        run: &Run<'_>,
+        todo: &[Order],
+        spool: &mut Spool,
+        before: u64,
+    ) -> Result<Option<TaskOutcome>> {
+        let size = self.config.batch_size.clamp(1, MAX_ORDERS_PER_BATCH) as usize;
+        for batch in todo.chunks(size) {
+            if run.cancel.is_cancelled() {
+                return Ok(Some(TaskOutcome::Cancelled));
+            }
+            match self.fulfil_batch(run, batch).await? {
+                Ok(results) => spool.finish(results)?,
+                Err(ended) => return Ok(Some(ended)),
+            };
+            run.progress
+                .0
+                .store(before + spool.finished.len() as u64, Ordering::Relaxed);
+        }
+        Ok(None)
+    }
+
+    /// The task's next page of orders (see the server's `task_orders` for `fresh`).
+    async fn page(self: Arc<Self>, task: Assignment, fresh: bool) -> Result<TaskOrders<Order>> {
+        let fresh = if fresh { "&fresh=true" } else { "" };
+        self.call_retrying(
+            Method::GET,
+            &format!(
+                "/api/v1/agent/tasks/{}/orders?fence={}{fresh}",
+                task.id, task.fence
+            ),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// Sends a page's results, timed.
+    async fn report(self: Arc<Self>, task: Assignment, results: Vec<OrderResult>) -> Result<()> {
+        let started = std::time::Instant::now();
+        self.send_results(&task, &results).await?;
+        tracing::info!(
+            orders = results.len(),
+            "results recorded in {:.0?}",
+            started.elapsed()
+        );
+        Ok(())
+    }
+}
+
+/// Results carried out and not yet recorded by the server, kept on disk (a restart resumes with
+/// them): those of the page being carried out, and those on their way to the server.
+struct Spool {
+    file: std::path::PathBuf,
+    /// Carried out in the current page.
+    finished: Vec<OrderResult>,
+    /// Sent, not yet acknowledged.
+    sending: Vec<OrderResult>,
+}
+
+impl Spool {
+    fn open(work: &Path, task: i64) -> Result<Spool> {
+        let file = work.join("spool").join(format!("orders-{task}.json"));
+        let finished: Vec<OrderResult> = match std::fs::read(&file) {
             Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
             Err(_) => Vec::new(),
         };
@@ -52,82 +213,38 @@ impl Agent {
                 "resuming a fulfilment: orders already carried out are not run again"
             );
         }
-        let mut tally = Tally::default();
-        let mut handed: std::collections::HashSet<String> = std::collections::HashSet::new();
-        loop {
-            let asked = std::time::Instant::now();
-            let TaskOrders::<Order> { orders, remaining } = self
-                .call_retrying(
-                    Method::GET,
-                    &format!(
-                        "/api/v1/agent/tasks/{}/orders?fence={}",
-                        task.id, task.fence
-                    ),
-                    None::<&()>,
-                )
-                .await?;
-            if orders.is_empty() {
-                break;
-            }
-            if let Some(left) = remaining {
-                progress
-                    .1
-                    .store((orders.len() as u64) + left, Ordering::Relaxed);
-            }
-            // A page of orders already carried out in this run would come back for ever.
-            if orders.iter().all(|o| !handed.insert(o.id.clone())) && finished.is_empty() {
-                bail!("the server gives orders this run already carried out and reported");
-            }
-            let fetched = asked.elapsed();
-            let page = orders.len();
-            let known: std::collections::HashSet<String> =
-                finished.iter().map(|r| r.id.clone()).collect();
-            let todo: Vec<Order> = orders
-                .into_iter()
-                .filter(|o| !known.contains(&o.id))
-                .collect();
-            for batch in todo.chunks(self.config.batch_size.clamp(1, MAX_ORDERS_PER_BATCH) as usize)
-            {
-                if cancel.is_cancelled() {
-                    return Ok(TaskOutcome::Cancelled);
-                }
-                let results = match self
-                    .fulfil_batch(
-                        connection, loaded, orders_dir, batch, &cancel, &progress, &log,
-                    )
-                    .await?
-                {
-                    Ok(results) => results,
-                    Err(ended) => return Ok(ended),
-                };
-                finished.extend(results);
-                write_private(&progress_file, &serde_json::to_vec(&finished)?)?;
-                progress
-                    .0
-                    .store(tally.orders + finished.len() as u64, Ordering::Relaxed);
-            }
-            let carried = asked.elapsed() - fetched;
-            // The page's results reach the server before the next page is asked for.
-            self.send_results(task, &finished).await?;
-            tracing::info!(
-                orders = page,
-                "a page of orders: handed out in {fetched:.0?}, carried out in {carried:.0?}, \
-                 results recorded in {:.0?}",
-                asked.elapsed() - fetched - carried
-            );
-            tally.add(&finished);
-            finished.clear();
-            write_private(&progress_file, b"[]")?;
-        }
-        let _ = std::fs::remove_file(&progress_file);
-        Ok(TaskOutcome::Succeeded {
-            result: serde_json::json!({
-                "orders": tally.orders,
-                "done": tally.done,
-                "failed": tally.failed,
-                "retry_later": tally.retry_later,
-            }),
+        Ok(Spool {
+            file,
+            finished,
+            sending: Vec::new(),
         })
+    }
+
+    fn write(&self) -> Result<()> {
+        let all: Vec<&OrderResult> = self.sending.iter().chain(&self.finished).collect();
+        write_private(&self.file, &serde_json::to_vec(&all)?)
+    }
+
+    /// A batch carried out.
+    fn finish(&mut self, results: Vec<OrderResult>) -> Result<()> {
+        self.finished.extend(results);
+        self.write()
+    }
+
+    /// The current page's results, now on their way.
+    fn report(&mut self) -> Result<Vec<OrderResult>> {
+        self.sending = std::mem::take(&mut self.finished);
+        Ok(self.sending.clone())
+    }
+
+    /// The server has the results on their way.
+    fn reported(&mut self) -> Result<()> {
+        self.sending.clear();
+        self.write()
+    }
+
+    fn remove(&self) {
+        let _ = std::fs::remove_file(&self.file);
     }
 }
 
@@ -155,30 +272,29 @@ impl Agent {
 
     /// One batch through the connector: its results, or how the task ends (cancelled, or the
     /// connector failed as a whole).
-    #[allow(clippy::too_many_arguments)]
     async fn fulfil_batch(
         self: &Arc<Self>,
-        connection: &Arc<Connection>,
-        loaded: &Arc<Loaded>,
-        orders_dir: &Path,
+        run: &Run<'_>,
         batch: &[Order],
-        cancel: &Cancel,
-        progress: &Arc<(AtomicU64, AtomicU64)>,
-        log: &mpsc::Sender<LogLine>,
     ) -> Result<Result<Vec<OrderResult>, TaskOutcome>> {
-        let observer = TaskObserver::new(None, cancel.clone(), progress.clone(), log.clone());
+        let observer = TaskObserver::new(
+            None,
+            run.cancel.clone(),
+            run.progress.clone(),
+            run.log.clone(),
+        );
         let outcome = self
             .run_connector(
-                (loaded.clone(), connection.clone()),
+                (run.loaded.clone(), run.connection.clone()),
                 None,
-                orders_dir.to_owned(),
+                run.orders_dir.to_owned(),
                 Request::Fulfill(batch.to_vec()),
                 observer,
-                cancel,
+                run.cancel,
             )
             .await?;
         let outcome = match outcome {
-            Err(_) if cancel.is_cancelled() => return Ok(Err(TaskOutcome::Cancelled)),
+            Err(_) if run.cancel.is_cancelled() => return Ok(Err(TaskOutcome::Cancelled)),
             other => other?,
         };
         match outcome {
@@ -190,6 +306,16 @@ impl Agent {
             _ => bail!("the connector answered a fulfil with something else"),
         }
     }
+}
+
+/// What one fulfil task runs its batches with.
+struct Run<'a> {
+    connection: &'a Arc<Connection>,
+    loaded: &'a Arc<Loaded>,
+    orders_dir: &'a Path,
+    cancel: &'a Cancel,
+    progress: &'a Arc<(AtomicU64, AtomicU64)>,
+    log: &'a mpsc::Sender<LogLine>,
 }
 
 /// Counts of the results of a fulfilment.

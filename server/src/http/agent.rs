@@ -250,21 +250,27 @@ async fn run_on_server(
     ))
 }
 
+/// Which lease asks for a page; `fresh=true`: the agent still holds (or is reporting) orders it
+/// was given, and asks for the next ready ones beside them.
 #[derive(serde::Deserialize)]
-struct Fence {
+struct PageQuery {
     fence: i64,
+    #[serde(default)]
+    fresh: bool,
 }
 
 async fn task_orders(
     State(app): State<App>,
     AgentAuth(agent): AgentAuth,
     Path(task): Path<String>,
-    fence: std::result::Result<Query<Fence>, axum::extract::rejection::QueryRejection>,
+    query: std::result::Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<TaskOrders<StoredOrder>>> {
-    let Query(Fence { fence }) =
-        fence.map_err(|_| Error::invalid("say which lease: `?fence=<n>`"))?;
+    let Query(PageQuery { fence, fresh }) =
+        query.map_err(|_| Error::invalid("say which lease: `?fence=<n>` (and `&fresh=true`)"))?;
     Ok(Json(
-        app.engine.task_orders(agent, id(&task)?, fence).await?,
+        app.engine
+            .task_orders(agent, id(&task)?, fence, fresh)
+            .await?,
     ))
 }
 

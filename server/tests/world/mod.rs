@@ -21,7 +21,7 @@ pub type Entry<'a> = (&'a str, &'a str, &'a [(&'a str, &'a [&'a str])]);
 
 /// A fulfil task's next page, its orders read as the agent reads them.
 pub async fn page(q: &Engine, agent: i64, task: i64, fence: i64) -> TaskOrders {
-    let page = q.task_orders(agent, task, fence).await.unwrap();
+    let page = q.task_orders(agent, task, fence, false).await.unwrap();
     TaskOrders {
         orders: page
             .orders

@@ -27,11 +27,16 @@ impl Engine {
     /// The next page of a fulfil task's orders: those it was given and has not answered (a
     /// restarted agent), or else the next ready ones, now marked as sent with it. An empty page
     /// means the task is done. An order is handed to one task once.
+    ///
+    /// `fresh`: the agent still holds orders it was given (it carries them out, or their results
+    /// are on their way) and asks for the next ready ones beside them; an empty page then means
+    /// only that none is ready now.
     pub async fn task_orders(
         &self,
         agent: i64,
         task: i64,
         fence: i64,
+        fresh: bool,
     ) -> Result<TaskOrders<StoredOrder>> {
         let now = self.queue.now();
         let mut tx = self.queue.begin().await?;
@@ -40,69 +45,47 @@ impl Engine {
             return Err(Error::invalid(format!("task {task} is not a fulfil task")));
         }
         let connection = held.connection;
-        let mut orders = outstanding(&mut tx, &connection, task).await?;
-        let mut remaining = None;
-        if orders.is_empty() {
-            let first = sqlx::query("SELECT 1 FROM orders WHERE task_id = $1 LIMIT 1")
-                .bind(task)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_none();
-            if first {
-                // Orders waiting for orders that already ended go on (a repair: see `sweep`).
-                super::deps::sweep(&mut tx, &connection, now).await?;
-                // Orders sent with a task that ended without their result are ready again.
-                sqlx::query(
-                    "UPDATE orders SET state = 'retry' WHERE connection = $1 AND state = 'sent' \
-                     AND task_id IN (SELECT id FROM tasks WHERE connection = $1 AND state IN \
-                     ('succeeded', 'failed', 'cancelled', 'lost'))",
-                )
-                .bind(&connection)
-                .execute(&mut *tx)
-                .await?;
+        if !fresh {
+            let orders = outstanding(&mut tx, &connection, task).await?;
+            if !orders.is_empty() {
+                tx.commit().await?;
+                return Ok(TaskOrders {
+                    orders,
+                    remaining: None,
+                });
             }
-            let mut ready: Vec<String> = Vec::new();
-            for state in ["pending", "retry"] {
-                let room = ORDERS_PER_PAGE - ready.len() as i64;
-                if room <= 0 {
-                    break;
-                }
-                let rows = sqlx::query(&format!("SELECT id {READY_IN} LIMIT $5"))
-                    .bind(&connection)
-                    .bind(now)
-                    .bind(task)
-                    .bind(state)
-                    .bind(room)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                for r in rows {
-                    ready.push(r.try_get(0)?);
-                }
-            }
-            for chunk in ready.chunks(100) {
-                let sql = format!(
-                    "UPDATE orders SET state = 'sent', task_id = $1, attempts = attempts + 1, updated_ms = $2 \
-                     WHERE id IN ({})",
-                    in_list(2, chunk.len())
-                );
-                let mut q = sqlx::query(&sql).bind(task).bind(now);
-                for id in chunk {
-                    q = q.bind(id);
-                }
-                q.execute(&mut *tx).await?;
-            }
-            if first {
-                let left: i64 = sqlx::query(&format!("SELECT COUNT(*) {READY}"))
-                    .bind(&connection)
-                    .bind(now)
-                    .bind(task)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get(0)?;
-                remaining = Some(left as u64);
-            }
-            orders = outstanding(&mut tx, &connection, task).await?;
         }
+        let first = sqlx::query("SELECT 1 FROM orders WHERE task_id = $1 LIMIT 1")
+            .bind(task)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_none();
+        if first {
+            // Orders waiting for orders that already ended go on (a repair: see `sweep`).
+            super::deps::sweep(&mut tx, &connection, now).await?;
+            // Orders sent with a task that ended without their result are ready again.
+            sqlx::query(
+                "UPDATE orders SET state = 'retry' WHERE connection = $1 AND state = 'sent' \
+                 AND task_id IN (SELECT id FROM tasks WHERE connection = $1 AND state IN \
+                 ('succeeded', 'failed', 'cancelled', 'lost'))",
+            )
+            .bind(&connection)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let ready = hand_out(&mut tx, &connection, task, now).await?;
+        let mut remaining = None;
+        if first {
+            let left: i64 = sqlx::query(&format!("SELECT COUNT(*) {READY}"))
+                .bind(&connection)
+                .bind(now)
+                .bind(task)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            remaining = Some(left as u64);
+        }
+        let orders = bodies(&mut tx, &ready).await?;
         tx.commit().await?;
         Ok(TaskOrders { orders, remaining })
     }
@@ -309,6 +292,67 @@ pub type StoredOrder = Box<serde_json::value::RawValue>;
 /// The orders a task was given and has not answered, in order. Read through the target's
 /// orders in the `sent` state (few: a page per running task), not through the task's index,
 /// which holds every order the task ever had.
+/// Marks the next page of ready orders of `connection` (pending ones first, then those to retry)
+/// as sent with `task`; returns their ids, in the order they were ready.
+async fn hand_out(tx: &mut Tx, connection: &str, task: i64, now: i64) -> Result<Vec<String>> {
+    let mut ready: Vec<String> = Vec::new();
+    for state in ["pending", "retry"] {
+        let room = ORDERS_PER_PAGE - ready.len() as i64;
+        if room <= 0 {
+            break;
+        }
+        let rows = sqlx::query(&format!("SELECT id {READY_IN} LIMIT $5"))
+            .bind(connection)
+            .bind(now)
+            .bind(task)
+            .bind(state)
+            .bind(room)
+            .fetch_all(&mut **tx)
+            .await?;
+        for r in rows {
+            ready.push(r.try_get(0)?);
+        }
+    }
+    for chunk in ready.chunks(100) {
+        let sql = format!(
+            "UPDATE orders SET state = 'sent', task_id = $1, attempts = attempts + 1, updated_ms = $2 \
+             WHERE id IN ({})",
+            in_list(2, chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(task).bind(now);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(ready)
+}
+
+/// The stored bodies of the orders `ids`, in that order.
+async fn bodies(tx: &mut Tx, ids: &[String]) -> Result<Vec<StoredOrder>> {
+    let mut by_id: HashMap<String, String> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(100) {
+        let sql = format!(
+            "SELECT id, body FROM orders WHERE id IN ({})",
+            in_list(0, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            by_id.insert(r.try_get(0)?, r.try_get(1)?);
+        }
+    }
+    ids.iter()
+        .filter_map(|id| by_id.remove(id))
+        .map(|body| {
+            serde_json::value::RawValue::from_string(body)
+                .map_err(|e| Error::from(anyhow::anyhow!("stored order: {e}")))
+        })
+        .collect()
+}
+
 async fn outstanding(tx: &mut Tx, connection: &str, task: i64) -> Result<Vec<StoredOrder>> {
     let mut out = Vec::new();
     let rows = sqlx::query(
