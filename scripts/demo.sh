@@ -161,6 +161,9 @@ token=$("$server" agent add demo 2>/dev/null | sed -n 2p | tr -d ' ')
 echo "== starting the agent (log: $demo/agent.log); it opens no listening socket"
 "$agent" run --config "$demo/agent/agent.toml" 2> "$demo/agent.log" &
 pids+=($!)
+# Its connectors compiled and loaded (once per start), it polls: the jobs' figures below are the
+# pipeline's, not the agent's start.
+for _ in $(seq 600); do grep -q "agent starting" "$demo/agent.log" 2>/dev/null && break; sleep 0.1; done
 
 # Runs the declared job and waits for its end; prints its tasks.
 run_job() {

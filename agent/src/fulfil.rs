@@ -24,8 +24,8 @@ type Pending<T> = Option<tokio::task::JoinHandle<Result<T>>>;
 
 impl Agent {
     /// Fulfils the orders the server holds for this task, page by page, each page in batches.
-    /// The next page is asked for while one is carried out, and a page's results go to the server
-    /// while the next one is carried out; an empty page once every result is recorded ends the
+    /// The next page is asked for while one is carried out, and a batch's results go to the
+    /// server while the next batch is carried out; an empty page once every result is recorded ends the
     /// task. Each finished batch is written to the spool before anything else, so a restart
     /// resumes after the last finished order instead of carrying it out again (the server
     /// ignores results it already has).
@@ -41,6 +41,7 @@ impl Agent {
         log: mpsc::Sender<LogLine>,
     ) -> Result<TaskOutcome> {
         let run = Run {
+            task,
             connection,
             loaded,
             orders_dir,
@@ -89,24 +90,21 @@ impl Agent {
                 .filter(|o| !known.contains(&o.id))
                 .collect();
             if let Some(stop) = self
-                .carry_out(&run, &todo, &mut spool, tally.orders)
+                .carry_out(&run, &todo, &mut spool, &mut tally, &mut reporting)
                 .await?
             {
                 break Some(stop);
+            }
+            // Results a restarted agent found in its spool, for orders it had all carried out.
+            if !spool.finished.is_empty() {
+                self.hand_over(&run, &mut spool, &mut tally, &mut reporting)
+                    .await?;
             }
             tracing::info!(
                 orders = page,
                 "a page of orders: handed out in {fetched:.0?}, carried out in {:.0?}",
                 asked.elapsed() - fetched
             );
-            // One page's results on their way at a time, in order.
-            if let Some(r) = reporting.take() {
-                r.await??;
-                spool.reported()?;
-            }
-            let results = spool.report()?;
-            tally.add(&results);
-            reporting = Some(tokio::spawn(self.clone().report(task.clone(), results)));
         };
         if let Some(page) = next.take() {
             page.abort();
@@ -138,14 +136,16 @@ impl Agent {
         Ok(outcome)
     }
 
-    /// Carries out a page's orders batch by batch, each batch's results kept in the spool; how
-    /// the task ends, when it ends before the page does. `before`: orders of earlier pages.
+    /// Carries out a page's orders batch by batch, each batch's results kept in the spool, then
+    /// sent while the next batch is carried out; how the task ends, when it ends before the page
+    /// does.
     async fn carry_out(
         self: &Arc<Self>,
         run: &Run<'_>,
         todo: &[Order],
         spool: &mut Spool,
-        before: u64,
+        tally: &mut Tally,
+        reporting: &mut Pending<()>,
     ) -> Result<Option<TaskOutcome>> {
         let size = self.config.batch_size.clamp(1, MAX_ORDERS_PER_BATCH) as usize;
         for batch in todo.chunks(size) {
@@ -156,11 +156,29 @@ impl Agent {
                 Ok(results) => spool.finish(results)?,
                 Err(ended) => return Ok(Some(ended)),
             };
-            run.progress
-                .0
-                .store(before + spool.finished.len() as u64, Ordering::Relaxed);
+            self.hand_over(run, spool, tally, reporting).await?;
         }
         Ok(None)
+    }
+
+    /// Sends the results carried out since the last ones, once those are recorded (one set on
+    /// its way at a time, in order).
+    async fn hand_over(
+        self: &Arc<Self>,
+        run: &Run<'_>,
+        spool: &mut Spool,
+        tally: &mut Tally,
+        reporting: &mut Pending<()>,
+    ) -> Result<()> {
+        if let Some(r) = reporting.take() {
+            r.await??;
+            spool.reported()?;
+        }
+        let results = spool.report()?;
+        tally.add(&results);
+        run.progress.0.store(tally.orders, Ordering::Relaxed);
+        *reporting = Some(tokio::spawn(self.clone().report(run.task.clone(), results)));
+        Ok(())
     }
 
     /// The task's next page of orders (see the server's `task_orders` for `fresh`).
@@ -177,7 +195,7 @@ impl Agent {
         .await
     }
 
-    /// Sends a page's results, timed.
+    /// Sends a batch's results, timed.
     async fn report(self: Arc<Self>, task: Assignment, results: Vec<OrderResult>) -> Result<()> {
         let started = std::time::Instant::now();
         self.send_results(&task, &results).await?;
@@ -191,10 +209,10 @@ impl Agent {
 }
 
 /// Results carried out and not yet recorded by the server, kept on disk (a restart resumes with
-/// them): those of the page being carried out, and those on their way to the server.
+/// them): those carried out since the last ones sent, and those on their way to the server.
 struct Spool {
     file: std::path::PathBuf,
-    /// Carried out in the current page.
+    /// Carried out, not yet sent.
     finished: Vec<OrderResult>,
     /// Sent, not yet acknowledged.
     sending: Vec<OrderResult>,
@@ -231,7 +249,7 @@ impl Spool {
         self.write()
     }
 
-    /// The current page's results, now on their way.
+    /// The results carried out since the last ones sent, now on their way.
     fn report(&mut self) -> Result<Vec<OrderResult>> {
         self.sending = std::mem::take(&mut self.finished);
         Ok(self.sending.clone())
@@ -310,6 +328,7 @@ impl Agent {
 
 /// What one fulfil task runs its batches with.
 struct Run<'a> {
+    task: &'a Assignment,
     connection: &'a Arc<Connection>,
     loaded: &'a Arc<Loaded>,
     orders_dir: &'a Path,

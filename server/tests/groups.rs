@@ -94,6 +94,66 @@ macro_rules! on_both {
 
 on_both!(groups_follow_accounts);
 on_both!(waits_end);
+on_both!(fresh_pages);
+
+/// An agent asks for the next page while it still holds one (`fresh`): it gets the next ready
+/// orders, never those it holds; what waits for the held ones comes once their results are
+/// recorded; a plain ask (a restarted agent) gives the held ones again.
+async fn fresh_pages(w: World) {
+    hr(&w, &[("E1", "IT"), ("E2", "Sales")], &[], false).await;
+    let report = w.provision().await;
+    assert_eq!(
+        (report.creates, report.groups_created),
+        (4, 2),
+        "{report:?}"
+    );
+    let (task, fence) = w.fulfil_task().await;
+    let held = world::page(&w.q, w.agent, task, fence).await.orders;
+    let kinds: Vec<&str> = held.iter().map(|o| o.entity_type.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["account", "account"],
+        "the groups wait for their members"
+    );
+    let fresh = w.q.task_orders(w.agent, task, fence, true).await.unwrap();
+    assert!(fresh.orders.is_empty(), "nothing else is ready yet");
+    let again = world::page(&w.q, w.agent, task, fence).await.orders;
+    let ids = |orders: &[Order]| orders.iter().map(|o| o.id.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&again),
+        ids(&held),
+        "held orders come again to a plain ask"
+    );
+
+    let results = held
+        .iter()
+        .map(|o| idgard_protocol::model::OrderResult {
+            id: o.id.clone(),
+            outcome: directory(o),
+        })
+        .collect();
+    w.q.order_results(
+        w.agent,
+        task,
+        &idgard_protocol::OrderResults { fence, results },
+    )
+    .await
+    .unwrap();
+    let fresh = w.q.task_orders(w.agent, task, fence, true).await.unwrap();
+    let groups: Vec<Order> = fresh
+        .orders
+        .iter()
+        .map(|o| serde_json::from_str(o.get()).unwrap())
+        .collect();
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    assert!(
+        groups
+            .iter()
+            .all(|o| o.entity_type == "group" && o.kind.name() == "create")
+    );
+    let fresh = w.q.task_orders(w.agent, task, fence, true).await.unwrap();
+    assert!(fresh.orders.is_empty(), "each order is handed out once");
+}
 
 /// Accounts join their groups once created, move, and leave them before a delete.
 async fn groups_follow_accounts(w: World) {

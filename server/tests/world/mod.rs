@@ -193,11 +193,8 @@ impl World {
             .collect()
     }
 
-    /// The same, returning the orders whole.
-    pub async fn fulfil_orders(
-        &self,
-        answer: impl Fn(&idgard_protocol::model::Order) -> OrderOutcome,
-    ) -> Vec<idgard_protocol::model::Order> {
+    /// A fulfil task of the server's orders, claimed by the agent: its id and fence.
+    pub async fn fulfil_task(&self) -> (i64, i64) {
         let id = self
             .q
             .queue
@@ -216,6 +213,15 @@ impl World {
             .heartbeat(self.agent, id, fence, None)
             .await
             .unwrap();
+        (id, fence)
+    }
+
+    /// The same, returning the orders whole.
+    pub async fn fulfil_orders(
+        &self,
+        answer: impl Fn(&idgard_protocol::model::Order) -> OrderOutcome,
+    ) -> Vec<idgard_protocol::model::Order> {
+        let (id, fence) = self.fulfil_task().await;
         let mut all = Vec::new();
         loop {
             let orders = page(&self.q, self.agent, id, fence).await.orders;
