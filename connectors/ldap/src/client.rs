@@ -291,7 +291,7 @@ impl Session {
         page_size: Option<i32>,
         mut each: impl FnMut(LdapSearchResultEntry) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        self.search_in_place(request, page_size, |e| each(e.to_owned()))
+        self.search_in_place(request, page_size, |e| each(e.owned()))
     }
 
     /// [`Session::search`], each entry read in place from the received bytes (an export's

@@ -7,57 +7,109 @@
 
 use ldap3_proto::proto::{LdapPartialAttribute, LdapSearchResultEntry};
 
-/// An entry of a search result, borrowed from the received bytes (or from a decoded entry).
-#[derive(Debug, PartialEq, Eq)]
+/// An entry of a search result: its DN and its attributes, read in place from the received
+/// bytes (checked once when the message was read, so reading them again cannot fail), or seen in
+/// an entry the codec decoded.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EntryRef<'a> {
     pub dn: &'a str,
-    pub attributes: Vec<AttrRef<'a>>,
+    attributes: Form<'a, LdapPartialAttribute>,
 }
 
 /// One attribute of an [`EntryRef`]: its description and its values.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttrRef<'a> {
     pub atype: &'a str,
-    pub vals: Vec<&'a [u8]>,
+    vals: Form<'a, Vec<u8>>,
 }
 
+/// A list as BER content (elements one after the other), or as decoded items.
+#[derive(Debug, PartialEq)]
+enum Form<'a, T> {
+    Ber(&'a [u8]),
+    Decoded(&'a [T]),
+}
+
+// Two slices: copied whatever `T` is (a derive would ask `T: Copy`).
+impl<T> Clone for Form<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Form<'_, T> {}
+
 impl<'a> EntryRef<'a> {
-    /// A decoded entry, seen as borrowed.
+    /// A decoded entry, seen in place.
     pub fn of(e: &'a LdapSearchResultEntry) -> Self {
         EntryRef {
             dn: &e.dn,
-            attributes: e
-                .attributes
-                .iter()
-                .map(|a| AttrRef {
-                    atype: &a.atype,
-                    vals: a.vals.iter().map(Vec::as_slice).collect(),
-                })
-                .collect(),
+            attributes: Form::Decoded(&e.attributes),
         }
+    }
+
+    /// The attributes, in the order the directory sent them.
+    pub fn attributes(&self) -> impl Iterator<Item = AttrRef<'a>> + use<'a> {
+        let mut form = self.attributes;
+        std::iter::from_fn(move || match &mut form {
+            Form::Ber(rest) => {
+                let (attr, next) = element(rest, SEQUENCE)?;
+                *rest = next;
+                let (atype, after) = element(attr, OCTET_STRING)?;
+                let (set, _) = element(after, SET)?;
+                Some(AttrRef {
+                    atype: std::str::from_utf8(atype).ok()?,
+                    vals: Form::Ber(set),
+                })
+            }
+            Form::Decoded(list) => {
+                let (a, next) = list.split_first()?;
+                *list = next;
+                Some(AttrRef {
+                    atype: &a.atype,
+                    vals: Form::Decoded(&a.vals),
+                })
+            }
+        })
+    }
+
+    /// The attribute `attribute` (its name compared without case), if the entry has it.
+    pub fn attribute(&self, attribute: &str) -> Option<AttrRef<'a>> {
+        self.attributes()
+            .find(|a| a.atype.eq_ignore_ascii_case(attribute))
     }
 
     /// The entry, owned.
-    pub fn to_owned(&self) -> LdapSearchResultEntry {
+    pub fn owned(self) -> LdapSearchResultEntry {
         LdapSearchResultEntry {
             dn: self.dn.to_owned(),
             attributes: self
-                .attributes
-                .iter()
+                .attributes()
                 .map(|a| LdapPartialAttribute {
                     atype: a.atype.to_owned(),
-                    vals: a.vals.iter().map(|v| v.to_vec()).collect(),
+                    vals: a.values().map(<[u8]>::to_vec).collect(),
                 })
                 .collect(),
         }
     }
+}
 
-    /// The values of `attribute` (its name compared without case), if the entry has it.
-    pub fn values(&self, attribute: &str) -> Option<&[&'a [u8]]> {
-        self.attributes
-            .iter()
-            .find(|a| a.atype.eq_ignore_ascii_case(attribute))
-            .map(|a| a.vals.as_slice())
+impl<'a> AttrRef<'a> {
+    /// The values, in the order the directory sent them.
+    pub fn values(&self) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        let mut form = self.vals;
+        std::iter::from_fn(move || match &mut form {
+            Form::Ber(rest) => {
+                let (v, next) = element(rest, OCTET_STRING)?;
+                *rest = next;
+                Some(v)
+            }
+            Form::Decoded(list) => {
+                let (v, next) = list.split_first()?;
+                *list = next;
+                Some(v.as_slice())
+            }
+        })
     }
 }
 
@@ -69,7 +121,7 @@ pub trait FirstValue {
 
 impl FirstValue for EntryRef<'_> {
     fn first_value(&self, attribute: &str) -> Option<&[u8]> {
-        self.values(attribute)?.first().copied()
+        self.attribute(attribute)?.values().next()
     }
 }
 
@@ -85,7 +137,7 @@ impl FirstValue for LdapSearchResultEntry {
 }
 
 /// What the start of the received bytes holds.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Peek<'a> {
     /// Not a whole message yet: read more.
     Incomplete,
@@ -185,29 +237,24 @@ fn entry_message(body: &[u8]) -> Option<(i32, EntryRef<'_>)> {
     // Controls may follow the operation; an entry's are of no use here.
     let (op, _controls) = element(rest, SEARCH_RESULT_ENTRY)?;
     let (dn, rest) = element(op, OCTET_STRING)?;
-    let (mut list, _) = element(rest, SEQUENCE)?;
-    let mut attributes = Vec::new();
+    let (attributes, _) = element(rest, SEQUENCE)?;
+    // Checked whole now, so that reading the attributes later cannot fail.
+    let mut list = attributes;
     while !list.is_empty() {
         let (attr, next) = element(list, SEQUENCE)?;
         let (atype, rest) = element(attr, OCTET_STRING)?;
+        std::str::from_utf8(atype).ok()?;
         let (mut set, _) = element(rest, SET)?;
-        let mut vals = Vec::new();
         while !set.is_empty() {
-            let (v, next) = element(set, OCTET_STRING)?;
-            vals.push(v);
-            set = next;
+            set = element(set, OCTET_STRING)?.1;
         }
-        attributes.push(AttrRef {
-            atype: std::str::from_utf8(atype).ok()?,
-            vals,
-        });
         list = next;
     }
     Some((
         id,
         EntryRef {
             dn: std::str::from_utf8(dn).ok()?,
-            attributes,
+            attributes: Form::Ber(attributes),
         },
     ))
 }
@@ -277,9 +324,15 @@ mod tests {
             let LdapOp::SearchResultEntry(by_codec) = decoded.op else {
                 panic!()
             };
-            assert_eq!(entry.to_owned(), by_codec);
-            assert_eq!(entry.to_owned(), e);
-            assert_eq!(EntryRef::of(&e), entry);
+            assert_eq!(entry.owned(), by_codec);
+            assert_eq!(entry.owned(), e);
+            assert_eq!(EntryRef::of(&e).owned(), e);
+            let member = entry
+                .attribute("MEMBER;range=0-*")
+                .expect("found without case");
+            assert_eq!(member.values().count(), values);
+            assert_eq!(entry.first_value("cn"), Some("Zoë O'Brien".as_bytes()));
+            assert_eq!(EntryRef::of(&e).first_value("cn"), e.first_value("cn"));
         }
     }
 

@@ -55,7 +55,7 @@ pub fn full(config: &Config, out: &mut Exporter) -> Result<Option<Cursor>, Error
                 return Ok(());
             };
             if entity_type == GROUP && ranges::incomplete(&config.member_attribute, &entry) {
-                ranged.push((key, entry.to_owned()));
+                ranged.push((key, entry.owned()));
             } else if entity_type == GROUP {
                 write_group(config, out, &key, &entry, &keys, &mut unresolved);
             } else {
@@ -137,8 +137,8 @@ pub(crate) fn write_group(
     unresolved: &mut Unresolved,
 ) {
     let mut members: Vec<String> = Vec::new();
-    if let Some(vals) = entry.values(&config.member_attribute) {
-        for v in vals {
+    if let Some(attr) = entry.attribute(&config.member_attribute) {
+        for v in attr.values() {
             let member = String::from_utf8_lossy(v);
             match keys.get(&dn::normal(&member)) {
                 Some(k) => members.push(k.clone()),
@@ -164,15 +164,24 @@ pub(crate) fn write(
 ) {
     let mut w = out.upsert(entity_type, key);
     w.attr("dn", entry.dn);
-    for a in &entry.attributes {
+    for a in entry.attributes() {
         if a.atype.eq_ignore_ascii_case(&config.key_attribute)
             || (members.is_some() && a.atype.eq_ignore_ascii_case(&config.member_attribute))
         {
             continue;
         }
         let binary = config.is_binary(a.atype);
-        let texts: Vec<Cow<'_, str>> = a.vals.iter().map(|v| values::text(binary, v)).collect();
-        w.values(a.atype, texts.iter().map(AsRef::as_ref));
+        if !binary && a.values().all(|v| std::str::from_utf8(v).is_ok()) {
+            // Text as it came: nothing is copied but into the batch.
+            w.values(
+                a.atype,
+                a.values()
+                    .map(|v| std::str::from_utf8(v).unwrap_or_default()),
+            );
+        } else {
+            let texts: Vec<Cow<'_, str>> = a.values().map(|v| values::text(binary, v)).collect();
+            w.values(a.atype, texts.iter().map(AsRef::as_ref));
+        }
     }
     if let Some(m) = &members {
         w.values(&config.member_attribute, m.iter().map(String::as_str));

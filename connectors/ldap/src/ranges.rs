@@ -54,8 +54,7 @@ pub fn member_selection(config: &Config) -> String {
 /// Whether some of the entry's values of `member` are still to be read.
 pub fn incomplete(member: &str, entry: &EntryRef<'_>) -> bool {
     entry
-        .attributes
-        .iter()
+        .attributes()
         .any(|a| matches!(range_of(a.atype, member), Some((_, End::At(_)))))
 }
 
