@@ -89,6 +89,32 @@ fn members(d: &Slapd, group: &str) -> Vec<String> {
     m
 }
 
+/// The connection to slapd `d` as its writer, over StartTLS with its CA (written into `dir`).
+fn directory_connection(d: &Slapd, dir: &std::path::Path) -> String {
+    std::fs::write(dir.join("ca.pem"), &d.ca_pem).unwrap();
+    format!(
+        "name = \"directory\"\nconnector = \"ldap\"\n[settings]\nbind_dn = {:?}\n\
+         accounts_base = \"ou=people,{BASE}\"\ngroups_base = \"ou=groups,{BASE}\"\n\
+         [secrets]\nbind_password = {{ value = {:?} }}\n\
+         [grants.endpoints.directory]\naddress = \"127.0.0.1:{}\"\ntls = \"start-tls\"\n\
+         ca = {:?}\nserver_name = \"ldap.idgard.test\"\n",
+        d.writer_dn,
+        d.writer_password,
+        d.port,
+        dir.join("ca.pem").display().to_string()
+    )
+}
+
+/// The organisational units of the departments the tests' people work in.
+fn departments_ldif() -> String {
+    ["Sales", "IT", "R&D"]
+        .iter()
+        .map(|ou| {
+            format!("dn: ou={ou},ou=people,{BASE}\nobjectClass: organizationalUnit\nou: {ou}\n\n")
+        })
+        .collect()
+}
+
 fn dn(uid: &str, ou: &str) -> String {
     format!("uid={uid},ou={ou},ou=people,{BASE}")
 }
@@ -98,12 +124,7 @@ fn hire_move_and_leave_with_group_memberships_in_a_directory() {
     let d = Slapd::start();
     // Departments as OUs; staff-it exists with a member idgard does not know (kept), and an
     // unmanaged group holds one of the accounts idgard will create.
-    let mut ldif = String::new();
-    for ou in ["Sales", "IT", "R&D"] {
-        ldif.push_str(&format!(
-            "dn: ou={ou},ou=people,{BASE}\nobjectClass: organizationalUnit\nou: {ou}\n\n"
-        ));
-    }
+    let mut ldif = departments_ldif();
     ldif.push_str(&format!(
         "dn: uid=svc,ou=people,{BASE}\nobjectClass: inetOrgPerson\nuid: svc\ncn: Service\nsn: svc\n\n\
          dn: cn=staff-it,ou=groups,{BASE}\nobjectClass: groupOfNames\ncn: staff-it\n\
@@ -114,7 +135,6 @@ fn hire_move_and_leave_with_group_memberships_in_a_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let hr = tmp.path().join("hr");
     std::fs::create_dir_all(&hr).unwrap();
-    std::fs::write(tmp.path().join("ca.pem"), &d.ca_pem).unwrap();
     let rules = tmp.path().join("rules.toml");
     std::fs::write(&rules, RULES).unwrap();
     write_hr(
@@ -131,17 +151,7 @@ fn hire_move_and_leave_with_group_memberships_in_a_directory() {
         &[("IDGARD_RULES", rules.to_str().unwrap())],
     );
     let people = people_connection(&hr);
-    let directory = format!(
-        "name = \"directory\"\nconnector = \"ldap\"\n[settings]\nbind_dn = {:?}\n\
-         accounts_base = \"ou=people,{BASE}\"\ngroups_base = \"ou=groups,{BASE}\"\n\
-         [secrets]\nbind_password = {{ value = {:?} }}\n\
-         [grants.endpoints.directory]\naddress = \"127.0.0.1:{}\"\ntls = \"start-tls\"\n\
-         ca = {:?}\nserver_name = \"ldap.idgard.test\"\n",
-        d.writer_dn,
-        d.writer_password,
-        d.port,
-        tmp.path().join("ca.pem").display().to_string()
-    );
+    let directory = directory_connection(&d, tmp.path());
     let agent = Agent::start_with(
         &server,
         "lyon",
@@ -271,4 +281,97 @@ fn hire_move_and_leave_with_group_memberships_in_a_directory() {
         sizes.contains(&1) && sizes.last() == Some(&2),
         "{history:#?}"
     );
+}
+
+/// An agent killed in the middle of a fulfilment (batches of 16, each batch's results sent while
+/// the next is carried out, the next page asked for early) and started again: the job ends with
+/// every order done, every account and membership in the directory, nothing failed or lost.
+#[test]
+fn an_agent_killed_while_fulfilling_resumes_and_nothing_is_lost() {
+    let d = Slapd::start();
+    d.ldapadd(&departments_ldif());
+    let tmp = tempfile::tempdir().unwrap();
+    let hr = tmp.path().join("hr");
+    std::fs::create_dir_all(&hr).unwrap();
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let n = 600;
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "E{i},First{i},Last{i},{},active",
+                ["Sales", "IT", "R&D"][i % 3]
+            )
+        })
+        .collect();
+    write_hr(&hr, &rows.iter().map(String::as_str).collect::<Vec<_>>());
+    let server = Server::start_with(
+        Backend::Sqlite,
+        &[("IDGARD_RULES", rules.to_str().unwrap())],
+    );
+    let connections = [
+        ("people.toml", people_connection(&hr)),
+        ("directory.toml", directory_connection(&d, tmp.path())),
+    ];
+    let mut agent = Agent::start_with(&server, "lyon", &connections);
+    let body = RunJob {
+        job: "daily".into(),
+        incremental: false,
+        dry_run: false,
+    };
+    let job: JobView = server
+        .admin(Method::POST, "/api/v1/jobs/run", Some(&body))
+        .unwrap();
+    // Killed once some orders are done and before all are.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let done_before_kill = loop {
+        let done: Vec<OrderView> = server
+            .admin::<(), _>(
+                Method::GET,
+                &format!("/api/v1/orders?job={}&state=done&limit=10000", job.id),
+                None,
+            )
+            .unwrap();
+        if !done.is_empty() {
+            agent.kill();
+            break done.len();
+        }
+        assert!(std::time::Instant::now() < until, "{}", agent.log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(
+        done_before_kill < n,
+        "the fulfilment ended before the kill ({done_before_kill} done): make it longer"
+    );
+    agent.restart();
+    let job = server.wait_job(job.id, 180);
+    assert_eq!(
+        job.state,
+        JobState::Succeeded,
+        "{}",
+        context(&job, &agent, &server)
+    );
+    let all = orders(&server, job.id);
+    assert_eq!(all.len(), n + 3, "{n} accounts and 3 groups");
+    assert!(
+        all.iter().all(|o| o.2 == OrderState::Done),
+        "every order done: {:?}",
+        all.iter()
+            .filter(|o| o.2 != OrderState::Done)
+            .collect::<Vec<_>>()
+    );
+    let accounts = d.search(&format!("ou=people,{BASE}"), "(employeeNumber=*)", &["1.1"]);
+    assert_eq!(accounts.matches("dn: ").count(), n);
+    for (group, ou) in [
+        ("staff-sales", "Sales"),
+        ("staff-it", "IT"),
+        ("staff-r&d", "R&D"),
+    ] {
+        let m = members(&d, group);
+        assert_eq!(m.len(), n / 3, "{group}");
+        assert!(
+            m.iter().all(|dn| dn.contains(&format!(",ou={ou},"))),
+            "{group}"
+        );
+    }
 }
