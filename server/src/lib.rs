@@ -69,6 +69,7 @@ pub async fn serve(
 ) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     private::create_dir(&config.data_dir)?;
+    let _serving = db::Db::serving_lock(&config.database_url())?;
     let engine = open(&config).await?;
     let queue = engine.queue.clone();
     queue.db.listen().await?;

@@ -113,3 +113,64 @@ fn a_configuration_file_in_the_current_directory_is_read_without_flags() {
         .unwrap();
     assert!(text(&out.stdout).contains("lyon"), "{}", text(&out.stdout));
 }
+
+/// `serve` on `data`, on any free port; returns the process once it listens.
+fn serving(data: &std::path::Path) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idgard-server"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0", "serve"])
+        .env_remove("IDGARD_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    child
+}
+
+#[test]
+fn a_second_server_on_one_embedded_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = serving(dir.path());
+    let mut second = Command::new(env!("CARGO_BIN_EXE_idgard-server"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "serve"])
+        .env_remove("IDGARD_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while second.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > until {
+            second.kill().unwrap();
+            first.kill().unwrap();
+            panic!("a second server serves the same embedded database");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = second.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("another idgard-server already serves the database")
+            && err.contains("idgard.db"),
+        "{err}"
+    );
+    // The administration commands still work beside it.
+    let listed = server(dir.path(), &["agent", "list"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    // Once the first is gone (even killed), another may serve.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut again = serving(dir.path());
+    again.kill().unwrap();
+    again.wait().unwrap();
+}

@@ -59,6 +59,42 @@ static MIGRATE_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/po
 
 impl Db {
     /// Opens the database (creating a SQLite file if needed) and applies migrations.
+    /// Held by a server for as long as it serves an embedded database: a second server on the
+    /// same SQLite file is refused (two would each think they alone hand out leases and wake
+    /// agents). Several servers share a PostgreSQL database; the administration commands, which
+    /// serve nothing, open an embedded one beside a running server. `None` for PostgreSQL.
+    pub fn serving_lock(url: &str) -> Result<Option<std::fs::File>> {
+        let path = sqlite_path(url);
+        if !url.starts_with("sqlite:") || path.is_empty() || path.contains(":memory:") {
+            return Ok(None);
+        }
+        let lock = format!("{path}.lock");
+        if let Some(dir) = std::path::Path::new(&lock).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .with_context(|| format!("cannot open the lock file {lock}"))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another idgard-server already serves the database {} (it holds {lock}): stop \
+                 it first, or give this one another data directory; several servers share a \
+                 PostgreSQL database, not an embedded one",
+                path
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {lock}"))
+            }
+        }
+    }
+
     pub async fn open(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
@@ -70,10 +106,7 @@ impl Db {
         };
         let pool = match backend {
             Backend::Sqlite => {
-                let path = url
-                    .trim_start_matches("sqlite://")
-                    .trim_start_matches("sqlite:");
-                let path = path.split('?').next().unwrap_or(path);
+                let path = sqlite_path(url);
                 if let Some(dir) = std::path::Path::new(path).parent()
                     && !dir.as_os_str().is_empty()
                 {
@@ -192,4 +225,12 @@ pub fn redact(url: &str) -> String {
         (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
         _ => url.to_owned(),
     }
+}
+
+/// The file of a `sqlite:` URL.
+fn sqlite_path(url: &str) -> &str {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    path.split('?').next().unwrap_or(path)
 }
