@@ -163,6 +163,21 @@ fn parse_step(s: &str) -> Result<Vec<TaskSpec>> {
         .collect()
 }
 
+/// Prints a line on standard output. A reader that has gone (`idgard-server orders | head -1`)
+/// ends the command quietly, as other command-line tools do, instead of a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::exit(2);
+        }
+    }};
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -208,11 +223,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve => {
             idgard_server::serve(config, shutdown_signal(), |s| {
                 match &s.fingerprint {
-                    Some(f) => println!(
+                    Some(f) => say!(
                         "idgard-server listening on {} (certificate sha256 {f})",
                         s.url
                     ),
-                    None => println!("idgard-server listening on {}", s.url),
+                    None => say!("idgard-server listening on {}", s.url),
                 }
                 use std::io::Write;
                 let _ = std::io::stdout().flush();
@@ -233,20 +248,20 @@ async fn run(cli: Cli) -> Result<()> {
                     let url = url
                         .or(config.public_url.clone())
                         .unwrap_or_else(|| default_url(&config));
-                    println!(
+                    say!(
                         "agent `{name}` {}; enrolment token (valid 24 h, once):\n  {}",
                         if reset { "reset" } else { "created" },
                         answer.enrolment_token
                     );
                     let pin = fingerprint_hint(&config);
-                    println!(
+                    say!(
                         "on the agent's host, run:\n  idgard-agent enrol --server {url} --token {}{pin}",
                         answer.enrolment_token
                     );
                 }
                 AgentCommand::List => {
                     for a in queue.agents().await? {
-                        println!(
+                        say!(
                             "{:<24} {:<10} last seen {:<14} connections: {}",
                             a.name,
                             if a.enrolled { "enrolled" } else { "waiting" },
@@ -286,10 +301,10 @@ async fn run(cli: Cli) -> Result<()> {
                             start: Some(!no_start),
                         })
                         .await?;
-                    println!("{}", serde_json::to_string_pretty(&job)?);
+                    say!("{}", serde_json::to_string_pretty(&job)?);
                 }
                 JobCommand::Show { id } => {
-                    println!("{}", serde_json::to_string_pretty(&queue.job(id).await?)?)
+                    say!("{}", serde_json::to_string_pretty(&queue.job(id).await?)?)
                 }
                 JobCommand::Run {
                     name,
@@ -303,15 +318,15 @@ async fn run(cli: Cli) -> Result<()> {
                             dry_run,
                         })
                         .await?;
-                    println!("job {} {} ({})", job.id, job.state.as_str(), job.name);
+                    say!("job {} {} ({})", job.id, job.state.as_str(), job.name);
                 }
                 JobCommand::Approve { id } => {
                     let job = engine.approve_job(id).await?;
-                    println!("job {} approved: {}", job.id, job.state.as_str());
+                    say!("job {} approved: {}", job.id, job.state.as_str());
                 }
                 JobCommand::List => {
                     for j in queue.jobs(50).await? {
-                        println!(
+                        say!(
                             "{:>6}  {:<10} {:<16} step {}/{}  {}",
                             j.id,
                             j.state.as_str(),
@@ -327,7 +342,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::CheckRules { file } => {
             let rules = idgard_server::identity::rules::Rules::load(&file)?;
-            println!(
+            say!(
                 "{}: valid (sha256 {}): identities from `{}` ({}); targets: {}; jobs: {}",
                 file.display(),
                 &rules.digest[..16],
@@ -359,10 +374,10 @@ async fn run(cli: Cli) -> Result<()> {
                 .orders(job, connection.as_deref(), state.as_deref(), 100_000)
                 .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&orders)?);
+                say!("{}", serde_json::to_string_pretty(&orders)?);
             } else {
                 for o in orders {
-                    println!(
+                    say!(
                         "{:<28} {:<10} {:<12} {:<8} {:<24} identity {:<12} {}",
                         o.id,
                         o.state.as_str(),
@@ -382,7 +397,7 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let engine = idgard_server::open(&config).await?;
             for l in engine.links(&connection, situation.as_deref()).await? {
-                println!(
+                say!(
                     "{:<28} {:<10} identity {}",
                     l["key"].as_str().unwrap_or(""),
                     l["situation"].as_str().unwrap_or(""),
@@ -394,7 +409,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::AdminToken => {
             let engine = idgard_server::open(&config).await?;
             let queue = &engine.queue;
-            println!("{}", queue.new_admin_token().await?);
+            say!("{}", queue.new_admin_token().await?);
             Ok(())
         }
     }

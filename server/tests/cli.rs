@@ -174,3 +174,23 @@ fn a_second_server_on_one_embedded_database_is_refused() {
     again.kill().unwrap();
     again.wait().unwrap();
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_a_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idgard-server"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["agent", "add", "paris-2"])
+        .env_remove("IDGARD_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reading end closed before the command prints (as `| head -0` would).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
