@@ -42,6 +42,7 @@ pub async fn open(config: &config::Config) -> Result<identity::Engine> {
         clock: Arc::new(now_ms),
         beats: Default::default(),
         names: Default::default(),
+        seen: Default::default(),
         sealer,
     };
     Ok(identity::Engine { queue, rules })

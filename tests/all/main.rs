@@ -12,6 +12,7 @@ mod hostile;
 mod layering;
 mod ldap;
 mod limits;
+mod liveness;
 mod loading;
 mod memory;
 mod partitions;

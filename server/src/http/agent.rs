@@ -105,6 +105,7 @@ async fn poll(
     JsonBody(req): JsonBody<PollRequest>,
 ) -> Result<Json<PollAnswer>> {
     let queue = &app.queue;
+    queue.seen_later(agent);
     let waker = queue.db.wakers.get(agent);
     let mine = waker.generation.fetch_add(1, Ordering::SeqCst) + 1;
     // Tell a poll this agent still holds open (its connection may be dead) to step aside.
@@ -157,6 +158,7 @@ async fn heartbeat(
     JsonBody(req): JsonBody<Heartbeat>,
 ) -> Result<Json<HeartbeatAnswer>> {
     let progress = req.done.map(|d| (d, req.total));
+    app.queue.seen_later(agent);
     Ok(Json(
         app.queue
             .heartbeat(agent, id(&task)?, req.fence, progress)

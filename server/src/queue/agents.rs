@@ -19,6 +19,9 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// How stale an agent's `last_seen_ms` may grow while it polls or sends heartbeats.
+pub const SEEN_EVERY_MS: i64 = 5_000;
+
 impl Queue {
     /// Creates an agent and its one-time enrolment token.
     pub async fn add_agent(&self, name: &str) -> Result<NewAgentAnswer> {
@@ -184,14 +187,37 @@ impl Queue {
         Ok(())
     }
 
-    /// Notes that an agent was heard from.
+    /// Notes that an agent was heard from (a poll, a heartbeat): its `last_seen_ms` is written
+    /// at most once per [`SEEN_EVERY_MS`] by this server, so that polls and heartbeats cost no
+    /// write each.
     pub async fn seen(&self, agent: i64) -> Result<()> {
+        let now = self.now();
+        {
+            let mut written = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if written
+                .get(&agent)
+                .is_some_and(|&at| now - at < SEEN_EVERY_MS)
+            {
+                return Ok(());
+            }
+            written.insert(agent, now);
+        }
         sqlx::query("UPDATE agents SET last_seen_ms = $1 WHERE id = $2")
-            .bind(self.now())
+            .bind(now)
             .bind(agent)
             .execute(&self.db.pool)
             .await?;
         Ok(())
+    }
+
+    /// [`Queue::seen`] without waiting for it: a poll is not held up behind a busy writer.
+    pub fn seen_later(&self, agent: i64) {
+        let queue = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = queue.seen(agent).await {
+                tracing::warn!(agent, "cannot note that the agent was heard from: {e}");
+            }
+        });
     }
 
     fn agent_view(row: &sqlx::any::AnyRow) -> Result<AgentView> {

@@ -38,6 +38,8 @@ pub struct Queue {
     pub beats: Arc<beats::Beats>,
     /// Agents' names by id.
     pub names: Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>,
+    /// When this server last wrote each agent's `last_seen_ms` (see [`Queue::seen`]).
+    pub seen: Arc<std::sync::Mutex<std::collections::HashMap<i64, i64>>>,
     /// Seals the secrets in tasks' arguments.
     pub sealer: Arc<crate::seal::Sealer>,
 }
