@@ -19,9 +19,7 @@ people=${1:-10000}
 log=target/bench-directory.log
 mkdir -p target
 sed -e '/^\[thresholds/,/^$/d' connectors/ldap/demo/rules.toml > target/bench-directory-rules.toml
-# The job is started from the command line, which cannot wake the agent's held poll: a short
-# recheck (100 ms) keeps that wait out of the figure.
-IDGARD_QUEUE_POLL_RECHECK_MS=100 IDGARD_DEMO_RULES=$PWD/target/bench-directory-rules.toml IDGARD_DEMO_PROFILE=release \
+IDGARD_DEMO_RULES=$PWD/target/bench-directory-rules.toml IDGARD_DEMO_PROFILE=release \
   IDGARD_DEMO_PEOPLE=$people IDGARD_DEMO_CHANGES=${IDGARD_BENCH_CHANGES:-100} \
   IDGARD_DEMO_BATCH=${IDGARD_BENCH_BATCH:-5000} IDGARD_DEMO_PORT=${IDGARD_BENCH_PORT:-8644} \
   bash scripts/demo.sh --directory | tee "$log"

@@ -6,6 +6,8 @@ use anyhow::{Context, Result, bail};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 mod sql;
@@ -44,6 +46,8 @@ pub struct Db {
     url: String,
     /// Wakes polls held in this process.
     pub wakers: Wakers,
+    /// Whether this process serves (and so holds the polls): set by [`Db::listen`].
+    listening: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Db {
@@ -168,13 +172,27 @@ impl Db {
             backend,
             url: url.to_owned(),
             wakers: Wakers::default(),
+            listening: Arc::default(),
         })
     }
 
-    /// Relays other replicas' wake-ups (PostgreSQL only); runs until the process ends.
+    /// Wakes the polls a server of this embedded database holds, from a process that does not
+    /// serve (an administration command); PostgreSQL's servers hear NOTIFY instead.
+    pub fn wake_server(&self) {
+        if self.backend == Backend::Sqlite && !self.listening.load(Ordering::SeqCst) {
+            wake::touch(&wake::wake_file(sqlite_path(&self.url)));
+        }
+    }
+
+    /// Relays other replicas' wake-ups (PostgreSQL) or administration commands' (SQLite: a
+    /// file they touch); runs until the process ends.
     pub async fn listen(&self) -> Result<()> {
-        if self.backend != Backend::Postgres {
-            return Ok(());
+        self.listening.store(true, Ordering::SeqCst);
+        if self.backend == Backend::Sqlite {
+            return wake::watch(
+                &wake::wake_file(sqlite_path(&self.url)),
+                self.wakers.clone(),
+            );
         }
         let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
         listener.listen(NOTIFY_CHANNEL).await?;

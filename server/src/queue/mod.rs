@@ -123,6 +123,9 @@ impl Queue {
 
     pub(crate) async fn commit(&self, tx: Tx, wake: Wake) -> Result<()> {
         tx.commit().await?;
+        if !wake.0.is_empty() {
+            self.db.wake_server();
+        }
         for agent in wake.0 {
             self.db.wakers.wake_local(agent);
         }

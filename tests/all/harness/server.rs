@@ -158,6 +158,11 @@ impl Server {
         self
     }
 
+    /// Runs an administration command (`idgard-server ARGS`) on this server's database.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.command().args(args).output().unwrap()
+    }
+
     fn command(&self) -> Command {
         let ns = self.netns.as_ref().map(|n| n.0.as_str());
         let mut c = match self.nofile {
