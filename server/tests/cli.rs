@@ -114,14 +114,20 @@ fn a_configuration_file_in_the_current_directory_is_read_without_flags() {
     assert!(text(&out.stdout).contains("lyon"), "{}", text(&out.stdout));
 }
 
+/// `serve` on `data`, on any free port.
+fn serve(data: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_idgard-server"));
+    c.arg("--data-dir")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0", "serve"])
+        .env_remove("IDGARD_CONFIG");
+    c
+}
+
 /// `serve` on `data`, on any free port; returns the process once it listens.
 fn serving(data: &std::path::Path) -> std::process::Child {
     use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_idgard-server"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen", "127.0.0.1:0", "serve"])
-        .env_remove("IDGARD_CONFIG")
+    let mut child = serve(data)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -138,11 +144,7 @@ fn serving(data: &std::path::Path) -> std::process::Child {
 fn a_second_server_on_one_embedded_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut first = serving(dir.path());
-    let mut second = Command::new(env!("CARGO_BIN_EXE_idgard-server"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0", "serve"])
-        .env_remove("IDGARD_CONFIG")
+    let mut second = serve(dir.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

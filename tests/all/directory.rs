@@ -92,17 +92,7 @@ fn members(d: &Slapd, group: &str) -> Vec<String> {
 /// The connection to slapd `d` as its writer, over StartTLS with its CA (written into `dir`).
 fn directory_connection(d: &Slapd, dir: &std::path::Path) -> String {
     std::fs::write(dir.join("ca.pem"), &d.ca_pem).unwrap();
-    format!(
-        "name = \"directory\"\nconnector = \"ldap\"\n[settings]\nbind_dn = {:?}\n\
-         accounts_base = \"ou=people,{BASE}\"\ngroups_base = \"ou=groups,{BASE}\"\n\
-         [secrets]\nbind_password = {{ value = {:?} }}\n\
-         [grants.endpoints.directory]\naddress = \"127.0.0.1:{}\"\ntls = \"start-tls\"\n\
-         ca = {:?}\nserver_name = \"ldap.idgard.test\"\n",
-        d.writer_dn,
-        d.writer_password,
-        d.port,
-        dir.join("ca.pem").display().to_string()
-    )
+    crate::partitions::directory("directory", d, &dir.join("ca.pem"))
 }
 
 /// The organisational units of the departments the tests' people work in.

@@ -56,8 +56,9 @@ name = "both"
 connections = ["people", "dir-a", "dir-b"]
 "#;
 
-/// A connection to a partition's slapd (on that partition's loopback), trusting its CA.
-fn directory(name: &str, d: &Slapd, ca: &std::path::Path) -> String {
+/// A connection named `name` to slapd `d` (on the loopback of the namespace it runs in) as its
+/// writer, over StartTLS, trusting the CA in `ca`.
+pub(crate) fn directory(name: &str, d: &Slapd, ca: &std::path::Path) -> String {
     format!(
         "name = \"{name}\"\nconnector = \"ldap\"\n[settings]\nbind_dn = {:?}\n\
          accounts_base = \"ou=people,{BASE}\"\ngroups_base = \"ou=groups,{BASE}\"\n\
