@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod keys;
+pub mod page;
 pub mod private;
 pub mod queue;
 pub mod seal;

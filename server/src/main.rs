@@ -2,8 +2,10 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use idgard_protocol::{NewJob, Operation, TaskSpec};
+use idgard_protocol::{NewJob, Operation, OrderState, Situation, TaskSpec};
 use idgard_server::config::{Config, Overrides};
+use idgard_server::identity::views::OrderFilter;
+use idgard_server::page::Page;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -260,7 +262,10 @@ async fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 AgentCommand::List => {
-                    for a in queue.agents().await? {
+                    for a in queue
+                        .agents(&Page::first(idgard_protocol::PAGE_MAX))
+                        .await?
+                    {
                         say!(
                             "{:<24} {:<10} last seen {:<14} connections: {}",
                             a.name,
@@ -325,7 +330,7 @@ async fn run(cli: Cli) -> Result<()> {
                     say!("job {} approved: {}", job.id, job.state.as_str());
                 }
                 JobCommand::List => {
-                    for j in queue.jobs(50).await? {
+                    for j in queue.jobs(&Page::first(50)).await? {
                         say!(
                             "{:>6}  {:<10} {:<16} step {}/{}  {}",
                             j.id,
@@ -370,8 +375,21 @@ async fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let engine = idgard_server::open(&config).await?;
+            let state = state
+                .map(|s| {
+                    OrderState::parse(&s).with_context(|| {
+                        format!("--state {s}: states are waiting, pending, sent, done, retry, failed, dry, superseded")
+                    })
+                })
+                .transpose()?;
+            let filter = OrderFilter {
+                job,
+                connection,
+                state,
+                identity: None,
+            };
             let orders = engine
-                .orders(job, connection.as_deref(), state.as_deref(), 100_000)
+                .orders(&filter, &Page::first(idgard_protocol::PAGE_MAX))
                 .await?;
             if json {
                 say!("{}", serde_json::to_string_pretty(&orders)?);
@@ -396,12 +414,22 @@ async fn run(cli: Cli) -> Result<()> {
             situation,
         } => {
             let engine = idgard_server::open(&config).await?;
-            for l in engine.links(&connection, situation.as_deref()).await? {
+            let situation = situation
+                .map(|s| {
+                    Situation::parse(&s).with_context(|| {
+                        format!(
+                            "--situation {s}: situations are linked, unlinked, unmatched, deleted"
+                        )
+                    })
+                })
+                .transpose()?;
+            let page = Page::first(idgard_protocol::PAGE_MAX);
+            for l in engine.links(&connection, situation, &page).await? {
                 say!(
                     "{:<28} {:<10} identity {}",
-                    l["key"].as_str().unwrap_or(""),
-                    l["situation"].as_str().unwrap_or(""),
-                    l["identity"].as_str().unwrap_or("-")
+                    l.key,
+                    l.situation,
+                    l.identity.as_deref().unwrap_or("-")
                 );
             }
             Ok(())

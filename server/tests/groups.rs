@@ -6,7 +6,10 @@
 use idgard_model::wire::{BatchBuffer, EntryOp};
 use idgard_protocol::OrderState;
 use idgard_protocol::model::{ChangeOp, Order, OrderKind, OrderOutcome};
+use idgard_server::identity::views::OrderFilter;
+use idgard_server::page::Page;
 mod support;
+#[macro_use]
 mod world;
 use world::World;
 
@@ -56,13 +59,15 @@ fn directory(o: &Order) -> OrderOutcome {
 
 /// A group's current members in the repository.
 async fn members(w: &World, key: &str) -> Vec<String> {
-    let entries = w.q.entries("accounts", None, 100).await.unwrap();
+    let entries =
+        w.q.entries("accounts", None, &Page::first(100))
+            .await
+            .unwrap();
     let g = entries
         .iter()
-        .find(|e| e["key"] == key)
+        .find(|e| e.key == key)
         .unwrap_or_else(|| panic!("no entry {key} in {entries:?}"));
-    let mut m: Vec<String> =
-        serde_json::from_value(g["attributes"]["member"].clone()).unwrap_or_default();
+    let mut m = g.attributes.get("member").cloned().unwrap_or_default();
     m.sort();
     m
 }
@@ -72,24 +77,6 @@ fn membership(o: &Order) -> (ChangeOp, Vec<String>) {
         panic!("not a membership: {o:?}")
     };
     (changes[0].op, changes[0].values.clone())
-}
-
-/// Runs a scenario on SQLite, then on PostgreSQL.
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(super::World::on(super::RULES, None).await).await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                let scratch = super::support::Scratch::new(stringify!($name)).await;
-                super::$name(super::World::on(super::RULES, Some(scratch.url())).await).await;
-                scratch.drop().await;
-            }
-        }
-    };
 }
 
 on_both!(groups_follow_accounts);
@@ -169,10 +156,16 @@ async fn groups_follow_accounts(w: World) {
         "{report:?}"
     );
     let waiting =
-        w.q.orders(None, None, Some("waiting"), 10)
-            .await
-            .unwrap()
-            .len();
+        w.q.orders(
+            &OrderFilter {
+                state: Some(OrderState::Waiting),
+                ..Default::default()
+            },
+            &Page::first(10),
+        )
+        .await
+        .unwrap()
+        .len();
     assert_eq!(
         waiting, 2,
         "the membership and the new group wait for the creates"
@@ -251,10 +244,16 @@ async fn groups_follow_accounts(w: World) {
     assert_eq!(members(&w, "uuid-staff-sales").await, ["uuid-e1"]);
     // Nothing is left waiting, and a new computation has nothing to do.
     assert!(
-        w.q.orders(None, None, Some("waiting"), 10)
-            .await
-            .unwrap()
-            .is_empty()
+        w.q.orders(
+            &OrderFilter {
+                state: Some(OrderState::Waiting),
+                ..Default::default()
+            },
+            &Page::first(10)
+        )
+        .await
+        .unwrap()
+        .is_empty()
     );
     let report = w.provision().await;
     assert_eq!(report.orders(), 0, "{report:?}");
@@ -281,7 +280,10 @@ async fn waits_end(w: World) {
         "incremental: nothing changed: {report:?}"
     );
     w.provision_complete().await;
-    let live = w.q.orders(None, None, None, 100).await.unwrap();
+    let live =
+        w.q.orders(&OrderFilter::default(), &Page::first(100))
+            .await
+            .unwrap();
     let count = |s: OrderState| live.iter().filter(|o| o.state == s).count();
     assert_eq!(count(OrderState::Pending), 3, "{live:#?}");
     assert_eq!(count(OrderState::Waiting), 2, "{live:#?}");
@@ -307,7 +309,10 @@ async fn waits_end(w: World) {
         panic!("{legal:?}")
     };
     assert_eq!(attributes["member"], ["uuid-e2"]);
-    let orders = w.q.orders(None, None, None, 100).await.unwrap();
+    let orders =
+        w.q.orders(&OrderFilter::default(), &Page::first(100))
+            .await
+            .unwrap();
     let join = orders
         .iter()
         .find(|o| o.key == "g-it" && o.state != OrderState::Superseded)

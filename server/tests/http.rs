@@ -161,6 +161,7 @@ const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/connections/hr/entries"),
     ("GET", "/api/v1/connections/hr/entries/k/history"),
     ("GET", "/api/v1/connections/hr/links"),
+    ("GET", "/api/v1/identities/k"),
 ];
 
 #[tokio::test]
@@ -305,6 +306,43 @@ async fn bodies_paths_and_queries_that_do_not_fit_are_refused_with_their_code() 
         ErrorCode::Invalid,
     )
     .await;
+}
+
+/// Every list checks what it is given: a bad filter value or limit is a 400 naming it, an
+/// unknown connection or job a 404 — never a 200 with everything, or with nothing.
+#[tokio::test]
+async fn list_filters_are_checked_and_named_when_wrong() {
+    let api = api().await;
+    for (path, named) in [
+        ("/api/v1/connections/hr/links?situation=bogus", "bogus"),
+        ("/api/v1/connections/hr/entries?situation=orphan", "orphan"),
+        ("/api/v1/orders?state=bogus", "bogus"),
+        ("/api/v1/orders?after=zzz", "zzz"),
+        ("/api/v1/connections/hr/links?limit=0", "limit=0"),
+        ("/api/v1/jobs?limit=10001", "limit=10001"),
+        ("/api/v1/jobs?after=x", "after=x"),
+        ("/api/v1/agents?limit=100000", "limit=100000"),
+    ] {
+        let (status, bytes) = api.call("GET", path, Who::Admin, None).await;
+        let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(body.error.code, ErrorCode::Invalid, "{path}");
+        assert!(
+            body.error.message.contains(named),
+            "{path}: {}",
+            body.error.message
+        );
+    }
+    for path in [
+        "/api/v1/connections/nope/links",
+        "/api/v1/connections/nope/entries",
+        "/api/v1/connections/nope/entries/k/history",
+        "/api/v1/orders?connection=nope",
+        "/api/v1/orders?job=77",
+    ] {
+        api.refused("GET", path, Who::Admin, None, ErrorCode::NotFound)
+            .await;
+    }
 }
 
 #[tokio::test]

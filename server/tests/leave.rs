@@ -4,7 +4,9 @@
 //! what a fulfilment wrote confirms it and is not a change.
 
 use idgard_protocol::model::{OrderOutcome, OrderResult};
-use idgard_protocol::{Operation, OrderResults, OrderState};
+use idgard_protocol::{Operation, OrderResults, OrderState, PAGE_MAX};
+use idgard_server::identity::views::OrderFilter;
+use idgard_server::page::Page;
 mod support;
 mod world;
 use world::{World, done, page};
@@ -55,10 +57,19 @@ async fn a_leaver_is_disabled_then_deleted_thirty_days_later() {
     w.pass_days(1);
     w.provision().await;
     assert_eq!(w.fulfil(done).await, [("delete".into(), "e2".into())]);
-    let entries = w.q.entries("accounts", None, 10).await.unwrap();
+    let entries =
+        w.q.entries("accounts", None, &Page::first(10))
+            .await
+            .unwrap();
     assert_eq!(entries.len(), 1, "{entries:?}");
-    assert_eq!(entries[0]["key"], "e1");
-    assert!(w.q.links("accounts", None).await.unwrap().len() == 1);
+    assert_eq!(entries[0].key, "e1");
+    assert!(
+        w.q.links("accounts", None, &Page::first(PAGE_MAX))
+            .await
+            .unwrap()
+            .len()
+            == 1
+    );
     // And then nothing more.
     w.pass_days(1);
     w.provision().await;
@@ -79,17 +90,26 @@ async fn retry_later_keeps_attempts_failed_uses_them_up() {
         assert!(w.fulfil(busy).await.is_empty(), "not before its delay");
         w.pass_days(1);
     }
-    let order = &w.q.orders(None, None, None, 10).await.unwrap()[0];
+    let order =
+        &w.q.orders(&OrderFilter::default(), &Page::first(10))
+            .await
+            .unwrap()[0];
     assert_eq!(order.state, OrderState::Retry);
     assert_eq!(order.message.as_deref(), Some("busy"));
     assert_eq!(order.attempts, 0, "retry-later uses up no attempt");
     // Two failures (max_attempts = 2): retried once, then failed for good.
     assert_eq!(w.fulfil(broken).await.len(), 1);
-    let order = &w.q.orders(None, None, None, 10).await.unwrap()[0];
+    let order =
+        &w.q.orders(&OrderFilter::default(), &Page::first(10))
+            .await
+            .unwrap()[0];
     assert_eq!((order.state, order.attempts), (OrderState::Retry, 1));
     w.pass_days(1);
     assert_eq!(w.fulfil(broken).await.len(), 1);
-    let order = &w.q.orders(None, None, None, 10).await.unwrap()[0];
+    let order =
+        &w.q.orders(&OrderFilter::default(), &Page::first(10))
+            .await
+            .unwrap()[0];
     assert_eq!(order.state, OrderState::Failed, "{order:?}");
     assert_eq!(order.message.as_deref(), Some("broken"));
     w.pass_days(1);
@@ -202,9 +222,18 @@ async fn a_fulfil_task_takes_its_orders_page_by_page() {
             .unwrap();
     assert_eq!((replay.recorded, replay.ignored), (0, 50));
     assert!(page(&w.q, w.agent, id, fence).await.orders.is_empty());
-    assert_eq!(w.q.links("accounts", None).await.unwrap().len(), 5_050);
     assert_eq!(
-        w.q.entries("accounts", None, 10_000).await.unwrap().len(),
+        w.q.links("accounts", None, &Page::first(PAGE_MAX))
+            .await
+            .unwrap()
+            .len(),
+        5_050
+    );
+    assert_eq!(
+        w.q.entries("accounts", None, &Page::first(10_000))
+            .await
+            .unwrap()
+            .len(),
         5_050
     );
 }

@@ -101,10 +101,12 @@ mod agents;
 mod enrol;
 mod jobs;
 mod orders;
+mod repository;
 mod tasks;
 
 pub use agents::*;
 pub use enrol::*;
 pub use jobs::*;
 pub use orders::*;
+pub use repository::*;
 pub use tasks::*;

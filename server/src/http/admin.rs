@@ -4,12 +4,13 @@
 use super::App;
 use super::extract::{Admin, JsonBody, QueryOf, id};
 use crate::error::{Error, Result};
+use crate::page::Page;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use idgard_protocol::{
-    AgentView, CreatedTasks, JobView, LogPage, NewAgent, NewAgentAnswer, NewJob, NewTasks, RunJob,
-    TaskView, UploadView,
+    AgentView, CreatedTasks, JobView, ListQuery, LogPage, NewAgent, NewAgentAnswer, NewJob,
+    NewTasks, RunJob, TaskView, UploadView,
 };
 
 /// `/api/v1/agents`, `/api/v1/tasks...`, `/api/v1/uploads...`, `/api/v1/jobs...`.
@@ -38,8 +39,12 @@ async fn add_agent(
     Ok(Json(app.queue.add_agent(&req.name).await?))
 }
 
-async fn list_agents(State(app): State<App>, _: Admin) -> Result<Json<Vec<AgentView>>> {
-    Ok(Json(app.queue.agents().await?))
+async fn list_agents(
+    State(app): State<App>,
+    _: Admin,
+    QueryOf(q): QueryOf<ListQuery>,
+) -> Result<Json<Vec<AgentView>>> {
+    Ok(Json(app.queue.agents(&Page::new(q)?).await?))
 }
 
 async fn add_tasks(
@@ -131,17 +136,12 @@ async fn create_job(
     Ok(Json(app.queue.create_job(&req).await?))
 }
 
-#[derive(serde::Deserialize)]
-struct Limit {
-    limit: Option<u32>,
-}
-
 async fn list_jobs(
     State(app): State<App>,
     _: Admin,
-    QueryOf(Limit { limit }): QueryOf<Limit>,
+    QueryOf(q): QueryOf<ListQuery>,
 ) -> Result<Json<Vec<JobView>>> {
-    Ok(Json(app.queue.jobs(limit.unwrap_or(50)).await?))
+    Ok(Json(app.queue.jobs(&Page::new(q)?).await?))
 }
 
 async fn job(State(app): State<App>, _: Admin, Path(job): Path<String>) -> Result<Json<JobView>> {

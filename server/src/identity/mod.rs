@@ -10,6 +10,7 @@ pub mod provision;
 pub mod repo;
 pub mod rules;
 pub mod sync;
+pub mod views;
 
 use crate::queue::Queue;
 use std::sync::Arc;

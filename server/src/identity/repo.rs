@@ -3,7 +3,6 @@
 //! Every version of an entry is a row; the current one has `valid_to` NULL. A version written
 //! by a fulfilled order has `sync_id` 0 until an export confirms it (see `sync.rs`).
 
-use super::Engine;
 use super::rules::Attrs;
 pub use super::sync::SyncReport;
 use crate::db::{Col, Tx, in_list, multi_row_values};
@@ -158,62 +157,4 @@ pub(crate) async fn current_of(
 pub fn parse_attrs(json: &str) -> Result<Attrs> {
     serde_json::from_str(json)
         .map_err(|e| Error::from(anyhow::anyhow!("stored attributes are not valid: {e}")))
-}
-
-impl Engine {
-    /// Current entries of a connection, by key order, for the API.
-    pub async fn entries(
-        &self,
-        connection: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<serde_json::Value>> {
-        let rows = sqlx::query(
-            "SELECT e.entity_type, e.key, e.attrs, e.valid_from, l.identity, l.situation \
-             FROM entries e LEFT JOIN links l ON l.connection = e.connection \
-             AND l.entity_type = e.entity_type AND l.key = e.key \
-             WHERE e.connection = $1 AND e.valid_to IS NULL AND e.key > $2 \
-             ORDER BY e.key LIMIT $3",
-        )
-        .bind(connection)
-        .bind(after.unwrap_or(""))
-        .bind(limit as i64)
-        .fetch_all(&self.queue.db.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(serde_json::json!({
-                    "entity_type": r.try_get::<String, _>(0)?,
-                    "key": r.try_get::<String, _>(1)?,
-                    "attributes": parse_attrs(&r.try_get::<String, _>(2)?)?,
-                    "valid_from_ms": r.try_get::<i64, _>(3)?,
-                    "identity": r.try_get::<Option<String>, _>(4)?,
-                    "situation": r.try_get::<Option<String>, _>(5)?,
-                }))
-            })
-            .collect()
-    }
-
-    /// Every version of one entry, oldest first.
-    pub async fn history(&self, connection: &str, key: &str) -> Result<Vec<serde_json::Value>> {
-        let rows = sqlx::query(
-            "SELECT entity_type, attrs, valid_from, valid_to, sync_id FROM entries \
-             WHERE connection = $1 AND key = $2 ORDER BY valid_from, id",
-        )
-        .bind(connection)
-        .bind(key)
-        .fetch_all(&self.queue.db.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(serde_json::json!({
-                    "entity_type": r.try_get::<String, _>(0)?,
-                    "attributes": parse_attrs(&r.try_get::<String, _>(1)?)?,
-                    "valid_from_ms": r.try_get::<i64, _>(2)?,
-                    "valid_to_ms": r.try_get::<Option<i64>, _>(3)?,
-                    "sync_id": r.try_get::<i64, _>(4)?,
-                }))
-            })
-            .collect()
-    }
 }

@@ -244,11 +244,14 @@ impl Queue {
         Self::agent_view(&row)
     }
 
-    /// Every agent, by name.
-    pub async fn agents(&self) -> Result<Vec<AgentView>> {
+    /// Agents by name, one page.
+    pub async fn agents(&self, page: &crate::page::Page) -> Result<Vec<AgentView>> {
         sqlx::query(
-            "SELECT id, name, secret_hash, connections, last_seen_ms FROM agents ORDER BY name",
+            "SELECT id, name, secret_hash, connections, last_seen_ms FROM agents \
+             WHERE name > $1 ORDER BY name LIMIT $2",
         )
+        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(page.sql_limit())
         .fetch_all(&self.db.read)
         .await?
         .iter()

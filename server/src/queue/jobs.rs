@@ -298,11 +298,14 @@ impl Queue {
     }
 
     /// The latest jobs, newest first.
-    pub async fn jobs(&self, limit: u32) -> Result<Vec<JobView>> {
-        let rows = sqlx::query("SELECT id FROM jobs ORDER BY id DESC LIMIT $1")
-            .bind(limit.clamp(1, 500) as i64)
-            .fetch_all(&self.db.read)
-            .await?;
+    pub async fn jobs(&self, page: &crate::page::Page) -> Result<Vec<JobView>> {
+        let rows = sqlx::query(
+            "SELECT id FROM jobs WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+        )
+        .bind(page.after_id()?)
+        .bind(page.sql_limit())
+        .fetch_all(&self.db.read)
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             out.push(self.job(r.try_get(0)?).await?);

@@ -14,6 +14,25 @@ use idgard_server::identity::rules::Rules;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+/// Runs a scenario on SQLite, then on PostgreSQL.
+#[allow(unused_macros)]
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::World::on(super::RULES, None).await).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                let scratch = super::support::Scratch::new(stringify!($name)).await;
+                super::$name(super::World::on(super::RULES, Some(scratch.url())).await).await;
+                scratch.drop().await;
+            }
+        }
+    };
+}
+
 pub const DAY: i64 = 86_400_000;
 
 /// An entry of an export: entity type, key, attributes with their values.

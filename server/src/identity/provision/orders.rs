@@ -8,7 +8,7 @@ use crate::db::{Col, Tx, in_list, multi_row_values};
 use crate::error::{Error, Result};
 use crate::queue::require_lease;
 use idgard_protocol::model::{ChangeOp, Order, OrderKind, OrderOutcome};
-use idgard_protocol::{OrderResults, OrderResultsAnswer, OrderState, OrderView, TaskOrders};
+use idgard_protocol::{OrderResults, OrderResultsAnswer, OrderState, TaskOrders};
 use sqlx::Row;
 use std::collections::HashMap;
 
@@ -171,77 +171,6 @@ impl Engine {
         super::deps::settle(&mut tx, &ended, now).await?;
         tx.commit().await?;
         Ok(answer)
-    }
-
-    /// Orders, newest first, filtered.
-    pub async fn orders(
-        &self,
-        job: Option<i64>,
-        connection: Option<&str>,
-        state: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<OrderView>> {
-        let rows = sqlx::query(
-            "SELECT id, job_id, connection, entity_type, key, identity, kind, body, state, attempts, \
-             message, created_ms, updated_ms FROM orders \
-             WHERE ($1 IS NULL OR job_id = $1) AND ($2 IS NULL OR connection = $2) \
-             AND ($3 IS NULL OR state = $3) ORDER BY created_ms DESC, id LIMIT $4",
-        )
-        .bind(job)
-        .bind(connection)
-        .bind(state)
-        .bind(limit as i64)
-        .fetch_all(&self.queue.db.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let state: String = r.try_get(8)?;
-                Ok(OrderView {
-                    id: r.try_get(0)?,
-                    job_id: r.try_get(1)?,
-                    connection: r.try_get(2)?,
-                    entity_type: r.try_get(3)?,
-                    key: r.try_get(4)?,
-                    identity: r.try_get(5)?,
-                    kind: r.try_get(6)?,
-                    order: serde_json::from_str(&r.try_get::<String, _>(7)?)
-                        .map_err(|e| anyhow::anyhow!("stored order: {e}"))?,
-                    state: OrderState::parse(&state)
-                        .ok_or_else(|| anyhow::anyhow!("stored order state `{state}`"))?,
-                    attempts: r.try_get::<i64, _>(9)? as u32,
-                    message: r.try_get(10)?,
-                    created_ms: r.try_get(11)?,
-                    updated_ms: r.try_get(12)?,
-                })
-            })
-            .collect()
-    }
-
-    /// Links of a target's accounts in one situation (orphans: `unmatched`).
-    pub async fn links(
-        &self,
-        connection: &str,
-        situation: Option<&str>,
-    ) -> Result<Vec<serde_json::Value>> {
-        let rows = sqlx::query(
-            "SELECT entity_type, key, identity, situation, updated_ms FROM links \
-             WHERE connection = $1 AND ($2 IS NULL OR situation = $2) ORDER BY key",
-        )
-        .bind(connection)
-        .bind(situation)
-        .fetch_all(&self.queue.db.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(serde_json::json!({
-                    "entity_type": r.try_get::<String, _>(0)?,
-                    "key": r.try_get::<String, _>(1)?,
-                    "identity": r.try_get::<Option<String>, _>(2)?,
-                    "situation": r.try_get::<String, _>(3)?,
-                    "updated_ms": r.try_get::<i64, _>(4)?,
-                }))
-            })
-            .collect()
     }
 
     /// A failed order is offered again after a delay (doubling) until its attempts are used
