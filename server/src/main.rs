@@ -13,6 +13,9 @@ use std::process::ExitCode;
 /// The configuration file read when none is named, from the current directory.
 const DEFAULT_CONFIG: &str = "idgard-server.toml";
 
+#[macro_use]
+mod cli;
+
 #[derive(Parser)]
 #[command(name = "idgard-server", version, about = "The idgard server")]
 struct Cli {
@@ -45,12 +48,13 @@ enum Command {
     Serve,
     /// Manages agents (directly in the database).
     #[command(subcommand)]
-    Agent(AgentCommand),
+    Agent(cli::agents::AgentCommand),
     /// Manages jobs (directly in the database).
     #[command(subcommand)]
     Job(JobCommand),
-    /// Creates a new administrator token for the API and prints it.
-    AdminToken,
+    /// Manages the administrator tokens of the API.
+    #[command(subcommand)]
+    AdminToken(cli::agents::TokenCommand),
     /// Checks a rules file and says what it declares.
     CheckRules {
         /// The file.
@@ -79,28 +83,6 @@ enum Command {
         #[arg(long)]
         situation: Option<String>,
     },
-}
-
-#[derive(Subcommand)]
-enum AgentCommand {
-    /// Creates an agent and prints its one-time enrolment token.
-    Add {
-        /// The agent's name.
-        name: String,
-        /// The server's address as the agent reaches it (for the printed command).
-        #[arg(long)]
-        url: Option<String>,
-    },
-    /// Gives an agent a new enrolment token (to enrol again after losing its credentials).
-    Reset {
-        /// The agent's name.
-        name: String,
-        /// The server's address as the agent reaches it.
-        #[arg(long)]
-        url: Option<String>,
-    },
-    /// Lists agents.
-    List,
 }
 
 #[derive(Subcommand)]
@@ -144,6 +126,11 @@ enum JobCommand {
         /// The job's id.
         id: i64,
     },
+    /// Cancels a job: its queued tasks are dropped, its running ones asked to stop.
+    Cancel {
+        /// The job's id.
+        id: i64,
+    },
 }
 
 fn parse_step(s: &str) -> Result<Vec<TaskSpec>> {
@@ -163,21 +150,6 @@ fn parse_step(s: &str) -> Result<Vec<TaskSpec>> {
             })
         })
         .collect()
-}
-
-/// Prints a line on standard output. A reader that has gone (`idgard-server orders | head -1`)
-/// ends the command quietly, as other command-line tools do, instead of a panic.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-            eprintln!("error: cannot write to standard output: {e}");
-            std::process::exit(2);
-        }
-    }};
 }
 
 fn main() -> ExitCode {
@@ -238,51 +210,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Agent(cmd) => {
             let engine = idgard_server::open(&config).await?;
-            let queue = &engine.queue;
-            match cmd {
-                AgentCommand::Add { name, url } | AgentCommand::Reset { name, url } => {
-                    let reset = queue.agent(&name).await.is_ok();
-                    let answer = if reset {
-                        queue.reset_agent(&name).await?
-                    } else {
-                        queue.add_agent(&name).await?
-                    };
-                    let url = url
-                        .or(config.public_url.clone())
-                        .unwrap_or_else(|| default_url(&config));
-                    say!(
-                        "agent `{name}` {}; enrolment token (valid 24 h, once):\n  {}",
-                        if reset { "reset" } else { "created" },
-                        answer.enrolment_token
-                    );
-                    let pin = fingerprint_hint(&config);
-                    say!(
-                        "on the agent's host, run:\n  idgard-agent enrol --server {url} --token {}{pin}",
-                        answer.enrolment_token
-                    );
-                }
-                AgentCommand::List => {
-                    for a in queue
-                        .agents(&Page::first(idgard_protocol::PAGE_MAX))
-                        .await?
-                    {
-                        say!(
-                            "{:<24} {:<10} last seen {:<14} connections: {}",
-                            a.name,
-                            if a.enrolled { "enrolled" } else { "waiting" },
-                            a.last_seen_ms
-                                .map(|t| format!("{} s ago", (idgard_server::now_ms() - t) / 1000))
-                                .unwrap_or_else(|| "never".into()),
-                            a.connections
-                                .iter()
-                                .map(|c| format!("{} ({} {})", c.name, c.connector, c.version))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        );
-                    }
-                }
-            }
-            Ok(())
+            cli::agents::agent(&engine.queue, &config, cmd).await
         }
         Command::Job(cmd) => {
             let engine = idgard_server::open(&config).await?;
@@ -324,6 +252,10 @@ async fn run(cli: Cli) -> Result<()> {
                         })
                         .await?;
                     say!("job {} {} ({})", job.id, job.state.as_str(), job.name);
+                }
+                JobCommand::Cancel { id } => {
+                    let job = queue.cancel_job(id).await?;
+                    say!("job {} {}", job.id, job.state.as_str());
                 }
                 JobCommand::Approve { id } => {
                     let job = engine.approve_job(id).await?;
@@ -434,37 +366,10 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::AdminToken => {
+        Command::AdminToken(cmd) => {
             let engine = idgard_server::open(&config).await?;
-            let queue = &engine.queue;
-            say!("{}", queue.new_admin_token().await?);
-            Ok(())
+            cli::agents::token(&engine.queue, cmd).await
         }
-    }
-}
-
-fn default_url(config: &Config) -> String {
-    let scheme = if config.dev_http { "http" } else { "https" };
-    format!("{scheme}://{}", config.listen)
-}
-
-/// The `--fingerprint` argument, when the certificate is known.
-fn fingerprint_hint(config: &Config) -> String {
-    if config.dev_http {
-        return String::new();
-    }
-    let cert = config
-        .tls
-        .cert
-        .clone()
-        .unwrap_or_else(|| config.data_dir.join("dev-cert.pem"));
-    match std::fs::read(&cert).ok().and_then(|pem| {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
-        CertificateDer::pem_slice_iter(&pem).next()?.ok()
-    }) {
-        Some(der) => format!(" --fingerprint {}", idgard_server::keys::fingerprint(&der)),
-        None => " --fingerprint <the server's certificate sha256, printed when it starts>".into(),
     }
 }
 

@@ -196,3 +196,93 @@ fn a_reader_that_goes_away_ends_a_command_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+#[test]
+fn add_reset_and_remove_are_distinct_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| server(dir.path(), args);
+    assert!(run(&["agent", "add", "lyon"]).status.success());
+    let again = run(&["agent", "add", "lyon"]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "adding an existing name fails"
+    );
+    assert!(
+        text(&again.stderr).contains("exists already"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    let unknown = run(&["agent", "reset", "nantes"]);
+    assert_eq!(
+        unknown.status.code(),
+        Some(2),
+        "resetting an unknown name fails"
+    );
+    assert!(text(&unknown.stderr).contains("no agent named `nantes`"));
+    let listed = text(&run(&["agent", "list"]).stdout);
+    assert!(
+        !listed.contains("nantes"),
+        "reset created nothing: {listed}"
+    );
+    let reset = run(&["agent", "reset", "lyon"]);
+    assert!(reset.status.success(), "{}", text(&reset.stderr));
+    assert!(text(&reset.stdout).contains("agent `lyon` reset"));
+
+    let job = run(&["job", "create", "--agent", "lyon", "--step", "noop:"]);
+    assert!(job.status.success(), "{}", text(&job.stderr));
+    let busy = run(&["agent", "remove", "lyon"]);
+    assert_eq!(busy.status.code(), Some(2), "work would wait for nobody");
+    assert!(text(&busy.stderr).contains("cancel them first"), "{}", text(&busy.stderr));
+    let id: serde_json::Value = serde_json::from_slice(&job.stdout).unwrap();
+    let id = id["id"].to_string();
+    assert!(run(&["job", "cancel", &id]).status.success());
+    let removed = run(&["agent", "remove", "lyon"]);
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    assert!(!text(&run(&["agent", "list"]).stdout).contains("lyon"));
+    assert_eq!(run(&["agent", "remove", "lyon"]).status.code(), Some(2));
+    assert!(
+        run(&["agent", "add", "lyon"]).status.success(),
+        "a removed agent's name is free again"
+    );
+}
+
+#[test]
+fn administrator_tokens_are_listed_revoked_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| server(dir.path(), args);
+    let made = run(&[
+        "admin-token",
+        "create",
+        "--name",
+        "ci",
+        "--expires-in",
+        "30d",
+    ]);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    assert_eq!(
+        text(&made.stdout).trim().len(),
+        64,
+        "the token alone on stdout"
+    );
+    let listed = text(&run(&["admin-token", "list"]).stdout);
+    let line = listed
+        .lines()
+        .find(|l| l.contains(" ci "))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(!line.contains("never"), "it expires: {line}");
+    let id = line.split_whitespace().next().unwrap();
+    assert_eq!(id.len(), 12);
+    assert!(run(&["admin-token", "revoke", id]).status.success());
+    assert!(!text(&run(&["admin-token", "list"]).stdout).contains(" ci "));
+    let again = run(&["admin-token", "revoke", id]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again.stderr).contains("no administrator token"));
+    let short = run(&["admin-token", "revoke", "abc"]);
+    assert!(
+        text(&short.stderr).contains("at least 8"),
+        "{}",
+        text(&short.stderr)
+    );
+}

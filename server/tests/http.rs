@@ -162,6 +162,12 @@ const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/connections/hr/entries/k/history"),
     ("GET", "/api/v1/connections/hr/links"),
     ("GET", "/api/v1/identities/k"),
+    ("GET", "/api/v1/agents/a"),
+    ("DELETE", "/api/v1/agents/a"),
+    ("POST", "/api/v1/agents/a/reset"),
+    ("GET", "/api/v1/admin-tokens"),
+    ("POST", "/api/v1/admin-tokens"),
+    ("DELETE", "/api/v1/admin-tokens/0123456789ab"),
 ];
 
 #[tokio::test]
@@ -460,6 +466,86 @@ async fn the_domain_answers_not_found_stale_lease_and_conflict() {
         ErrorCode::Conflict,
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_removed_agent_and_a_revoked_or_expired_token_are_refused_at_once() {
+    let api = api().await;
+    let poll = r#"{"capacity": 1, "wait_ms": 0}"#;
+    let body = || Some(Body::from(poll));
+    let (status, _) = api
+        .call("POST", "/api/v1/agent/poll", Who::Agent, body())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api
+        .call("DELETE", "/api/v1/agents/a", Who::Admin, None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    api.refused(
+        "POST",
+        "/api/v1/agent/poll",
+        Who::Agent,
+        Some(poll),
+        ErrorCode::Unauthorized,
+    )
+    .await;
+    api.refused(
+        "GET",
+        "/api/v1/agents/a",
+        Who::Admin,
+        None,
+        ErrorCode::NotFound,
+    )
+    .await;
+
+    let (status, bytes) = api
+        .call(
+            "POST",
+            "/api/v1/admin-tokens",
+            Who::Admin,
+            Some(Body::from(r#"{"name": "short", "expires_in_s": 1}"#)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let short: idgard_protocol::NewAdminTokenAnswer = serde_json::from_slice(&bytes).unwrap();
+    let with = |token: &str, path: &str| {
+        let req = Request::builder()
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let app = api.app.clone();
+        async move { app.oneshot(req).await.unwrap().status() }
+    };
+    assert_eq!(with(&short.token, "/api/v1/agents").await, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        with(&short.token, "/api/v1/agents").await,
+        StatusCode::UNAUTHORIZED,
+        "expired"
+    );
+
+    let ci = api
+        .engine
+        .queue
+        .create_admin_token(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(with(&ci.token, "/api/v1/agents").await, StatusCode::OK);
+    let (status, _) = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/admin-tokens/{}", ci.view.id),
+            Who::Admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        with(&ci.token, "/api/v1/agents").await,
+        StatusCode::UNAUTHORIZED,
+        "revoked"
+    );
 }
 
 #[tokio::test]

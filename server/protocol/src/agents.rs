@@ -78,3 +78,38 @@ pub struct NewAgentAnswer {
     /// When the token expires, ms since the epoch.
     pub expires_ms: i64,
 }
+
+/// `POST /api/v1/admin-tokens`: a new administrator token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAdminToken {
+    /// For people: whose or what for (`ci`, `alice`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Seconds until it stops working (absent: until revoked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_s: Option<u64>,
+}
+
+/// An administrator token as listed (never the token itself).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminTokenView {
+    /// Its id: the first hex digits of its SHA-256, what `DELETE /api/v1/admin-tokens/{id}` takes.
+    pub id: String,
+    /// Its name, if it was given one.
+    pub name: Option<String>,
+    /// Created, ms since the epoch.
+    pub created_ms: i64,
+    /// When it stops working (absent: until revoked).
+    pub expires_ms: Option<i64>,
+}
+
+/// The answer to [`NewAdminToken`]: the token, shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewAdminTokenAnswer {
+    /// The token.
+    pub token: String,
+    /// How it is listed.
+    #[serde(flatten)]
+    pub view: AdminTokenView,
+}

@@ -9,14 +9,21 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use idgard_protocol::{
-    AgentView, CreatedTasks, JobView, ListQuery, LogPage, NewAgent, NewAgentAnswer, NewJob,
-    NewTasks, RunJob, TaskView, UploadView,
+    AdminTokenView, AgentView, CreatedTasks, JobView, ListQuery, LogPage, NewAdminToken,
+    NewAdminTokenAnswer, NewAgent, NewAgentAnswer, NewJob, NewTasks, RunJob, TaskView, UploadView,
 };
 
 /// `/api/v1/agents`, `/api/v1/tasks...`, `/api/v1/uploads...`, `/api/v1/jobs...`.
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/agents", post(add_agent).get(list_agents))
+        .route("/agents/{name}", get(agent).delete(remove_agent))
+        .route("/agents/{name}/reset", post(reset_agent))
+        .route("/admin-tokens", post(add_admin_token).get(admin_tokens))
+        .route(
+            "/admin-tokens/{id}",
+            axum::routing::delete(revoke_admin_token),
+        )
         .route("/tasks", post(add_tasks))
         .route("/tasks/{id}", get(task))
         .route("/tasks/{id}/log", get(task_log))
@@ -37,6 +44,55 @@ async fn add_agent(
     JsonBody(req): JsonBody<NewAgent>,
 ) -> Result<Json<NewAgentAnswer>> {
     Ok(Json(app.queue.add_agent(&req.name).await?))
+}
+
+async fn agent(
+    State(app): State<App>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> Result<Json<AgentView>> {
+    Ok(Json(app.queue.agent(&name).await?))
+}
+
+async fn reset_agent(
+    State(app): State<App>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> Result<Json<NewAgentAnswer>> {
+    Ok(Json(app.queue.reset_agent(&name).await?))
+}
+
+async fn remove_agent(
+    State(app): State<App>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> Result<axum::http::StatusCode> {
+    app.queue.remove_agent(&name).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+async fn add_admin_token(
+    State(app): State<App>,
+    _: Admin,
+    JsonBody(req): JsonBody<NewAdminToken>,
+) -> Result<Json<NewAdminTokenAnswer>> {
+    Ok(Json(app.queue.create_admin_token(&req).await?))
+}
+
+async fn admin_tokens(
+    State(app): State<App>,
+    _: Admin,
+    QueryOf(q): QueryOf<ListQuery>,
+) -> Result<Json<Vec<AdminTokenView>>> {
+    Ok(Json(app.queue.admin_tokens(&Page::new(q)?).await?))
+}
+
+async fn revoke_admin_token(
+    State(app): State<App>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<AdminTokenView>> {
+    Ok(Json(app.queue.revoke_admin_token(&id).await?))
 }
 
 async fn list_agents(

@@ -1,5 +1,5 @@
 //! Agents: creation with a one-time enrolment token, enrolment, client secrets, reports of
-//! their connections; and the administrator tokens of the API.
+//! their connections, removal.
 
 use crate::error::{Error, Result};
 use crate::keys::{hash_secret, random_token};
@@ -232,6 +232,42 @@ impl Queue {
         })
     }
 
+    /// Removes an agent: its credentials end at once, its name is free again, the history of
+    /// its jobs and tasks stays (under `name#id`). Refused while it has work not finished, which
+    /// would otherwise wait for an agent that no longer exists.
+    pub async fn remove_agent(&self, name: &str) -> Result<()> {
+        let agent = self.agent(name).await?;
+        let mut tx = self.begin().await?;
+        let busy: i64 = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE agent_id = $1 \
+             AND state IN ('pending', 'running', 'blocked')) \
+             + (SELECT COUNT(*) FROM tasks WHERE agent_id = $1 \
+             AND state IN ('queued', 'claimed', 'running'))",
+        )
+        .bind(agent.id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        if busy > 0 {
+            return Err(Error::conflict(format!(
+                "agent `{name}` has {busy} job(s) or task(s) not finished: cancel them first \
+                 (`job list`, `job cancel ID`)"
+            )));
+        }
+        sqlx::query(
+            "UPDATE agents SET removed_ms = $1, name = name || '#' || CAST(id AS TEXT), \
+             secret_hash = NULL, enrol_hash = NULL, enrol_expires_ms = NULL, connections = '[]', \
+             token_gen = token_gen + 1 WHERE id = $2",
+        )
+        .bind(self.now())
+        .bind(agent.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(agent = %name, "agent removed");
+        Ok(())
+    }
+
     /// One agent.
     pub async fn agent(&self, name: &str) -> Result<AgentView> {
         let row = sqlx::query(
@@ -248,7 +284,7 @@ impl Queue {
     pub async fn agents(&self, page: &crate::page::Page) -> Result<Vec<AgentView>> {
         sqlx::query(
             "SELECT id, name, secret_hash, connections, last_seen_ms FROM agents \
-             WHERE name > $1 ORDER BY name LIMIT $2",
+             WHERE name > $1 AND removed_ms IS NULL ORDER BY name LIMIT $2",
         )
         .bind(page.after.as_deref().unwrap_or(""))
         .bind(page.sql_limit())
@@ -257,40 +293,5 @@ impl Queue {
         .iter()
         .map(Self::agent_view)
         .collect()
-    }
-
-    /// Creates an administrator token when none exists yet; returns it (shown once).
-    pub async fn first_admin_token(&self) -> Result<Option<String>> {
-        let count: i64 = sqlx::query("SELECT COUNT(*) FROM admin_tokens")
-            .fetch_one(&self.db.pool)
-            .await?
-            .try_get(0)?;
-        if count > 0 {
-            return Ok(None);
-        }
-        Ok(Some(self.new_admin_token().await?))
-    }
-
-    /// Creates an administrator token.
-    pub async fn new_admin_token(&self) -> Result<String> {
-        let token = random_token();
-        sqlx::query("INSERT INTO admin_tokens (hash, created_ms) VALUES ($1, $2)")
-            .bind(hash_secret(&token))
-            .bind(self.now())
-            .execute(&self.db.pool)
-            .await?;
-        Ok(token)
-    }
-
-    /// Whether an administrator token is valid.
-    pub async fn check_admin(&self, token: &str) -> Result<()> {
-        let found = sqlx::query("SELECT 1 FROM admin_tokens WHERE hash = $1")
-            .bind(hash_secret(token))
-            .fetch_optional(&self.db.read)
-            .await?;
-        match found {
-            Some(_) => Ok(()),
-            None => Err(Error::unauthorized("invalid administrator token")),
-        }
     }
 }

@@ -6,6 +6,7 @@
 //! Every change that depends on a lease is a guarded `UPDATE ... WHERE fence = $n`, so a stale
 //! holder can record nothing, on one server or several.
 
+mod admins;
 mod agents;
 mod beats;
 mod jobs;
