@@ -133,15 +133,14 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     watch(agent.clone())?;
     agent.say_hello(true).await;
 
-    let stop = shutdown_signal();
-    tokio::pin!(stop);
+    let mut signals = Signals::new()?;
     let mut failures = 0u32;
     loop {
         let free = agent.config.max_tasks as usize - agent.running.lock().expect("running").len();
         if free == 0 {
             tokio::select! {
                 _ = agent.finished.notified() => continue,
-                _ = &mut stop => break,
+                _ = signals.recv() => break,
             }
         }
         let wait = agent.timings.lock().expect("timings").poll_wait_ms;
@@ -155,7 +154,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
                 .call::<_, PollAnswer>(Method::POST, "/api/v1/agent/poll", Some(&request));
         let answer = tokio::select! {
             a = poll => a,
-            _ = &mut stop => break,
+            _ = signals.recv() => break,
         };
         match answer {
             Ok(answer) => {
@@ -203,35 +202,41 @@ pub async fn run(config: AgentConfig) -> Result<()> {
                 tracing::warn!("poll failed ({e}); trying again in {delay:.1?}");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = &mut stop => break,
+                    _ = signals.recv() => break,
                 }
             }
         }
     }
-    agent.stop_tasks().await;
+    agent.stop_tasks(&mut signals).await;
     tracing::info!("agent stopped");
     Ok(())
 }
 
 impl Agent {
     /// Lets running tasks finish within the shutdown grace, then cancels what still runs; the
-    /// host ends a cancelled run at once, whatever its connector is doing.
-    pub(crate) async fn stop_tasks(&self) {
+    /// host ends a cancelled run at once, whatever its connector is doing. A second signal
+    /// stops the agent at once: what was finished is in the spool and is reported at the next
+    /// start; the server hands out again what was not.
+    pub(crate) async fn stop_tasks(&self, signals: &mut Signals) {
         self.stopping.store(true, Ordering::SeqCst);
         let held = self.running.lock().expect("running").len();
         if held == 0 {
             return;
         }
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
-        tracing::info!("stopping: waiting up to {grace:?} for {held} running task(s) to finish");
-        let all_done = async {
-            while !self.running.lock().expect("running").is_empty() {
-                self.finished.notified().await;
+        tracing::info!(
+            "stopping: waiting up to {grace:?} for {held} running task(s) to finish \
+             (signal again to stop at once)"
+        );
+        let now = tokio::select! {
+            done = tokio::time::timeout(grace, self.all_finished()) => {
+                if done.is_ok() {
+                    return;
+                }
+                false
             }
+            _ = signals.recv() => true,
         };
-        if tokio::time::timeout(grace, all_done).await.is_ok() {
-            return;
-        }
         let left: Vec<Cancel> = self
             .running
             .lock()
@@ -239,27 +244,58 @@ impl Agent {
             .values()
             .cloned()
             .collect();
-        tracing::warn!(
-            "stopping: {} task(s) still running after {grace:?}; stopping them (the server will hand them out again)",
-            left.len()
-        );
+        if now {
+            tracing::warn!(
+                "second signal: stopping at once; {} task(s) left to the server to hand out again",
+                left.len()
+            );
+        } else {
+            tracing::warn!(
+                "stopping: {} task(s) still running after {grace:?}; stopping them (the server will hand them out again)",
+                left.len()
+            );
+        }
         for c in left {
             c.cancel();
         }
+        if now {
+            return;
+        }
+        tokio::select! {
+            _ = self.all_finished() => {}
+            _ = signals.recv() => tracing::warn!("second signal: stopping at once"),
+        }
+    }
+
+    async fn all_finished(&self) {
         while !self.running.lock().expect("running").is_empty() {
             self.finished.notified().await;
         }
     }
 }
 
-pub(crate) async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGINT and SIGTERM: the first asks the agent to stop (tasks get the shutdown grace), a
+/// second to stop at once.
+pub(crate) struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub(crate) fn new() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    /// The next signal (cancel-safe: usable in `select!`).
+    pub(crate) async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 
@@ -352,7 +388,7 @@ impl Agent {
             })
         };
         if task.operation.on_server() {
-            self.run_on_server(&task, &lost).await;
+            self.run_on_server(&task, &lost, &cancel).await;
             beats.abort();
             return;
         }
@@ -407,18 +443,31 @@ impl Agent {
     }
 
     /// A server-side task: the server does the work and records its end; this agent holds the
-    /// lease (heartbeats) and asks again if the answer is lost.
-    pub(crate) async fn run_on_server(&self, task: &Assignment, lost: &AtomicBool) {
+    /// lease (heartbeats) and asks again if the answer is lost. Cancelled (the job was, or the
+    /// agent stops), it stops waiting: the server ends or hands out the task itself.
+    pub(crate) async fn run_on_server(
+        &self,
+        task: &Assignment,
+        lost: &AtomicBool,
+        cancel: &Cancel,
+    ) {
         let mut failures = 0;
+        let path = format!("/api/v1/agent/tasks/{}/run", task.id);
+        let request = RunRequest { fence: task.fence };
         loop {
-            let answer: Result<TaskView, CallError> = self
+            let call = self
                 .client
-                .call(
-                    Method::POST,
-                    &format!("/api/v1/agent/tasks/{}/run", task.id),
-                    Some(&RunRequest { fence: task.fence }),
-                )
-                .await;
+                .call::<_, TaskView>(Method::POST, &path, Some(&request));
+            let answer = tokio::select! {
+                a = call => a,
+                _ = cancel.cancelled() => {
+                    tracing::info!(
+                        "no longer waiting for {} on the server (cancelled or stopping)",
+                        task.operation.as_str()
+                    );
+                    return;
+                }
+            };
             match answer {
                 Ok(view) => {
                     tracing::info!(
@@ -445,7 +494,10 @@ impl Agent {
                     tracing::warn!(
                         "no answer to the run request ({e}); asking again in {delay:.1?}"
                     );
-                    tokio::time::sleep(delay).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = cancel.cancelled() => return,
+                    }
                 }
             }
         }

@@ -39,7 +39,7 @@ impl Cancel {
     }
 
     /// Resolves once cancelled.
-    pub(crate) async fn cancelled(&self) {
+    pub async fn cancelled(&self) {
         loop {
             let notified = self.0.notify.notified();
             tokio::pin!(notified);

@@ -174,3 +174,46 @@ fn a_package_that_hangs_at_load_costs_one_deadline_not_one_per_connection() {
     let other = server.enqueue("brest", vec![on("demo-hr", Operation::Export)])[0];
     assert_eq!(final_state(&server, other).state, TaskState::Succeeded);
 }
+
+/// A second SIGTERM stops the agent at once, though its shutdown grace would wait for a
+/// connector that sleeps; the task is left to the server to hand out again.
+#[test]
+fn a_second_signal_stops_the_agent_at_once() {
+    let server = Server::start(Backend::Sqlite);
+    let napper = hostile("napper", "mode = \"sleep\"", "", None);
+    let mut agent = Agent::start_with(&server, "vannes", &[(napper.0.as_str(), napper.1)]);
+    agent.configure("shutdown_grace_secs = 600\n");
+    agent.restart();
+    let task = server.enqueue("vannes", vec![on("napper", Operation::Export)])[0];
+    server.wait_task(task, 30, |t| t.state == TaskState::Running);
+    agent.signal();
+    let waiting = Instant::now();
+    while !agent.log().contains("signal again to stop at once") {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(30),
+            "{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !agent.exited_within(Duration::from_secs(1)),
+        "the first signal waits for the task (grace 600 s)"
+    );
+    agent.signal();
+    assert!(
+        agent.exited_within(Duration::from_secs(60)),
+        "the second signal stops the agent: {}",
+        agent.log()
+    );
+    assert!(
+        agent.log().contains("second signal: stopping at once"),
+        "{}",
+        agent.log()
+    );
+    assert_eq!(
+        server.task(task).state,
+        TaskState::Running,
+        "left to the server"
+    );
+}

@@ -180,6 +180,35 @@ impl Agent {
         started.elapsed()
     }
 
+    /// SIGTERM, without waiting for the agent to exit.
+    pub fn signal(&self) {
+        terminate(self.child.as_ref().expect("the agent runs"));
+    }
+
+    /// Waits up to `max` for the agent to exit; whether it did.
+    pub fn exited_within(&mut self, max: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < max {
+            let c = self.child.as_mut().expect("the agent runs");
+            if c.try_wait().unwrap().is_some() {
+                self.child = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Adds lines to the agent's configuration file (read when it starts).
+    pub fn configure(&self, lines: &str) {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("agent.toml"))
+            .unwrap();
+        f.write_all(lines.as_bytes()).unwrap();
+    }
+
     /// The agent process's peak resident memory (VmHWM), in MiB.
     pub fn peak_rss_mib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
