@@ -430,7 +430,6 @@ impl Agent {
         }
         if cancel.is_cancelled() {
             spooled.outcome = Some(TaskOutcome::Cancelled);
-            spooled.cursor = None;
         }
         // Logs go up before the completion, so the final status never overtakes them.
         if let Ok(mut shipper) = shipping.await {

@@ -2,7 +2,6 @@
 //! retried until the server has them or refuses them for good.
 
 use crate::client::{CallError, backoff};
-use crate::config::write_private;
 use crate::daemon::Agent;
 use crate::spool::{Spooled, SpooledUpload};
 use anyhow::{Result, bail};
@@ -49,22 +48,6 @@ impl Agent {
             match self.try_deliver(&mut s).await {
                 Ok(view) => {
                     tracing::info!(task = s.task, state = view.state.as_str(), "task completed");
-                    if let (Some(cursor), TaskOutcome::Succeeded { .. }) =
-                        (&s.cursor, s.outcome.as_ref().expect("outcome"))
-                    {
-                        let file = self
-                            .config
-                            .work
-                            .join("state")
-                            .join(&s.connection)
-                            .join("cursor.json");
-                        if let Err(e) = serde_json::to_vec(cursor)
-                            .map_err(anyhow::Error::from)
-                            .and_then(|b| write_private(&file, &b))
-                        {
-                            tracing::error!("cannot save the cursor: {e:#}");
-                        }
-                    }
                     self.forget(&s);
                     return;
                 }

@@ -5,7 +5,7 @@ use crate::daemon::Agent;
 use crate::observer::TaskObserver;
 use crate::spool::{Spooled, SpooledUpload};
 use anyhow::{Context, Result};
-use idgard_host::model::{Cursor, ErrorKind};
+use idgard_host::model::ErrorKind;
 use idgard_host::{Cancel, Connection, Loaded, Outcome, Request, RunFolders};
 use idgard_protocol::{Assignment, ExportResult, LogLine, Operation, TaskArgs, TaskOutcome};
 use std::path::PathBuf;
@@ -29,7 +29,6 @@ impl Agent {
             connection: task.connection.clone(),
             upload: None,
             outcome: None,
-            cursor: None,
         };
         let outcome = match self
             .clone()
@@ -79,7 +78,6 @@ impl Agent {
         for d in [&collect, &orders_dir, &state] {
             std::fs::create_dir_all(d)?;
         }
-        let cursor_file = state.join("cursor.json");
         let entries_path = self
             .config
             .work
@@ -88,16 +86,14 @@ impl Agent {
         let args = TaskArgs::parse(&task.args).map_err(anyhow::Error::msg)?;
         let request = match task.operation {
             Operation::Export => {
-                let cursor = if args.incremental {
-                    let text = std::fs::read_to_string(&cursor_file).with_context(|| {
-                        format!(
-                            "no saved cursor for `{}`: run a full export first",
-                            connection.name
-                        )
-                    })?;
-                    Some(serde_json::from_str::<Cursor>(&text)?)
-                } else {
-                    None
+                let cursor = match (args.incremental, args.cursor.clone()) {
+                    (false, _) => None,
+                    (true, Some(c)) => Some(c),
+                    (true, None) => anyhow::bail!(
+                        "no export of `{}` was synchronized yet, so an incremental export has \
+                         nowhere to start: run a complete job first",
+                        connection.name
+                    ),
                 };
                 Request::Export {
                     cursor,
@@ -197,7 +193,6 @@ impl Agent {
                     size,
                     sha256,
                 });
-                spooled.cursor = summary.cursor.clone();
                 // The upload id is filled in once the upload is done.
                 TaskOutcome::Succeeded {
                     result: ExportResult {
@@ -208,6 +203,7 @@ impl Agent {
                         bytes: summary.bytes,
                         peak_memory: summary.peak_memory,
                         incremental: args.incremental,
+                        cursor: summary.cursor.clone(),
                     }
                     .to_json(),
                 }

@@ -4,7 +4,6 @@
 use crate::config::write_private;
 use crate::daemon::Agent;
 use anyhow::Result;
-use idgard_host::model::Cursor;
 use idgard_protocol::TaskOutcome;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -18,8 +17,6 @@ pub(crate) struct Spooled {
     /// The export's entries file and its checksum.
     pub(crate) upload: Option<SpooledUpload>,
     pub(crate) outcome: Option<TaskOutcome>,
-    /// The cursor to save once the server accepted the export.
-    pub(crate) cursor: Option<Cursor>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

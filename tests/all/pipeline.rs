@@ -215,6 +215,23 @@ pub fn hire_move_leave(b: Backend) {
     assert_eq!(dry.state, JobState::Succeeded, "{}", ctx(&dry));
     assert_eq!(orders(&server, dry.id), expected(OrderState::Dry));
     assert!(!accounts(&target).contains("eve.stone"));
+    let history_of = |key: &str| -> Vec<Value> {
+        server
+            .admin::<(), _>(
+                Method::GET,
+                &format!("/api/v1/connections/people/entries/{key}/history"),
+                None,
+            )
+            .unwrap()
+    };
+    assert_eq!(history_of("E3").len(), 1, "a dry run keeps no version");
+    let e6 = server.raw(
+        Method::GET,
+        "/api/v1/connections/people/entries/E6/history",
+        Some(&server.admin),
+        None,
+    );
+    assert_eq!(e6.0, StatusCode::NOT_FOUND, "nor a new entry: {e6:?}");
     let job = run(&server, true, false);
     assert_eq!(job.state, JobState::Succeeded, "{}", ctx(&job));
     assert_eq!(orders(&server, job.id), expected(Done), "{}", ctx(&job));
@@ -233,13 +250,7 @@ pub fn hire_move_leave(b: Backend) {
         "{file}"
     );
     // History: E3's two versions.
-    let history: Vec<Value> = server
-        .admin::<(), _>(
-            Method::GET,
-            "/api/v1/connections/people/entries/E3/history",
-            None,
-        )
-        .unwrap();
+    let history = history_of("E3");
     assert_eq!(history.len(), 2, "{history:?}");
     assert!(history[0]["valid_to_ms"].is_i64() && history[1]["valid_to_ms"].is_null());
 
@@ -248,12 +259,39 @@ pub fn hire_move_leave(b: Backend) {
     assert_eq!(job.state, JobState::Succeeded, "{}", ctx(&job));
     assert!(orders(&server, job.id).is_empty(), "{}", ctx(&job));
 
+    // 3b. An export run by hand between two runs moves nothing: a change it saw still reaches
+    //     the repository and the account at the next incremental run.
+    write_hr(
+        &hr,
+        &[
+            "E1,Zoé,Martin,Sales,active",
+            "E2,Paul,Durand,Audit,active",
+            "E3,Ana,Lima,Finance,active",
+            "E5,Tom,Hardy,IT,inactive",
+            "E6,Eve,Stone,Legal,active",
+            "E7,Zoé,Martin,IT,active",
+        ],
+    );
+    let by_hand = server.create_job("lyon", vec![vec![on("people", Operation::Export)]]);
+    let by_hand = server.wait_job(by_hand.id, 120);
+    assert_eq!(by_hand.state, JobState::Succeeded, "{}", ctx(&by_hand));
+    let job = run(&server, true, false);
+    assert_eq!(job.state, JobState::Succeeded, "{}", ctx(&job));
+    assert_eq!(
+        orders(&server, job.id),
+        [("update".into(), "paul.durand".into(), Done)],
+        "{}",
+        ctx(&job)
+    );
+    assert!(row_of(&accounts(&target), "paul.durand").contains("Audit"));
+    assert_eq!(history_of("E2").len(), 2);
+
     // 4. An order the target refuses is retried, then recorded as failed with its message.
     write_hr(
         &hr,
         &[
             "E1,Zoé,Martin,R|D,active",
-            "E2,Paul,Durand,IT,active",
+            "E2,Paul,Durand,Audit,active",
             "E3,Ana,Lima,Finance,active",
             "E5,Tom,Hardy,IT,inactive",
             "E6,Eve,Stone,Legal,active",
@@ -489,12 +527,16 @@ pub fn killed_during_synchronize(b: Backend) {
         asked.join().unwrap().is_err(),
         "the request died with the server"
     );
-    let entries: Vec<Value> = server
-        .admin::<(), _>(Method::GET, "/api/v1/connections/hr/entries?limit=10", None)
-        .unwrap();
+    // Nothing kept: the connection holds no entry (so much so that it is unknown).
+    let (status, entries) = server.raw(
+        Method::GET,
+        "/api/v1/connections/hr/entries?limit=10",
+        Some(&server.admin),
+        None,
+    );
     assert!(
-        entries.is_empty(),
-        "a killed synchronize keeps nothing: {entries:?}"
+        status == StatusCode::NOT_FOUND || entries == json!([]),
+        "a killed synchronize keeps nothing: {status} {entries:?}"
     );
     // The agent asks again (same lease): it completes, once.
     assert_eq!(beat(&server).0, StatusCode::OK);

@@ -271,6 +271,6 @@ pub fn run(config: &Config, mode: &ExportMode, out: &mut Exporter) -> Result<Cur
         }
     }
     snap.finish()?;
-    snapshot::prune(&collect, generation - 1);
+    snapshot::prune(&collect, generation.saturating_sub(snapshot::KEPT - 1));
     Ok(snapshot::cursor(generation))
 }

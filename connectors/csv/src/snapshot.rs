@@ -2,13 +2,17 @@
 //! connection's collection folder so that an incremental export sends only what changed.
 //!
 //! Snapshot `N` is `snapshot-N.bin`; the cursor of an export names the snapshot it wrote. Each
-//! export writes the next generation and keeps the previous one, so a cursor the server did not
-//! receive (a failed upload) still works once; older generations are removed.
+//! export writes the next generation and keeps the [`KEPT`] latest: the server starts an
+//! incremental export from the last export it synchronized, so a cursor must outlive the
+//! exports nobody synchronized since (a failed upload, an export run by hand, a dry run).
 
 use idgard_sdk::{Cursor, Error};
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+
+/// Generations kept: the latest export and the seven before it.
+pub const KEPT: u64 = 8;
 
 /// The cursor format of this connector.
 pub const FORMAT: &str = "csv-snapshot/1";

@@ -5,3 +5,12 @@ ALTER TABLE agents ADD COLUMN removed_ms BIGINT;
 -- Administrator tokens: a name for people and an optional expiry.
 ALTER TABLE admin_tokens ADD COLUMN name TEXT;
 ALTER TABLE admin_tokens ADD COLUMN expires_ms BIGINT;
+
+-- Where each connection's incremental export starts: the cursor of the last export the server
+-- synchronized (an export nobody synchronized moves nothing). Handed to incremental exports.
+CREATE TABLE cursors (
+    connection TEXT PRIMARY KEY,
+    cursor TEXT NOT NULL,
+    upload_id BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL
+);

@@ -73,6 +73,10 @@ impl Operation {
 pub struct TaskArgs {
     /// Export: only what changed since the saved cursor. Synchronize: the upload is incremental.
     pub incremental: bool,
+    /// Export: the position to start from, set by the server when it hands out an incremental
+    /// export (the cursor of the last export it synchronized of the connection).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<model::Cursor>,
     /// Fulfil: the orders to carry out (a task made by hand).
     pub orders: Option<Vec<model::Order>>,
     /// Fulfil: the orders the server holds for the task (the pipeline's fulfil); they carry ids
@@ -82,7 +86,8 @@ pub struct TaskArgs {
     pub upload_id: Option<i64>,
     /// Provision: every identity (a complete run), not only those that changed.
     pub complete: bool,
-    /// Provision: compute and report, store no order.
+    /// Synchronize: count what would change and keep nothing. Provision: compute the orders as
+    /// if the job's exports were synchronized, keep only those orders (`dry`, never sent).
     pub dry_run: bool,
     /// Synchronize or provision: a tripped threshold was approved.
     pub approved: bool,
@@ -124,6 +129,10 @@ pub struct ExportResult {
     pub peak_memory: u64,
     /// Whether the export was incremental.
     pub incremental: bool,
+    /// Where the next incremental export starts, if the connector gave a position. The server
+    /// keeps it once this export is synchronized, and hands it to the next incremental export.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<model::Cursor>,
 }
 
 impl ExportResult {

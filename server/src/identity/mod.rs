@@ -5,6 +5,7 @@
 //! It sits on the queue: its steps are tasks, run by agents or, for synchronize and provision,
 //! by the server for the agent that holds their lease.
 
+pub mod dry;
 pub mod pipeline;
 pub mod provision;
 pub mod repo;

@@ -48,6 +48,14 @@ impl Engine {
         let outcome = match Operation::parse(&op) {
             Some(Operation::Synchronize) => {
                 let (upload, incremental) = self.job_upload(job, &connection, &args).await?;
+                if args.dry_run {
+                    let report = self
+                        .synchronize_dry(&connection, upload, incremental, job)
+                        .await?;
+                    return self
+                        .finish_on_server(agent, task, fence, json!(report))
+                        .await;
+                }
                 let thresholds = self
                     .rules
                     .as_ref()
@@ -61,6 +69,14 @@ impl Engine {
                 let rules = self.rules.clone().ok_or_else(|| {
                     Error::invalid("the server has no rules file: provisioning cannot run")
                 })?;
+                if args.dry_run {
+                    let report = self
+                        .provision_dry(&rules, &connection, job, args.complete)
+                        .await?;
+                    return self
+                        .finish_on_server(agent, task, fence, json!(report))
+                        .await;
+                }
                 self.provision(
                     &rules,
                     &connection,
@@ -90,6 +106,19 @@ impl Engine {
             },
             Err(e) => return Err(e),
         };
+        self.queue
+            .complete(agent, task, &Completion { fence, outcome })
+            .await
+    }
+
+    async fn finish_on_server(
+        &self,
+        agent: i64,
+        task: i64,
+        fence: i64,
+        result: serde_json::Value,
+    ) -> Result<TaskView> {
+        let outcome = TaskOutcome::Succeeded { result };
         self.queue
             .complete(agent, task, &Completion { fence, outcome })
             .await
@@ -275,7 +304,14 @@ impl Engine {
                 .collect::<Vec<_>>(),
             ordered
                 .iter()
-                .map(|c| spec(c, Operation::Synchronize, json!({})))
+                .map(|c| {
+                    let args = if dry_run {
+                        json!({ "dry_run": true })
+                    } else {
+                        json!({})
+                    };
+                    spec(c, Operation::Synchronize, args)
+                })
                 .collect(),
         ];
         if !targets.is_empty() {

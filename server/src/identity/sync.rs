@@ -69,6 +69,9 @@ pub struct SyncReport {
     /// True when this answer is a replay of an earlier run on the same upload.
     #[serde(default)]
     pub replayed: bool,
+    /// True for a dry run: counted, nothing kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 impl SyncReport {
@@ -112,6 +115,7 @@ struct Pending {
 impl Engine {
     /// Brings an export upload into the repository, in one transaction. `thresholds` are
     /// checked before anything is kept; a replay on the same upload answers the first report.
+    /// Once kept, the export's cursor is where the connection's next incremental export starts.
     pub async fn synchronize(
         &self,
         connection: &str,
@@ -120,37 +124,104 @@ impl Engine {
         job: Option<i64>,
         thresholds: Option<&Thresholds>,
     ) -> Result<Checked<SyncReport>> {
-        let started = std::time::Instant::now();
         let now = self.queue.now();
         let mut tx = self.queue.begin().await?;
-        let mut report = match begin(&mut tx, connection, upload_id, incremental, job, now).await? {
+        let report = self
+            .synchronize_in(&mut tx, connection, upload_id, incremental, job, now)
+            .await?;
+        if report.replayed {
+            return Ok(Checked::Done(report));
+        }
+        if let Some(t) = thresholds
+            && let Some(reason) = t.exceeded(&report.changes(), report.held_before)
+        {
+            tx.rollback().await?;
+            return Ok(Checked::Blocked {
+                reason: format!("synchronize `{connection}`: {reason}"),
+                report,
+            });
+        }
+        crate::queue::Queue::keep_cursor(&mut tx, connection, upload_id, now).await?;
+        sqlx::query("UPDATE syncs SET report = $1 WHERE id = $2")
+            .bind(serde_json::to_string(&report).expect("report serialises"))
+            .bind(report.sync_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        log(connection, &report, "synchronized");
+        Ok(Checked::Done(report))
+    }
+
+    /// What synchronizing an upload would change, keeping nothing (a dry run): the repository
+    /// and the connection's cursor stay as they were.
+    pub async fn synchronize_dry(
+        &self,
+        connection: &str,
+        upload_id: i64,
+        incremental: bool,
+        job: Option<i64>,
+    ) -> Result<SyncReport> {
+        let mut tx = self.queue.begin().await?;
+        let mut report = self
+            .synchronize_in(
+                &mut tx,
+                connection,
+                upload_id,
+                incremental,
+                job,
+                self.queue.now(),
+            )
+            .await?;
+        tx.rollback().await?;
+        report.dry_run = true;
+        log(
+            connection,
+            &report,
+            "synchronize computed (dry run, nothing kept)",
+        );
+        Ok(report)
+    }
+
+    /// Applies an upload inside `tx` (the caller commits or rolls back).
+    pub(crate) async fn synchronize_in(
+        &self,
+        tx: &mut Tx,
+        connection: &str,
+        upload_id: i64,
+        incremental: bool,
+        job: Option<i64>,
+        now: i64,
+    ) -> Result<SyncReport> {
+        let started = std::time::Instant::now();
+        let mut report = match begin(tx, connection, upload_id, incremental, job, now).await? {
             Ok(report) => report,
-            Err(replayed) => return Ok(Checked::Done(replayed)),
+            Err(mut replayed) => {
+                replayed.replayed = true;
+                return Ok(replayed);
+            }
         };
         // A full run compares against everything held, read once; an incremental one looks up
         // only the keys it receives.
         let mut held = if incremental {
             HashMap::new()
         } else {
-            held_all(&mut tx, connection, report.held_before).await?
+            held_all(tx, connection, report.held_before).await?
         };
         let mut seen: HashSet<String> = HashSet::new();
         let mut pending = Pending::default();
-        let starts = chunk_starts(&mut *tx, upload_id).await?;
+        let starts = chunk_starts(&mut **tx, upload_id).await?;
         let mut frames = frames::Reader::new();
         for start in starts {
-            let data = chunk(&mut *tx, upload_id, start).await?;
+            let data = chunk(&mut **tx, upload_id, start).await?;
             frames.push(&data);
             while let Some((_, batch)) = frames.next_frame() {
                 if incremental {
-                    held = held_of(&mut tx, connection, batch).await?;
+                    held = held_of(tx, connection, batch).await?;
                 }
                 compare(batch, &mut held, &mut seen, &mut report, &mut pending)?;
-                confirm(&mut tx, &mut report, &mut pending).await?;
+                confirm(tx, &mut report, &mut pending).await?;
                 if pending.inserts.len() + pending.confirms.len() >= ROWS_PER_FLUSH {
-                    pending
-                        .flush(&mut tx, connection, now, report.sync_id)
-                        .await?;
+                    pending.flush(tx, connection, now, report.sync_id).await?;
                 }
             }
         }
@@ -163,40 +234,26 @@ impl Engine {
             report.deleted += held.len() as u64;
             pending.closes.extend(held.values().map(|h| h.id));
         }
-        pending
-            .flush(&mut tx, connection, now, report.sync_id)
-            .await?;
+        pending.flush(tx, connection, now, report.sync_id).await?;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
-        if let Some(t) = thresholds
-            && let Some(reason) = t.exceeded(&report.changes(), report.held_before)
-        {
-            tx.rollback().await?;
-            return Ok(Checked::Blocked {
-                reason: format!("synchronize `{connection}`: {reason}"),
-                report,
-            });
-        }
-        sqlx::query("UPDATE syncs SET report = $1 WHERE id = $2")
-            .bind(serde_json::to_string(&report).expect("report serialises"))
-            .bind(report.sync_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        tracing::info!(
-            connection,
-            upload = upload_id,
-            mode = report.mode,
-            received = report.received,
-            inserted = report.inserted,
-            updated = report.updated,
-            deleted = report.deleted,
-            confirmed = report.confirmed,
-            rejected = report.missing_key + report.duplicates,
-            "synchronized in {} ms",
-            report.elapsed_ms
-        );
-        Ok(Checked::Done(report))
+        Ok(report)
     }
+}
+
+fn log(connection: &str, report: &SyncReport, what: &str) {
+    tracing::info!(
+        connection,
+        upload = report.upload_id,
+        mode = report.mode,
+        received = report.received,
+        inserted = report.inserted,
+        updated = report.updated,
+        deleted = report.deleted,
+        confirmed = report.confirmed,
+        rejected = report.missing_key + report.duplicates,
+        "{what} in {} ms",
+        report.elapsed_ms
+    );
 }
 
 /// Starts a synchronisation: the first report of a replayed upload (`Err`), or a new report

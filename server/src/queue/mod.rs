@@ -9,6 +9,7 @@
 mod admins;
 mod agents;
 mod beats;
+mod cursors;
 mod jobs;
 mod lease;
 mod logs;

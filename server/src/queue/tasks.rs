@@ -215,12 +215,18 @@ impl Queue {
                     continue;
                 }
             };
+            let operation =
+                Operation::parse(&op).ok_or_else(|| anyhow::anyhow!("stored operation `{op}`"))?;
+            let connection: String = row.try_get(2)?;
+            let args = match operation {
+                Operation::Export => self.with_cursor(&connection, args).await?,
+                _ => args,
+            };
             out.push(Assignment {
                 id: row.try_get(0)?,
                 fence: row.try_get(1)?,
-                connection: row.try_get(2)?,
-                operation: Operation::parse(&op)
-                    .ok_or_else(|| anyhow::anyhow!("stored operation `{op}`"))?,
+                connection,
+                operation,
                 args,
                 attempt: row.try_get::<i64, _>(5)? as u32,
                 timeout_ms: row.try_get::<i64, _>(6)? as u64,

@@ -123,9 +123,33 @@ async fn max_sync(tx: &mut Tx, connection: &str) -> Result<i64> {
 }
 
 impl Engine {
-    /// Computes a target's orders and stores them (or, for a dry run, shows them).
+    /// Computes a target's orders and stores them (or, for a dry run, shows them), in one
+    /// transaction: a threshold exceeded keeps nothing.
     pub async fn provision(
         &self,
+        rules: &Rules,
+        target: &str,
+        job: Option<i64>,
+        complete: bool,
+        dry_run: bool,
+        approved: bool,
+    ) -> Result<Checked<ProvisionReport>> {
+        let mut tx = self.queue.begin().await?;
+        let checked = self
+            .provision_in(&mut tx, rules, target, job, complete, dry_run, approved)
+            .await?;
+        match &checked {
+            Checked::Done(_) => tx.commit().await?,
+            Checked::Blocked { .. } => tx.rollback().await?,
+        }
+        Ok(checked)
+    }
+
+    /// [`Engine::provision`] inside `tx` (the caller commits, or rolls back a blocked run).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn provision_in(
+        &self,
+        tx: &mut Tx,
         rules: &Rules,
         target: &str,
         job: Option<i64>,
@@ -142,7 +166,6 @@ impl Engine {
         })?;
         let src = &rules.identities.connection;
         let now = self.queue.now();
-        let mut tx = self.queue.begin().await?;
         let mut report = ProvisionReport {
             connection: target.to_owned(),
             mode: if complete { "complete" } else { "incremental" }.into(),
@@ -152,21 +175,21 @@ impl Engine {
         report.held_before =
             sqlx::query("SELECT COUNT(*) FROM entries WHERE connection = $1 AND valid_to IS NULL")
                 .bind(target)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await?
                 .try_get::<i64, _>(0)? as u64;
         let mark = sqlx::query(
             "SELECT source_sync, target_sync FROM provision_marks WHERE connection = $1",
         )
         .bind(target)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let (source_mark, target_mark) = match (&mark, complete) {
             (Some(r), false) => (r.try_get::<i64, _>(0)?, r.try_get::<i64, _>(1)?),
             _ => (-1, -1),
         };
-        let source_now = max_sync(&mut tx, src).await?;
-        let target_now = max_sync(&mut tx, target).await?;
+        let source_now = max_sync(tx, src).await?;
+        let target_now = max_sync(tx, target).await?;
         let ev = rules.evaluator();
 
         // 1. Correlate the target's accounts that have no link yet.
@@ -182,7 +205,7 @@ impl Engine {
             q = q.bind(target_mark);
         }
         let unlinked_accounts: Vec<(String, String)> = q
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await?
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
@@ -206,7 +229,7 @@ impl Engine {
             }
             let found = self
                 .identities_by(
-                    &mut tx,
+                    tx,
                     rules,
                     t,
                     wanted.iter().filter_map(|w| w.1.clone()).collect(),
@@ -251,7 +274,7 @@ impl Engine {
                         .bind(*situation)
                         .bind(now);
                 }
-                q.execute(&mut *tx).await?;
+                q.execute(&mut **tx).await?;
             }
         }
 
@@ -270,7 +293,7 @@ impl Engine {
                 .bind(src)
                 .bind(&rules.identities.entity_type)
                 .bind(source_mark)
-                .fetch(&mut *tx);
+                .fetch(&mut **tx);
             while let Some(r) = rows.try_next().await? {
                 keys.insert(r.try_get(0)?);
             }
@@ -299,7 +322,7 @@ impl Engine {
             if !complete {
                 q = q.bind(target_mark);
             }
-            let mut rows = q.fetch(&mut *tx);
+            let mut rows = q.fetch(&mut **tx);
             while let Some(r) = rows.try_next().await? {
                 keys.insert(r.try_get(0)?);
             }
@@ -319,7 +342,7 @@ impl Engine {
         let mut run = plan::Run {
             claimed: HashSet::new(),
             groups: match &t.groups {
-                Some(g) => Some(store::load_groups(&mut tx, target, g, &ev).await?),
+                Some(g) => Some(store::load_groups(tx, target, g, &ev).await?),
                 None => None,
             },
         };
@@ -327,7 +350,7 @@ impl Engine {
         let mut dropped: HashSet<String> = HashSet::new();
         for slice in keys.chunks(100) {
             let refs: Vec<&str> = slice.iter().map(String::as_str).collect();
-            let people = current_of(&mut tx, src, &refs, true).await?;
+            let people = current_of(tx, src, &refs, true).await?;
             let prefix = format!("{}\0", rules.identities.entity_type);
             let mut left: HashMap<String, i64> = HashMap::new();
             let absent: Vec<&str> = refs
@@ -344,7 +367,7 @@ impl Engine {
                 for k in &absent {
                     q = q.bind(*k);
                 }
-                for r in q.fetch_all(&mut *tx).await? {
+                for r in q.fetch_all(&mut **tx).await? {
                     left.insert(
                         r.try_get(0)?,
                         r.try_get::<Option<i64>, _>(1)?.unwrap_or(now),
@@ -362,14 +385,14 @@ impl Engine {
                 q = q.bind(*k);
             }
             let mut accounts: HashMap<String, Vec<String>> = HashMap::new();
-            for r in q.fetch_all(&mut *tx).await? {
+            for r in q.fetch_all(&mut **tx).await? {
                 accounts
                     .entry(r.try_get(1)?)
                     .or_default()
                     .push(r.try_get(0)?);
             }
             let account_keys: Vec<&str> = accounts.values().flatten().map(String::as_str).collect();
-            let collected = current_of(&mut tx, target, &account_keys, true).await?;
+            let collected = current_of(tx, target, &account_keys, true).await?;
             let mut mine: HashMap<String, Vec<(String, Attrs)>> = HashMap::new();
             for (identity, keys) in accounts {
                 let mut held = Vec::with_capacity(keys.len());
@@ -393,7 +416,7 @@ impl Engine {
             }
             let mut busy: HashSet<String> = HashSet::new();
             let mut replaced: Vec<String> = Vec::new();
-            for r in q.fetch_all(&mut *tx).await? {
+            for r in q.fetch_all(&mut **tx).await? {
                 match r.try_get::<String, _>(2)?.as_str() {
                     "sent" | "retry" => {
                         busy.insert(r.try_get(1)?);
@@ -411,7 +434,7 @@ impl Engine {
                 for id in &replaced {
                     q = q.bind(id);
                 }
-                superseded += q.execute(&mut *tx).await?.rows_affected();
+                superseded += q.execute(&mut **tx).await?.rows_affected();
             }
             let loaded = Loaded {
                 people: people
@@ -425,20 +448,19 @@ impl Engine {
             let plan = plan::plan(rules, t, now, slice, &loaded, &mut run, &mut report);
             gone_links.extend(plan.gone);
             let (mut planned, mut waits) = (plan.orders, plan.deps);
-            dropped
-                .extend(store::drop_taken_keys(&mut tx, target, &mut planned, &mut report).await?);
+            dropped.extend(store::drop_taken_keys(tx, target, &mut planned, &mut report).await?);
             plan::forget(&mut planned, &mut waits, &dropped);
-            store::insert_orders(&mut tx, job, target, state, &planned, &waits, now).await?;
+            store::insert_orders(tx, job, target, state, &planned, &waits, now).await?;
             if !dry_run && !replaced.is_empty() {
                 // What waited for the others is released (a group's create goes on without
                 // that member).
-                deps::settle(&mut tx, &replaced, now).await?;
+                deps::settle(tx, &replaced, now).await?;
             }
         }
         if let Some(g) = run.groups {
             let (mut planned, mut waits) = g.finish();
             plan::forget(&mut planned, &mut waits, &dropped);
-            store::insert_orders(&mut tx, job, target, state, &planned, &waits, now).await?;
+            store::insert_orders(tx, job, target, state, &planned, &waits, now).await?;
         }
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         if !approved
@@ -447,7 +469,6 @@ impl Engine {
                 .thresholds(target)
                 .exceeded(&report.changes(), report.held_before)
         {
-            tx.rollback().await?;
             return Ok(Checked::Blocked {
                 reason: format!("provisioning `{target}`: {reason}"),
                 report,
@@ -465,12 +486,12 @@ impl Engine {
                     for k in chunk {
                         q = q.bind(k);
                     }
-                    q.execute(&mut *tx).await?;
+                    q.execute(&mut **tx).await?;
                 }
             }
             sqlx::query("DELETE FROM provision_marks WHERE connection = $1")
                 .bind(target)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             sqlx::query(
                 "INSERT INTO provision_marks (connection, source_sync, target_sync) VALUES ($1, $2, $3)",
@@ -478,10 +499,9 @@ impl Engine {
             .bind(target)
             .bind(source_now)
             .bind(target_now)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        tx.commit().await?;
         tracing::info!(
             target,
             mode = report.mode,
