@@ -234,7 +234,11 @@ fn add_reset_and_remove_are_distinct_commands() {
     assert!(job.status.success(), "{}", text(&job.stderr));
     let busy = run(&["agent", "remove", "lyon"]);
     assert_eq!(busy.status.code(), Some(2), "work would wait for nobody");
-    assert!(text(&busy.stderr).contains("cancel them first"), "{}", text(&busy.stderr));
+    assert!(
+        text(&busy.stderr).contains("cancel them first"),
+        "{}",
+        text(&busy.stderr)
+    );
     let id: serde_json::Value = serde_json::from_slice(&job.stdout).unwrap();
     let id = id["id"].to_string();
     assert!(run(&["job", "cancel", &id]).status.success());
