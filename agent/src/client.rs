@@ -4,14 +4,9 @@
 use anyhow::{Context, Result};
 use idgard_protocol::{ErrorBody, ErrorCode, TokenAnswer, TokenRequest};
 use reqwest::{Method, StatusCode};
-use rustls::DigitallySignedStruct;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
@@ -44,95 +39,10 @@ impl Credentials {
     }
 }
 
-/// Accepts exactly one certificate: the one whose SHA-256 was pinned at enrolment. Signatures
-/// of the handshake are still checked, so only the holder of that certificate's key passes.
-#[derive(Debug)]
-struct Pinned {
-    sha256: Vec<u8>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if Sha256::digest(end_entity.as_ref()).as_slice() == self.sha256.as_slice() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "the server's certificate is not the one pinned at enrolment".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// An HTTP client for `server`, pinned to `fingerprint` when given.
+/// An HTTP client for `server`, pinned to `fingerprint` when given (the certificate's SHA-256
+/// recorded at enrolment).
 pub fn http_client(server: &str, fingerprint: Option<&str>) -> Result<reqwest::Client> {
-    let builder = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(50))
-        .user_agent(concat!("idgard-agent/", env!("CARGO_PKG_VERSION")));
-    let builder = if server.starts_with("https://") {
-        let fingerprint = fingerprint.context(
-            "an https server needs --fingerprint (the certificate's SHA-256 the server prints)",
-        )?;
-        let sha256 = hex::decode(fingerprint.replace(':', ""))
-            .ok()
-            .filter(|b| b.len() == 32)
-            .context("the fingerprint must be 64 hexadecimal digits (SHA-256)")?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned { sha256, provider }))
-            .with_no_client_auth();
-        builder.use_preconfigured_tls(config)
-    } else if server.starts_with("http://") {
-        tracing::warn!("talking to {server} over plain HTTP: development only");
-        builder
-    } else {
-        anyhow::bail!("the server's URL must start with https:// (or http:// in development)");
-    };
-    Ok(builder.build()?)
+    idgard_client::pin::http_client(server, fingerprint, "idgard-agent")
 }
 
 /// Why a call failed.

@@ -159,6 +159,7 @@ const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/jobs/run"),
     ("GET", "/api/v1/orders"),
     ("GET", "/api/v1/connections/hr/entries"),
+    ("GET", "/api/v1/connections/hr/entries/k"),
     ("GET", "/api/v1/connections/hr/entries/k/history"),
     ("GET", "/api/v1/connections/hr/links"),
     ("GET", "/api/v1/identities/k"),

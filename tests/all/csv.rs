@@ -375,6 +375,34 @@ fn fulfill_maintains_the_accounts_file_and_repeats_safely() {
     );
 }
 
+/// A file kept by someone else may lack the `enabled` column: a create adds it to the header
+/// and to every row (it used to stop the connector with an out-of-bounds panic).
+#[test]
+fn a_create_into_a_file_without_an_enabled_column_adds_the_column() {
+    let s = Scratch::new();
+    s.mkdir("accounts");
+    s.write("accounts/accounts.csv", "login,employee_id\nghost,X9\n");
+    let conn = s.connection(
+        "name = \"target\"\n[settings]\n[grants.folders.accounts]\npath = \"accounts\"\naccess = \"read-write\"\n",
+    );
+    let create = order(
+        "1",
+        "ann",
+        OrderKind::Create {
+            attributes: attrs(&[("employee_id", &["E1"])]),
+        },
+    );
+    let (out, cap) = s.run(csv(), &conn, Request::Fulfill(vec![create]));
+    let Outcome::Fulfilled(results) = out.unwrap() else {
+        panic!("{:?}", cap.logs())
+    };
+    assert_eq!(results[0].outcome, OrderOutcome::Done);
+    assert_eq!(
+        std::fs::read_to_string(s.path("accounts/accounts.csv")).unwrap(),
+        "login,employee_id,enabled\nghost,X9,\nann,E1,true\n"
+    );
+}
+
 #[test]
 fn creates_of_new_accounts_are_appended_and_anything_else_rewrites() {
     let s = Scratch::new();

@@ -4,6 +4,7 @@
 mod ad;
 mod ad_orders;
 mod agent_sandbox;
+mod client;
 mod connections;
 mod csv;
 mod directory;

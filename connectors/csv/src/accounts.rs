@@ -200,10 +200,13 @@ impl Table {
                 let at = match self.row(key) {
                     Some(at) => at,
                     None => {
+                        // The column first: a file without one gains it, rows and header alike,
+                        // before the new row is sized.
+                        let enabled = self.column(ENABLED);
                         let at = self.rows.len();
                         let mut row = vec![String::new(); self.headers.len()];
                         row[self.key] = key.to_owned();
-                        row[self.column(ENABLED)] = "true".into();
+                        row[enabled] = "true".into();
                         self.rows.push(Some(row));
                         self.index.insert(key.to_owned(), at);
                         at

@@ -18,6 +18,7 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/orders", get(orders))
         .route("/connections/{name}/entries", get(entries))
+        .route("/connections/{name}/entries/{key}", get(entry))
         .route("/connections/{name}/entries/{key}/history", get(history))
         .route("/connections/{name}/links", get(links))
         .route("/identities/{key}", get(identity))
@@ -80,6 +81,14 @@ async fn entries(
 ) -> Result<Json<Vec<EntryView>>> {
     let (situation, page) = q.split()?;
     Ok(Json(app.engine.entries(&name, situation, &page).await?))
+}
+
+async fn entry(
+    State(app): State<App>,
+    _: Admin,
+    Path((name, key)): Path<(String, String)>,
+) -> Result<Json<EntryView>> {
+    Ok(Json(app.engine.entry(&name, &key).await?))
 }
 
 async fn history(

@@ -81,21 +81,24 @@ impl Engine {
         .bind(page.sql_limit())
         .fetch_all(&self.queue.db.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(EntryView {
-                    entity_type: r.try_get(0)?,
-                    key: r.try_get(1)?,
-                    attributes: parse_attrs(&r.try_get::<String, _>(2)?)?,
-                    valid_from_ms: r.try_get(3)?,
-                    identity: r.try_get(4)?,
-                    situation: r
-                        .try_get::<Option<String>, _>(5)?
-                        .map(|s| situation_of(&s))
-                        .transpose()?,
-                })
-            })
-            .collect()
+        rows.iter().map(entry_view).collect()
+    }
+
+    /// One current entry and its link.
+    pub async fn entry(&self, connection: &str, key: &str) -> Result<EntryView> {
+        self.known_connection(connection).await?;
+        let row = sqlx::query(
+            "SELECT e.entity_type, e.key, e.attrs, e.valid_from, l.identity, l.situation \
+             FROM entries e LEFT JOIN links l ON l.connection = e.connection \
+             AND l.entity_type = e.entity_type AND l.key = e.key \
+             WHERE e.connection = $1 AND e.valid_to IS NULL AND e.key = $2",
+        )
+        .bind(connection)
+        .bind(key)
+        .fetch_optional(&self.queue.db.read)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no entry `{key}` in `{connection}`")))?;
+        entry_view(&row)
     }
 
     /// Every version of one entry, oldest first.
@@ -263,6 +266,20 @@ impl Engine {
 fn situation_of(stored: &str) -> Result<Situation> {
     Situation::parse(stored)
         .ok_or_else(|| Error::from(anyhow::anyhow!("stored situation `{stored}`")))
+}
+
+fn entry_view(r: &AnyRow) -> Result<EntryView> {
+    Ok(EntryView {
+        entity_type: r.try_get(0)?,
+        key: r.try_get(1)?,
+        attributes: parse_attrs(&r.try_get::<String, _>(2)?)?,
+        valid_from_ms: r.try_get(3)?,
+        identity: r.try_get(4)?,
+        situation: r
+            .try_get::<Option<String>, _>(5)?
+            .map(|s| situation_of(&s))
+            .transpose()?,
+    })
 }
 
 fn link_view(r: &AnyRow) -> Result<LinkView> {

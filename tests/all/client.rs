@@ -1,0 +1,197 @@
+//! `idgard`, the administration client, as an administrator uses it from their own machine:
+//! against a real server over HTTPS with a saved context (server, pinned certificate, token),
+//! answering "what does this person have, and why?" with one command.
+
+use crate::harness::bin;
+use crate::pipeline::{people_connection, write_hr};
+use crate::system::{Agent, Backend, Server};
+use idgard_protocol::{IdentityView, Situation};
+use std::path::Path;
+use std::process::{Command, Output};
+
+const RULES: &str = r#"
+version = 1
+[identities]
+connection = "people"
+[[targets]]
+connection = "directory"
+key = 'identity.first_name.lowerAscii() + "." + identity.last_name.lowerAscii()'
+correlation = { identity = "key", account = "account.employee_id" }
+[targets.attributes]
+employee_id = "identity.key"
+department = "identity.department"
+[[jobs]]
+name = "daily"
+agent = "lyon"
+connections = ["people", "directory"]
+"#;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn idgard(context: &Path, args: &[&str]) -> Output {
+    Command::new(bin("idgard"))
+        .env("IDGARD_CONTEXT", context)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(context: &Path, args: &[&str]) -> String {
+    let out = idgard(context, args);
+    assert!(
+        out.status.success(),
+        "idgard {args:?}: {}\n{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    text(&out.stdout)
+}
+
+#[test]
+fn an_administrator_works_from_a_saved_context() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hr = tmp.path().join("hr");
+    let target = tmp.path().join("directory");
+    std::fs::create_dir_all(&hr).unwrap();
+    std::fs::create_dir_all(&target).unwrap();
+    write_hr(
+        &hr,
+        &["E1,Zoé,Martin,Sales,active", "E2,Paul,Durand,IT,active"],
+    );
+    std::fs::write(
+        target.join("accounts.csv"),
+        "login,employee_id,department\nghost,X9,None\n",
+    )
+    .unwrap();
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let server = Server::start_with(
+        Backend::Sqlite,
+        &[("IDGARD_RULES", rules.to_str().unwrap())],
+    );
+    let directory = format!(
+        "name = \"directory\"\nconnector = \"csv\"\n[settings]\nfile = \"accounts.csv\"\nkey = \"login\"\n\
+         entity_type = \"account\"\naccounts_file = \"accounts.csv\"\naccounts_key = \"login\"\n\
+         [grants.folders.source]\npath = \"{0}\"\naccess = \"read-only\"\n\
+         [grants.folders.accounts]\npath = \"{0}\"\naccess = \"read-write\"\n",
+        target.display()
+    );
+    let _agent = Agent::start_with(
+        &server,
+        "lyon",
+        &[
+            ("people.toml", people_connection(&hr)),
+            ("directory.toml", directory),
+        ],
+    );
+    let context = tmp.path().join("home/.config/idgard/context.toml");
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, format!("{}\n", server.admin)).unwrap();
+
+    // Before any login: an error that says what to do, and nothing created.
+    let out = idgard(&context, &["agent", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("idgard login"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!context.exists());
+
+    // A certificate other than the pinned one is refused, and nothing is saved.
+    let wrong = "00".repeat(32);
+    let login = |fingerprint: &str| {
+        idgard(
+            &context,
+            &[
+                "login",
+                "--server",
+                &server.url,
+                "--fingerprint",
+                fingerprint,
+                "--token-file",
+                token_file.to_str().unwrap(),
+            ],
+        )
+    };
+    let out = login(&wrong);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not the one pinned"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!context.exists());
+    let out = login(&server.fingerprint);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(context.exists());
+
+    let agents = ok(&context, &["agent", "list"]);
+    assert!(agents.starts_with("NAME"), "a header: {agents}");
+    assert!(
+        agents.contains("lyon") && agents.contains("enrolled"),
+        "{agents}"
+    );
+
+    // A declared job, followed to its end.
+    let run = ok(&context, &["job", "run", "daily", "--wait"]);
+    assert!(run.contains("succeeded"), "{run}");
+    assert!(run.contains("provision"), "its steps are shown: {run}");
+
+    // One person, everything they have.
+    let shown = ok(&context, &["identity", "show", "E1"]);
+    assert!(shown.contains("department: Sales"), "{shown}");
+    assert!(
+        shown.contains("zoé.martin") && shown.contains("linked"),
+        "{shown}"
+    );
+    let v: IdentityView =
+        serde_json::from_str(&ok(&context, &["identity", "show", "E1", "-o", "json"])).unwrap();
+    assert_eq!(v.accounts.len(), 1);
+    assert_eq!(v.accounts[0].link.situation, Situation::Linked);
+    assert_eq!(
+        v.accounts[0].attributes.as_ref().unwrap()["department"],
+        ["Sales"]
+    );
+    let missing = idgard(&context, &["identity", "show", "E404"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("no identity `E404`"));
+
+    // The orphan, by situation; a situation that does not exist is named in the refusal.
+    let orphans = ok(
+        &context,
+        &["links", "directory", "--situation", "unmatched"],
+    );
+    assert!(orphans.contains("ghost"), "{orphans}");
+    let bad = idgard(&context, &["links", "directory", "--situation", "orphan"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("unmatched"),
+        "the values are listed: {}",
+        text(&bad.stderr)
+    );
+
+    let history = ok(&context, &["history", "people", "E2"]);
+    assert_eq!(
+        history.lines().count(),
+        2,
+        "a header and one version: {history}"
+    );
+    let entry = ok(&context, &["entry", "show", "directory", "zoé.martin"]);
+    assert!(entry.contains("situation: linked; identity: E1"), "{entry}");
+    let orders = ok(&context, &["orders", "--identity", "E2"]);
+    assert!(
+        orders.contains("create") && orders.contains("paul.durand"),
+        "{orders}"
+    );
+    let jobs = ok(&context, &["job", "list"]);
+    assert!(
+        jobs.contains("succeeded") && jobs.contains("daily"),
+        "{jobs}"
+    );
+
+    assert!(ok(&context, &["logout"]).contains("forgotten"));
+    assert!(!context.exists());
+}
