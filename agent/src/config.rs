@@ -62,6 +62,16 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("IDGARD_AGENT_SHUTDOWN_GRACE_SECS", "shutdown_grace_secs"),
 ];
 
+/// The configuration `enrol` writes where there is none.
+const STARTER: &str = "\
+# The idgard agent's configuration (written by `idgard-agent enrol`; see docs/deployment.md).
+# Folders are relative to this file.
+work = \"work\"                # credentials, spool, what connectors collect
+runtime = \"runtime\"          # connector packages, one folder per connector
+connections = \"connections\"  # connection files (*.toml), one per managed system
+max_tasks = 2
+";
+
 /// Keys holding folders (made absolute as they are read).
 const FOLDER_KEYS: &[&str] = &["work", "runtime", "connections"];
 
@@ -118,6 +128,25 @@ impl AgentConfig {
             bail!("{}: max_tasks must be 1 to 64", path.display());
         }
         Ok(c)
+    }
+
+    /// Reads the file, writing a starter one (and its folders) first when there is none: the
+    /// enrol command an administrator is given works as printed in an empty folder.
+    pub fn load_or_create(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            std::fs::write(path, STARTER)
+                .with_context(|| format!("cannot write a starter {}", path.display()))?;
+            let base = path.parent().unwrap_or(Path::new("."));
+            for d in FOLDER_KEYS {
+                std::fs::create_dir_all(base.join(d))
+                    .with_context(|| format!("cannot create {}", base.join(d).display()))?;
+            }
+            eprintln!(
+                "wrote a starter {} (folders work/, runtime/, connections/ beside it)",
+                path.display()
+            );
+        }
+        Self::load(path)
     }
 
     pub(crate) fn credentials_path(&self) -> PathBuf {

@@ -86,6 +86,11 @@ impl Agent {
         let args = TaskArgs::parse(&task.args).map_err(anyhow::Error::msg)?;
         let request = match task.operation {
             Operation::Export => {
+                if args.incremental
+                    && let Some(why) = loaded.manifest.refuse_incremental()
+                {
+                    anyhow::bail!("{why} (a complete job)");
+                }
                 let cursor = match (args.incremental, args.cursor.clone()) {
                     (false, _) => None,
                     (true, Some(c)) => Some(c),

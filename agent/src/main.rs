@@ -87,7 +87,7 @@ fn main() -> ExitCode {
             server,
             token,
             fingerprint,
-        } => AgentConfig::load(&config).and_then(|c| {
+        } => AgentConfig::load_or_create(&config).and_then(|c| {
             block_on(enrol(&c, &server, &token, fingerprint.as_deref())).map(|()| ExitCode::SUCCESS)
         }),
         Command::Run { config } => {

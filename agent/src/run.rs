@@ -29,9 +29,11 @@ pub struct RunArgs {
     /// The connection's configuration (TOML: name, settings, secrets, grants, limits).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// The agent's work folder: collect/, orders/, state/ per connection, and the compiled cache.
-    #[arg(long, default_value = "work")]
-    work: PathBuf,
+    /// The work folder: collect/, orders/, state/ per connection, and the compiled cache
+    /// (default: idgard/connector-run in the user's cache folder, $XDG_CACHE_HOME or ~/.cache,
+    /// so that running a connector leaves nothing in the current folder).
+    #[arg(long)]
+    work: Option<PathBuf>,
     /// Export only what changed since the last export of this connection (its saved cursor).
     #[arg(long)]
     incremental: bool,
@@ -54,14 +56,30 @@ fn private_dir(path: &Path) -> Result<PathBuf> {
     Ok(path.to_owned())
 }
 
-pub fn run(args: RunArgs) -> Result<ExitCode> {
+/// The user's cache folder for `connector run`.
+fn default_work() -> Result<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let base = match (var("XDG_CACHE_HOME"), var("HOME")) {
+        (Some(x), _) => PathBuf::from(x),
+        (None, Some(h)) => PathBuf::from(h).join(".cache"),
+        (None, None) => bail!("neither XDG_CACHE_HOME nor HOME is set: give --work FOLDER"),
+    };
+    Ok(base.join("idgard").join("connector-run"))
+}
+
+pub fn run(mut args: RunArgs) -> Result<ExitCode> {
+    let work = match args.work.take() {
+        Some(w) => w,
+        None => default_work()?,
+    };
+    tracing::info!(work = %work.display(), "work folder");
     let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
         Format::Table
     } else {
         Format::Json
     });
     let runtime = Runtime::new(RuntimeOptions {
-        cache_dir: Some(args.work.join("cache")),
+        cache_dir: Some(work.join("cache")),
         ..Default::default()
     })
     .context("cannot start the connector runtime")?;
@@ -80,9 +98,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .as_deref()
         .context("--config <connection.toml> is needed for this operation")?;
     let connection = Connection::load(config)?;
-    let collect = private_dir(&args.work.join("collect").join(&connection.name))?;
-    let orders_dir = private_dir(&args.work.join("orders").join(&connection.name))?;
-    let state = private_dir(&args.work.join("state").join(&connection.name))?;
+    let collect = private_dir(&work.join("collect").join(&connection.name))?;
+    let orders_dir = private_dir(&work.join("orders").join(&connection.name))?;
+    let state = private_dir(&work.join("state").join(&connection.name))?;
     let cursor_file = state.join("cursor.json");
 
     let request = match args.operation {
@@ -90,6 +108,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Operation::TestConnection => Request::TestConnection,
         Operation::Schema => Request::Schema,
         Operation::Export => {
+            if args.incremental
+                && let Some(why) = loaded.manifest.refuse_incremental()
+            {
+                bail!("{why} (without --incremental)");
+            }
             let cursor = if args.incremental {
                 let text = std::fs::read_to_string(&cursor_file).with_context(|| {
                     format!(

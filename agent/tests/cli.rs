@@ -98,7 +98,7 @@ fn describe_fulfill_and_clear_failures() {
     std::fs::write(
         work.path().join("orders.jsonl"),
         "{\"id\":\"1\",\"entity-type\":\"account\",\"key\":\"ann\",\"kind\":\"create\",\"attributes\":{\"name\":[\"Ann\"]}}\n\
-         {\"id\":\"2\",\"entity-type\":\"account\",\"key\":\"bob\",\"kind\":\"disable\"}\n",
+         {\"id\":\"2\",\"type\":\"account\",\"key\":\"bob\",\"kind\":\"disable\"}\n",
     )
     .unwrap();
     let out = agent(
@@ -281,4 +281,87 @@ fn nothing_a_connector_sends_reaches_the_terminal_raw() {
         stderr.contains("\\u{1b}]0;pwned\\u{7}forged\\nexported"),
         "{stderr}"
     );
+}
+
+#[test]
+fn enrol_works_as_printed_in_an_empty_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = agent(
+        &["enrol", "--server", "http://127.0.0.1:9", "--token", "t"],
+        dir.path(),
+    );
+    // No server listens there: the enrolment itself fails, but not for want of a file.
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(!err.contains("cannot read"), "{err}");
+    assert!(err.contains("cannot reach http://127.0.0.1:9"), "{err}");
+    assert!(err.contains("wrote a starter"), "{err}");
+    let config = std::fs::read_to_string(dir.path().join("agent.toml")).unwrap();
+    assert!(config.contains("connections = \"connections\""), "{config}");
+    for d in ["work", "runtime", "connections"] {
+        assert!(dir.path().join(d).is_dir(), "{d}/");
+    }
+}
+
+#[test]
+fn connector_run_leaves_the_current_folder_alone_and_names_a_missing_incremental_export() {
+    let cwd = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_idgard-agent"))
+            .args(args)
+            .current_dir(cwd.path())
+            .env("HOME", home.path())
+            .env_remove("XDG_CACHE_HOME")
+            .output()
+            .unwrap()
+    };
+    let demo = demo();
+    let out = run(&[
+        "connector",
+        "run",
+        idgard_tests::packages::CONNECTOR_CSV,
+        "export",
+        "--config",
+        demo.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        0,
+        "nothing written in the current folder"
+    );
+    assert!(
+        home.path()
+            .join(".cache/idgard/connector-run/cache")
+            .is_dir()
+    );
+
+    let data = cwd.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let conn = home.path().join("slow.toml");
+    std::fs::write(
+        &conn,
+        format!(
+            "name = \"slow\"\nconnector = \"misbehave\"\n[settings]\nmode = \"slow\"\ncount = 3\n\
+             [grants.folders.data]\npath = \"{}\"\naccess = \"read-write\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let out = run(&[
+        "connector",
+        "run",
+        idgard_tests::packages::GUEST_MISBEHAVE,
+        "export",
+        "--incremental",
+        "--config",
+        conn.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("has no incremental export"), "{err}");
+    assert!(!err.contains("run a full export first"), "{err}");
 }

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause, shown in the message (not as a separate source, which would print it
+        /// twice in a chain of causes).
+        cause: std::io::Error,
     },
     /// `connector.toml` is malformed or inconsistent.
     #[error("manifest {}: {message}", path.display())]
@@ -106,7 +107,7 @@ impl Error {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         Error::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         }
     }
 

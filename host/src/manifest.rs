@@ -105,6 +105,24 @@ pub struct SettingSpec {
 }
 
 impl Manifest {
+    /// Whether the connector can export only what changed since a cursor.
+    pub fn exports_incrementally(&self) -> bool {
+        self.operations.iter().any(|o| o == "export-incremental")
+    }
+
+    /// Why an incremental export cannot be asked of it, when it cannot.
+    pub fn refuse_incremental(&self) -> Option<String> {
+        (!self.exports_incrementally()).then(|| {
+            format!(
+                "connector `{}` {} has no incremental export (its manifest declares: {}): \
+                 run a full export",
+                self.name,
+                self.version,
+                self.operations.join(", ")
+            )
+        })
+    }
+
     /// Reads and checks a manifest file.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

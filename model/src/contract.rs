@@ -180,7 +180,8 @@ impl OrderKind {
 pub struct Order {
     /// Unique id; results are matched on it.
     pub id: String,
-    /// Entity type.
+    /// Entity type (`entity-type`; `type` is accepted too, the name the export's lines give it).
+    #[serde(alias = "type")]
     pub entity_type: String,
     /// The entry's key.
     pub key: String,

@@ -192,8 +192,26 @@ async fn run(cli: Cli) -> Result<()> {
         let default = PathBuf::from(DEFAULT_CONFIG);
         default.is_file().then_some(default)
     });
+    let explicit = file.is_some()
+        || overrides.data_dir.is_some()
+        || overrides.database_url.is_some()
+        || ["IDGARD_DATA_DIR", "IDGARD_DATABASE_URL"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some());
     let config = Config::load(file.as_deref(), std::env::vars(), &overrides)?;
-    match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    // An administration command run in the wrong folder must not create an empty server there.
+    if !explicit
+        && !matches!(command, Command::Serve | Command::CheckRules { .. })
+        && !config.data_dir.exists()
+    {
+        anyhow::bail!(
+            "no server here: {} does not exist and no configuration was given; pass --config FILE \
+             or --data-dir DIR (from another machine, use `idgard login` and `idgard`)",
+            config.data_dir.display()
+        );
+    }
+    match command {
         Command::Serve => {
             idgard_server::serve(config, shutdown_signal(), |s| {
                 match &s.fingerprint {

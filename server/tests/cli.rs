@@ -290,3 +290,27 @@ fn administrator_tokens_are_listed_revoked_and_expire() {
         text(&short.stderr)
     );
 }
+
+#[test]
+fn an_administration_command_without_a_server_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_idgard-server"))
+        .args(["agent", "list"])
+        .current_dir(dir.path())
+        .env_remove("IDGARD_CONFIG")
+        .env_remove("IDGARD_DATA_DIR")
+        .env_remove("IDGARD_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no server here"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no ./data"
+    );
+}
