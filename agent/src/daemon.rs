@@ -469,12 +469,19 @@ impl Agent {
             };
             match answer {
                 Ok(view) => {
-                    tracing::info!(
-                        state = view.state.as_str(),
-                        error = view.error.as_deref().unwrap_or(""),
-                        "{} ended on the server",
-                        task.operation.as_str()
-                    );
+                    match &view.error {
+                        Some(error) => tracing::warn!(
+                            state = view.state.as_str(),
+                            %error,
+                            "{} ended on the server",
+                            task.operation.as_str()
+                        ),
+                        None => tracing::info!(
+                            state = view.state.as_str(),
+                            "{} ended on the server",
+                            task.operation.as_str()
+                        ),
+                    }
                     return;
                 }
                 Err(e @ CallError::Refused { .. }) => {

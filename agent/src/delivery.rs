@@ -169,7 +169,12 @@ impl Agent {
                 Err(e) => return Err(e),
             }
         }
-        tracing::info!(upload = slot.id, entries = ?slot.entries, bytes = slot.size, "upload complete");
+        tracing::info!(
+            upload = slot.id,
+            entries = slot.entries.unwrap_or(0),
+            bytes = slot.size,
+            "upload complete"
+        );
         Ok(slot.id)
     }
 }

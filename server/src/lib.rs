@@ -245,7 +245,10 @@ async fn announce(
             url: format!("{scheme}://{addr}"),
             fingerprint,
         };
-        tracing::info!(url = %s.url, fingerprint = ?s.fingerprint, "listening");
+        match &s.fingerprint {
+            Some(f) => tracing::info!(url = %s.url, fingerprint = %f, "listening"),
+            None => tracing::info!(url = %s.url, "listening (plain HTTP)"),
+        }
         started(&s);
     }
 }

@@ -78,7 +78,7 @@ fn an_administrator_works_from_a_saved_context() {
          [grants.folders.accounts]\npath = \"{0}\"\naccess = \"read-write\"\n",
         target.display()
     );
-    let _agent = Agent::start_with(
+    let agent = Agent::start_with(
         &server,
         "lyon",
         &[
@@ -194,4 +194,14 @@ fn an_administrator_works_from_a_saved_context() {
 
     assert!(ok(&context, &["logout"]).contains("forgotten"));
     assert!(!context.exists());
+
+    // Log files are plain text: no colour codes, no `Some(..)`, no empty `error=""`.
+    for (who, log) in [("agent", agent.log()), ("server", server.log())] {
+        assert!(
+            !log.contains('\u{1b}'),
+            "colour codes in the {who}'s log:\n{log}"
+        );
+        assert!(!log.contains("Some("), "the {who}'s log:\n{log}");
+        assert!(!log.contains("=\"\""), "the {who}'s log:\n{log}");
+    }
 }

@@ -122,7 +122,7 @@ impl Db {
                 } else {
                     format!("{url}?mode=rwc")
                 };
-                let options = AnyConnectOptions::from_str(&url)?;
+                let options = quiet(AnyConnectOptions::from_str(&url)?);
                 // One connection: SQLite has one writer, and a single connection never meets
                 // SQLITE_BUSY. Reads are short; long polls wait in memory, not in the database.
                 AnyPoolOptions::new()
@@ -145,7 +145,7 @@ impl Db {
                     .with_context(|| format!("cannot open {url}"))?
             }
             Backend::Postgres => {
-                let options = AnyConnectOptions::from_str(url)?;
+                let options = quiet(AnyConnectOptions::from_str(url)?);
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
@@ -217,10 +217,19 @@ impl Db {
     }
 }
 
+/// Statements are logged at debug only, slow ones (over a second) too: a warning holding a whole
+/// 100-row `INSERT` buries the log. The domain logs each operation's time itself.
+fn quiet(options: AnyConnectOptions) -> AnyConnectOptions {
+    use sqlx::ConnectOptions as _;
+    options
+        .log_statements(log::LevelFilter::Debug)
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1))
+}
+
 /// Read-only connections to a SQLite file the writer has opened (and put in WAL mode).
 async fn sqlite_readers(url: &str) -> Result<AnyPool> {
     let base = url.split('?').next().unwrap_or(url);
-    let options = AnyConnectOptions::from_str(&format!("{base}?mode=ro"))?;
+    let options = quiet(AnyConnectOptions::from_str(&format!("{base}?mode=ro"))?);
     AnyPoolOptions::new()
         .max_connections(4)
         .min_connections(1)

@@ -191,7 +191,11 @@ impl Engine {
                 .await?;
         }
         tx.commit().await?;
-        tracing::warn!(task, ?job, "blocked: {reason}; approve the job to go on");
+        tracing::warn!(
+            task,
+            job = job.unwrap_or(0),
+            "blocked: {reason}; approve the job to go on"
+        );
         Ok(())
     }
 
