@@ -307,10 +307,14 @@ pub(crate) struct LogShipper {
 
 impl Agent {
     pub(crate) async fn say_hello(&self, restarted: bool) {
-        let hello = Hello {
-            version: env!("CARGO_PKG_VERSION").into(),
-            connections: self.registry.read().expect("registry").reports(),
-            restarted,
+        let hello = {
+            let registry = self.registry.read().expect("registry");
+            Hello {
+                version: env!("CARGO_PKG_VERSION").into(),
+                connections: registry.reports(),
+                restarted,
+                refused: registry.refused.clone(),
+            }
         };
         let mut failures = 0;
         loop {

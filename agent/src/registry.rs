@@ -6,7 +6,7 @@ use crate::daemon::Agent;
 use crate::overlap;
 use anyhow::{Context, Result, bail};
 use idgard_host::{Connection, Loaded, Runtime};
-use idgard_protocol::ConnectionReport;
+use idgard_protocol::{ConnectionReport, REASON_MAX, REFUSED_MAX, RefusedConnection};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +19,8 @@ pub(crate) struct Registry {
     pub(crate) connections: BTreeMap<String, (Arc<Connection>, Arc<Loaded>)>,
     /// Package folder → (its newest modification time, the loaded connector).
     pub(crate) packages: HashMap<PathBuf, (SystemTime, Arc<Loaded>)>,
+    /// Connection files refused at the last reload, with why (reported to the server).
+    pub(crate) refused: Vec<RefusedConnection>,
 }
 
 impl Registry {
@@ -64,6 +66,7 @@ pub(crate) fn reload(runtime: &Runtime, config: &AgentConfig, old: &Registry) ->
             return Registry {
                 connections: old.connections.clone(),
                 packages: old.packages.clone(),
+                refused: old.refused.clone(),
             };
         }
     };
@@ -122,6 +125,23 @@ pub(crate) fn reload(runtime: &Runtime, config: &AgentConfig, old: &Registry) ->
             }
             Err(e) => {
                 tracing::error!(file = %file.display(), "connection refused: {e:#}");
+                if next.refused.len() < REFUSED_MAX {
+                    let mut reason = format!("{e:#}");
+                    if reason.len() > REASON_MAX {
+                        let mut end = REASON_MAX;
+                        while !reason.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        reason.truncate(end);
+                    }
+                    next.refused.push(RefusedConnection {
+                        file: file
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        reason,
+                    });
+                }
                 if let Some((name, prev)) =
                     old.connections.iter().find(|(_, (c, _))| c.name == stem)
                 {
@@ -160,7 +180,10 @@ pub(crate) fn watch(agent: Arc<Agent>) -> Result<()> {
                     Err(_) => break,
                 }
             }
-            let before = agent.registry.read().expect("registry").reports();
+            let before = {
+                let r = agent.registry.read().expect("registry");
+                (r.reports(), r.refused.clone())
+            };
             let next = {
                 let agent = agent.clone();
                 tokio::task::spawn_blocking(move || {
@@ -170,10 +193,14 @@ pub(crate) fn watch(agent: Arc<Agent>) -> Result<()> {
                 .await
             };
             let Ok(next) = next else { continue };
-            let after = next.reports();
+            let after = (next.reports(), next.refused.clone());
             *agent.registry.write().expect("registry") = next;
             if before != after {
-                tracing::info!(connections = after.len(), "connections reloaded");
+                tracing::info!(
+                    connections = after.0.len(),
+                    refused = after.1.len(),
+                    "connections reloaded"
+                );
                 agent.say_hello(false).await;
             }
         }

@@ -84,6 +84,10 @@ fn an_administrator_works_from_a_saved_context() {
         &[
             ("people.toml", people_connection(&hr)),
             ("directory.toml", directory),
+            (
+                "broken.toml",
+                "name = \"broken\"\nconnector = \"nope\"\n".into(),
+            ),
         ],
     );
     let context = tmp.path().join("home/.config/idgard/context.toml");
@@ -128,11 +132,26 @@ fn an_administrator_works_from_a_saved_context() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(context.exists());
 
-    let agents = ok(&context, &["agent", "list"]);
+    // Once the agent has said hello, its connections (and the file it refused) are listed.
+    let started = std::time::Instant::now();
+    let agents = loop {
+        let agents = ok(&context, &["agent", "list"]);
+        if agents.contains("people") || started.elapsed().as_secs() > 30 {
+            break agents;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert!(agents.starts_with("NAME"), "a header: {agents}");
     assert!(
         agents.contains("lyon") && agents.contains("enrolled"),
         "{agents}"
+    );
+    // A connection file the agent refused is seen on the server, with why.
+    assert!(
+        agents.contains("agent lyon: broken.toml refused:") && agents.contains("nope"),
+        "{agents}\n{}\n{}",
+        ok(&context, &["agent", "list", "-o", "json"]),
+        agent.log()
     );
 
     // A declared job, followed to its end.

@@ -101,6 +101,14 @@ async fn agent(api: &Api, context: &Context, c: AgentCommand, out: Output) -> Re
             }
             let now = show::now_ms();
             let mut t = Table::new(&["NAME", "STATE", "LAST SEEN", "CONNECTIONS"]);
+            let refused: Vec<String> = agents
+                .iter()
+                .flat_map(|a| {
+                    a.refused
+                        .iter()
+                        .map(move |r| format!("agent {}: {} refused: {}", a.name, r.file, r.reason))
+                })
+                .collect();
             for a in agents {
                 t.row(vec![
                     a.name,
@@ -119,6 +127,9 @@ async fn agent(api: &Api, context: &Context, c: AgentCommand, out: Output) -> Re
                 ]);
             }
             t.print();
+            for r in refused {
+                show::line(&r);
+            }
         }
         AgentCommand::Add { name } => {
             let a: NewAgentAnswer = api

@@ -14,3 +14,6 @@ CREATE TABLE cursors (
     upload_id BIGINT NOT NULL,
     updated_ms BIGINT NOT NULL
 );
+
+-- Connection files an agent refused, with why (JSON), as its last hello listed them.
+ALTER TABLE agents ADD COLUMN refused TEXT NOT NULL DEFAULT '[]';

@@ -28,6 +28,25 @@ pub struct Hello {
     /// longer running and go back to the queue at once (or are marked lost).
     #[serde(default)]
     pub restarted: bool,
+    /// Connection files the agent refused, with why (at most [`REFUSED_MAX`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedConnection>,
+}
+
+/// Most refused connection files a hello may list.
+pub const REFUSED_MAX: usize = 100;
+/// Longest reason kept for a refused connection file, in bytes.
+pub const REASON_MAX: usize = 1000;
+
+/// A connection file an agent refused (bad TOML, unknown connector, settings that do not fit,
+/// overlapping grants); it serves the file's previous version, if it had one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefusedConnection {
+    /// The file's name in the agent's connections folder.
+    pub file: String,
+    /// Why, as the agent's log says it.
+    pub reason: String,
 }
 
 /// The server's timings and limits, answered to a hello.
@@ -58,6 +77,9 @@ pub struct AgentView {
     pub last_seen_ms: Option<i64>,
     /// Its connections, as last reported.
     pub connections: Vec<ConnectionReport>,
+    /// Connection files it refused, as last reported.
+    #[serde(default)]
+    pub refused: Vec<RefusedConnection>,
 }
 
 /// `POST /api/v1/agents`: create an agent.

@@ -4,7 +4,9 @@
 use crate::error::{Error, Result};
 use crate::keys::{hash_secret, random_token};
 use crate::queue::{Queue, valid_name};
-use idgard_protocol::{AgentView, ConnectionReport, EnrolAnswer, Hello, NewAgentAnswer};
+use idgard_protocol::{
+    AgentView, ConnectionReport, EnrolAnswer, Hello, NewAgentAnswer, RefusedConnection,
+};
 use sqlx::Row;
 
 /// How long an enrolment token stays valid.
@@ -145,14 +147,30 @@ impl Queue {
                 )));
             }
         }
+        if hello.refused.len() > idgard_protocol::REFUSED_MAX {
+            return Err(Error::invalid(format!(
+                "a hello lists at most {} refused connection files",
+                idgard_protocol::REFUSED_MAX
+            )));
+        }
+        let refused: Vec<RefusedConnection> = hello
+            .refused
+            .iter()
+            .map(|r| RefusedConnection {
+                file: cut(&r.file, 255),
+                reason: cut(&r.reason, idgard_protocol::REASON_MAX),
+            })
+            .collect();
         self.check_ownership(agent, hello).await?;
         sqlx::query(
-            "UPDATE agents SET connections = $1, version = $2, last_seen_ms = $3 WHERE id = $4",
+            "UPDATE agents SET connections = $1, version = $2, last_seen_ms = $3, refused = $5 \
+             WHERE id = $4",
         )
         .bind(serde_json::to_string(&hello.connections).map_err(anyhow::Error::from)?)
         .bind(&hello.version)
         .bind(self.now())
         .bind(agent)
+        .bind(serde_json::to_string(&refused).map_err(anyhow::Error::from)?)
         .execute(&self.db.pool)
         .await?;
         if hello.restarted {
@@ -229,6 +247,7 @@ impl Queue {
             last_seen_ms: row.try_get(4)?,
             connections: serde_json::from_str::<Vec<ConnectionReport>>(&connections)
                 .unwrap_or_default(),
+            refused: serde_json::from_str(&row.try_get::<String, _>(5)?).unwrap_or_default(),
         })
     }
 
@@ -271,7 +290,7 @@ impl Queue {
     /// One agent.
     pub async fn agent(&self, name: &str) -> Result<AgentView> {
         let row = sqlx::query(
-            "SELECT id, name, secret_hash, connections, last_seen_ms FROM agents WHERE name = $1",
+            "SELECT id, name, secret_hash, connections, last_seen_ms, refused FROM agents WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.db.read)
@@ -283,7 +302,7 @@ impl Queue {
     /// Agents by name, one page.
     pub async fn agents(&self, page: &crate::page::Page) -> Result<Vec<AgentView>> {
         sqlx::query(
-            "SELECT id, name, secret_hash, connections, last_seen_ms FROM agents \
+            "SELECT id, name, secret_hash, connections, last_seen_ms, refused FROM agents \
              WHERE name > $1 AND removed_ms IS NULL ORDER BY name LIMIT $2",
         )
         .bind(page.after.as_deref().unwrap_or(""))
@@ -294,4 +313,13 @@ impl Queue {
         .map(Self::agent_view)
         .collect()
     }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn cut(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }
