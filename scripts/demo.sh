@@ -35,7 +35,7 @@ changes=${IDGARD_DEMO_CHANGES:-}
 echo "== building the server, the agent and the connectors ($profile)"
 flags=()
 [[ "$profile" == release ]] && flags=(--release)
-cargo build --locked "${flags[@]}" -p idgard-server -p idgard-agent
+cargo build --locked "${flags[@]}" -p idgard-server -p idgard-agent -p idgard-client
 cargo build --locked "${flags[@]}" -p idgard-tests --bin idgard-demo-data --bin idgard-demo-slapd
 cargo build --locked --target wasm32-wasip2 --profile wasm -p idgard-connector-csv -p idgard-connector-ldap
 bin=target/$profile
@@ -281,6 +281,10 @@ The server's commands read its settings from \$IDGARD_CONFIG (or ./idgard-server
   its orders        $server orders --job $last_job
   orphan accounts   $server links $target_name --situation unmatched
   agents            $server agent list
+From any shell, with the administration client (the server's API over HTTPS):
+  $bin/idgard login --server https://127.0.0.1:$port --fingerprint $fingerprint \\
+      --token-file $demo/server/admin-token
+  $bin/idgard identity show <an employee_id from $demo/hr/hr.csv>
 TXT
 if $keep; then
   echo "Server and agent keep running; Ctrl-C stops them."
