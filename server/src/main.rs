@@ -321,6 +321,11 @@ async fn run(cli: Cli) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            // With a server's data at hand, names the data never holds are worth a warning.
+            if config.database_url.is_some() || config.data_dir.join("idgard.db").exists() {
+                let engine = idgard_server::open(&config).await?;
+                cli::rules::warn_unknown_names(&engine, &rules).await?;
+            }
             Ok(())
         }
         Command::Orders {

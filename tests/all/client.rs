@@ -211,6 +211,32 @@ fn an_administrator_works_from_a_saved_context() {
         "{jobs}"
     );
 
+    // Checking rules on the server: a misspelt attribute is a warning with its line, once the
+    // repository holds the source's entries.
+    let misspelt = tmp.path().join("misspelt.toml");
+    std::fs::write(
+        &misspelt,
+        RULES.replace("identity.department", "identity.departement"),
+    )
+    .unwrap();
+    let checked = Command::new(bin("idgard-server"))
+        .arg("--data-dir")
+        .arg(&server.data)
+        .args(["check-rules", misspelt.to_str().unwrap()])
+        .env_remove("IDGARD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    let warned = text(&checked.stderr);
+    assert!(
+        warned.contains(":11: `identity.departement`: no entry of `people` holds `departement`"),
+        "{warned}"
+    );
+    assert!(
+        warned.contains("department"),
+        "the names it has are listed: {warned}"
+    );
+
     assert!(ok(&context, &["logout"]).contains("forgotten"));
     assert!(!context.exists());
 

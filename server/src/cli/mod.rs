@@ -17,3 +17,4 @@ macro_rules! say {
 }
 
 pub mod agents;
+pub mod rules;

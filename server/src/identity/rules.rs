@@ -12,6 +12,7 @@ use cel::{Context, Env, Program, Value};
 
 mod eval;
 mod groups;
+pub mod names;
 pub use eval::{Attrs, Bound, Evaluator, Values};
 pub use groups::{GroupCreate, Groups};
 use serde::Deserialize;
@@ -40,6 +41,8 @@ pub struct Rules {
     pub jobs: Vec<JobDef>,
     env: Arc<Env>,
     lookups: Value,
+    /// Every expression's text and line.
+    written: Vec<(String, usize)>,
 }
 
 /// The connection whose entries are the identities.
@@ -368,6 +371,8 @@ impl Rules {
         env.add_extension(cel::extensions::strings)
             .map_err(|e| anyhow!("cannot set up the expression language: {e}"))?;
         let env = Arc::new(env);
+        // Every expression, as written, for the checks that need the data (`rules/names.rs`).
+        let written: std::cell::RefCell<Vec<(String, usize)>> = Default::default();
         let compile = |s: &Spanned<String>, allowed: &[&str]| -> Result<Expr> {
             let start = s.span().start;
             // The span covers the quotes of a basic or literal string: skip one.
@@ -395,6 +400,7 @@ impl Rules {
                     );
                 }
             }
+            written.borrow_mut().push((s.get_ref().clone(), first_line));
             Ok(Expr {
                 text: s.get_ref().clone(),
                 line: first_line,
@@ -587,6 +593,7 @@ impl Rules {
             jobs,
             env,
             lookups: Value::from(lookups),
+            written: written.into_inner(),
         })
     }
 

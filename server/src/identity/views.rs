@@ -25,6 +25,9 @@ pub struct OrderFilter {
     pub identity: Option<String>,
 }
 
+/// Entries read to learn a connection's attribute names.
+pub const NAMES_SAMPLE: i64 = 1000;
+
 const ORDER_COLUMNS: &str = "id, job_id, connection, entity_type, key, identity, kind, body, \
      state, attempts, message, created_ms, updated_ms";
 
@@ -99,6 +102,27 @@ impl Engine {
         .await?
         .ok_or_else(|| Error::not_found(format!("no entry `{key}` in `{connection}`")))?;
         entry_view(&row)
+    }
+
+    /// The attribute names the latest current entries of a connection hold (a sample of
+    /// [`NAMES_SAMPLE`]); empty when it holds none.
+    pub async fn attribute_names(
+        &self,
+        connection: &str,
+    ) -> Result<std::collections::BTreeSet<String>> {
+        let rows = sqlx::query(
+            "SELECT attrs FROM entries WHERE connection = $1 AND valid_to IS NULL \
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(connection)
+        .bind(NAMES_SAMPLE)
+        .fetch_all(&self.queue.db.read)
+        .await?;
+        let mut names = std::collections::BTreeSet::new();
+        for r in rows {
+            names.extend(parse_attrs(&r.try_get::<String, _>(0)?)?.into_keys());
+        }
+        Ok(names)
     }
 
     /// Every version of one entry, oldest first.
