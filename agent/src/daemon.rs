@@ -274,6 +274,41 @@ impl Agent {
     }
 }
 
+/// A line on the agent's log at each heartbeat while a task runs: what it counted so far, in
+/// its unit, or, for a task the server runs, how long it has been running. Returns the count.
+fn log_progress(
+    task: &Assignment,
+    progress: &(AtomicU64, AtomicU64),
+    logged: u64,
+    started: std::time::Instant,
+) -> u64 {
+    let op = task.operation.as_str();
+    let elapsed = started.elapsed().as_secs();
+    if task.operation.on_server() {
+        tracing::info!(
+            "{op} {}: running on the server for {elapsed} s",
+            task.connection
+        );
+        return logged;
+    }
+    let done = progress.0.load(Ordering::Relaxed);
+    let total = progress.1.load(Ordering::Relaxed);
+    let unit = task.operation.unit();
+    if done != logged {
+        match total {
+            u64::MAX | 0 => {
+                tracing::info!("{op} {}: {done} {unit} after {elapsed} s", task.connection)
+            }
+            t => tracing::info!(
+                "{op} {}: {done}/{t} {unit} ({} %) after {elapsed} s",
+                task.connection,
+                done * 100 / t
+            ),
+        }
+    }
+    done
+}
+
 /// SIGINT and SIGTERM: the first asks the agent to stop (tasks get the shutdown grace), a
 /// second to stop at once.
 pub(crate) struct Signals {
@@ -374,9 +409,12 @@ impl Agent {
             let lost = lost.clone();
             let progress = progress.clone();
             tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let mut logged = 0;
                 loop {
                     let every = agent.timings.lock().expect("timings").heartbeat_ms;
                     tokio::time::sleep(Duration::from_millis(every)).await;
+                    logged = log_progress(&task, &progress, logged, started);
                     match agent.heartbeat(&task, &progress).await {
                         Ok(h) if h.cancel => cancel.cancel(),
                         Ok(_) => {}

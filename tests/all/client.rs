@@ -4,8 +4,8 @@
 
 use crate::harness::bin;
 use crate::pipeline::{people_connection, write_hr};
-use crate::system::{Agent, Backend, Server};
-use idgard_protocol::{IdentityView, Situation};
+use crate::system::{Agent, Backend, Server, on};
+use idgard_protocol::{IdentityView, Operation, Situation};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -209,6 +209,20 @@ fn an_administrator_works_from_a_saved_context() {
     assert!(
         jobs.contains("succeeded") && jobs.contains("daily"),
         "{jobs}"
+    );
+
+    // A long export's progress, labelled, on the agent's log; its log, followed to its end.
+    let slow = server.enqueue("lyon", vec![on("slow", Operation::Export)])[0];
+    let log = ok(&context, &["task", "log", &slow.to_string(), "--follow"]);
+    assert!(log.contains("slow system: entry 200"), "{log}");
+    assert!(
+        log.trim_end().ends_with(&format!("task {slow} succeeded")),
+        "{log}"
+    );
+    let agent_log = agent.log();
+    assert!(
+        agent_log.contains("export slow: ") && agent_log.contains(" entries after "),
+        "{agent_log}"
     );
 
     // Checking rules on the server: a misspelt attribute is a warning with its line, once the

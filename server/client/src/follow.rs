@@ -58,13 +58,14 @@ pub fn print_job(j: &JobView, out: Output) {
     t.print();
 }
 
-/// `1200/5000 (24 %)`, `1200`, or `-`.
+/// `1200/5000 entries (24 %)`, `1200 orders`, or `-`.
 fn progress(t: &TaskView) -> String {
+    let unit = t.operation.unit();
     match t.progress {
         Some((done, Some(total))) if total > 0 => {
-            format!("{done}/{total} ({} %)", done * 100 / total)
+            format!("{done}/{total} {unit} ({} %)", done * 100 / total)
         }
-        Some((done, _)) => done.to_string(),
+        Some((done, _)) => format!("{done} {unit}"),
         None => "-".into(),
     }
 }

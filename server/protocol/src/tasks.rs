@@ -37,6 +37,16 @@ impl Operation {
         matches!(self, Operation::Synchronize | Operation::Provision)
     }
 
+    /// What its progress counts, for people (`1200/5000 entries`).
+    pub fn unit(self) -> &'static str {
+        match self {
+            Operation::Export | Operation::Synchronize => "entries",
+            Operation::Fulfill => "orders",
+            Operation::Provision => "identities",
+            Operation::TestConnection | Operation::Schema | Operation::Noop => "steps",
+        }
+    }
+
     /// Its name in the API.
     pub fn as_str(self) -> &'static str {
         match self {
