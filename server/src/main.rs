@@ -17,26 +17,31 @@ const DEFAULT_CONFIG: &str = "idgard-server.toml";
 mod cli;
 
 #[derive(Parser)]
-#[command(name = "idgard-server", version, about = "The idgard server")]
+#[command(
+    name = "idgard-server",
+    version,
+    about = "The idgard server",
+    after_help = "The options above come before the command: idgard-server --config FILE agent list"
+)]
 struct Cli {
     /// Configuration file (TOML); also IDGARD_CONFIG; default ./idgard-server.toml if present.
     /// It may carry data_dir, listen, rules..., so that commands need no other flag.
-    #[arg(long, global = true, env = "IDGARD_CONFIG")]
+    #[arg(long, env = "IDGARD_CONFIG")]
     config: Option<PathBuf>,
     /// Where to listen (default 127.0.0.1:8443).
-    #[arg(long, global = true)]
+    #[arg(long)]
     listen: Option<SocketAddr>,
     /// The server's folder (default ./data).
-    #[arg(long, global = true)]
+    #[arg(long)]
     data_dir: Option<PathBuf>,
     /// sqlite://<file> (default: <data_dir>/idgard.db) or postgres://...
-    #[arg(long, global = true)]
+    #[arg(long)]
     database_url: Option<String>,
     /// Serve plain HTTP: development only.
-    #[arg(long, global = true)]
+    #[arg(long)]
     dev_http: bool,
     /// The provisioning rules file (TOML); also IDGARD_RULES.
-    #[arg(long, global = true)]
+    #[arg(long)]
     rules: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,

@@ -314,3 +314,18 @@ fn an_administration_command_without_a_server_creates_nothing() {
         "no ./data"
     );
 }
+
+#[test]
+fn a_commands_help_shows_its_own_options_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = text(&server(dir.path(), &["agent", "add", "--help"]).stdout);
+    assert!(help.contains("--url"), "{help}");
+    for other in ["--listen", "--dev-http", "--database-url"] {
+        assert!(!help.contains(other), "{other} in\n{help}");
+    }
+    let top = text(&server(dir.path(), &["--help"]).stdout);
+    assert!(
+        top.contains("--listen") && top.contains("come before the command"),
+        "{top}"
+    );
+}
