@@ -54,9 +54,10 @@ enum ConnectorCommand {
         /// Where to create it (default: a folder named after the connector).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Path of the idgard-sdk crate the new connector depends on.
-        #[arg(long, default_value = template::DEFAULT_SDK)]
-        sdk: PathBuf,
+        /// Depend on a local idgard-sdk checkout at this path (developing both together)
+        /// instead of the published crate of this agent's version.
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
     },
 }
 
@@ -99,7 +100,12 @@ fn main() -> ExitCode {
             AgentConfig::load(&config).and_then(|c| block_on(serve(c)).map(|()| ExitCode::SUCCESS))
         }
         Command::Connector(ConnectorCommand::Run(args)) => run::run(args),
-        Command::Connector(ConnectorCommand::New { name, dir, sdk }) => {
+        Command::Connector(ConnectorCommand::New {
+            name,
+            dir,
+            sdk_path,
+        }) => {
+            let sdk = sdk_path.map_or(template::Sdk::Published, template::Sdk::Path);
             template::create(&name, dir, &sdk).map(|()| ExitCode::SUCCESS)
         }
     };

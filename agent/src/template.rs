@@ -2,10 +2,35 @@
 //! own test as created.
 
 use anyhow::{Context, Result, bail};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// The SDK of the idgard tree this agent was built from.
-pub const DEFAULT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk");
+/// Where the new crate takes the SDK from.
+pub enum Sdk {
+    /// The published crate, in the version this agent was built with.
+    Published,
+    /// A local checkout (developing the SDK and a connector together).
+    Path(PathBuf),
+}
+
+impl Sdk {
+    /// The dependency line of the new crate's `Cargo.toml`.
+    fn dependency(&self) -> Result<String> {
+        Ok(match self {
+            Sdk::Published => format!("idgard-sdk = \"{}\"", idgard_sdk::VERSION),
+            Sdk::Path(p) => {
+                let p = std::fs::canonicalize(p)
+                    .with_context(|| format!("idgard-sdk not found at {}", p.display()))?;
+                if !p.join("Cargo.toml").is_file() {
+                    bail!(
+                        "{} holds no Cargo.toml: not the idgard-sdk crate",
+                        p.display()
+                    );
+                }
+                format!("idgard-sdk = {{ path = \"{}\" }}", p.display())
+            }
+        })
+    }
+}
 
 const FILES: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("templates/Cargo.toml.in")),
@@ -34,7 +59,7 @@ const FILES: &[(&str, &str)] = &[
     (".gitignore", "/target\n/work\n"),
 ];
 
-pub fn create(name: &str, dir: Option<PathBuf>, sdk: &Path) -> Result<()> {
+pub fn create(name: &str, dir: Option<PathBuf>, sdk: &Sdk) -> Result<()> {
     if !idgard_host::manifest::valid_name(name)
         || name.contains('_')
         || name.starts_with(|c: char| c.is_ascii_digit())
@@ -47,14 +72,13 @@ pub fn create(name: &str, dir: Option<PathBuf>, sdk: &Path) -> Result<()> {
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
         bail!("{} already exists and is not empty", dir.display());
     }
-    let sdk = std::fs::canonicalize(sdk)
-        .with_context(|| format!("idgard-sdk not found at {}", sdk.display()))?;
+    let sdk = sdk.dependency()?;
     let crate_name = name.replace('-', "_");
     for (path, text) in FILES {
         let text = text
             .replace("{{name}}", name)
             .replace("{{crate_name}}", &crate_name)
-            .replace("{{sdk}}", &sdk.display().to_string())
+            .replace("{{sdk_dependency}}", &sdk)
             .replace("{{contract}}", idgard_sdk::CONTRACT_VERSION);
         let target = dir.join(path);
         std::fs::create_dir_all(target.parent().expect("file in a folder"))?;

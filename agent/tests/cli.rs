@@ -171,6 +171,30 @@ fn a_new_connector_passes_its_own_test_builds_and_runs() {
     let dir = base.join("people-file");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&base).unwrap();
+    // By default the crate depends on the published SDK of this agent's version, and carries no
+    // path of the machine that made it.
+    let published = base.join("published");
+    let _ = std::fs::remove_dir_all(&published);
+    let out = agent(
+        &[
+            "connector",
+            "new",
+            "people-file",
+            "--dir",
+            published.to_str().unwrap(),
+        ],
+        &base,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let manifest = std::fs::read_to_string(published.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(&format!("idgard-sdk = \"{}\"", idgard_sdk::VERSION)),
+        "{manifest}"
+    );
+    assert!(!manifest.contains(root.to_str().unwrap()), "{manifest}");
+
+    // Built here (offline) against this tree's SDK.
+    let sdk = root.join("sdk");
     let out = agent(
         &[
             "connector",
@@ -178,6 +202,8 @@ fn a_new_connector_passes_its_own_test_builds_and_runs() {
             "people-file",
             "--dir",
             dir.to_str().unwrap(),
+            "--sdk-path",
+            sdk.to_str().unwrap(),
         ],
         &base,
     );

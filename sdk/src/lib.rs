@@ -54,6 +54,10 @@ pub use bindings::idgard::connector::types::{
 /// instantiating and refuses a version it does not speak.
 pub const CONTRACT_VERSION: &str = "0.2.0";
 
+/// This SDK's version. Its major and minor are those of the contract it implements
+/// ([`CONTRACT_VERSION`]); a patch release changes the SDK only, never the contract.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 #[doc(hidden)]
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
@@ -251,4 +255,18 @@ macro_rules! export {
             $crate::bindings::__export_idgard_connector!(IdgardAdapter with_types_in $crate::bindings);
         };
     };
+}
+
+#[cfg(test)]
+mod version_tests {
+    /// The version policy: the SDK's major.minor are the contract's.
+    #[test]
+    fn the_sdk_version_follows_the_contract() {
+        let major_minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
+        assert_eq!(
+            major_minor(super::VERSION),
+            major_minor(super::CONTRACT_VERSION),
+            "bump idgard-sdk (and idgard-model) to the contract's version"
+        );
+    }
 }
