@@ -44,3 +44,41 @@ fn help_lists_each_commands_own_options_and_the_situations() {
     );
     assert!(!help.contains("--incremental"), "{help}");
 }
+
+/// The `idgard` commands of docs/deployment.md, with their placeholders filled, are ones this
+/// binary takes (a renamed command or flag fails here, not in a reader's shell).
+#[test]
+fn the_documented_commands_are_accepted_as_written() {
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/deployment.md");
+    let text = std::fs::read_to_string(docs).unwrap();
+    let mut lines = Vec::new();
+    let mut joined = String::new();
+    for line in text.lines() {
+        let line = line.split(" # ").next().unwrap().trim_end();
+        if joined.is_empty() && !line.starts_with("idgard ") {
+            continue;
+        }
+        joined.push_str(line.trim_end_matches('\\'));
+        joined.push(' ');
+        if !line.ends_with('\\') {
+            lines.push(std::mem::take(&mut joined));
+        }
+    }
+    assert!(lines.len() >= 10, "the commands were found: {lines:?}");
+    let dir = tempfile::tempdir().unwrap();
+    for line in lines {
+        let filled = line.replace(
+            "<the certificate's sha256, printed by the server when it starts>",
+            &"ab".repeat(32),
+        );
+        let args: Vec<&str> = filled.split_whitespace().skip(1).collect();
+        let mut with_help = args.clone();
+        with_help.push("--help");
+        let out = idgard(&dir.path().join("c.toml"), &with_help);
+        assert!(
+            out.status.success(),
+            "`{filled}` is not taken: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
