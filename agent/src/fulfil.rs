@@ -25,8 +25,8 @@ type Pending<T> = Option<tokio::task::JoinHandle<Result<T>>>;
 impl Agent {
     /// Fulfils the orders the server holds for this task, page by page, each page in batches.
     /// The next page is asked for while one is carried out, and a batch's results go to the
-    /// server while the next batch is carried out; an empty page once every result is recorded ends the
-    /// task. Each finished batch is written to the spool before anything else, so a restart
+    /// server while the next batch is carried out; an empty page once every result is recorded
+    /// ends the task. Each finished batch is written to the spool before anything else, so a restart
     /// resumes after the last finished order instead of carrying it out again (the server
     /// ignores results it already has).
     #[allow(clippy::too_many_arguments)]

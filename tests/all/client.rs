@@ -3,7 +3,7 @@
 //! answering "what does this person have, and why?" with one command.
 
 use crate::harness::bin;
-use crate::pipeline::{people_connection, write_hr};
+use crate::pipeline::{accounts_file_connection, people_connection, write_hr};
 use crate::system::{Agent, Backend, Server, on};
 use idgard_protocol::{IdentityView, Operation, Situation};
 use std::path::Path;
@@ -71,13 +71,7 @@ fn an_administrator_works_from_a_saved_context() {
         Backend::Sqlite,
         &[("IDGARD_RULES", rules.to_str().unwrap())],
     );
-    let directory = format!(
-        "name = \"directory\"\nconnector = \"csv\"\n[settings]\nfile = \"accounts.csv\"\nkey = \"login\"\n\
-         entity_type = \"account\"\naccounts_file = \"accounts.csv\"\naccounts_key = \"login\"\n\
-         [grants.folders.source]\npath = \"{0}\"\naccess = \"read-only\"\n\
-         [grants.folders.accounts]\npath = \"{0}\"\naccess = \"read-write\"\n",
-        target.display()
-    );
+    let directory = accounts_file_connection(&target);
     let agent = Agent::start_with(
         &server,
         "lyon",

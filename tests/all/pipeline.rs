@@ -60,6 +60,17 @@ pub(crate) fn people_connection(hr: &Path) -> String {
     )
 }
 
+/// The target: an accounts file `accounts.csv` in `target`, keyed by `login`, named `directory`.
+pub(crate) fn accounts_file_connection(target: &Path) -> String {
+    format!(
+        "name = \"directory\"\nconnector = \"csv\"\n[settings]\nfile = \"accounts.csv\"\nkey = \"login\"\n\
+         entity_type = \"account\"\naccounts_file = \"accounts.csv\"\naccounts_key = \"login\"\n\
+         [grants.folders.source]\npath = \"{0}\"\naccess = \"read-only\"\n\
+         [grants.folders.accounts]\npath = \"{0}\"\naccess = \"read-write\"\n",
+        target.display()
+    )
+}
+
 /// A job with the agent's and the server's logs, for a failed assertion.
 pub(crate) fn context(job: &JobView, agent: &Agent, server: &Server) -> String {
     format!(
@@ -139,13 +150,7 @@ pub fn hire_move_leave(b: Backend) {
     .unwrap();
     let server = Server::start_with(b, &[("IDGARD_RULES", rules.to_str().unwrap())]);
     let people = people_connection(&hr);
-    let directory = format!(
-        "name = \"directory\"\nconnector = \"csv\"\n[settings]\nfile = \"accounts.csv\"\nkey = \"login\"\n\
-         entity_type = \"account\"\naccounts_file = \"accounts.csv\"\naccounts_key = \"login\"\n\
-         [grants.folders.source]\npath = \"{0}\"\naccess = \"read-only\"\n\
-         [grants.folders.accounts]\npath = \"{0}\"\naccess = \"read-write\"\n",
-        target.display()
-    );
+    let directory = accounts_file_connection(&target);
     let agent = Agent::start_with(
         &server,
         "lyon",
