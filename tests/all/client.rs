@@ -245,6 +245,28 @@ fn an_administrator_works_from_a_saved_context() {
         "the names it has are listed: {warned}"
     );
 
+    // Administrator tokens, over the API: made, listed by id, revoked.
+    let made = ok(
+        &context,
+        &[
+            "admin-token",
+            "create",
+            "--name",
+            "ci",
+            "--expires-in-days",
+            "30",
+        ],
+    );
+    assert_eq!(made.trim().len(), 64, "{made}");
+    let listed = ok(&context, &["admin-token", "list"]);
+    let line = listed
+        .lines()
+        .find(|l| l.contains(" ci "))
+        .unwrap_or_else(|| panic!("{listed}"));
+    let id = line.split_whitespace().next().unwrap();
+    assert!(ok(&context, &["admin-token", "revoke", id]).contains("revoked"));
+    assert!(!ok(&context, &["admin-token", "list"]).contains(" ci "));
+
     assert!(ok(&context, &["logout"]).contains("forgotten"));
     assert!(!context.exists());
 

@@ -3,14 +3,14 @@
 use crate::show::{self, Output, Table, ago, or_dash, time};
 use crate::{
     AgentCommand, Command, EntryCommand, IdentityCommand, JobCommand, LinksArgs, Login, OrdersArgs,
-    TaskCommand,
+    TaskCommand, TokenCommand,
 };
 use anyhow::{Context as _, Result};
 use idgard_client::api::{Api, path};
 use idgard_client::context::Context;
 use idgard_protocol::{
-    AgentView, EntryView, IdentityView, JobView, LinkView, NewAgent, NewAgentAnswer, OrderView,
-    RunJob, VersionView,
+    AdminTokenView, AgentView, EntryView, IdentityView, JobView, LinkView, NewAdminToken,
+    NewAdminTokenAnswer, NewAgent, NewAgentAnswer, OrderView, RunJob, VersionView,
 };
 use std::process::ExitCode;
 
@@ -32,6 +32,7 @@ pub async fn run(command: Command, out: Output) -> Result<ExitCode> {
     match command {
         Command::Login(_) | Command::Logout => unreachable!("handled above"),
         Command::Agent(c) => agent(&api, &context, c, out).await?,
+        Command::AdminToken(c) => tokens(&api, c, out).await?,
         Command::Job(c) => return job(&api, c, out).await,
         Command::Task(TaskCommand::Log { id, follow }) => {
             crate::follow::task_log(&api, id, follow, out).await?
@@ -146,6 +147,60 @@ async fn agent(api: &Api, context: &Context, c: AgentCommand, out: Output) -> Re
         AgentCommand::Remove { name } => {
             api.delete(&path(&["agents", &name], &[])).await?;
             show::line(&format!("agent `{name}` removed"));
+        }
+    }
+    Ok(())
+}
+
+async fn tokens(api: &Api, c: TokenCommand, out: Output) -> Result<()> {
+    match c {
+        TokenCommand::List => {
+            let list: Vec<AdminTokenView> = api.get(&path(&["admin-tokens"], &[])).await?;
+            if out == Output::Json {
+                show::json(&list);
+                return Ok(());
+            }
+            let mut t = Table::new(&["ID", "NAME", "CREATED", "EXPIRES"]);
+            for k in list {
+                t.row(vec![
+                    k.id,
+                    or_dash(k.name.as_deref()),
+                    time(k.created_ms),
+                    k.expires_ms.map(time).unwrap_or_else(|| "never".into()),
+                ]);
+            }
+            t.print();
+        }
+        TokenCommand::Create {
+            name,
+            expires_in_days,
+        } => {
+            let made: NewAdminTokenAnswer = api
+                .post(
+                    &path(&["admin-tokens"], &[]),
+                    &NewAdminToken {
+                        name,
+                        expires_in_s: expires_in_days.map(|d| d.saturating_mul(86_400)),
+                    },
+                )
+                .await?;
+            match out {
+                Output::Json => show::json(&made),
+                _ => {
+                    show::line(&made.token);
+                    eprintln!("token {} created; it is shown this once", made.view.id);
+                }
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let gone: AdminTokenView = api
+                .call(
+                    reqwest::Method::DELETE,
+                    &path(&["admin-tokens", &id], &[]),
+                    None::<&()>,
+                )
+                .await?;
+            show::line(&format!("administrator token {} revoked", gone.id));
         }
     }
     Ok(())

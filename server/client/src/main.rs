@@ -31,6 +31,9 @@ enum Command {
     /// Agents.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Administrator tokens.
+    #[command(subcommand)]
+    AdminToken(TokenCommand),
     /// Jobs.
     #[command(subcommand)]
     Job(JobCommand),
@@ -91,6 +94,26 @@ enum AgentCommand {
     Remove {
         /// Its name.
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Lists administrator tokens (their ids, never the tokens).
+    List,
+    /// Creates a token and prints it (shown once).
+    Create {
+        /// Whose it is or what it is for.
+        #[arg(long)]
+        name: Option<String>,
+        /// How many days it works (without it, until revoked).
+        #[arg(long)]
+        expires_in_days: Option<u64>,
+    },
+    /// Revokes a token: it stops working at once.
+    Revoke {
+        /// Its id, as `list` shows it (at least 8 hex digits).
+        id: String,
     },
 }
 
