@@ -45,6 +45,7 @@ pub async fn open(config: &config::Config) -> Result<identity::Engine> {
         names: Default::default(),
         seen: Default::default(),
         sealer,
+        live: Default::default(),
     };
     Ok(identity::Engine { queue, rules })
 }

@@ -527,6 +527,12 @@ pub fn killed_during_synchronize(b: Backend) {
         !asked.is_finished(),
         "the synchronize ended before the kill: make the upload larger"
     );
+    // While it runs, the task shows how far it got (entries read of the upload's).
+    let running: TaskView = server
+        .admin::<(), _>(Method::GET, &format!("/api/v1/tasks/{}", sync.id), None)
+        .unwrap();
+    let (done, total) = running.progress.expect("progress while it runs");
+    assert!(done > 0 && total.is_some_and(|t| t >= done), "{running:?}");
     server.kill_and_start();
     assert!(
         asked.join().unwrap().is_err(),

@@ -45,12 +45,16 @@ impl Engine {
         let args = TaskArgs::parse_stored(&row.try_get::<String, _>(5)?);
         let job: Option<i64> = row.try_get(6)?;
         let approved = args.approved;
+        let live = &self.queue.live;
         let outcome = match Operation::parse(&op) {
             Some(Operation::Synchronize) => {
                 let (upload, incremental) = self.job_upload(job, &connection, &args).await?;
                 if args.dry_run {
-                    let report = self
-                        .synchronize_dry(&connection, upload, incremental, job)
+                    let report = live
+                        .run(
+                            task,
+                            self.synchronize_dry(&connection, upload, incremental, job),
+                        )
                         .await?;
                     return self
                         .finish_on_server(agent, task, fence, json!(report))
@@ -61,32 +65,34 @@ impl Engine {
                     .as_ref()
                     .map(|r| r.thresholds(&connection))
                     .filter(|_| !approved);
-                self.synchronize(&connection, upload, incremental, job, thresholds.as_ref())
-                    .await
-                    .map(Checked::into_json)
+                let sync =
+                    self.synchronize(&connection, upload, incremental, job, thresholds.as_ref());
+                live.run(task, sync).await.map(Checked::into_json)
             }
             Some(Operation::Provision) => {
                 let rules = self.rules.clone().ok_or_else(|| {
                     Error::invalid("the server has no rules file: provisioning cannot run")
                 })?;
                 if args.dry_run {
-                    let report = self
-                        .provision_dry(&rules, &connection, job, args.complete)
+                    let report = live
+                        .run(
+                            task,
+                            self.provision_dry(&rules, &connection, job, args.complete),
+                        )
                         .await?;
                     return self
                         .finish_on_server(agent, task, fence, json!(report))
                         .await;
                 }
-                self.provision(
+                let provision = self.provision(
                     &rules,
                     &connection,
                     job,
                     args.complete,
                     args.dry_run,
                     approved,
-                )
-                .await
-                .map(Checked::into_json)
+                );
+                live.run(task, provision).await.map(Checked::into_json)
             }
             _ => {
                 return Err(Error::invalid(format!(

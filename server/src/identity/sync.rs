@@ -209,6 +209,12 @@ impl Engine {
         };
         let mut seen: HashSet<String> = HashSet::new();
         let mut pending = Pending::default();
+        let total = sqlx::query("SELECT entries FROM uploads WHERE id = $1")
+            .bind(upload_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten())
+            .map(|n| n as u64);
         let starts = chunk_starts(&mut **tx, upload_id).await?;
         let mut frames = frames::Reader::new();
         for start in starts {
@@ -219,6 +225,7 @@ impl Engine {
                     held = held_of(tx, connection, batch).await?;
                 }
                 compare(batch, &mut held, &mut seen, &mut report, &mut pending)?;
+                crate::queue::live::report(report.received, total);
                 confirm(tx, &mut report, &mut pending).await?;
                 if pending.inserts.len() + pending.confirms.len() >= ROWS_PER_FLUSH {
                     pending.flush(tx, connection, now, report.sync_id).await?;

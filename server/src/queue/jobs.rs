@@ -275,7 +275,7 @@ impl Queue {
             .fetch_all(&self.db.read)
             .await?
             .iter()
-            .map(task_view)
+            .map(|r| task_view(r).map(|t| self.with_live(t)))
             .collect::<Result<Vec<_>>>()?;
         let state: String = row.try_get(3)?;
         Ok(JobView {

@@ -12,6 +12,7 @@ mod beats;
 mod cursors;
 mod jobs;
 mod lease;
+pub mod live;
 mod logs;
 mod tasks;
 mod uploads;
@@ -44,6 +45,8 @@ pub struct Queue {
     pub seen: Arc<std::sync::Mutex<std::collections::HashMap<i64, i64>>>,
     /// Seals the secrets in tasks' arguments.
     pub sealer: Arc<crate::seal::Sealer>,
+    /// Progress of the tasks this server runs itself.
+    pub live: live::Live,
 }
 
 pub(crate) use crate::db::Tx;

@@ -546,6 +546,14 @@ impl Queue {
             .fetch_optional(&self.db.read)
             .await?
             .ok_or_else(|| Error::not_found(format!("no task {task}")))?;
-        task_view(&row)
+        task_view(&row).map(|t| self.with_live(t))
+    }
+
+    /// A task's view with the progress of its run on this server, while it runs here.
+    pub(crate) fn with_live(&self, mut view: TaskView) -> TaskView {
+        if let Some(p) = self.live.get(view.id) {
+            view.progress = Some(p);
+        }
+        view
     }
 }

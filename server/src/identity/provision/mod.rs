@@ -348,7 +348,8 @@ impl Engine {
         };
         // Creates dropped as conflicts: what waited for them is dropped too.
         let mut dropped: HashSet<String> = HashSet::new();
-        for slice in keys.chunks(100) {
+        for (n, slice) in keys.chunks(100).enumerate() {
+            crate::queue::live::report((n * 100) as u64, Some(keys.len() as u64));
             let refs: Vec<&str> = slice.iter().map(String::as_str).collect();
             let people = current_of(tx, src, &refs, true).await?;
             let prefix = format!("{}\0", rules.identities.entity_type);
