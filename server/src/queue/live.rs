@@ -6,9 +6,12 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-/// Done and, when known, total, of each task running here.
+/// Done and, when known, total.
+pub type Progress = (u64, Option<u64>);
+
+/// The progress of each task running here.
 #[derive(Clone, Default)]
-pub struct Live(Arc<Mutex<HashMap<i64, (u64, Option<u64>)>>>);
+pub struct Live(Arc<Mutex<HashMap<i64, Progress>>>);
 
 tokio::task_local! {
     static CURRENT: (Live, i64);
@@ -23,11 +26,11 @@ impl Live {
     }
 
     /// A running task's progress.
-    pub fn get(&self, task: i64) -> Option<(u64, Option<u64>)> {
+    pub fn get(&self, task: i64) -> Option<Progress> {
         self.lock().get(&task).copied()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (u64, Option<u64>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Progress>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
