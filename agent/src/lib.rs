@@ -7,7 +7,8 @@
 //! | `config` | the configuration file |
 //! | `enrol` | trading a one-time token for credentials |
 //! | `client` | calls to the server: TLS pinning, tokens, retries |
-//! | `daemon` | the service: polling, heartbeats, logs, cancellation, shutdown |
+//! | `daemon` | the service: polling, heartbeats, logs, cancellation |
+//! | `stop` | signals and the shutdown grace; a second signal stops at once |
 //! | `registry` | the connections served and their loaded connectors, reloaded on change |
 //! | `overlap` | refusing connections whose folders overlap |
 //! | `execute` | running a task's operation through the host |
@@ -30,6 +31,7 @@ mod overlap;
 mod registry;
 pub mod run;
 mod spool;
+mod stop;
 pub mod template;
 
 pub use config::AgentConfig;
