@@ -35,6 +35,8 @@ pub struct Config {
     /// The key that seals secrets inside stored tasks (32 bytes, created when missing);
     /// default `<data_dir>/secrets.key`. Replicas on one PostgreSQL share one.
     pub secrets_key: Option<PathBuf>,
+    /// The web UI: sign-in methods, sessions, roles (see `docs/ui.md`).
+    pub ui: crate::web::settings::UiConfig,
 }
 
 /// HTTPS certificate and key (PEM). Without them (and without `dev_http`), a self-signed
@@ -190,6 +192,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             rules: None,
             secrets_key: None,
+            ui: Default::default(),
         }
     }
 }

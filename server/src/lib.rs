@@ -12,6 +12,7 @@ pub mod page;
 pub mod private;
 pub mod queue;
 pub mod seal;
+pub mod web;
 
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
@@ -73,6 +74,12 @@ pub async fn serve(
     let _ = rustls::crypto::ring::default_provider().install_default();
     private::create_dir(&config.data_dir)?;
     let _serving = db::Db::serving_lock(&config.database_url())?;
+    config.ui.check(config.listen)?;
+    if config.ui.dev_password.is_some() {
+        tracing::warn!(
+            "development sign-in is on (ui.dev_password): one password opens the UI; never run it like this in production"
+        );
+    }
     let engine = open(&config).await?;
     let queue = engine.queue.clone();
     queue.db.listen().await?;
@@ -125,6 +132,12 @@ pub async fn serve(
         throttle: Default::default(),
         generations: Default::default(),
         token_recheck: http::TOKEN_RECHECK,
+        web: web::Web::new(
+            config.ui.clone(),
+            &queue,
+            !config.dev_http,
+            config.public_url.clone(),
+        )?,
     });
     let router = http::router(
         app,

@@ -60,6 +60,9 @@ enum Command {
     /// Manages the administrator tokens of the API.
     #[command(subcommand)]
     AdminToken(cli::agents::TokenCommand),
+    /// Reads a password on standard input and prints its argon2id hash, for
+    /// `ui.dev_password.hash`.
+    HashPassword,
     /// Checks a rules file and says what it declares.
     CheckRules {
         /// The file.
@@ -212,7 +215,10 @@ async fn run(cli: Cli) -> Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
     // An administration command run in the wrong folder must not create an empty server there.
     if !explicit
-        && !matches!(command, Command::Serve | Command::CheckRules { .. })
+        && !matches!(
+            command,
+            Command::Serve | Command::CheckRules { .. } | Command::HashPassword
+        )
         && !config.data_dir.exists()
     {
         anyhow::bail!(
@@ -303,6 +309,20 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
+            Ok(())
+        }
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("cannot read the password on standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                anyhow::bail!(
+                    "an empty password cannot sign anyone in: type one on standard input"
+                );
+            }
+            say!("{}", idgard_server::web::auth::password::hash(password)?);
             Ok(())
         }
         Command::CheckRules { file } => {

@@ -5,12 +5,13 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use idgard_protocol::{ErrorBody, ErrorCode};
-use idgard_server::http::{AppState, error::status_of, router};
+use idgard_server::http::{error::status_of, router};
 use idgard_server::identity::Engine;
 use serde_json::json;
-use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt as _;
+
+mod support;
 
 struct Api {
     app: axum::Router,
@@ -34,28 +35,8 @@ async fn api() -> Api {
     let signer =
         idgard_server::keys::Signer::load(None, None, &dir.path().join("key.pem"), 600).unwrap();
     let agent_token = signer.issue(agent, 0, engine.queue.now()).unwrap();
-    let (_tx, stopping) = tokio::sync::watch::channel(false);
-    let state = Arc::new(AppState {
-        queue: engine.queue.clone(),
-        engine: engine.clone(),
-        signer,
-        max_upload: 1 << 20,
-        max_chunk: 1 << 16,
-        stopping,
-        verified: Default::default(),
-        connections: idgard_server::http::conn::Connections::new(
-            idgard_server::http::conn::Limits {
-                max: 64,
-                per_peer: 8,
-                first_request: Duration::from_secs(10),
-                idle: Duration::from_secs(10),
-            },
-        ),
-        throttle: Default::default(),
-        generations: Default::default(),
-        // Every call reads the generation: a reset is seen by the next call.
-        token_recheck: Duration::ZERO,
-    });
+    let web = idgard_server::web::Web::new(Default::default(), &engine.queue, true, None).unwrap();
+    let state = support::app_state(&engine, signer, web);
     Api {
         app: router(state, 64 << 10, 1 << 16, Duration::from_secs(10)),
         engine,

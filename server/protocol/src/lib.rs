@@ -101,6 +101,7 @@ mod agents;
 mod enrol;
 mod jobs;
 mod orders;
+mod overview;
 mod repository;
 mod tasks;
 
@@ -108,5 +109,6 @@ pub use agents::*;
 pub use enrol::*;
 pub use jobs::*;
 pub use orders::*;
+pub use overview::*;
 pub use repository::*;
 pub use tasks::*;

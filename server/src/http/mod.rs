@@ -8,6 +8,7 @@ pub mod conn;
 pub mod error;
 mod extract;
 mod identity;
+mod overview;
 pub mod throttle;
 
 use crate::error::{Error, Result};
@@ -47,6 +48,8 @@ pub struct AppState {
     pub generations: std::sync::Mutex<std::collections::HashMap<i64, (i64, std::time::Instant)>>,
     /// How long a token generation read from the database is trusted.
     pub token_recheck: Duration,
+    /// The web UI.
+    pub web: crate::web::Web,
 }
 
 /// How long a token generation read from the database is trusted by default.
@@ -62,7 +65,13 @@ pub fn router(app: App, json_limit: usize, chunk_limit: usize, body_timeout: Dur
         .route("/readyz", get(ready))
         .route("/api/v1/enrol", post(agent::enrol))
         .nest("/api/v1/agent", agent::routes(chunk_limit))
-        .nest("/api/v1", admin::routes().merge(identity::routes()))
+        .nest(
+            "/api/v1",
+            admin::routes()
+                .merge(identity::routes())
+                .merge(overview::routes()),
+        )
+        .merge(crate::web::router(app.clone()))
         .fallback(|| async { Error::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(json_limit))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(

@@ -28,6 +28,15 @@ pub enum Key {
     Peer(IpAddr),
     /// An agent whose client secret was tried.
     Agent(i64),
+    /// A login tried at the UI's sign-in (a hash of it, lower-cased).
+    Login(u64),
+}
+
+impl Key {
+    /// The key of a login typed at the UI's sign-in.
+    pub fn login(login: &str) -> Key {
+        Key::Login(xxhash_rust::xxh3::xxh3_64(login.to_lowercase().as_bytes()))
+    }
 }
 
 impl std::fmt::Display for Key {
@@ -35,6 +44,7 @@ impl std::fmt::Display for Key {
         match self {
             Key::Peer(ip) => write!(f, "address {ip}"),
             Key::Agent(id) => write!(f, "agent {id}"),
+            Key::Login(_) => write!(f, "this login"),
         }
     }
 }

@@ -6,6 +6,8 @@
 //! by the server for the agent that holds their lease.
 
 pub mod dry;
+pub mod operate;
+pub mod overview;
 pub mod pipeline;
 pub mod provision;
 pub mod repo;

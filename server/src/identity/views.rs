@@ -220,6 +220,16 @@ impl Engine {
         rows.iter().map(order_view).collect()
     }
 
+    /// One order.
+    pub async fn order(&self, id: &str) -> Result<OrderView> {
+        let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.queue.db.read)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no order `{id}`")))?;
+        order_view(&row)
+    }
+
     /// One identity: its attributes and history in the source, its accounts in every target
     /// and the orders for it still under way.
     pub async fn identity(&self, key: &str) -> Result<IdentityView> {

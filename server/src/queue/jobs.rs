@@ -313,6 +313,20 @@ impl Queue {
         Ok(out)
     }
 
+    /// Jobs in `state`, newest first, at most `limit`.
+    pub async fn jobs_in_state(&self, state: JobState, limit: u32) -> Result<Vec<JobView>> {
+        let rows = sqlx::query("SELECT id FROM jobs WHERE state = $1 ORDER BY id DESC LIMIT $2")
+            .bind(state.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.db.read)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(self.job(r.try_get(0)?).await?);
+        }
+        Ok(out)
+    }
+
     /// Starts the oldest waiting run of a declared job if none is running.
     pub(crate) async fn start_next(
         &self,

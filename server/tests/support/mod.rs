@@ -142,3 +142,35 @@ impl Scratch {
         .await;
     }
 }
+
+/// The HTTP layer's shared state over `engine`, with small limits, for `oneshot` tests.
+pub fn app_state(
+    engine: &Engine,
+    signer: idgard_server::keys::Signer,
+    web: idgard_server::web::Web,
+) -> std::sync::Arc<idgard_server::http::AppState> {
+    use std::time::Duration;
+    let (_tx, stopping) = tokio::sync::watch::channel(false);
+    std::sync::Arc::new(idgard_server::http::AppState {
+        queue: engine.queue.clone(),
+        engine: engine.clone(),
+        signer,
+        max_upload: 1 << 20,
+        max_chunk: 1 << 16,
+        stopping,
+        verified: Default::default(),
+        connections: idgard_server::http::conn::Connections::new(
+            idgard_server::http::conn::Limits {
+                max: 64,
+                per_peer: 8,
+                first_request: Duration::from_secs(10),
+                idle: Duration::from_secs(10),
+            },
+        ),
+        throttle: Default::default(),
+        generations: Default::default(),
+        // Every call reads the generation: a reset is seen by the next call.
+        token_recheck: Duration::ZERO,
+        web,
+    })
+}

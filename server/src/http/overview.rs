@@ -1,0 +1,107 @@
+//! What the UI's pages show, for scripts: the overview, connections, declared jobs, identity
+//! search, the audit trail; and the actions the UI offers that the API had not: retrying
+//! failed orders. Each handler calls the same domain function as its page.
+
+use super::App;
+use super::extract::{Admin, JsonBody, QueryOf};
+use crate::error::Result;
+use crate::page::Page;
+use crate::web::audit::Filter;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use idgard_protocol::{AuditView, ConnectionView, DeclaredJobView, EntryView, ListQuery, Overview};
+
+/// `/api/v1/overview`, `/api/v1/connections`, `/api/v1/declared-jobs`, `/api/v1/identities`,
+/// `/api/v1/audit`, `/api/v1/orders/retry`.
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/overview", get(overview))
+        .route("/connections", get(connections))
+        .route("/declared-jobs", get(declared_jobs))
+        .route("/identities", get(identities))
+        .route("/audit", get(audit))
+        .route("/orders/retry", post(retry))
+}
+
+async fn overview(State(app): State<App>, _: Admin) -> Result<Json<Overview>> {
+    Ok(Json(app.engine.overview().await?))
+}
+
+async fn connections(State(app): State<App>, _: Admin) -> Result<Json<Vec<ConnectionView>>> {
+    Ok(Json(app.engine.connections().await?))
+}
+
+async fn declared_jobs(State(app): State<App>, _: Admin) -> Result<Json<Vec<DeclaredJobView>>> {
+    Ok(Json(app.engine.declared_jobs().await?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchQuery {
+    #[serde(default)]
+    q: String,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn identities(
+    State(app): State<App>,
+    _: Admin,
+    QueryOf(q): QueryOf<SearchQuery>,
+) -> Result<Json<Vec<EntryView>>> {
+    let page = Page::new(ListQuery {
+        after: q.after,
+        limit: q.limit,
+    })?;
+    Ok(Json(app.engine.search_identities(&q.q, &page).await?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    user: Option<String>,
+    action: Option<String>,
+    outcome: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn audit(
+    State(app): State<App>,
+    _: Admin,
+    QueryOf(q): QueryOf<AuditQuery>,
+) -> Result<Json<Vec<AuditView>>> {
+    let page = Page::new(ListQuery {
+        after: q.after,
+        limit: q.limit,
+    })?;
+    let filter = Filter {
+        user: q.user,
+        action: q.action,
+        outcome: q.outcome,
+    };
+    Ok(Json(app.web.audit.list(&filter, &page).await?))
+}
+
+/// `POST /api/v1/orders/retry`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryOrders {
+    ids: Vec<String>,
+}
+
+#[derive(serde::Serialize)]
+struct Retried {
+    retried: u64,
+}
+
+async fn retry(
+    State(app): State<App>,
+    _: Admin,
+    JsonBody(req): JsonBody<RetryOrders>,
+) -> Result<Json<Retried>> {
+    Ok(Json(Retried {
+        retried: app.engine.retry_orders(&req.ids).await?,
+    }))
+}

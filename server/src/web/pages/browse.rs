@@ -1,0 +1,150 @@
+//! Looking: the dashboard, identities, connections and their entries.
+
+use super::{PageResult, Person, render};
+use crate::error::Error;
+use crate::http::App;
+use crate::page::Page;
+use axum::extract::{Path, Query, State};
+use idgard_protocol::{ListQuery, Situation};
+use idgard_web::{diff, pages};
+use serde::Deserialize;
+
+/// Rows a UI list shows per page.
+pub const PAGE_ROWS: u32 = 100;
+
+/// A page of `rows` past `after`.
+pub fn page_after(after: Option<String>) -> Result<Page, Error> {
+    Page::new(ListQuery {
+        after,
+        limit: Some(PAGE_ROWS),
+    })
+}
+
+/// The key to ask the next page from, when this one is full.
+pub fn next_of<T>(rows: &[T], key: impl Fn(&T) -> String) -> Option<String> {
+    (rows.len() as u32 >= PAGE_ROWS)
+        .then(|| rows.last().map(key))
+        .flatten()
+}
+
+/// `GET /dashboard`.
+pub async fn dashboard(State(app): State<App>, me: Person) -> PageResult {
+    let o = app.engine.overview().await?;
+    Ok(render(&pages::Dashboard {
+        chrome: &me.chrome("dashboard", "Dashboard"),
+        o,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct Search {
+    #[serde(default)]
+    q: String,
+    after: Option<String>,
+}
+
+/// `GET /identities?q=PREFIX`.
+pub async fn identities(State(app): State<App>, me: Person, Query(s): Query<Search>) -> PageResult {
+    let q = s.q.trim().to_owned();
+    let found = app
+        .engine
+        .search_identities(&q, &page_after(s.after)?)
+        .await?;
+    let next = next_of(&found, |e| e.key.clone());
+    let rows = found
+        .into_iter()
+        .map(|e| pages::IdentityRow {
+            summary: e
+                .attributes
+                .iter()
+                .take(4)
+                .map(|(k, v)| format!("{k}: {}", v.join(", ")))
+                .collect::<Vec<_>>()
+                .join(" · "),
+            key: e.key,
+        })
+        .collect();
+    Ok(render(&pages::Identities {
+        chrome: &me.chrome("identities", "Identities"),
+        q,
+        rows,
+        next,
+    }))
+}
+
+/// `GET /identities/{key}`.
+pub async fn identity(State(app): State<App>, me: Person, Path(key): Path<String>) -> PageResult {
+    let v = app.engine.identity(&key).await?;
+    Ok(render(&pages::Identity {
+        chrome: &me.chrome("identities", format!("Identity {key}")),
+        timeline: diff::timeline(&v.history),
+        v,
+    }))
+}
+
+/// `GET /connections`.
+pub async fn connections(State(app): State<App>, me: Person) -> PageResult {
+    Ok(render(&pages::Connections {
+        chrome: &me.chrome("connections", "Connections"),
+        rows: app.engine.connections().await?,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct EntriesQuery {
+    #[serde(default)]
+    situation: String,
+    after: Option<String>,
+}
+
+/// `GET /connections/{name}?situation=`.
+pub async fn connection(
+    State(app): State<App>,
+    me: Person,
+    Path(name): Path<String>,
+    Query(q): Query<EntriesQuery>,
+) -> PageResult {
+    let situation = match q.situation.as_str() {
+        "" => None,
+        s => Some(Situation::parse(s).ok_or_else(|| {
+            Error::invalid(format!(
+                "situation `{s}`: one of linked, unlinked, unmatched, deleted"
+            ))
+        })?),
+    };
+    let rows = app
+        .engine
+        .entries(&name, situation, &page_after(q.after)?)
+        .await?;
+    let c = app
+        .engine
+        .connections()
+        .await?
+        .into_iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| Error::not_found(format!("no connection `{name}`")))?;
+    Ok(render(&pages::Connection {
+        chrome: &me.chrome("connections", format!("Connection {name}")),
+        next: next_of(&rows, |e| e.key.clone()),
+        c,
+        situation: q.situation,
+        situations: Situation::ALL.iter().map(|s| s.as_str()).collect(),
+        rows,
+    }))
+}
+
+/// `GET /connections/{name}/entries/{key}`.
+pub async fn entry(
+    State(app): State<App>,
+    me: Person,
+    Path((name, key)): Path<(String, String)>,
+) -> PageResult {
+    let e = app.engine.entry(&name, &key).await?;
+    let history = app.engine.history(&name, &key).await?;
+    Ok(render(&pages::Entry {
+        chrome: &me.chrome("connections", format!("{key} in {name}")),
+        connection: name,
+        e,
+        timeline: diff::timeline(&history),
+    }))
+}
