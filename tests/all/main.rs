@@ -22,3 +22,4 @@ mod sandbox;
 mod signin;
 mod support;
 mod system;
+mod ui;

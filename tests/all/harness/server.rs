@@ -28,6 +28,8 @@ pub struct Server {
     /// A network namespace it runs in, the address it listens on there, and the address the
     /// test process reaches it at.
     netns: Option<(String, String, String)>,
+    /// A configuration file it reads (`--config`).
+    config: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -46,9 +48,20 @@ impl Server {
             ),
             Backend::Postgres => postgres_database(),
         };
-        let mut s = Self::start_on(dir, database_url, env, None);
+        let mut s = Self::start_on(dir, database_url, env, None, None);
         s.owns_database = matches!(backend, Backend::Postgres);
         s
+    }
+
+    /// A server on SQLite that also reads the configuration file `toml` (its `[ui]` section,
+    /// say).
+    pub fn start_configured(env: &[(&str, &str)], toml: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = format!(
+            "sqlite://{}",
+            dir.path().join("data").join("idgard.db").display()
+        );
+        Self::start_on(dir, database_url, env, None, Some(toml))
     }
 
     /// Another server process on the same database (PostgreSQL): a replica, sharing the
@@ -67,6 +80,7 @@ impl Server {
             self.database_url.clone(),
             &env,
             Some(self.admin.clone()),
+            None,
         )
     }
 
@@ -75,8 +89,14 @@ impl Server {
         database_url: String,
         env: &[(&str, &str)],
         admin: Option<String>,
+        config: Option<&str>,
     ) -> Server {
         let data = dir.path().join("data");
+        let config = config.map(|text| {
+            let path = dir.path().join("idgard-server.toml");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
         let keys = shared_keys();
         let mut all: Vec<(&str, &str)> = vec![
             ("IDGARD_QUEUE_LEASE_MS", "3000"),
@@ -123,6 +143,7 @@ impl Server {
             owns_database: false,
             nofile: None,
             netns: None,
+            config,
             _dir: dir,
         };
         s.spawn();
@@ -180,6 +201,9 @@ impl Server {
             .arg(&self.database_url)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("IDGARD_CONFIG");
+        if let Some(config) = &self.config {
+            c.arg("--config").arg(config);
+        }
         c
     }
 

@@ -232,6 +232,8 @@ async fn finish(
                     "Too many failed sign-ins: wait a minute before trying again.",
                     StatusCode::TOO_MANY_REQUESTS,
                 )
+            } else if matches!(refusal, Refusal::Unavailable(_)) {
+                (refusal.message(), StatusCode::SERVICE_UNAVAILABLE)
             } else {
                 (refusal.message(), StatusCode::UNAUTHORIZED)
             };
