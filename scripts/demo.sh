@@ -137,11 +137,19 @@ if $directory; then rules=connectors/ldap/demo/rules.toml; job_name=directory; f
 server=$bin/idgard-server
 agent=$bin/idgard-agent
 port=${IDGARD_DEMO_PORT:-8443}
+# The web UI signs in with a development password made for this demo (loopback only).
+ui_password=$(head -c 12 /dev/urandom | base64 | tr -d '/+=')
+ui_hash=$(printf '%s\n' "$ui_password" | "$server" hash-password)
+printf '%s\n' "$ui_password" > "$demo/ui-password"
+chmod 600 "$demo/ui-password"
 # The server's settings in one file, so that every command below needs no flag.
 cat > "$demo/idgard-server.toml" <<TOML
 data_dir = "$root/$demo/server"
 listen = "127.0.0.1:$port"
 rules = "${IDGARD_DEMO_RULES:-$root/$rules}"
+[ui.dev_password]
+user = "demo"
+hash = "$ui_hash"
 TOML
 export IDGARD_CONFIG="$root/$demo/idgard-server.toml"
 
@@ -271,6 +279,8 @@ fi
 cat <<TXT
 
 Done. Where to look:
+  the web UI        https://127.0.0.1:$port/ (user demo, password in $demo/ui-password;
+                    the certificate is the development one: accept it once)
   server log        $demo/server.log
   agent log         $demo/agent.log
   administrator API token: $demo/server/admin-token
