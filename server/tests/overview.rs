@@ -31,6 +31,7 @@ on_both!(the_overview_counts_and_names_what_needs_attention);
 on_both!(failed_orders_are_sent_again_by_hand_and_nothing_else_moves);
 on_both!(sessions_end_idle_at_their_end_or_when_revoked);
 on_both!(the_audit_trail_filters_and_pages);
+on_both!(a_match_waiting_for_review_is_confirmed_or_rejected_for_good);
 
 fn page(after: Option<&str>, limit: u32) -> Page {
     Page::new(ListQuery {
@@ -283,4 +284,84 @@ async fn the_audit_trail_filters_and_pages(w: World) {
         .unwrap();
     assert_eq!(next.len(), 3);
     assert!(next.iter().all(|e| e.id < first[1].id));
+}
+
+const REVIEWED: &str = r#"
+version = 1
+[identities]
+connection = "hr"
+[[targets]]
+connection = "accounts"
+key = 'identity.key.lowerAscii()'
+correlation = { account = "account.employee_id", link = "review" }
+[targets.attributes]
+employee_id = "identity.key"
+"#;
+
+async fn a_match_waiting_for_review_is_confirmed_or_rejected_for_good(w: World) {
+    use idgard_protocol::Situation;
+    use idgard_server::identity::operate::Review;
+    let mut w = w;
+    let rules = std::sync::Arc::new(
+        idgard_server::identity::rules::Rules::parse(REVIEWED, "reviewed").unwrap(),
+    );
+    w.q.rules = Some(rules.clone());
+    w.rules = rules;
+    let up = w.export(&["E1", "E2", "E3"], &[]).await;
+    w.sync(up, false).await;
+    let up = w
+        .export_accounts(&[
+            ("a1", &[("employee_id", "E1")]),
+            ("a2", &[("employee_id", "E2")]),
+        ])
+        .await;
+    w.sync_of("accounts", up, false).await;
+    w.provision_complete().await;
+    let link = |key: &'static str| {
+        let q = w.q.clone();
+        async move {
+            q.links("accounts", None, &page(None, 100))
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|l| l.key == key)
+                .unwrap()
+        }
+    };
+    assert_eq!(link("a1").await.situation, Situation::Unlinked);
+    let confirmed =
+        w.q.review_link("accounts", "a1", Review::Confirm)
+            .await
+            .unwrap();
+    assert_eq!(
+        (confirmed.situation, confirmed.identity.as_deref()),
+        (Situation::Linked, Some("E1"))
+    );
+    let rejected =
+        w.q.review_link("accounts", "a2", Review::Reject)
+            .await
+            .unwrap();
+    assert_eq!(
+        (rejected.situation, rejected.identity),
+        (Situation::Unmatched, None)
+    );
+    // Provisioning again does not offer the rejected match again, nor undo the confirmed one.
+    w.provision_complete().await;
+    assert_eq!(link("a1").await.situation, Situation::Linked);
+    assert_eq!(link("a2").await.situation, Situation::Unmatched);
+    let again =
+        w.q.review_link("accounts", "a2", Review::Confirm)
+            .await
+            .unwrap_err();
+    assert_eq!(
+        again.code,
+        idgard_server::error::ErrorCode::Conflict,
+        "{}",
+        again.message
+    );
+    let none =
+        w.q.review_link("accounts", "zz", Review::Confirm)
+            .await
+            .unwrap_err();
+    assert_eq!(none.code, idgard_server::error::ErrorCode::NotFound);
 }

@@ -5,15 +5,18 @@
 use super::App;
 use super::extract::{Admin, JsonBody, QueryOf};
 use crate::error::Result;
+use crate::identity::operate::Review;
 use crate::page::Page;
 use crate::web::audit::Filter;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use idgard_protocol::{AuditView, ConnectionView, DeclaredJobView, EntryView, ListQuery, Overview};
+use idgard_protocol::{
+    AuditView, ConnectionView, DeclaredJobView, EntryView, LinkView, ListQuery, Overview,
+};
 
 /// `/api/v1/overview`, `/api/v1/connections`, `/api/v1/declared-jobs`, `/api/v1/identities`,
-/// `/api/v1/audit`, `/api/v1/orders/retry`.
+/// `/api/v1/audit`, `/api/v1/orders/retry`, `/api/v1/connections/{name}/links/{key}/confirm|reject`.
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/overview", get(overview))
@@ -22,6 +25,8 @@ pub fn routes() -> Router<App> {
         .route("/identities", get(identities))
         .route("/audit", get(audit))
         .route("/orders/retry", post(retry))
+        .route("/connections/{name}/links/{key}/confirm", post(confirm))
+        .route("/connections/{name}/links/{key}/reject", post(reject))
 }
 
 async fn overview(State(app): State<App>, _: Admin) -> Result<Json<Overview>> {
@@ -104,4 +109,24 @@ async fn retry(
     Ok(Json(Retried {
         retried: app.engine.retry_orders(&req.ids).await?,
     }))
+}
+
+async fn confirm(
+    State(app): State<App>,
+    _: Admin,
+    Path((name, key)): Path<(String, String)>,
+) -> Result<Json<LinkView>> {
+    Ok(Json(
+        app.engine.review_link(&name, &key, Review::Confirm).await?,
+    ))
+}
+
+async fn reject(
+    State(app): State<App>,
+    _: Admin,
+    Path((name, key)): Path<(String, String)>,
+) -> Result<Json<LinkView>> {
+    Ok(Json(
+        app.engine.review_link(&name, &key, Review::Reject).await?,
+    ))
 }

@@ -86,3 +86,65 @@ impl Engine {
         self.approve_job(job).await
     }
 }
+
+/// What a person decides about an account matched to an identity but waiting for review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Review {
+    /// It is theirs: link it; provisioning manages it from now on.
+    Confirm,
+    /// It is not theirs: it stays an orphan, and the match is not offered again.
+    Reject,
+}
+
+impl Engine {
+    /// Confirms or rejects the match of account `key` of `connection`, waiting in situation
+    /// `unlinked`. A rejection is kept: provisioning never matches a linked-or-reviewed account
+    /// again (it only matches accounts with no link), so the account stays `unmatched`.
+    pub async fn review_link(
+        &self,
+        connection: &str,
+        key: &str,
+        review: Review,
+    ) -> Result<idgard_protocol::LinkView> {
+        self.known_connection(connection).await?;
+        let (situation, keep_identity) = match review {
+            Review::Confirm => ("linked", true),
+            Review::Reject => ("unmatched", false),
+        };
+        let done = sqlx::query(
+            "UPDATE links SET situation = $1, updated_ms = $2, \
+             identity = CASE WHEN $3 = 1 THEN identity ELSE NULL END \
+             WHERE connection = $4 AND key = $5 AND situation = 'unlinked'",
+        )
+        .bind(situation)
+        .bind(self.queue.now())
+        .bind(i64::from(keep_identity))
+        .bind(connection)
+        .bind(key)
+        .execute(&self.queue.db.pool)
+        .await?;
+        let row = sqlx::query(
+            "SELECT entity_type, key, identity, situation, updated_ms FROM links \
+             WHERE connection = $1 AND key = $2",
+        )
+        .bind(connection)
+        .bind(key)
+        .fetch_optional(&self.queue.db.read)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no account `{key}` in `{connection}`")))?;
+        let situation: String = row.try_get(3)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::conflict(format!(
+                "account `{key}` is {situation}, not waiting for review"
+            )));
+        }
+        Ok(idgard_protocol::LinkView {
+            entity_type: row.try_get(0)?,
+            key: row.try_get(1)?,
+            identity: row.try_get(2)?,
+            situation: idgard_protocol::Situation::parse(&situation)
+                .ok_or_else(|| anyhow::anyhow!("stored situation `{situation}`"))?,
+            updated_ms: row.try_get(4)?,
+        })
+    }
+}

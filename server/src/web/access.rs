@@ -100,6 +100,8 @@ pub const ROUTES: &[RouteNeed] = &[
     r("GET", "/connections", VIEWER),
     r("GET", "/connections/{name}", VIEWER),
     r("GET", "/connections/{name}/entries/{key}", VIEWER),
+    r("GET", "/connections/{name}/entries.csv", VIEWER),
+    r("POST", "/connections/{name}/review", OPERATOR),
     r("GET", "/jobs", VIEWER),
     r("POST", "/jobs/run", OPERATOR),
     r("GET", "/runs/{id}", VIEWER),

@@ -1,5 +1,6 @@
-//! Acting on provisioning and the platform: orders (and retrying them), agents (adding,
-//! resetting), the audit trail (and its CSV export).
+//! Acting on provisioning and the platform: orders (and retrying them), accounts waiting for
+//! review (confirming or rejecting their match), agents (adding, resetting), the audit trail and
+//! the CSV exports.
 
 use super::browse::{PAGE_ROWS, next_of, page_after};
 use super::{PageResult, Person, render, see_other};
@@ -270,14 +271,15 @@ pub async fn audit_csv(
 ) -> PageResult {
     let page = crate::page::Page::first(CSV_MAX);
     let rows = app.web.audit.list(&q.filter(), &page).await?;
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let io = |e: csv::Error| Error::from(anyhow::anyhow!("writing CSV: {e}"));
-    w.write_record([
-        "id", "at", "user", "action", "target", "outcome", "address", "detail",
-    ])
-    .map_err(io)?;
+    let mut lines = vec![
+        [
+            "id", "at", "user", "action", "target", "outcome", "address", "detail",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
     for e in rows {
-        w.write_record([
+        lines.push(vec![
             e.id.to_string(),
             idgard_web::when(e.at_ms),
             defuse(e.user.unwrap_or_default()),
@@ -286,18 +288,31 @@ pub async fn audit_csv(
             e.outcome,
             e.address.unwrap_or_default(),
             defuse(e.detail.unwrap_or_default()),
-        ])
-        .map_err(io)?;
+        ]);
+    }
+    csv_answer("idgard-audit.csv", lines)
+}
+
+/// A CSV download of `lines` named `file`.
+fn csv_answer(file: &str, lines: Vec<Vec<String>>) -> PageResult {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let io = |e: csv::Error| Error::from(anyhow::anyhow!("writing CSV: {e}"));
+    for l in lines {
+        w.write_record(l).map_err(io)?;
     }
     let body = w
         .into_inner()
         .map_err(|e| Error::from(anyhow::anyhow!("writing CSV: {e}")))?;
+    let file = file.replace(
+        |c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '-',
+        "_",
+    );
     Ok((
         [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (
                 header::CONTENT_DISPOSITION,
-                "attachment; filename=\"idgard-audit.csv\"",
+                format!("attachment; filename=\"{file}\""),
             ),
         ],
         body,
@@ -313,4 +328,100 @@ fn defuse(s: String) -> String {
     } else {
         s
     }
+}
+
+#[derive(Deserialize)]
+pub struct ReviewForm {
+    key: String,
+    decision: String,
+}
+
+/// `POST /connections/{name}/review`: confirms or rejects an unlinked account's match.
+pub async fn review(
+    State(app): State<App>,
+    me: Person,
+    Path(name): Path<String>,
+    axum::Form(f): axum::Form<ReviewForm>,
+) -> PageResult {
+    use crate::identity::operate::Review;
+    let review = match f.decision.as_str() {
+        "confirm" => Review::Confirm,
+        "reject" => Review::Reject,
+        other => {
+            return Err(Error::invalid(format!("decision `{other}`: confirm or reject")).into());
+        }
+    };
+    let r = app.engine.review_link(&name, &f.key, review).await;
+    let action = format!("link.{}", f.decision);
+    let target = format!("{name}/{}", f.key);
+    me.record(
+        &app,
+        &action,
+        &target,
+        r.as_ref().map(|l| l.situation.as_str().to_owned()),
+    )
+    .await;
+    r?;
+    let back = url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>();
+    Ok(see_other(&format!(
+        "/connections/{back}?situation=unlinked"
+    )))
+}
+
+#[derive(Deserialize, Default)]
+pub struct CsvQuery {
+    #[serde(default)]
+    situation: String,
+}
+
+/// Entries one CSV export holds at most.
+const ENTRIES_CSV_MAX: u32 = idgard_protocol::PAGE_MAX;
+
+/// `GET /connections/{name}/entries.csv?situation=unmatched`: the orphans (or any situation)
+/// as CSV, one column per attribute.
+pub async fn entries_csv(
+    State(app): State<App>,
+    _me: Person,
+    Path(name): Path<String>,
+    Query(q): Query<CsvQuery>,
+) -> PageResult {
+    let situation = match q.situation.as_str() {
+        "" => None,
+        s => Some(
+            idgard_protocol::Situation::parse(s)
+                .ok_or_else(|| Error::invalid(format!("situation `{s}`")))?,
+        ),
+    };
+    let rows = app
+        .engine
+        .entries(&name, situation, &crate::page::Page::first(ENTRIES_CSV_MAX))
+        .await?;
+    let names: std::collections::BTreeSet<&String> =
+        rows.iter().flat_map(|e| e.attributes.keys()).collect();
+    let mut head = vec![
+        "key".to_owned(),
+        "situation".to_owned(),
+        "identity".to_owned(),
+    ];
+    head.extend(names.iter().map(|n| defuse((*n).clone())));
+    let mut lines = vec![head];
+    for e in &rows {
+        let mut line = vec![
+            defuse(e.key.clone()),
+            e.situation
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            defuse(e.identity.clone().unwrap_or_default()),
+        ];
+        line.extend(names.iter().map(|n| {
+            defuse(
+                e.attributes
+                    .get(*n)
+                    .map(|v| v.join("|"))
+                    .unwrap_or_default(),
+            )
+        }));
+        lines.push(line);
+    }
+    csv_answer(&format!("idgard-{name}.csv"), lines)
 }

@@ -39,6 +39,8 @@ pub fn routes() -> Router<App> {
         .route("/connections", get(browse::connections))
         .route("/connections/{name}", get(browse::connection))
         .route("/connections/{name}/entries/{key}", get(browse::entry))
+        .route("/connections/{name}/entries.csv", get(admin::entries_csv))
+        .route("/connections/{name}/review", post(admin::review))
         .route("/jobs", get(runs::jobs))
         .route("/jobs/run", post(runs::run))
         .route("/runs/{id}", get(runs::run_page))
