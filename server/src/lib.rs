@@ -140,7 +140,7 @@ pub async fn serve(
         )?,
     });
     let router = http::router(
-        app,
+        app.clone(),
         config.limits.json_kib << 10,
         config.limits.chunk_mib << 20,
         Duration::from_secs(config.limits.body_timeout_s),
@@ -166,6 +166,17 @@ pub async fn serve(
         })
     };
 
+    let figures = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = app.web.figures.refresh(&app.engine).await {
+                    tracing::warn!("taking the dashboard's figures failed: {}", e.message);
+                }
+                tokio::time::sleep(web::figures::REFRESH).await;
+            }
+        })
+    };
     if let Some(rules) = &engine.rules {
         tracing::info!(
             rules = rules.origin,
@@ -230,6 +241,7 @@ pub async fn serve(
     };
     reaper.abort();
     scheduler.abort();
+    figures.abort();
     let _ = fingerprint;
     result.with_context(|| format!("cannot serve on {}", config.listen))?;
     tracing::info!("stopped");

@@ -43,3 +43,6 @@ CREATE INDEX audit_action ON audit (action, id);
 -- Who started a run from the UI (absent: a schedule, the CLI or the API), so that an approver
 -- may be kept from approving their own run.
 ALTER TABLE jobs ADD COLUMN started_by TEXT;
+
+-- A target's accounts in one situation, in key order (the UI's review and orphan lists).
+CREATE INDEX links_situation ON links (connection, situation, key);

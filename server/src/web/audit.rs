@@ -96,6 +96,7 @@ impl Audit {
             action = event.action,
             target = event.target.unwrap_or("-"),
             outcome = outcome.as_str(),
+            detail = event.detail.unwrap_or(""),
             "audit"
         );
     }

@@ -11,6 +11,7 @@
 pub mod access;
 pub mod audit;
 pub mod auth;
+pub mod figures;
 pub mod guard;
 mod pages;
 pub mod security;
@@ -36,6 +37,8 @@ pub struct Web {
     pub https: bool,
     /// The address agents and people use, for the enrolment command.
     pub public_url: Option<String>,
+    /// The dashboard's figures, taken in the background.
+    pub figures: figures::Figures,
 }
 
 impl Web {
@@ -66,6 +69,7 @@ impl Web {
             https,
             public_url,
             settings,
+            figures: Default::default(),
         })
     }
 }

@@ -64,6 +64,8 @@ pub struct Dashboard<'a> {
     pub chrome: &'a Chrome,
     /// The figures.
     pub o: Overview,
+    /// When they were taken, ms since the epoch.
+    pub taken_ms: i64,
 }
 
 /// An identity in a search result.
@@ -109,6 +111,8 @@ pub struct Connections<'a> {
     pub chrome: &'a Chrome,
     /// Them.
     pub rows: Vec<ConnectionView>,
+    /// When their figures were taken, ms since the epoch.
+    pub taken_ms: i64,
 }
 
 /// One connection's entries.
@@ -202,6 +206,8 @@ pub struct Run<'a> {
     pub can_approve: bool,
     /// Why the person may not approve it, when they are an approver.
     pub no_approve: String,
+    /// It is not over: the page follows it live.
+    pub live: bool,
 }
 
 /// Runs waiting for approval.

@@ -51,7 +51,13 @@ pub fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        // A scheme the URL standard does not know (`ldap:`) leaves an address as a name.
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
         None => false,
     }
 }
@@ -72,4 +78,26 @@ pub fn tls_trusting(ca: &std::path::Path) -> anyhow::Result<rustls::ClientConfig
     Ok(rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_addresses_are_told_apart_whatever_the_scheme() {
+        for (u, want) in [
+            ("ldap://127.0.0.1:389", true),
+            ("ldap://[::1]:389", true),
+            ("ldap://localhost", true),
+            ("https://127.0.0.1:9000", true),
+            ("ldap://10.0.0.1", false),
+            ("ldap://127.0.0.1.example.org", false),
+            ("https://idp.example.org", false),
+        ] {
+            assert_eq!(
+                super::is_loopback(&url::Url::parse(u).unwrap()),
+                want,
+                "{u}"
+            );
+        }
+    }
 }

@@ -29,10 +29,11 @@ pub fn next_of<T>(rows: &[T], key: impl Fn(&T) -> String) -> Option<String> {
 
 /// `GET /dashboard`.
 pub async fn dashboard(State(app): State<App>, me: Person) -> PageResult {
-    let o = app.engine.overview().await?;
+    let (taken_ms, o) = app.web.figures.overview(&app.engine).await?;
     Ok(render(&pages::Dashboard {
         chrome: &me.chrome("dashboard", "Dashboard"),
         o,
+        taken_ms,
     }))
 }
 
@@ -84,9 +85,11 @@ pub async fn identity(State(app): State<App>, me: Person, Path(key): Path<String
 
 /// `GET /connections`.
 pub async fn connections(State(app): State<App>, me: Person) -> PageResult {
+    let (taken_ms, rows) = app.web.figures.connections(&app.engine).await?;
     Ok(render(&pages::Connections {
         chrome: &me.chrome("connections", "Connections"),
-        rows: app.engine.connections().await?,
+        rows,
+        taken_ms,
     }))
 }
 
@@ -116,13 +119,18 @@ pub async fn connection(
         .engine
         .entries(&name, situation, &page_after(q.after)?)
         .await?;
-    let c = app
-        .engine
-        .connections()
-        .await?
-        .into_iter()
-        .find(|c| c.name == name)
-        .ok_or_else(|| Error::not_found(format!("no connection `{name}`")))?;
+    let cached = app.web.figures.connections(&app.engine).await?.1;
+    let c = match cached.into_iter().find(|c| c.name == name) {
+        Some(c) => c,
+        // Named since the figures were taken.
+        None => app
+            .engine
+            .connections()
+            .await?
+            .into_iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| Error::not_found(format!("no connection `{name}`")))?,
+    };
     Ok(render(&pages::Connection {
         chrome: &me.chrome("connections", format!("Connection {name}")),
         next: next_of(&rows, |e| e.key.clone()),

@@ -130,6 +130,7 @@ pub async fn run_page(State(app): State<App>, me: Person, Path(id): Path<i64>) -
         can_cancel: live && me.may(Role::Operator),
         can_approve: blocked && me.may(Role::Approver) && refused.is_none(),
         no_approve: refused.unwrap_or_default(),
+        live,
         job,
     }))
 }
