@@ -35,3 +35,31 @@ if [ ${#need_apt[@]} -gt 0 ]; then
         $sudo_ apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null
     fi
 fi
+
+# The web UI's browser tests (tests/all/ui.rs): Debian's Chromium, driven by playwright-core from
+# tests/web; oidc-provider there is the OpenID Connect provider the sign-in is tested against.
+# Never let npm fetch a browser of its own (no network for that here): Chromium comes from apt.
+need_web_apt=()
+[ -x /usr/bin/chromium ] || need_web_apt+=(chromium)
+if [ ${#need_web_apt[@]} -gt 0 ]; then
+    echo "setup: installing ${need_web_apt[*]} (apt-get)"
+    sudo_=""
+    [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! $sudo_ apt-get install -y -q --no-install-recommends "${need_web_apt[@]}" >/dev/null; then
+        $sudo_ apt-get update -q >/dev/null
+        $sudo_ apt-get install -y -q --no-install-recommends "${need_web_apt[@]}" >/dev/null
+    fi
+fi
+if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: Node.js 20 or later with npm is needed for tests/web (the browser tests)" >&2
+    exit 1
+fi
+# npm ci again only when the lock file changed since the last install (npm writes
+# node_modules/.package-lock.json at each install).
+if [ ! -f tests/web/node_modules/.package-lock.json ] \
+    || [ tests/web/package-lock.json -nt tests/web/node_modules/.package-lock.json ]; then
+    echo "setup: npm ci in tests/web"
+    (cd tests/web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund >/dev/null)
+fi
+echo "setup: $(/usr/bin/chromium --version 2>/dev/null), tests/web: $(cd tests/web && node -p "Object.entries(require('./package.json').dependencies).map(([k, v]) => k + '@' + v).join(' ')")"

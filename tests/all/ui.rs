@@ -222,3 +222,360 @@ fn directory_accounts_sign_in_over_ldaps_with_roles_from_their_groups() {
         "{events:#?}"
     );
 }
+
+const RULES: &str = r#"
+version = 1
+[identities]
+connection = "people"
+[[targets]]
+connection = "directory"
+key = 'identity.first_name.lowerAscii() + "." + identity.last_name.lowerAscii()'
+correlation = { identity = "key", account = "account.employee_id" }
+[targets.attributes]
+employee_id = "identity.key"
+department = "identity.department"
+[thresholds.people]
+deletes = 1
+[[jobs]]
+name = "daily"
+agent = "lyon"
+connections = ["people", "directory"]
+"#;
+
+const HR: [&str; 5] = [
+    "E1,Zoé,Martin,Sales,active",
+    "E2,Paul,Durand,IT,active",
+    "E3,Ana,Lopez,Legal,active",
+    "E4,Li,Wang,HR,active",
+    "E5,Sam,Berg,IT,active",
+];
+
+/// `idgard-server hash-password` of `password`.
+fn hash_password(password: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(crate::harness::bin("idgard-server"))
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Node and Chromium, as `scripts/setup.sh` installs them; a test that needs them fails
+/// (never skips) when they are missing, saying how to get them.
+pub fn browser_tools() -> std::path::PathBuf {
+    let web = idgard_tests::root().join("tests/web");
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists()
+            && web.join("node_modules/playwright-core").exists(),
+        "Chromium and tests/web/node_modules are needed: run `bash scripts/setup.sh`"
+    );
+    web
+}
+
+#[test]
+fn a_day_in_the_browser() {
+    let web = browser_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let (hr, target) = (tmp.path().join("hr"), tmp.path().join("directory"));
+    std::fs::create_dir_all(&hr).unwrap();
+    std::fs::create_dir_all(&target).unwrap();
+    crate::pipeline::write_hr(&hr, &HR);
+    std::fs::write(
+        target.join("accounts.csv"),
+        "login,employee_id,department\n",
+    )
+    .unwrap();
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let slapd = Slapd::start();
+    let bind_pw = tmp.path().join("bind.pw");
+    std::fs::write(&bind_pw, &slapd.writer_password).unwrap();
+    people(&slapd);
+    slapd.ldapadd(&format!(
+        "dn: cn=idm-approvers,ou=groups,{b}\nobjectClass: groupOfNames\ncn: idm-approvers\nmember: uid=alice,ou=people,{b}\n",
+        b = slapd.base
+    ));
+    let server = Server::start_configured(
+        &[("IDGARD_RULES", rules.to_str().unwrap())],
+        &format!(
+            "[ui.dev_password]\nuser = \"oper\"\nhash = \"{}\"\nroles = [\"operator\"]\n\
+             [ui.ldap]\nurl = \"{}\"\nstarttls = false\nuser_base = \"ou=people,{b}\"\ngroup_base = \"ou=groups,{b}\"\n\
+             bind_dn = \"{}\"\nbind_password_file = \"{}\"\n\
+             [ui.roles]\napprover = [\"idm-approvers\"]\n",
+            hash_password("oper-pw"),
+            slapd.url,
+            slapd.writer_dn,
+            bind_pw.display(),
+            b = slapd.base
+        ),
+    );
+    let agent = crate::system::Agent::start_with(
+        &server,
+        "lyon",
+        &[
+            ("people.toml", crate::pipeline::people_connection(&hr)),
+            (
+                "directory.toml",
+                crate::pipeline::accounts_file_connection(&target),
+            ),
+        ],
+    );
+    let started = std::time::Instant::now();
+    while !server
+        .raw(
+            reqwest::Method::GET,
+            "/api/v1/agents/lyon",
+            Some(&server.admin),
+            None,
+        )
+        .1
+        .to_string()
+        .contains("directory")
+    {
+        assert!(started.elapsed().as_secs() < 30, "{}", agent.log());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let after: String = std::iter::once("employee_id,first_name,last_name,department,status")
+        .chain(HR[..3].iter().copied())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let shots = idgard_tests::root().join("target/ui-screenshots");
+    let out = std::process::Command::new("node")
+        .arg(web.join("ui-flow.mjs"))
+        .env("IDGARD_URL", &server.url)
+        .env("OPERATOR_USER", "oper")
+        .env("OPERATOR_PASSWORD", "oper-pw")
+        .env("APPROVER_USER", "alice")
+        .env("APPROVER_PASSWORD", "alice-pw")
+        .env("JOB", "daily")
+        .env("HR_CSV", hr.join("hr.csv"))
+        .env("HR_AFTER", after)
+        .env("SHOTS_DIR", &shots)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ui-flow.mjs failed:\n{}\n{}\n--- server log\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+}
+
+/// A real OpenID Connect provider (`tests/web/oidc.mjs`, npm `oidc-provider`) on loopback.
+struct Provider {
+    child: std::process::Child,
+    issuer: String,
+}
+
+impl Provider {
+    fn start(redirect: &str, users: serde_json::Value) -> Provider {
+        use std::io::BufRead;
+        let web = browser_tools();
+        let mut child = std::process::Command::new("node")
+            .arg(web.join("oidc.mjs"))
+            .env("OIDC_PORT", "0")
+            .env("OIDC_CLIENT_ID", "idgard")
+            .env("OIDC_CLIENT_SECRET", "client-secret")
+            .env("OIDC_REDIRECT_URI", redirect)
+            .env("OIDC_USERS", users.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let issuer = line
+            .strip_prefix("ready ")
+            .unwrap_or_else(|| panic!("oidc.mjs did not start: {line}"))
+            .trim()
+            .to_owned();
+        Provider { child, issuer }
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Browser {
+    /// Follows redirects from `location` (the provider's pages), filling the provider's login
+    /// form with `login`/`password` when it shows; stops at the first address on the idgard
+    /// server and answers it without following it.
+    fn through_provider(&mut self, mut location: String, login: &str, password: &str) -> String {
+        for _ in 0..20 {
+            if location.starts_with(&self.base) {
+                return location;
+            }
+            let p = self.get(&location);
+            match p.location {
+                Some(next) => {
+                    location = if next.starts_with('/') {
+                        let origin: String = location
+                            .splitn(4, '/')
+                            .take(3)
+                            .collect::<Vec<_>>()
+                            .join("/");
+                        format!("{origin}{next}")
+                    } else {
+                        next
+                    };
+                }
+                None => {
+                    let action = p
+                        .body
+                        .split("action=\"")
+                        .nth(1)
+                        .and_then(|a| a.split('"').next())
+                        .unwrap_or_else(|| panic!("no form on the provider's page: {}", p.body))
+                        .replace("&amp;", "&");
+                    let origin: String = location
+                        .splitn(4, '/')
+                        .take(3)
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    let target = if action.starts_with('/') {
+                        format!("{origin}{action}")
+                    } else {
+                        action
+                    };
+                    let r = self
+                        .http
+                        .post(&target)
+                        .header("cookie", self.cookie_header())
+                        .form(&[("login", login), ("password", password)]);
+                    let answer = self.read(r);
+                    location = answer.location.unwrap_or_else(|| {
+                        panic!("the provider refused the login: {}", answer.body)
+                    });
+                    if location.starts_with('/') {
+                        location = format!("{origin}{location}");
+                    }
+                }
+            }
+        }
+        panic!("no way back from the provider");
+    }
+}
+
+#[test]
+fn single_sign_on_through_a_real_openid_connect_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    // The server's address is known once it listens: start it once to learn its port, then
+    // start the provider with that redirect, then the server again with the provider.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redirect = format!("https://127.0.0.1:{port}/signin/oidc/callback");
+    let provider = Provider::start(
+        &redirect,
+        serde_json::json!({
+            "alice": { "password": "alice-pw", "groups": ["idm-admins"] },
+            "mallory": { "password": "mallory-pw", "groups": ["staff"] }
+        }),
+    );
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, "client-secret\n").unwrap();
+    let server = Server::start_configured(
+        &[("IDGARD_LISTEN", &format!("127.0.0.1:{port}"))],
+        &format!(
+            "[ui.oidc]\nissuer = \"{}\"\nclient_id = \"idgard\"\nclient_secret_file = \"{}\"\n\
+             redirect_url = \"{redirect}\"\nlabel = \"Staff sign-on\"\n\
+             [ui.roles]\nadministrator = [\"idm-admins\"]\n",
+            provider.issuer,
+            secret.display()
+        ),
+    );
+    assert_eq!(server.port, port);
+    // The sign-in page offers the provider's button.
+    let mut b = Browser::new(&server.url);
+    assert!(b.get("/signin").body.contains("Staff sign-on"));
+    // Off to the provider with PKCE; back with a code; a session with the mapped role.
+    let start = b.get("/signin/oidc");
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.body);
+    let auth = start.location.unwrap();
+    assert!(auth.starts_with(&provider.issuer), "{auth}");
+    assert!(
+        auth.contains("code_challenge_method=S256") && auth.contains("nonce="),
+        "{auth}"
+    );
+    let callback = b.through_provider(auth, "alice", "alice-pw");
+    assert!(callback.contains("/signin/oidc/callback?"), "{callback}");
+    // Someone else's browser cannot finish this flow (the state is bound to this browser).
+    let stolen = Browser::new(&server.url).get(&callback);
+    assert_eq!(stolen.status, StatusCode::UNAUTHORIZED, "{}", stolen.body);
+    let p = b.get(&callback);
+    assert_eq!(
+        p.status,
+        StatusCode::SEE_OTHER,
+        "{}\n{}",
+        p.body,
+        server.log()
+    );
+    assert_eq!(p.location.as_deref(), Some("/dashboard"));
+    let me = b.get("/me");
+    assert!(
+        me.body.contains("Signed in as alice") && me.body.contains("administrator"),
+        "{}",
+        me.body
+    );
+    // The same answer again (a replayed code and state): refused.
+    let mut again = Browser::new(&server.url);
+    again.cookies = b.cookies.clone();
+    again.cookies.remove("__Host-idgard");
+    let replay = again.get(&callback);
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "{}", replay.body);
+    // A tampered state: refused.
+    let mut t = Browser::new(&server.url);
+    let auth = t.get("/signin/oidc").location.unwrap();
+    let callback = t.through_provider(auth, "alice", "alice-pw");
+    let tampered = callback.replace("state=", "state=x");
+    assert_eq!(t.get(&tampered).status, StatusCode::UNAUTHORIZED);
+    // An error answer from the provider: refused, said so.
+    let err = t.get("/signin/oidc/callback?error=access_denied&error_description=no");
+    assert_eq!(err.status, StatusCode::UNAUTHORIZED);
+    // Known to the provider, mapped to no role: no session.
+    let mut m = Browser::new(&server.url);
+    let auth = m.get("/signin/oidc").location.unwrap();
+    let callback = m.through_provider(auth, "mallory", "mallory-pw");
+    let p = m.get(&callback);
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+    assert!(!m.cookies.contains_key("__Host-idgard"));
+    // The provider down: the sign-in says the service cannot be reached.
+    drop(provider);
+    let down = Browser::new(&server.url).get("/signin/oidc");
+    assert!(
+        down.status == StatusCode::SEE_OTHER || down.status == StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        down.status
+    );
+    let events: Vec<serde_json::Value> = server
+        .admin(
+            reqwest::Method::GET,
+            "/api/v1/audit?action=signin.oidc",
+            None::<&()>,
+        )
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["outcome"] == "done" && e["user"] == "alice"),
+        "{events:#?}"
+    );
+    assert!(
+        events.iter().filter(|e| e["outcome"] == "refused").count() >= 4,
+        "{events:#?}"
+    );
+}

@@ -146,6 +146,10 @@ impl Server {
             config,
             _dir: dir,
         };
+        // A port asked for (`IDGARD_LISTEN`) is kept: the listen flag would override it.
+        if let Some((_, listen)) = s.env.iter().find(|(k, _)| k == "IDGARD_LISTEN") {
+            s.port = listen.rsplit(':').next().unwrap().parse().unwrap();
+        }
         s.spawn();
         s.admin = admin.unwrap_or_else(|| {
             std::fs::read_to_string(s.data.join("admin-token"))

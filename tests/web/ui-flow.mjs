@@ -1,0 +1,139 @@
+// The UI's daily tasks in headless Chromium, against a running idgard server, agent and slapd
+// that tests/all/ui.rs started. Exits non-zero, naming what failed, on the first problem.
+//
+// Env: IDGARD_URL; OPERATOR_USER/OPERATOR_PASSWORD (development password, operator);
+// APPROVER_USER/APPROVER_PASSWORD (directory account, approver); JOB (a declared job);
+// HR_CSV and HR_AFTER (the source file, and what to write there before the second run: two
+// leavers, over the threshold); SHOTS_DIR.
+import { writeFileSync } from "node:fs";
+import { launch, newContext, watch, axeCheck, shot, check, main } from "./lib.mjs";
+
+const url = process.env.IDGARD_URL;
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+
+async function signIn(page, kind, user, password) {
+  await page.goto(url + "/");
+  check(page.url().includes("/signin"), `a visitor is led to sign-in, not ${page.url()}`);
+  const prefix = kind === "password" ? "dev" : "ldap";
+  await page.fill(`#${prefix}-user`, user);
+  await page.fill(`#${prefix}-password`, password);
+  const label = kind === "password" ? "Sign in with password" : "Sign in with directory account";
+  await Promise.all([page.waitForURL("**/dashboard"), page.getByRole("button", { name: label }).click()]);
+  check((await page.locator("h1").innerText()) === "Dashboard", "the dashboard after sign-in");
+}
+
+async function runState(page) {
+  return (await page.locator("#run-state").innerText()).trim();
+}
+
+async function waitState(page, wanted, seconds) {
+  const until = Date.now() + seconds * 1000;
+  const seen = [];
+  while (Date.now() < until) {
+    const s = await runState(page).catch(() => "");
+    if (seen[seen.length - 1] !== s) seen.push(s);
+    if (s === wanted) return seen;
+    await page.waitForTimeout(100);
+  }
+  throw new Error(`run state ${wanted} not reached in ${seconds} s; seen ${seen.join(" → ")}`);
+}
+
+main(async (browsers) => {
+  const browser = await launch();
+  browsers.push(browser);
+  const problems = [];
+  const ctx = await newContext(browser);
+  const page = await ctx.newPage();
+  const w = watch(page);
+  await w.ready;
+
+  // 1. The operator signs in with the development password; the banner says so.
+  await signIn(page, "password", env("OPERATOR_USER"), env("OPERATOR_PASSWORD"));
+  check(await page.locator("p.banner").isVisible(), "the development banner");
+  await shot(page, "01-dashboard");
+
+  // 2. Runs the declared job and follows it live to the end, on one page load.
+  await page.goto(url + "/jobs");
+  await shot(page, "02-jobs");
+  await page.selectOption("#job", env("JOB"));
+  await page.check("input[name=mode][value=complete]");
+  await Promise.all([page.waitForURL("**/runs/*"), page.getByRole("button", { name: "Run", exact: true }).click()]);
+  const runUrl = page.url();
+  let navigations = 0;
+  page.on("framenavigated", (f) => { if (f === page.mainFrame()) navigations++; });
+  const seen = await waitState(page, "succeeded", 60);
+  // The page followed the run (reloading only when a step brought new tasks, and once at the
+  // end to show the results); a finished run's page stays put.
+  for (let i = 0; i < 50 && navigations === 0; i++) await page.waitForTimeout(100);
+  check(navigations >= 1, `the page reloads at the end (seen ${seen.join(" → ")})`);
+  await page.waitForLoadState("load");
+  const settled = navigations;
+  await page.waitForTimeout(1500);
+  check(navigations === settled, "a finished run's page does not reload");
+  const bars = await page.locator("progress").evaluateAll((ps) => ps.map((p) => p.value));
+  check(bars.length > 0 && bars.every((v) => v === 100), `every task at 100 %: ${bars}`);
+  await shot(page, "03-run-succeeded");
+
+  // 3. Who has what: search, then one identity with its accounts and history.
+  await page.goto(url + "/identities?q=E1");
+  await Promise.all([page.waitForURL("**/identities/E1"), page.getByRole("link", { name: "E1", exact: true }).click()]);
+  check((await page.locator("h1").innerText()).includes("Identity E1"), "identity page");
+  check((await page.locator("table").count()) >= 2, "attributes and accounts");
+  await shot(page, "04-identity");
+  for (const path of ["/connections", "/orders", "/agents", "/approvals", "/me"]) {
+    const r = await page.goto(url + path);
+    check(r.status() === 200, `${path}: ${r.status()}`);
+  }
+
+  // 4. Two leavers at once: the next run stops for approval; the operator cannot approve.
+  writeFileSync(env("HR_CSV"), env("HR_AFTER"));
+  await page.goto(url + "/jobs");
+  await page.selectOption("#job", env("JOB"));
+  await Promise.all([page.waitForURL("**/runs/*"), page.getByRole("button", { name: "Run", exact: true }).click()]);
+  const blockedUrl = page.url();
+  await waitState(page, "blocked", 60);
+  await page.reload();
+  check((await page.getByRole("button", { name: "Approve" }).count()) === 0, "no Approve button for an operator");
+  const csrf = await page.locator("form[action='/signout'] input[name=csrf]").inputValue();
+  const refused = await page.request.post(blockedUrl + "/approve", {
+    form: { csrf },
+    headers: { "sec-fetch-site": "same-origin" },
+    maxRedirects: 0,
+  });
+  check(refused.status() === 403, `an operator's approval is refused: ${refused.status()}`);
+  await shot(page, "05-blocked-operator");
+
+  // 5. Sign out; Back shows the sign-in page, not the run.
+  await Promise.all([page.waitForURL("**/signin"), page.getByRole("button", { name: "Sign out" }).click()]);
+  await page.goBack();
+  await page.waitForLoadState("load");
+  check(page.url().includes("/signin"), `Back after sign-out leads to sign-in, not ${page.url()}`);
+  check(!(await page.content()).includes("Blocked: waiting for approval"), "no data after sign-out");
+
+  // 6. The approver (a directory account) approves; the run goes on to the end.
+  await signIn(page, "ldap", env("APPROVER_USER"), env("APPROVER_PASSWORD"));
+  await page.goto(url + "/approvals");
+  await shot(page, "06-approvals");
+  await Promise.all([page.waitForURL(blockedUrl), page.locator(`a[href='${new URL(blockedUrl).pathname}']`).first().click()]);
+  await Promise.all([page.waitForURL(blockedUrl), page.getByRole("button", { name: "Approve" }).click()]);
+  await waitState(page, "succeeded", 60);
+  await shot(page, "07-approved");
+
+  // 7. Accessibility of the main pages (axe, in a context that lets its script in).
+  const cookies = await ctx.cookies();
+  const axeCtx = await browser.newContext({ ignoreHTTPSErrors: true, bypassCSP: true });
+  await axeCtx.addCookies(cookies);
+  for (const path of ["/dashboard", "/jobs", new URL(runUrl).pathname, "/identities/E1", "/orders", "/agents", "/connections", "/approvals", "/me"]) {
+    for (const v of await axeCheck(axeCtx, url + path)) problems.push(`axe ${path}: ${v}`);
+  }
+  const signinCtx = await browser.newContext({ ignoreHTTPSErrors: true, bypassCSP: true });
+  for (const v of await axeCheck(signinCtx, url + "/signin")) problems.push(`axe /signin: ${v}`);
+
+  problems.push(...w.problems());
+  check(problems.length === 0, "problems:\n" + problems.join("\n"));
+  console.log("ui-flow: all steps passed");
+});
