@@ -375,11 +375,17 @@ struct Provider {
 
 impl Provider {
     fn start(redirect: &str, users: serde_json::Value) -> Provider {
+        Self::start_on(0, "", redirect, users)
+    }
+
+    /// On `port` (0: any), its ID tokens altered as `deviate` says (`""`: none).
+    fn start_on(port: u16, deviate: &str, redirect: &str, users: serde_json::Value) -> Provider {
         use std::io::BufRead;
         let web = browser_tools();
         let mut child = std::process::Command::new("node")
             .arg(web.join("oidc.mjs"))
-            .env("OIDC_PORT", "0")
+            .env("OIDC_PORT", port.to_string())
+            .env("OIDC_DEVIATE", deviate)
             .env("OIDC_CLIENT_ID", "idgard")
             .env("OIDC_CLIENT_SECRET", "client-secret")
             .env("OIDC_REDIRECT_URI", redirect)
@@ -577,5 +583,77 @@ fn single_sign_on_through_a_real_openid_connect_provider() {
     assert!(
         events.iter().filter(|e| e["outcome"] == "refused").count() >= 4,
         "{events:#?}"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn id_tokens_that_do_not_hold_are_refused_and_new_keys_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, idp) = (free_port(), free_port());
+    let redirect = format!("https://127.0.0.1:{port}/signin/oidc/callback");
+    let users =
+        serde_json::json!({ "alice": { "password": "alice-pw", "groups": ["idm-admins"] } });
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, "client-secret\n").unwrap();
+    let server = Server::start_configured(
+        &[("IDGARD_LISTEN", &format!("127.0.0.1:{port}"))],
+        &format!(
+            "[ui.oidc]\nissuer = \"http://127.0.0.1:{idp}\"\nclient_id = \"idgard\"\n\
+             client_secret_file = \"{}\"\nredirect_url = \"{redirect}\"\n\
+             [ui.roles]\nadministrator = [\"idm-admins\"]\n",
+            secret.display()
+        ),
+    );
+    // Each provider below is a new process with a new signing key (a new `kid`): the server
+    // reads the keys again when a token names one it has not seen.
+    for deviate in [
+        "",
+        "wrong-issuer",
+        "wrong-audience",
+        "wrong-nonce",
+        "expired",
+        "bad-signature",
+        "",
+    ] {
+        let provider = Provider::start_on(idp, deviate, &redirect, users.clone());
+        let mut b = Browser::new(&server.url);
+        let auth = b.get("/signin/oidc").location.unwrap();
+        let callback = b.through_provider(auth, "alice", "alice-pw");
+        let p = b.get(&callback);
+        if deviate.is_empty() {
+            assert_eq!(
+                p.status,
+                StatusCode::SEE_OTHER,
+                "a valid token: {}\n{}",
+                p.body,
+                server.log()
+            );
+            assert!(b.cookies.contains_key("__Host-idgard"));
+        } else {
+            assert_eq!(p.status, StatusCode::UNAUTHORIZED, "{deviate}: {}", p.body);
+            assert!(!b.cookies.contains_key("__Host-idgard"), "{deviate}");
+        }
+        drop(provider);
+    }
+    let events: Vec<serde_json::Value> = server
+        .admin(
+            reqwest::Method::GET,
+            "/api/v1/audit?action=signin.oidc&outcome=refused",
+            None::<&()>,
+        )
+        .unwrap();
+    let details: Vec<&str> = events.iter().filter_map(|e| e["detail"].as_str()).collect();
+    assert_eq!(details.len(), 5, "{details:#?}");
+    assert!(
+        details.iter().all(|d| d.contains("ID token refused")),
+        "{details:#?}"
     );
 }
