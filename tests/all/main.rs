@@ -20,6 +20,7 @@ mod partitions;
 mod pipeline;
 mod sandbox;
 mod signin;
+mod sso;
 mod support;
 mod system;
 mod ui;

@@ -3,6 +3,7 @@
 //! played by hand over the API.
 
 mod agent;
+pub mod browser;
 mod server;
 pub use agent::{Agent, Hand};
 pub use server::Server;
