@@ -372,6 +372,7 @@ async fn run(cli: Cli) -> Result<()> {
                 connection,
                 state,
                 identity: None,
+                kind: None,
             };
             let orders = engine
                 .orders(&filter, &Page::first(idgard_protocol::PAGE_MAX))

@@ -137,6 +137,32 @@ async fn failed_orders_are_sent_again_by_hand_and_nothing_else_moves(w: World) {
             .await
             .unwrap();
     assert_eq!(orders.len(), 2);
+    let of_kind = |kind: &str| OrderFilter {
+        kind: Some(kind.into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        w.q.orders(&of_kind("create"), &page(None, 100))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        w.q.orders(&of_kind("delete"), &page(None, 100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let bad =
+        w.q.orders(&of_kind("drop"), &page(None, 100))
+            .await
+            .unwrap_err();
+    assert!(
+        bad.message.contains("set-password"),
+        "the kinds are named: {}",
+        bad.message
+    );
     sqlx::query(
         "UPDATE orders SET state = 'failed', attempts = 3, message = 'refused' WHERE id = $1",
     )

@@ -68,6 +68,10 @@ impl Answer {
 }
 
 async fn ui() -> Ui {
+    ui_with(|_| {}).await
+}
+
+async fn ui_with(adjust: impl FnOnce(&mut UiConfig)) -> Ui {
     let dir = tempfile::tempdir().unwrap();
     let config = idgard_server::config::Config {
         data_dir: dir.path().to_owned(),
@@ -76,7 +80,7 @@ async fn ui() -> Ui {
     let engine = idgard_server::open(&config).await.unwrap();
     let signer =
         idgard_server::keys::Signer::load(None, None, &dir.path().join("key.pem"), 600).unwrap();
-    let settings = UiConfig {
+    let mut settings = UiConfig {
         dev_password: Some(DevPassword {
             user: "dev".into(),
             hash: idgard_server::web::auth::password::hash(PASSWORD).unwrap(),
@@ -84,6 +88,7 @@ async fn ui() -> Ui {
         }),
         ..Default::default()
     };
+    adjust(&mut settings);
     let web = idgard_server::web::Web::new(settings, &engine.queue, true, None).unwrap();
     let state = support::app_state(&engine, signer, web);
     Ui {
@@ -499,4 +504,53 @@ async fn assets_are_served_by_content_hash_and_kept() {
     );
     // No inline script or style anywhere on the page.
     assert!(!a.body.contains("<script>") && !a.body.contains("style="));
+}
+
+#[tokio::test]
+async fn an_approver_may_be_kept_from_approving_their_own_run() {
+    let ui = ui_with(|s| s.approve_own_runs = false).await;
+    ui.engine.queue.add_agent("a").await.unwrap();
+    let job = ui
+        .engine
+        .queue
+        .create_job(&idgard_protocol::NewJob {
+            agent: "a".into(),
+            name: Some("own".into()),
+            steps: vec![vec![idgard_protocol::TaskSpec {
+                connection: "c".into(),
+                operation: idgard_protocol::Operation::Export,
+                args: serde_json::Value::Null,
+                max_attempts: None,
+                timeout_s: None,
+                agent: None,
+            }]],
+            start: Some(false),
+        })
+        .await
+        .unwrap();
+    sqlx::query("UPDATE jobs SET state = 'blocked', started_by = 'ann' WHERE id = $1")
+        .bind(job.id)
+        .execute(&ui.engine.queue.db.pool)
+        .await
+        .unwrap();
+    let path = format!("/runs/{}", job.id);
+    let (ann, ann_csrf) = ui.session("ann", &[Role::Approver]).await;
+    let page = ui.get(&path, Some(&ann)).await;
+    assert!(
+        page.body.contains("another approver must approve it"),
+        "{}",
+        page.body
+    );
+    assert!(page.select("button").iter().all(|b| b != "Approve"));
+    let a = ui
+        .post(&format!("{path}/approve"), &ann, &[("csrf", &ann_csrf)])
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    let (bob, _) = ui.session("bob", &[Role::Approver]).await;
+    let page = ui.get(&path, Some(&bob)).await;
+    assert!(
+        page.select("button").iter().any(|b| b == "Approve"),
+        "{}",
+        page.body
+    );
 }

@@ -32,6 +32,7 @@ struct OrderQuery {
     connection: Option<String>,
     state: Option<OrderState>,
     identity: Option<String>,
+    kind: Option<String>,
     after: Option<String>,
     limit: Option<u32>,
 }
@@ -46,6 +47,7 @@ async fn orders(
         connection: q.connection,
         state: q.state,
         identity: q.identity,
+        kind: q.kind,
     };
     let page = Page::new(ListQuery {
         after: q.after,

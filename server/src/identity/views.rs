@@ -23,7 +23,19 @@ pub struct OrderFilter {
     pub state: Option<OrderState>,
     /// The identity they serve.
     pub identity: Option<String>,
+    /// Their kind (`create`, `update`, `delete`, `enable`, `disable`, `set-password`).
+    pub kind: Option<String>,
 }
+
+/// The kinds an order may have.
+pub const ORDER_KINDS: [&str; 6] = [
+    "create",
+    "update",
+    "delete",
+    "enable",
+    "disable",
+    "set-password",
+];
 
 /// Entries read to learn a connection's attribute names.
 pub const NAMES_SAMPLE: i64 = 1000;
@@ -201,6 +213,14 @@ impl Engine {
         if let Some(c) = &filter.connection {
             self.known_connection(c).await?;
         }
+        if let Some(k) = &filter.kind
+            && !ORDER_KINDS.contains(&k.as_str())
+        {
+            return Err(Error::invalid(format!(
+                "kind `{k}`: one of {}",
+                ORDER_KINDS.join(", ")
+            )));
+        }
         let after = match &page.after {
             None => None,
             Some(id) => Some(
@@ -217,7 +237,7 @@ impl Engine {
              WHERE ($1 IS NULL OR job_id = $1) AND ($2 IS NULL OR connection = $2) \
              AND ($3 IS NULL OR state = $3) AND ($4 IS NULL OR identity = $4) \
              AND ($5 IS NULL OR created_ms < $5 OR (created_ms = $5 AND id > $6)) \
-             ORDER BY created_ms DESC, id LIMIT $7"
+             AND ($8 IS NULL OR kind = $8) ORDER BY created_ms DESC, id LIMIT $7"
         );
         let rows = sqlx::query(&sql)
             .bind(filter.job)
@@ -227,6 +247,7 @@ impl Engine {
             .bind(after)
             .bind(page.after.as_deref().unwrap_or(""))
             .bind(page.sql_limit())
+            .bind(filter.kind.as_deref())
             .fetch_all(&self.queue.db.read)
             .await?;
         rows.iter().map(order_view).collect()

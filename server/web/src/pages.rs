@@ -231,6 +231,8 @@ pub struct OrderFilters {
     pub state: String,
     /// Identity.
     pub identity: String,
+    /// Kind.
+    pub kind: String,
 }
 
 /// Orders.
@@ -243,6 +245,8 @@ pub struct Orders<'a> {
     pub f: OrderFilters,
     /// The states to choose from.
     pub states: Vec<&'static str>,
+    /// The kinds to choose from.
+    pub kinds: Vec<&'static str>,
     /// Them.
     pub rows: Vec<OrderView>,
     /// The id to page on from.

@@ -26,6 +26,8 @@ pub struct OrdersQuery {
     state: String,
     #[serde(default)]
     identity: String,
+    #[serde(default)]
+    kind: String,
     after: Option<String>,
     retried: Option<u64>,
 }
@@ -68,6 +70,7 @@ pub async fn orders(
             None => None,
         },
         identity: blank(&q.identity),
+        kind: blank(&q.kind),
     };
     let rows = app.engine.orders(&filter, &page_after(q.after)?).await?;
     Ok(render(&pages::Orders {
@@ -77,8 +80,10 @@ pub async fn orders(
             connection: q.connection,
             state: q.state,
             identity: q.identity,
+            kind: q.kind,
         },
         states: STATES.to_vec(),
+        kinds: crate::identity::views::ORDER_KINDS.to_vec(),
         next: next_of(&rows, |o| o.id.clone()),
         rows,
         notice: q.retried.map(|n| {
