@@ -407,6 +407,16 @@ async fn the_development_password_signs_in_with_a_fresh_session_each_time() {
         )
         .await;
     assert_eq!(a.headers[header::LOCATION], "/dashboard");
+    // Signing in again while a session is live: the sign-in form's token is the one checked.
+    let both = format!("{pre_cookie}; {cookie}");
+    let a = ui
+        .post(
+            "/signin/password",
+            &both,
+            &[("csrf", &pre), ("user", "dev"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
     // The JSON API never takes the cookie.
     let a = ui.get("/api/v1/agents", Some(&cookie)).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
@@ -430,7 +440,7 @@ async fn the_development_password_signs_in_with_a_fresh_session_each_time() {
     );
     assert_eq!(
         signins.iter().filter(|o| **o == "done").count(),
-        3,
+        4,
         "{signins:?}"
     );
 }

@@ -11,7 +11,7 @@ use super::sessions::Session;
 use crate::http::App;
 use axum::body::{Body, to_bytes};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -95,7 +95,8 @@ async fn admit(app: &App, mut req: Request, path: &str) -> Result<Request, Respo
         )
         .await);
     }
-    match access::need_of(&method, path) {
+    let need = access::need_of(&method, path);
+    match need {
         None => {
             return Err(refuse(
                 StatusCode::FORBIDDEN,
@@ -134,9 +135,11 @@ async fn admit(app: &App, mut req: Request, path: &str) -> Result<Request, Respo
         },
     }
     if unsafe_method {
-        let expected = match &session {
-            Some(s) => Some(s.csrf.clone()),
-            None => security::cookie(req.headers(), security::PRE).map(str::to_owned),
+        // The sign-in forms carry the sign-in page's token (a person may sign in again while
+        // a session is live); every other form carries the session's.
+        let expected = match (&session, need) {
+            (Some(s), Some(Need::Role(_))) => Some(s.csrf.clone()),
+            _ => security::cookie(req.headers(), security::PRE).map(str::to_owned),
         };
         let (parts, body) = req.into_parts();
         let bytes = to_bytes(body, FORM_MAX).await.map_err(|_| {
@@ -160,10 +163,6 @@ async fn admit(app: &App, mut req: Request, path: &str) -> Result<Request, Respo
             )
             .await);
         }
-    }
-    if req.headers().get(header::AUTHORIZATION).is_some() {
-        // The UI answers people with a cookie; a bearer token belongs to the JSON API.
-        tracing::debug!("an Authorization header on a UI route is ignored");
     }
     if let Some(s) = session {
         req.extensions_mut().insert(s);
