@@ -110,13 +110,7 @@ pub async fn password(
     Form(c): Form<Credentials>,
 ) -> Response {
     let Some(dev) = app.web.settings.dev_password.clone() else {
-        return signin_page(
-            &app,
-            &headers,
-            &c.next,
-            Some("The development password is off."),
-            StatusCode::NOT_FOUND,
-        );
+        return off(&app, &headers, &c, "The development password is off.");
     };
     let verified = guarded(
         &app,
@@ -125,10 +119,10 @@ pub async fn password(
         auth::password::verify(&dev, &c.user, &c.password),
     )
     .await;
-    let extra = if verified.as_ref().is_ok_and(|v| v.user == dev.user) {
-        dev.roles.clone()
-    } else {
-        Vec::new()
+    // The configured user's own roles, besides what the role map gives.
+    let extra = match &verified {
+        Ok(v) if v.user == dev.user => dev.roles.clone(),
+        _ => Vec::new(),
     };
     finish(
         &app, &headers, address, "password", verified, extra, &c.next,
@@ -144,13 +138,7 @@ pub async fn ldap(
     Form(c): Form<Credentials>,
 ) -> Response {
     let Some(cfg) = app.web.settings.ldap.clone() else {
-        return signin_page(
-            &app,
-            &headers,
-            &c.next,
-            Some("Directory sign-in is off."),
-            StatusCode::NOT_FOUND,
-        );
+        return off(&app, &headers, &c, "Directory sign-in is off.");
     };
     let verified = guarded(
         &app,
@@ -169,6 +157,11 @@ pub async fn ldap(
         &c.next,
     )
     .await
+}
+
+/// The sign-in page, saying a method is off (404).
+fn off(app: &App, headers: &HeaderMap, c: &Credentials, why: &str) -> Response {
+    signin_page(app, headers, &c.next, Some(why), StatusCode::NOT_FOUND)
 }
 
 /// Runs a password check under the sign-in throttle: refused at once past the limit, a
