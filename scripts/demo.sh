@@ -58,6 +58,7 @@ runtime = "runtime"
 connections = "connections"
 max_tasks = 2
 batch_size = ${IDGARD_DEMO_BATCH:-1024}
+launchable = ["daily"]
 TOML
 cat > "$demo/agent/connections/demo-hr.toml" <<TOML
 # The bundled HR file, read-only.

@@ -24,6 +24,9 @@ pub struct Credentials {
     pub agent_name: String,
     /// The client secret.
     pub client_secret: String,
+    /// The server's token-signing public key (PEM), pinned: launch tokens are checked with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
 }
 
 impl Credentials {

@@ -31,6 +31,10 @@ pub struct AgentConfig {
     /// not reported: the server hands it out again once its lease lapses.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
+    /// Declared jobs that people may launch from the server's web UI through this agent. Any
+    /// other launch is refused (and logged); empty: none.
+    #[serde(default)]
+    pub launchable: Vec<String>,
 }
 
 pub(crate) fn default_work() -> PathBuf {
@@ -70,6 +74,7 @@ work = \"work\"                # credentials, spool, what connectors collect
 runtime = \"runtime\"          # connector packages, one folder per connector
 connections = \"connections\"  # connection files (*.toml), one per managed system
 max_tasks = 2
+launchable = []              # declared jobs people may launch from the web UI through this agent
 ";
 
 /// Keys holding folders (made absolute as they are read).

@@ -36,6 +36,8 @@ pub(crate) struct Agent {
     pub(crate) finished: tokio::sync::Notify,
     /// Set once the agent stops: a task cancelled from now on was stopped by the shutdown.
     pub(crate) stopping: AtomicBool,
+    /// Checks runs launched from the web UI; `None` without a pinned server key (all refused).
+    pub(crate) launches: Option<crate::launch::Launches>,
 }
 
 /// Raises the open-descriptor limit to its hard maximum, and says when concurrent runs could
@@ -88,7 +90,7 @@ pub(crate) fn forget_order_files(orders: &Path) {
 pub async fn run(config: AgentConfig) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     raise_descriptor_limit(config.max_tasks);
-    let creds = Credentials::load(&config.credentials_path())?;
+    let mut creds = Credentials::load(&config.credentials_path())?;
     for dir in ["collect", "orders", "state", "spool", "cache"] {
         std::fs::create_dir_all(config.work.join(dir))?;
     }
@@ -111,8 +113,20 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         connections = registry.connections.len(),
         "agent starting"
     );
+    let client = Client::new(creds.clone())?;
+    let launches = crate::launch::pinned_key(&client, &mut creds, &config.credentials_path())
+        .await
+        .and_then(|key| {
+            crate::launch::Launches::new(&key, creds.agent_id, &config.launchable)
+                .inspect_err(|e| tracing::warn!("launches from the web UI are refused: {e:#}"))
+                .ok()
+        });
+    tracing::info!(
+        launchable = ?config.launchable,
+        "jobs people may launch from the web UI through this agent"
+    );
     let agent = Arc::new(Agent {
-        client: Client::new(creds)?,
+        client,
         config,
         runtime,
         registry: RwLock::new(registry),
@@ -126,6 +140,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         running: Mutex::new(HashMap::new()),
         finished: tokio::sync::Notify::new(),
         stopping: AtomicBool::new(false),
+        launches,
     });
 
     agent.replay_spool().await;
@@ -169,6 +184,10 @@ pub async fn run(config: AgentConfig) -> Result<()> {
                         tracing::info!(task = id, "cancelled by the server");
                         flag.cancel();
                     }
+                }
+                for offer in answer.launches {
+                    let agent = agent.clone();
+                    tokio::spawn(async move { agent.answer_launch(offer).await });
                 }
                 for task in answer.tasks {
                     let flag = Cancel::new();

@@ -39,6 +39,7 @@ pub async fn enrol(
         agent_id: answer.agent_id,
         agent_name: answer.agent_name.clone(),
         client_secret: answer.client_secret,
+        signing_key: answer.signing_key,
     };
     let path = config.credentials_path();
     write_private(&path, &serde_json::to_vec_pretty(&creds)?)?;

@@ -8,6 +8,7 @@
 //! | `enrol` | trading a one-time token for credentials |
 //! | `client` | calls to the server: TLS pinning, tokens, retries |
 //! | `daemon` | the service: polling, heartbeats, logs, cancellation |
+//! | `launch` | runs launched from the web UI: the signed token, the allow-list, the answer |
 //! | `stop` | signals and the shutdown grace; a second signal stops at once |
 //! | `registry` | the connections served and their loaded connectors, reloaded on change |
 //! | `overlap` | refusing connections whose folders overlap |
@@ -25,6 +26,7 @@ mod delivery;
 mod enrol;
 mod execute;
 mod fulfil;
+mod launch;
 mod observer;
 mod output;
 mod overlap;

@@ -102,6 +102,9 @@ pub struct QueueConfig {
     pub log_kib_per_task: u64,
     /// Hours an upload's content is kept after its task (and job) ended; 0 keeps it forever.
     pub upload_retention_h: u64,
+    /// How long a run launched from the browser waits for its agent to accept it, in ms: its
+    /// token expires then, and the UI says the agent did not pick it up.
+    pub launch_ttl_ms: u64,
 }
 
 impl Default for QueueConfig {
@@ -119,6 +122,7 @@ impl Default for QueueConfig {
             log_lines_per_task: 100_000,
             log_kib_per_task: 16_384,
             upload_retention_h: 168,
+            launch_ttl_ms: 60_000,
         }
     }
 }
@@ -219,6 +223,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("IDGARD_QUEUE_BACKOFF_MS", "queue.backoff_ms"),
     ("IDGARD_QUEUE_BACKOFF_MAX_MS", "queue.backoff_max_ms"),
     ("IDGARD_QUEUE_MAX_ATTEMPTS", "queue.max_attempts"),
+    ("IDGARD_QUEUE_LAUNCH_TTL_MS", "queue.launch_ttl_ms"),
     ("IDGARD_QUEUE_TIMEOUT_S", "queue.timeout_s"),
     (
         "IDGARD_QUEUE_LOG_LINES_PER_TASK",

@@ -17,7 +17,7 @@ use std::path::Path;
 /// The audience of agents' tokens.
 const AUDIENCE: &str = "idgard-agent";
 /// The issuer of every token.
-const ISSUER: &str = "idgard-server";
+const ISSUER: &str = idgard_protocol::LAUNCH_ISSUER;
 
 /// The token-signing key pair.
 pub struct Signer {
@@ -129,6 +129,31 @@ impl Signer {
             iat: now,
             exp: now + self.ttl_s,
             generation,
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    /// The token handing launch `launch` to agent `agent_id`: signed with the same key, for that
+    /// agent's launch audience only, expiring with the launch.
+    pub fn launch_token(
+        &self,
+        agent_id: i64,
+        launch: &idgard_protocol::LaunchView,
+    ) -> Result<String> {
+        let claims = idgard_protocol::LaunchClaims {
+            iss: idgard_protocol::LAUNCH_ISSUER.into(),
+            aud: idgard_protocol::launch_audience(agent_id),
+            sub: launch.user.clone(),
+            jti: launch.id.clone(),
+            iat: (launch.created_ms / 1000).max(0) as u64,
+            exp: (launch.expires_ms / 1000).max(0) as u64,
+            job: launch.job.clone(),
+            incremental: launch.incremental,
+            dry_run: launch.dry_run,
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::RS256),

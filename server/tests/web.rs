@@ -67,6 +67,17 @@ impl Answer {
     }
 }
 
+/// One declared job, on agent `lyon`.
+const RULES: &str = r#"
+version = 1
+[identities]
+connection = "hr"
+[[jobs]]
+name = "nightly"
+agent = "lyon"
+connections = ["hr"]
+"#;
+
 async fn ui() -> Ui {
     ui_with(|_| {}).await
 }
@@ -77,7 +88,10 @@ async fn ui_with(adjust: impl FnOnce(&mut UiConfig)) -> Ui {
         data_dir: dir.path().to_owned(),
         ..Default::default()
     };
-    let engine = idgard_server::open(&config).await.unwrap();
+    let mut engine = idgard_server::open(&config).await.unwrap();
+    engine.rules = Some(std::sync::Arc::new(
+        idgard_server::identity::rules::Rules::parse(RULES, "web test rules").unwrap(),
+    ));
     let signer =
         idgard_server::keys::Signer::load(None, None, &dir.path().join("key.pem"), 600).unwrap();
     let mut settings = UiConfig {
@@ -563,4 +577,104 @@ async fn an_approver_may_be_kept_from_approving_their_own_run() {
         "{}",
         page.body
     );
+}
+
+#[tokio::test]
+async fn a_run_is_launched_through_its_agent_and_the_page_follows_the_answer() {
+    let ui = ui().await;
+    let q = &ui.engine.queue;
+    let token = q.add_agent("lyon").await.unwrap().enrolment_token;
+    let agent = q.enrol(&token).await.unwrap().agent_id;
+    let (cookie, csrf) = ui.session("olga", &[Role::Operator]).await;
+    let a = ui
+        .post(
+            "/jobs/run",
+            &cookie,
+            &[("csrf", &csrf), ("job", "nightly"), ("mode", "incremental")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let to = a.headers[header::LOCATION].to_str().unwrap().to_owned();
+    assert!(to.starts_with("/launches/"), "{to}");
+    // Nothing runs until the agent accepts; the page says so and reloads by itself.
+    let page = ui.get(&to, Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Waiting for agent"), "{}", page.body);
+    assert!(
+        page.body.contains(r#"http-equiv="refresh""#),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("olga"), "{}", page.body);
+    // The agent takes it on its poll and accepts: the launch's page leads to the run.
+    let delivered = q.deliver_launches(agent).await.unwrap();
+    assert_eq!(delivered.len(), 1);
+    let answer = idgard_protocol::LaunchAnswer {
+        accept: true,
+        reason: None,
+    };
+    let run = ui
+        .engine
+        .answer_launch(agent, &delivered[0].view.id, &answer)
+        .await
+        .unwrap()
+        .view
+        .job_id
+        .unwrap();
+    let page = ui.get(&to, Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.headers[header::LOCATION], format!("/runs/{run}"));
+    assert_eq!(
+        ui.engine.started_by(run).await.unwrap().as_deref(),
+        Some("olga")
+    );
+    // A refusal is shown with the agent's reason, and the page stops reloading.
+    ui.post(
+        "/jobs/run",
+        &cookie,
+        &[("csrf", &csrf), ("job", "nightly"), ("mode", "complete")],
+    )
+    .await;
+    let l = &q.deliver_launches(agent).await.unwrap()[0];
+    let no = idgard_protocol::LaunchAnswer {
+        accept: false,
+        reason: Some("not on the list".into()),
+    };
+    ui.engine
+        .answer_launch(agent, &l.view.id, &no)
+        .await
+        .unwrap();
+    let page = ui
+        .get(&format!("/launches/{}", l.view.id), Some(&cookie))
+        .await;
+    assert!(
+        page.body.contains("Refused:") && page.body.contains("not on the list"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("http-equiv"), "{}", page.body);
+    // The trail says who launched what.
+    let trail = ui
+        .state
+        .web
+        .audit
+        .list(
+            &idgard_server::web::audit::Filter {
+                action: Some("job.launch".into()),
+                ..Default::default()
+            },
+            &support_page(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(trail.len(), 2, "{trail:?}");
+    assert!(trail.iter().all(|e| e.user.as_deref() == Some("olga")));
+}
+
+fn support_page() -> idgard_server::page::Page {
+    idgard_server::page::Page::new(idgard_protocol::ListQuery {
+        after: None,
+        limit: Some(50),
+    })
+    .unwrap()
 }

@@ -10,6 +10,7 @@ mod csv;
 mod directory;
 mod harness;
 mod hostile;
+mod launches;
 mod layering;
 mod ldap;
 mod limits;

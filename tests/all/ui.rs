@@ -198,7 +198,7 @@ fn a_day_in_the_browser() {
             b = slapd.base
         ),
     );
-    let agent = crate::system::Agent::start_with(
+    let mut agent = crate::system::Agent::start_with(
         &server,
         "lyon",
         &[
@@ -209,6 +209,9 @@ fn a_day_in_the_browser() {
             ),
         ],
     );
+    // Runs are launched from the browser through the agent: it must allow this job.
+    agent.configure("launchable = [\"daily\"]\n");
+    agent.restart();
     let started = std::time::Instant::now();
     while !server
         .raw(

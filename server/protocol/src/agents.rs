@@ -80,6 +80,12 @@ pub struct AgentView {
     /// Connection files it refused, as last reported.
     #[serde(default)]
     pub refused: Vec<RefusedConnection>,
+    /// The version it last reported.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Tasks it holds now (claimed or running).
+    #[serde(default)]
+    pub running: u64,
 }
 
 /// `POST /api/v1/agents`: create an agent.

@@ -19,6 +19,10 @@ pub struct EnrolAnswer {
     pub agent_name: String,
     /// The client secret (shown once).
     pub client_secret: String,
+    /// The server's token-signing public key (PEM), which the agent pins to check the launches
+    /// it is handed.
+    #[serde(default)]
+    pub signing_key: Option<String>,
 }
 
 /// `POST /api/v1/agent/token`: credentials for a short-lived access token.
@@ -38,4 +42,12 @@ pub struct TokenAnswer {
     pub access_token: String,
     /// Seconds until it expires.
     pub expires_in: u64,
+}
+
+/// `GET /api/v1/agent/signing-key`: the server's token-signing public key, for an agent that
+/// enrolled before agents pinned it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SigningKeyAnswer {
+    /// The public key, PEM (SubjectPublicKeyInfo).
+    pub signing_key: String,
 }

@@ -100,6 +100,7 @@ pub struct ErrorBody {
 mod agents;
 mod enrol;
 mod jobs;
+mod launches;
 mod orders;
 mod overview;
 mod repository;
@@ -108,6 +109,7 @@ mod tasks;
 pub use agents::*;
 pub use enrol::*;
 pub use jobs::*;
+pub use launches::*;
 pub use orders::*;
 pub use overview::*;
 pub use repository::*;

@@ -240,6 +240,9 @@ pub struct PollAnswer {
     /// True when a newer poll from the same agent replaced this one.
     #[serde(default)]
     pub superseded: bool,
+    /// Runs launched from the browser for this agent to accept or refuse.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launches: Vec<crate::LaunchOffer>,
 }
 
 /// `POST /api/v1/agent/tasks/{id}/heartbeat`.

@@ -11,9 +11,10 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use idgard_protocol::{
-    Completion, EnrolAnswer, EnrolRequest, Heartbeat, HeartbeatAnswer, Hello, LogChunk, NewUpload,
-    OrderResults, OrderResultsAnswer, PollAnswer, PollRequest, RunRequest, TaskOrders, TaskView,
-    Timings, TokenAnswer, TokenRequest, UploadView,
+    Completion, EnrolAnswer, EnrolRequest, Heartbeat, HeartbeatAnswer, Hello, LaunchAnswer,
+    LaunchOffer, LaunchView, LogChunk, NewUpload, OrderResults, OrderResultsAnswer, PollAnswer,
+    PollRequest, RunRequest, SigningKeyAnswer, TaskOrders, TaskView, Timings, TokenAnswer,
+    TokenRequest, UploadView,
 };
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub fn routes(chunk_limit: usize) -> Router<App> {
         .route("/tasks/{id}/run", post(run_on_server))
         .route("/tasks/{id}/orders", get(task_orders))
         .route("/tasks/{id}/order-results", post(order_results))
+        .route("/launches/{id}", post(answer_launch))
+        .route("/signing-key", get(signing_key))
         .route(
             "/uploads/{id}",
             get(upload_state)
@@ -45,10 +48,11 @@ pub async fn enrol(
     JsonBody(req): JsonBody<EnrolRequest>,
 ) -> Result<Json<EnrolAnswer>> {
     let keys = peer_keys(ip);
-    let enrolled = app
+    let mut enrolled = app
         .throttle
         .guard(&keys, &keys, app.queue.enrol(&req.token))
         .await?;
+    enrolled.signing_key = Some(app.signer.public_pem.clone());
     Ok(Json(enrolled))
 }
 
@@ -132,11 +136,13 @@ async fn poll(
         }
         let tasks = queue.claim(agent, req.capacity).await?;
         let cancel = queue.cancelled_for(agent).await?;
-        if !tasks.is_empty() || !cancel.is_empty() {
+        let launches = launch_offers(&app, agent).await?;
+        if !tasks.is_empty() || !cancel.is_empty() || !launches.is_empty() {
             return Ok(Json(PollAnswer {
                 tasks,
                 cancel,
                 superseded: false,
+                launches,
             }));
         }
         let now = tokio::time::Instant::now();
@@ -149,6 +155,39 @@ async fn poll(
             _ = stopping.changed() => {}
         }
     }
+}
+
+/// The launches waiting for `agent`, each with its signed token (delivered once).
+async fn launch_offers(app: &App, agent: i64) -> Result<Vec<LaunchOffer>> {
+    let mut offers = Vec::new();
+    for launch in app.queue.deliver_launches(agent).await? {
+        offers.push(LaunchOffer {
+            token: app.signer.launch_token(agent, &launch.view)?,
+            id: launch.view.id,
+        });
+    }
+    Ok(offers)
+}
+
+async fn answer_launch(
+    State(app): State<App>,
+    AgentAuth(agent): AgentAuth,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<LaunchAnswer>,
+) -> Result<Json<LaunchView>> {
+    let answered = app.engine.answer_launch(agent, &id, &req).await;
+    let name = app.queue.agent_name(agent).await?;
+    app.web
+        .audit
+        .launch_answered(&name, &id, req.accept, &answered)
+        .await;
+    Ok(Json(answered?.view))
+}
+
+async fn signing_key(State(app): State<App>, _: AgentAuth) -> Json<SigningKeyAnswer> {
+    Json(SigningKeyAnswer {
+        signing_key: app.signer.public_pem.clone(),
+    })
 }
 
 async fn heartbeat(

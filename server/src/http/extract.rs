@@ -138,8 +138,8 @@ async fn generation(app: &App, agent: i64) -> Result<Option<i64>> {
     Ok(g)
 }
 
-/// An administrator, authenticated by an administrator token.
-pub struct Admin;
+/// An administrator, authenticated by an administrator token: the token's name.
+pub struct Admin(pub String);
 
 impl FromRequestParts<App> for Admin {
     type Rejection = Error;
@@ -147,10 +147,11 @@ impl FromRequestParts<App> for Admin {
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self> {
         let token = bearer(parts)?;
         let keys = peer_keys(peer(parts));
-        app.throttle
+        let name = app
+            .throttle
             .guard(&[], &keys, app.queue.check_admin(token))
             .await?;
-        Ok(Admin)
+        Ok(Admin(name))
     }
 }
 

@@ -12,11 +12,13 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use idgard_protocol::{
-    AuditView, ConnectionView, DeclaredJobView, EntryView, LinkView, ListQuery, Overview,
+    AuditView, ConnectionView, DeclaredJobView, EntryView, LaunchView, LinkView, ListQuery,
+    Overview, RunJob,
 };
 
 /// `/api/v1/overview`, `/api/v1/connections`, `/api/v1/declared-jobs`, `/api/v1/identities`,
-/// `/api/v1/audit`, `/api/v1/orders/retry`, `/api/v1/connections/{name}/links/{key}/confirm|reject`.
+/// `/api/v1/audit`, `/api/v1/orders/retry`, `/api/v1/connections/{name}/links/{key}/confirm|reject`,
+/// `/api/v1/launches`.
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/overview", get(overview))
@@ -27,6 +29,26 @@ pub fn routes() -> Router<App> {
         .route("/orders/retry", post(retry))
         .route("/connections/{name}/links/{key}/confirm", post(confirm))
         .route("/connections/{name}/links/{key}/reject", post(reject))
+        .route("/launches", post(launch))
+        .route("/launches/{id}", get(launch_view))
+}
+
+/// Launches a declared job through its agent, in the name of the administrator token.
+async fn launch(
+    State(app): State<App>,
+    Admin(by): Admin,
+    JsonBody(run): JsonBody<RunJob>,
+) -> Result<Json<LaunchView>> {
+    let user = format!("token:{by}");
+    Ok(Json(app.engine.launch_declared(&run, &user).await?.view))
+}
+
+async fn launch_view(
+    State(app): State<App>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<LaunchView>> {
+    Ok(Json(app.queue.launch(&id).await?.view))
 }
 
 async fn overview(State(app): State<App>, _: Admin) -> Result<Json<Overview>> {

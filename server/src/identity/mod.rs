@@ -6,6 +6,7 @@
 //! by the server for the agent that holds their lease.
 
 pub mod dry;
+pub mod launch;
 pub mod operate;
 pub mod overview;
 pub mod pipeline;

@@ -254,7 +254,7 @@ impl Engine {
 
     /// The steps of a declared job, and the agent it belongs to (the first connection's, when
     /// the job names none and each task goes to its connection's agent).
-    async fn declared_steps(
+    pub(super) async fn declared_steps(
         &self,
         name: &str,
         incremental: bool,

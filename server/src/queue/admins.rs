@@ -141,15 +141,23 @@ impl Queue {
     }
 
     /// Whether an administrator token is valid (known, not expired).
-    pub async fn check_admin(&self, token: &str) -> Result<()> {
-        let found = sqlx::query("SELECT expires_ms FROM admin_tokens WHERE hash = $1")
+    pub async fn check_admin(&self, token: &str) -> Result<String> {
+        let found = sqlx::query("SELECT expires_ms, name FROM admin_tokens WHERE hash = $1")
             .bind(hash_secret(token))
             .fetch_optional(&self.db.read)
             .await?;
-        match found.map(|r| r.try_get::<Option<i64>, _>(0)).transpose()? {
-            Some(None) => Ok(()),
-            Some(Some(at)) if at > self.now() => Ok(()),
-            Some(Some(_)) => Err(Error::unauthorized("this administrator token has expired")),
+        let found = match found {
+            Some(r) => Some((
+                r.try_get::<Option<i64>, _>(0)?,
+                r.try_get::<Option<String>, _>(1)?
+                    .unwrap_or_else(|| "administrator".into()),
+            )),
+            None => None,
+        };
+        match found {
+            Some((None, name)) => Ok(name),
+            Some((Some(at), name)) if at > self.now() => Ok(name),
+            Some((Some(_), _)) => Err(Error::unauthorized("this administrator token has expired")),
             None => Err(Error::unauthorized("invalid administrator token")),
         }
     }

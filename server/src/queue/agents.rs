@@ -107,6 +107,7 @@ impl Queue {
             agent_id,
             agent_name,
             client_secret: secret,
+            signing_key: None,
         })
     }
 
@@ -248,6 +249,8 @@ impl Queue {
             connections: serde_json::from_str::<Vec<ConnectionReport>>(&connections)
                 .unwrap_or_default(),
             refused: serde_json::from_str(&row.try_get::<String, _>(5)?).unwrap_or_default(),
+            version: row.try_get(6)?,
+            running: row.try_get::<i64, _>(7)?.max(0) as u64,
         })
     }
 
@@ -290,7 +293,9 @@ impl Queue {
     /// One agent.
     pub async fn agent(&self, name: &str) -> Result<AgentView> {
         let row = sqlx::query(
-            "SELECT id, name, secret_hash, connections, last_seen_ms, refused FROM agents WHERE name = $1",
+            "SELECT id, name, secret_hash, connections, last_seen_ms, refused, version, \
+             (SELECT COUNT(*) FROM tasks t WHERE t.state IN ('claimed', 'running') \
+             AND t.agent_id = agents.id) FROM agents WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.db.read)
@@ -302,7 +307,9 @@ impl Queue {
     /// Agents by name, one page.
     pub async fn agents(&self, page: &crate::page::Page) -> Result<Vec<AgentView>> {
         sqlx::query(
-            "SELECT id, name, secret_hash, connections, last_seen_ms, refused FROM agents \
+            "SELECT id, name, secret_hash, connections, last_seen_ms, refused, version, \
+             (SELECT COUNT(*) FROM tasks t WHERE t.state IN ('claimed', 'running') \
+             AND t.agent_id = agents.id) FROM agents \
              WHERE name > $1 AND removed_ms IS NULL ORDER BY name LIMIT $2",
         )
         .bind(page.after.as_deref().unwrap_or(""))
@@ -316,7 +323,7 @@ impl Queue {
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.
-fn cut(s: &str, max: usize) -> String {
+pub(crate) fn cut(s: &str, max: usize) -> String {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;

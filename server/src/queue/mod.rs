@@ -11,6 +11,7 @@ mod agents;
 mod beats;
 mod cursors;
 mod jobs;
+mod launches;
 mod lease;
 pub mod live;
 mod logs;
@@ -86,6 +87,7 @@ fn task_view(row: &AnyRow) -> Result<TaskView> {
 }
 
 pub use idgard_model::names::valid_name;
+pub use launches::Launch;
 
 /// The longest a task may run, in seconds (7 days).
 pub const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;

@@ -446,7 +446,7 @@ impl Queue {
     }
 
     /// An agent's name (names never change, so they are cached).
-    async fn agent_name(&self, agent: i64) -> Result<String> {
+    pub(crate) async fn agent_name(&self, agent: i64) -> Result<String> {
         if let Some(name) = self.names.lock().expect("names").get(&agent) {
             return Ok(name.clone());
         }

@@ -104,6 +104,7 @@ pub const ROUTES: &[RouteNeed] = &[
     r("POST", "/connections/{name}/review", OPERATOR),
     r("GET", "/jobs", VIEWER),
     r("POST", "/jobs/run", OPERATOR),
+    r("GET", "/launches/{id}", VIEWER),
     r("GET", "/runs/{id}", VIEWER),
     r("GET", "/runs/{id}/events", VIEWER),
     r("POST", "/runs/{id}/cancel", OPERATOR),

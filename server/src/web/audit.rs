@@ -69,6 +69,46 @@ impl Audit {
         Self { db, clock }
     }
 
+    /// Records agent `agent`'s answer to launch `id` (`accept`), and how it ended.
+    pub async fn launch_answered(
+        &self,
+        agent: &str,
+        id: &str,
+        accept: bool,
+        answered: &crate::error::Result<crate::queue::Launch>,
+    ) {
+        let (action, outcome, detail) = match answered {
+            Ok(l) if accept => (
+                "launch.accept",
+                Outcome::Done,
+                format!(
+                    "launched by {}; run {}",
+                    l.view.user,
+                    l.view.job_id.unwrap_or(0)
+                ),
+            ),
+            Ok(l) => (
+                "launch.refuse",
+                Outcome::Refused,
+                format!(
+                    "launched by {}: {}",
+                    l.view.user,
+                    l.view.reason.as_deref().unwrap_or("no reason given")
+                ),
+            ),
+            Err(e) => ("launch.answer", Outcome::Failed, e.message.clone()),
+        };
+        let user = format!("agent:{agent}");
+        let event = Event {
+            user: Some(&user),
+            action,
+            target: Some(id),
+            address: None,
+            detail: Some(&detail),
+        };
+        self.record(event, outcome).await;
+    }
+
     /// Records `event`. A failure to record is logged, never hides the answer to the request.
     pub async fn record(&self, event: Event<'_>, outcome: Outcome) {
         let r = sqlx::query(

@@ -6,7 +6,7 @@ use crate::diff::{Change, Step};
 use askama::Template;
 use idgard_protocol::{
     AgentView, AuditView, ConnectionView, DeclaredJobView, EntryView, IdentityView, JobView,
-    LogLine, OrderView, Overview,
+    LaunchState, LaunchView, LogLine, OrderView, Overview,
 };
 
 /// The sign-in page: one form or button per configured method.
@@ -208,6 +208,20 @@ pub struct Run<'a> {
     pub no_approve: String,
     /// It is not over: the page follows it live.
     pub live: bool,
+}
+
+/// A run launched from the browser, while its agent answers.
+#[derive(Template)]
+#[template(path = "launch.html")]
+pub struct Launch<'a> {
+    /// Around it.
+    pub chrome: &'a Chrome,
+    /// It.
+    pub l: LaunchView,
+    /// Still waiting for the agent: the page reloads itself.
+    pub pending: bool,
+    /// How long the agent had to answer, in seconds.
+    pub ttl_s: i64,
 }
 
 /// Runs waiting for approval.

@@ -43,6 +43,7 @@ pub fn routes() -> Router<App> {
         .route("/connections/{name}/review", post(admin::review))
         .route("/jobs", get(runs::jobs))
         .route("/jobs/run", post(runs::run))
+        .route("/launches/{id}", get(runs::launch))
         .route("/runs/{id}", get(runs::run_page))
         .route("/runs/{id}/events", get(runs::events))
         .route("/runs/{id}/cancel", post(runs::cancel))

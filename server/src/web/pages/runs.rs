@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use idgard_protocol::{JobState, JobView, LogLine, RunJob};
+use idgard_protocol::{JobState, JobView, LaunchState, LogLine, RunJob};
 use idgard_web::{pages, percent};
 use serde::Deserialize;
 use std::collections::VecDeque;
@@ -49,18 +49,20 @@ pub struct RunForm {
     dry_run: Option<String>,
 }
 
-/// `POST /jobs/run`.
+/// `POST /jobs/run`: launches the job through the agent that owns it; the launch's page
+/// follows the agent's answer.
 pub async fn run(State(app): State<App>, me: Person, Form(f): Form<RunForm>) -> PageResult {
     let run = RunJob {
         job: f.job.clone(),
         incremental: f.mode == "incremental",
         dry_run: f.dry_run.is_some(),
     };
-    let r = app.engine.run_declared_by(&run, &me.session.user).await;
-    let detail = r.as_ref().map(|j| {
+    let r = app.engine.launch_declared(&run, &me.session.user).await;
+    let detail = r.as_ref().map(|l| {
         format!(
-            "run {} ({}{})",
-            j.id,
+            "launch {} for agent {} ({}{})",
+            l.view.id,
+            l.view.agent,
             if run.incremental {
                 "incremental"
             } else {
@@ -69,8 +71,22 @@ pub async fn run(State(app): State<App>, me: Person, Form(f): Form<RunForm>) -> 
             if run.dry_run { ", dry" } else { "" }
         )
     });
-    me.record(&app, "job.run", &f.job, detail).await;
-    Ok(see_other(&format!("/runs/{}", r?.id)))
+    me.record(&app, "job.launch", &f.job, detail).await;
+    Ok(see_other(&format!("/launches/{}", r?.view.id)))
+}
+
+/// `GET /launches/{id}`: where a launch stands; once its run started, that run's page.
+pub async fn launch(State(app): State<App>, me: Person, Path(id): Path<String>) -> PageResult {
+    let l = app.queue.launch(&id).await?.view;
+    if let (LaunchState::Accepted, Some(job)) = (l.state, l.job_id) {
+        return Ok(see_other(&format!("/runs/{job}")));
+    }
+    Ok(render(&pages::Launch {
+        chrome: &me.chrome("jobs", "Launch"),
+        pending: matches!(l.state, LaunchState::Waiting | LaunchState::Delivered),
+        ttl_s: (app.queue.cfg.launch_ttl_ms / 1000) as i64,
+        l,
+    }))
 }
 
 fn task_rows(job: &JobView) -> Vec<pages::TaskRow> {
