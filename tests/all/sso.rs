@@ -149,6 +149,7 @@ fn id_tokens_that_do_not_hold_are_refused_and_new_keys_are_read() {
         "wrong-nonce",
         "expired",
         "bad-signature",
+        "alg-none",
         "",
     ] {
         let provider = Provider::start_on(idp, deviate, &redirect, users.clone());
@@ -179,7 +180,7 @@ fn id_tokens_that_do_not_hold_are_refused_and_new_keys_are_read() {
         )
         .unwrap();
     let details: Vec<&str> = events.iter().filter_map(|e| e["detail"].as_str()).collect();
-    assert_eq!(details.len(), 5, "{details:#?}");
+    assert_eq!(details.len(), 6, "{details:#?}");
     assert!(
         details.iter().all(|d| d.contains("ID token refused")),
         "{details:#?}"

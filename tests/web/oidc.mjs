@@ -46,6 +46,7 @@
 //   wrong-nonce     nonce = a fresh random value
 //   expired         iat = now - 1200 s, exp = now - 600 s
 //   bad-signature   signed with another RSA key under the same kid
+//   alg-none        header alg = "none", no signature (an unsecured JWT)
 import { createServer } from "node:http";
 import { generateKeyPairSync, randomBytes, randomUUID, sign } from "node:crypto";
 
@@ -84,7 +85,7 @@ for (const [login, u] of Object.entries(users)) {
 }
 const idTokenTtl = process.env.OIDC_ID_TOKEN_TTL ? Number(process.env.OIDC_ID_TOKEN_TTL) : undefined;
 if (idTokenTtl !== undefined && !(Number.isInteger(idTokenTtl) && idTokenTtl > 0)) fatal("OIDC_ID_TOKEN_TTL must be a positive integer");
-const DEVIATIONS = ["wrong-issuer", "wrong-audience", "wrong-nonce", "expired", "bad-signature"];
+const DEVIATIONS = ["wrong-issuer", "wrong-audience", "wrong-nonce", "expired", "bad-signature", "alg-none"];
 const deviate = process.env.OIDC_DEVIATE || "";
 if (deviate && !DEVIATIONS.includes(deviate)) fatal(`OIDC_DEVIATE must be one of ${DEVIATIONS.join(", ")}`);
 
@@ -173,8 +174,10 @@ function broken(idToken) {
     case "wrong-nonce": payload.nonce = randomBytes(16).toString("base64url"); break;
     case "expired": payload.iat = now - 1200; payload.exp = now - 600; break;
     case "bad-signature": break;
+    case "alg-none": break;
   }
   if (header.alg !== "RS256") throw new Error(`unexpected ID token alg ${header.alg}`);
+  if (deviate === "alg-none") return `${b64({ alg: "none", typ: "JWT" })}.${b64(payload)}.`;
   const input = `${b64(header)}.${b64(payload)}`;
   return `${input}.${sign("sha256", Buffer.from(input), otherKey ?? privateKey).toString("base64url")}`;
 }
