@@ -339,6 +339,7 @@ async fn a_match_waiting_for_review_is_confirmed_or_rejected_for_good(w: World) 
         .export_accounts(&[
             ("a1", &[("employee_id", "E1")]),
             ("a2", &[("employee_id", "E2")]),
+            ("e3", &[("employee_id", "E3")]),
         ])
         .await;
     w.sync_of("accounts", up, false).await;
@@ -355,6 +356,14 @@ async fn a_match_waiting_for_review_is_confirmed_or_rejected_for_good(w: World) 
         }
     };
     assert_eq!(link("a1").await.situation, Situation::Unlinked);
+    // E3's account key is that of an account waiting for review: no create takes it over.
+    assert_eq!(link("e3").await.situation, Situation::Unlinked);
+    let e3 = OrderFilter {
+        identity: Some("E3".into()),
+        ..Default::default()
+    };
+    let orders = w.q.orders(&e3, &page(None, 100)).await.unwrap();
+    assert!(orders.iter().all(|o| o.key != "e3"), "{orders:#?}");
     let confirmed =
         w.q.review_link("accounts", "a1", Review::Confirm)
             .await

@@ -126,7 +126,7 @@ connection = "people"
 [[targets]]
 connection = "directory"
 key = 'identity.first_name.lowerAscii() + "." + identity.last_name.lowerAscii()'
-correlation = { identity = "key", account = "account.employee_id" }
+correlation = { identity = "key", account = "account.employee_id", link = "review" }
 [targets.attributes]
 employee_id = "identity.key"
 department = "identity.department"
@@ -171,7 +171,7 @@ fn a_day_in_the_browser() {
     crate::pipeline::write_hr(&hr, &HR);
     std::fs::write(
         target.join("accounts.csv"),
-        "login,employee_id,department\n",
+        "login,employee_id,department\npaul.durand,E2,Old\n",
     )
     .unwrap();
     let rules = tmp.path().join("rules.toml");

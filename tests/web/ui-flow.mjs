@@ -78,18 +78,30 @@ main(async (browsers) => {
   check(bars.length > 0 && bars.every((v) => v === 100), `every task at 100 %: ${bars}`);
   await shot(page, "03-run-succeeded");
 
-  // 3. Who has what: search, then one identity with its accounts and history.
+  // 3. The account that was already there waits for review beside its candidate identity; the
+  //    operator confirms it, and it is linked from then on.
+  await page.goto(url + "/connections/directory?situation=unlinked");
+  const confirm = page.getByRole("button", { name: "Confirm paul.durand belongs to E2" });
+  check((await confirm.count()) === 1, "paul.durand waits for review, candidate E2");
+  await shot(page, "04-review");
+  await Promise.all([page.waitForURL("**/connections/directory**"), confirm.click()]);
+  await page.goto(url + "/connections/directory/entries/paul.durand");
+  check((await page.locator("main").innerText()).includes("Situation linked."), "paul.durand is linked after the confirmation");
+  await page.goto(url + "/connections/directory?situation=unlinked");
+  check((await page.getByRole("button", { name: /^Confirm / }).count()) === 0, "nothing left to review");
+
+  // 4. Who has what: search, then one identity with its accounts and history.
   await page.goto(url + "/identities?q=E1");
   await Promise.all([page.waitForURL("**/identities/E1"), page.getByRole("link", { name: "E1", exact: true }).click()]);
   check((await page.locator("h1").innerText()).includes("Identity E1"), "identity page");
   check((await page.locator("table").count()) >= 2, "attributes and accounts");
-  await shot(page, "04-identity");
+  await shot(page, "05-identity");
   for (const path of ["/connections", "/orders", "/agents", "/approvals", "/me"]) {
     const r = await page.goto(url + path);
     check(r.status() === 200, `${path}: ${r.status()}`);
   }
 
-  // 4. Two leavers at once: the next run stops for approval; the operator cannot approve.
+  // 5. Two leavers at once: the next run stops for approval; the operator cannot approve.
   writeFileSync(env("HR_CSV"), env("HR_AFTER"));
   await page.goto(url + "/jobs");
   await page.selectOption("#job", env("JOB"));
@@ -105,25 +117,25 @@ main(async (browsers) => {
     maxRedirects: 0,
   });
   check(refused.status() === 403, `an operator's approval is refused: ${refused.status()}`);
-  await shot(page, "05-blocked-operator");
+  await shot(page, "06-blocked-operator");
 
-  // 5. Sign out; Back shows the sign-in page, not the run.
+  // 6. Sign out; Back shows the sign-in page, not the run.
   await Promise.all([page.waitForURL("**/signin"), page.getByRole("button", { name: "Sign out" }).click()]);
   await page.goBack();
   await page.waitForLoadState("load");
   check(page.url().includes("/signin"), `Back after sign-out leads to sign-in, not ${page.url()}`);
   check(!(await page.content()).includes("Blocked: waiting for approval"), "no data after sign-out");
 
-  // 6. The approver (a directory account) approves; the run goes on to the end.
+  // 7. The approver (a directory account) approves; the run goes on to the end.
   await signIn(page, "ldap", env("APPROVER_USER"), env("APPROVER_PASSWORD"));
   await page.goto(url + "/approvals");
-  await shot(page, "06-approvals");
+  await shot(page, "07-approvals");
   await Promise.all([page.waitForURL(blockedUrl), page.locator(`a[href='${new URL(blockedUrl).pathname}']`).first().click()]);
   await Promise.all([page.waitForURL(blockedUrl), page.getByRole("button", { name: "Approve" }).click()]);
   await waitState(page, "succeeded", 60);
-  await shot(page, "07-approved");
+  await shot(page, "08-approved");
 
-  // 7. Accessibility of the main pages (axe, in a context that lets its script in).
+  // 8. Accessibility of the main pages (axe, in a context that lets its script in).
   const cookies = await ctx.cookies();
   const axeCtx = await browser.newContext({ ignoreHTTPSErrors: true, bypassCSP: true });
   await axeCtx.addCookies(cookies);

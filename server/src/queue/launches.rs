@@ -111,6 +111,23 @@ impl Queue {
         self.launch_of(&row, name)
     }
 
+    /// Launch `id` once its agent answered it, or as it stands after `max`: an agent that is
+    /// online answers within milliseconds, so the person is usually spared a waiting page.
+    pub async fn launch_within(&self, id: &str, max: std::time::Duration) -> Result<Launch> {
+        let until = tokio::time::Instant::now() + max;
+        loop {
+            let launch = self.launch(id).await?;
+            let pending = matches!(
+                launch.view.state,
+                LaunchState::Waiting | LaunchState::Delivered
+            );
+            if !pending || tokio::time::Instant::now() >= until {
+                return Ok(launch);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
     /// Hands `agent` the launches waiting for it, each once, marking them delivered.
     pub async fn deliver_launches(&self, agent: i64) -> Result<Vec<Launch>> {
         let now = self.now();

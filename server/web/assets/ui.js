@@ -51,6 +51,9 @@ function follow(root) {
 document.addEventListener("DOMContentLoaded", () => {
   const run = document.getElementById("run");
   if (run && run.dataset.events) follow(run);
+  // A launch the agent has not answered yet: look again every second (the page's meta refresh
+  // does the same without this script).
+  if (document.querySelector("[data-pending-launch]")) setTimeout(() => location.reload(), 1000);
   for (const form of document.querySelectorAll("form[data-confirm]")) {
     form.addEventListener("submit", (e) => {
       if (!window.confirm(form.dataset.confirm)) e.preventDefault();

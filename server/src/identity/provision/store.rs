@@ -79,7 +79,8 @@ pub async fn insert_orders(
 }
 
 /// A create for a key the target already holds as another identity's account is a conflict,
-/// not a takeover: such creates are dropped and counted. Returns the ids of the orders dropped.
+/// not a takeover; a create for a key whose account waits for review (`unlinked`) waits for
+/// that review. Such creates are dropped and counted. Returns the ids of the orders dropped.
 pub async fn drop_taken_keys(
     tx: &mut Tx,
     target: &str,
@@ -95,24 +96,39 @@ pub async fn drop_taken_keys(
         return Ok(HashSet::new());
     }
     let sql = format!(
-        "SELECT key, identity FROM links WHERE connection = $1 AND situation IN ('linked', 'deleted') \
-         AND key IN ({})",
+        "SELECT key, identity, situation FROM links WHERE connection = $1 \
+         AND situation IN ('linked', 'deleted', 'unlinked') AND key IN ({})",
         in_list(1, creates.len())
     );
     let mut q = sqlx::query(&sql).bind(target);
     for k in &creates {
         q = q.bind(*k);
     }
-    let owners: HashMap<String, Option<String>> = q
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<_>>()?;
+    let mut owners: HashMap<String, Option<String>> = HashMap::new();
+    let mut reviewed: HashSet<String> = HashSet::new();
+    for r in q.fetch_all(&mut **tx).await? {
+        let key: String = r.try_get(0)?;
+        if r.try_get::<String, _>(2)? == "unlinked" {
+            reviewed.insert(key);
+        } else {
+            owners.insert(key, r.try_get(1)?);
+        }
+    }
     let mut dropped: HashSet<String> = HashSet::new();
     planned.retain(|p| {
-        let taken = matches!(p.order.kind, OrderKind::Create { .. })
-            && p.identity.is_some()
+        let create = matches!(p.order.kind, OrderKind::Create { .. }) && p.identity.is_some();
+        if create && reviewed.contains(&p.order.key) {
+            report.creates -= 1;
+            report.error(format!(
+                "identity `{}`: account `{}` exists and waits for review; confirm or reject the \
+                 match on the connection's page: no account is created meanwhile",
+                p.identity.as_deref().unwrap_or("?"),
+                p.order.key
+            ));
+            dropped.insert(p.order.id.clone());
+            return false;
+        }
+        let taken = create
             && owners
                 .get(&p.order.key)
                 .is_some_and(|owner| owner.as_ref() != p.identity.as_ref());

@@ -20,6 +20,8 @@ use std::time::Duration;
 
 /// Log lines a run page shows at first, and sends per event.
 const LOG_LINES: u32 = 200;
+/// How long launching waits for the agent's answer before showing the launch's own page.
+const LAUNCH_WAIT: Duration = Duration::from_secs(2);
 /// How often a followed run is looked at.
 const FOLLOW_EVERY: Duration = Duration::from_millis(300);
 
@@ -72,7 +74,12 @@ pub async fn run(State(app): State<App>, me: Person, Form(f): Form<RunForm>) -> 
         )
     });
     me.record(&app, "job.launch", &f.job, detail).await;
-    Ok(see_other(&format!("/launches/{}", r?.view.id)))
+    let id = r?.view.id;
+    let l = app.queue.launch_within(&id, LAUNCH_WAIT).await?.view;
+    Ok(see_other(&match (l.state, l.job_id) {
+        (LaunchState::Accepted, Some(job)) => format!("/runs/{job}"),
+        _ => format!("/launches/{id}"),
+    }))
 }
 
 /// `GET /launches/{id}`: where a launch stands; once its run started, that run's page.
