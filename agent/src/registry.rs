@@ -27,11 +27,14 @@ impl Registry {
     pub(crate) fn reports(&self) -> Vec<ConnectionReport> {
         self.connections
             .iter()
-            .map(|(name, (_, l))| ConnectionReport {
+            .map(|(name, (c, l))| ConnectionReport {
                 name: name.clone(),
                 connector: l.manifest.name.clone(),
                 version: l.info.version.clone(),
                 operations: l.manifest.operations.clone(),
+                contract: l.manifest.contract.clone(),
+                asks: l.manifest.capabilities.summary(),
+                grants: c.grants.summary(),
             })
             .collect()
     }

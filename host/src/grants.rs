@@ -16,6 +16,48 @@ pub enum Access {
     ReadWrite,
 }
 
+impl Access {
+    /// As the configuration writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::ReadOnly => "read-only",
+            Access::ReadWrite => "read-write",
+        }
+    }
+}
+
+impl Grants {
+    /// One line per grant, for people (the agent reports them to the server's connectors page).
+    /// Secrets never appear: a database is named by its scheme only.
+    pub fn summary(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .folders
+            .iter()
+            .map(|(name, f)| {
+                format!(
+                    "folder `{name}`: {} ({})",
+                    f.path.display(),
+                    f.access.as_str()
+                )
+            })
+            .collect();
+        out.extend(self.endpoints.iter().map(|(name, e)| {
+            let tls = match e.tls {
+                TlsMode::None => "no TLS",
+                TlsMode::Direct => "TLS",
+                TlsMode::StartTls => "StartTLS",
+            };
+            format!("endpoint `{name}`: {} ({tls})", e.address)
+        }));
+        out.extend(self.http.iter().map(|u| format!("HTTP: {u}")));
+        if let Some(sql) = &self.sql {
+            let scheme = sql.split_once(':').map_or("a database", |(s, _)| s);
+            out.push(format!("SQL: a {scheme} database"));
+        }
+        out
+    }
+}
+
 /// What a connection grants (`[grants]` in its configuration).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -291,5 +333,34 @@ mod tests {
         assert!(no_port.contains("host:port"), "{no_port}");
         let g: EndpointGrant = toml::from_str("address = \"[::1]:389\"\ntls = \"none\"").unwrap();
         assert_eq!(g.host(), "::1");
+    }
+
+    #[test]
+    fn summaries_say_what_is_asked_and_granted_without_secrets() {
+        let m = manifest(
+            "[capabilities]\nendpoints = true\n\
+             [[capabilities.folders]]\nname = \"src\"\naccess = \"read-only\"\ndescription = \"the HR files\"\n",
+        );
+        assert_eq!(
+            m.capabilities.summary(),
+            ["folder `src` (read-only): the HR files", "TCP endpoints"]
+        );
+        let g: Grants = toml::from_str(
+            "sql = \"postgres://idm:secret@db/hr\"\nhttp = [\"https://app/api/\"]\n\
+             [endpoints.ldap]\naddress = \"dc:636\"\ntls = \"direct\"\npins = [\"00\"]\n\
+             [folders.src]\npath = \"/data/hr\"\naccess = \"read-only\"\n",
+        )
+        .unwrap();
+        let lines = g.summary();
+        assert_eq!(
+            lines,
+            [
+                "folder `src`: /data/hr (read-only)",
+                "endpoint `ldap`: dc:636 (TLS)",
+                "HTTP: https://app/api/",
+                "SQL: a postgres database"
+            ]
+        );
+        assert!(lines.iter().all(|l| !l.contains("secret")));
     }
 }

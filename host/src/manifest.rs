@@ -104,6 +104,34 @@ pub struct SettingSpec {
     pub description: String,
 }
 
+impl Capabilities {
+    /// One line per capability asked for, for people (beside what the connection grants).
+    pub fn summary(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .folders
+            .iter()
+            .map(|f| {
+                let what = if f.description.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", f.description)
+                };
+                format!("folder `{}` ({}){what}", f.name, f.access.as_str())
+            })
+            .collect();
+        for (asked, what) in [
+            (self.endpoints, "TCP endpoints"),
+            (self.http, "HTTP"),
+            (self.sql, "SQL"),
+        ] {
+            if asked {
+                out.push(what.to_owned());
+            }
+        }
+        out
+    }
+}
+
 impl Manifest {
     /// Whether the connector can export only what changed since a cursor.
     pub fn exports_incrementally(&self) -> bool {

@@ -137,6 +137,32 @@ fn a_run_launched_from_the_browser_goes_through_its_agent() {
         .unwrap();
     assert_eq!(lyon.version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
     assert_eq!(lyon.running, 1, "{lyon:?}");
+    // The connectors page's figures: what each connector asks for beside what is granted.
+    let people = lyon
+        .connections
+        .iter()
+        .find(|c| c.name == "people")
+        .unwrap();
+    assert!(!people.contract.is_empty(), "{people:?}");
+    assert!(
+        people
+            .asks
+            .iter()
+            .any(|a| a.starts_with("folder `source` (read-only)")),
+        "{people:?}"
+    );
+    assert_eq!(
+        people.grants,
+        [format!("folder `source`: {} (read-only)", hr.display())],
+        "{people:?}"
+    );
+    // Testing a connection is a run of one task on its agent.
+    let test: idgard_protocol::JobView = server
+        .admin::<(), _>(Method::POST, "/api/v1/connections/people/test", None)
+        .unwrap();
+    let test = server.wait_job(test.id, 30);
+    assert_eq!(test.state, JobState::Succeeded, "{test:#?}");
+    assert_eq!(test.tasks[0].operation, Operation::TestConnection);
 
     // The agent is down: nobody picks the launch up, and the UI says so once it expires.
     agent.kill();

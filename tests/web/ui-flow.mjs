@@ -90,7 +90,14 @@ main(async (browsers) => {
   await page.goto(url + "/connections/directory?situation=unlinked");
   check((await page.getByRole("button", { name: /^Confirm / }).count()) === 0, "nothing left to review");
 
-  // 4. Who has what: search, then one identity with its accounts and history.
+  // 4. The connectors, with what each asks for and is granted; a connection tested from its page.
+  await page.goto(url + "/connectors");
+  check((await page.getByRole("row", { name: /directory/ }).count()) === 1, "the directory connection on the connectors page");
+  await page.goto(url + "/connections/directory");
+  await Promise.all([page.waitForURL("**/runs/*"), page.getByRole("button", { name: "Test connection" }).click()]);
+  await waitState(page, "succeeded", 30);
+
+  // 5. Who has what: search, then one identity with its accounts and history.
   await page.goto(url + "/identities?q=E1");
   await Promise.all([page.waitForURL("**/identities/E1"), page.getByRole("link", { name: "E1", exact: true }).click()]);
   check((await page.locator("h1").innerText()).includes("Identity E1"), "identity page");
@@ -101,7 +108,7 @@ main(async (browsers) => {
     check(r.status() === 200, `${path}: ${r.status()}`);
   }
 
-  // 5. Two leavers at once: the next run stops for approval; the operator cannot approve.
+  // 6. Two leavers at once: the next run stops for approval; the operator cannot approve.
   writeFileSync(env("HR_CSV"), env("HR_AFTER"));
   await page.goto(url + "/jobs");
   await page.selectOption("#job", env("JOB"));
@@ -119,14 +126,14 @@ main(async (browsers) => {
   check(refused.status() === 403, `an operator's approval is refused: ${refused.status()}`);
   await shot(page, "06-blocked-operator");
 
-  // 6. Sign out; Back shows the sign-in page, not the run.
+  // 7. Sign out; Back shows the sign-in page, not the run.
   await Promise.all([page.waitForURL("**/signin"), page.getByRole("button", { name: "Sign out" }).click()]);
   await page.goBack();
   await page.waitForLoadState("load");
   check(page.url().includes("/signin"), `Back after sign-out leads to sign-in, not ${page.url()}`);
   check(!(await page.content()).includes("Blocked: waiting for approval"), "no data after sign-out");
 
-  // 7. The approver (a directory account) approves; the run goes on to the end.
+  // 8. The approver (a directory account) approves; the run goes on to the end.
   await signIn(page, "ldap", env("APPROVER_USER"), env("APPROVER_PASSWORD"));
   await page.goto(url + "/approvals");
   await shot(page, "07-approvals");
@@ -135,11 +142,11 @@ main(async (browsers) => {
   await waitState(page, "succeeded", 60);
   await shot(page, "08-approved");
 
-  // 8. Accessibility of the main pages (axe, in a context that lets its script in).
+  // 9. Accessibility of the main pages (axe, in a context that lets its script in).
   const cookies = await ctx.cookies();
   const axeCtx = await browser.newContext({ ignoreHTTPSErrors: true, bypassCSP: true });
   await axeCtx.addCookies(cookies);
-  for (const path of ["/dashboard", "/jobs", new URL(runUrl).pathname, "/identities/E1", "/orders", "/agents", "/connections", "/approvals", "/me"]) {
+  for (const path of ["/dashboard", "/jobs", new URL(runUrl).pathname, "/identities/E1", "/orders", "/agents", "/connections", "/connectors", "/approvals", "/me"]) {
     for (const v of await axeCheck(axeCtx, url + path)) problems.push(`axe ${path}: ${v}`);
   }
   const signinCtx = await browser.newContext({ ignoreHTTPSErrors: true, bypassCSP: true });

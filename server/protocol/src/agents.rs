@@ -14,6 +14,15 @@ pub struct ConnectionReport {
     pub version: String,
     /// The operations the connector supports.
     pub operations: Vec<String>,
+    /// The contract version the connector implements.
+    #[serde(default)]
+    pub contract: String,
+    /// What the connector's manifest asks for, one line each.
+    #[serde(default)]
+    pub asks: Vec<String>,
+    /// What the connection grants it, one line each (no secrets).
+    #[serde(default)]
+    pub grants: Vec<String>,
 }
 
 /// `POST /api/v1/agent/hello`: sent when an agent starts and when its connections change.

@@ -12,8 +12,8 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use idgard_protocol::{
-    AuditView, ConnectionView, DeclaredJobView, EntryView, LaunchView, LinkView, ListQuery,
-    Overview, RunJob,
+    AuditView, ConnectionView, DeclaredJobView, EntryView, JobView, LaunchView, LinkView,
+    ListQuery, Overview, RunJob,
 };
 
 /// `/api/v1/overview`, `/api/v1/connections`, `/api/v1/declared-jobs`, `/api/v1/identities`,
@@ -29,8 +29,19 @@ pub fn routes() -> Router<App> {
         .route("/orders/retry", post(retry))
         .route("/connections/{name}/links/{key}/confirm", post(confirm))
         .route("/connections/{name}/links/{key}/reject", post(reject))
+        .route("/connections/{name}/test", post(test_connection))
         .route("/launches", post(launch))
         .route("/launches/{id}", get(launch_view))
+}
+
+/// Tests a connection now: a run of one `test-connection` task.
+async fn test_connection(
+    State(app): State<App>,
+    Admin(by): Admin,
+    Path(name): Path<String>,
+) -> Result<Json<JobView>> {
+    let user = format!("token:{by}");
+    Ok(Json(app.engine.test_connection(&name, &user).await?))
 }
 
 /// Launches a declared job through its agent, in the name of the administrator token.

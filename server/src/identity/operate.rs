@@ -4,7 +4,7 @@
 use super::Engine;
 use crate::db::in_list;
 use crate::error::{Error, Result};
-use idgard_protocol::{JobView, RunJob};
+use idgard_protocol::{JobView, NewJob, Operation, RunJob, TaskSpec};
 use sqlx::Row;
 
 /// Most orders retried at once.
@@ -43,6 +43,34 @@ impl Engine {
     pub async fn run_declared_by(&self, run: &RunJob, user: &str) -> Result<JobView> {
         let job = self.run_declared(run).await?;
         sqlx::query("UPDATE jobs SET started_by = $1 WHERE id = $2 AND started_by IS NULL")
+            .bind(user)
+            .bind(job.id)
+            .execute(&self.queue.db.pool)
+            .await?;
+        Ok(job)
+    }
+
+    /// Tests connection `connection` now: a run of one `test-connection` task on the agent that
+    /// serves it, in `user`'s name.
+    pub async fn test_connection(&self, connection: &str, user: &str) -> Result<JobView> {
+        let agent = self.queue.agent_of(connection).await?;
+        let job = self
+            .queue
+            .create_job(&NewJob {
+                agent,
+                name: Some(format!("test {connection}")),
+                steps: vec![vec![TaskSpec {
+                    connection: connection.to_owned(),
+                    operation: Operation::TestConnection,
+                    args: serde_json::Value::Null,
+                    max_attempts: Some(1),
+                    timeout_s: Some(120),
+                    agent: None,
+                }]],
+                start: Some(true),
+            })
+            .await?;
+        sqlx::query("UPDATE jobs SET started_by = $1 WHERE id = $2")
             .bind(user)
             .bind(job.id)
             .execute(&self.queue.db.pool)

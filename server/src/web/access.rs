@@ -102,6 +102,8 @@ pub const ROUTES: &[RouteNeed] = &[
     r("GET", "/connections/{name}/entries/{key}", VIEWER),
     r("GET", "/connections/{name}/entries.csv", VIEWER),
     r("POST", "/connections/{name}/review", OPERATOR),
+    r("POST", "/connections/{name}/test", OPERATOR),
+    r("GET", "/connectors", VIEWER),
     r("GET", "/jobs", VIEWER),
     r("POST", "/jobs/run", OPERATOR),
     r("GET", "/launches/{id}", VIEWER),

@@ -5,8 +5,8 @@ use crate::Chrome;
 use crate::diff::{Change, Step};
 use askama::Template;
 use idgard_protocol::{
-    AgentView, AuditView, ConnectionView, DeclaredJobView, EntryView, IdentityView, JobView,
-    LaunchState, LaunchView, LogLine, OrderView, Overview,
+    AgentView, AuditView, ConnectionReport, ConnectionView, DeclaredJobView, EntryView,
+    IdentityView, JobView, LaunchState, LaunchView, LogLine, OrderView, Overview,
 };
 
 /// The sign-in page: one form or button per configured method.
@@ -222,6 +222,25 @@ pub struct Launch<'a> {
     pub pending: bool,
     /// How long the agent had to answer, in seconds.
     pub ttl_s: i64,
+}
+
+/// A connection as its agent reported it, with its connector.
+#[derive(Debug, Clone)]
+pub struct ConnectorRow {
+    /// The agent.
+    pub agent: String,
+    /// What the agent reported.
+    pub report: ConnectionReport,
+}
+
+/// Connectors: what each asks for beside what its connection grants.
+#[derive(Template)]
+#[template(path = "connectors.html")]
+pub struct Connectors<'a> {
+    /// Around it.
+    pub chrome: &'a Chrome,
+    /// One per connection.
+    pub rows: Vec<ConnectorRow>,
 }
 
 /// Runs waiting for approval.

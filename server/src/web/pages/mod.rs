@@ -4,6 +4,7 @@
 
 mod admin;
 mod browse;
+mod connectors;
 mod runs;
 mod signin;
 
@@ -41,6 +42,8 @@ pub fn routes() -> Router<App> {
         .route("/connections/{name}/entries/{key}", get(browse::entry))
         .route("/connections/{name}/entries.csv", get(admin::entries_csv))
         .route("/connections/{name}/review", post(admin::review))
+        .route("/connections/{name}/test", post(connectors::test))
+        .route("/connectors", get(connectors::connectors))
         .route("/jobs", get(runs::jobs))
         .route("/jobs/run", post(runs::run))
         .route("/launches/{id}", get(runs::launch))
