@@ -76,6 +76,7 @@ main(async (browsers) => {
   check(navigations === settled, "a finished run's page does not reload");
   const bars = await page.locator("progress").evaluateAll((ps) => ps.map((p) => p.value));
   check(bars.length > 0 && bars.every((v) => v === 100), `every task at 100 %: ${bars}`);
+  check((await page.locator("dl.report").count()) >= 6, "each task's report as figures");
   await shot(page, "03-run-succeeded");
 
   // 3. The account that was already there waits for review beside its candidate identity; the

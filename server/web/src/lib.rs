@@ -7,6 +7,7 @@
 pub mod assets;
 pub mod diff;
 pub mod pages;
+pub mod report;
 
 pub use askama::Template;
 

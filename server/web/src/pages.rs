@@ -182,8 +182,8 @@ pub struct TaskRow {
     pub percent: Option<u64>,
     /// The last error.
     pub error: String,
-    /// The result, pretty.
-    pub result: String,
+    /// The result, as figures and samples.
+    pub result: crate::report::Report,
 }
 
 /// One run: its steps, tasks, progress, log tail, and what may be done to it.
@@ -196,8 +196,8 @@ pub struct Run<'a> {
     pub job: JobView,
     /// Its tasks.
     pub tasks: Vec<TaskRow>,
-    /// Why it is blocked, pretty.
-    pub blocked: String,
+    /// Why it is blocked (empty while it is not).
+    pub blocked: crate::report::Report,
     /// The log's last lines (of its latest task).
     pub log: Vec<LogLine>,
     /// The person may cancel it now.

@@ -12,6 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use idgard_protocol::{JobState, JobView, LaunchState, LogLine, RunJob};
+use idgard_web::report::report;
 use idgard_web::{pages, percent};
 use serde::Deserialize;
 use std::collections::VecDeque;
@@ -116,7 +117,7 @@ fn task_rows(job: &JobView) -> Vec<pages::TaskRow> {
                     percent(done, total)
                 },
                 error: t.error.clone().unwrap_or_default(),
-                result: t.result.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+                result: t.result.as_ref().map(report).unwrap_or_default(),
             }
         })
         .collect()
@@ -144,11 +145,7 @@ pub async fn run_page(State(app): State<App>, me: Person, Path(id): Path<i64>) -
     Ok(render(&pages::Run {
         chrome: &me.chrome("jobs", format!("Run {id}")),
         tasks: task_rows(&job),
-        blocked: job
-            .blocked
-            .as_ref()
-            .map(|b| serde_json::to_string_pretty(b).unwrap_or_default())
-            .unwrap_or_default(),
+        blocked: job.blocked.as_ref().map(report).unwrap_or_default(),
         log,
         can_cancel: live && me.may(Role::Operator),
         can_approve: blocked && me.may(Role::Approver) && refused.is_none(),
