@@ -322,6 +322,7 @@ key = 'identity.key.lowerAscii()'
 correlation = { account = "account.employee_id", link = "review" }
 [targets.attributes]
 employee_id = "identity.key"
+marker = '"m"'
 "#;
 
 async fn a_match_waiting_for_review_is_confirmed_or_rejected_for_good(w: World) {
@@ -364,6 +365,18 @@ async fn a_match_waiting_for_review_is_confirmed_or_rejected_for_good(w: World) 
     };
     let orders = w.q.orders(&e3, &page(None, 100)).await.unwrap();
     assert!(orders.iter().all(|o| o.key != "e3"), "{orders:#?}");
+    // Nor does an identity whose match waits for review get a second account meanwhile.
+    let of = |identity: &'static str| {
+        let q = w.q.clone();
+        async move {
+            let only = OrderFilter {
+                identity: Some(identity.into()),
+                ..Default::default()
+            };
+            q.orders(&only, &page(None, 100)).await.unwrap()
+        }
+    };
+    assert!(of("E1").await.is_empty(), "{:#?}", of("E1").await);
     let confirmed =
         w.q.review_link("accounts", "a1", Review::Confirm)
             .await
@@ -380,8 +393,21 @@ async fn a_match_waiting_for_review_is_confirmed_or_rejected_for_good(w: World) 
         (rejected.situation, rejected.identity),
         (Situation::Unmatched, None)
     );
+    // The next provisioning, incremental too, brings the confirmed account in line; the
+    // identity whose match was rejected gets an account of its own.
+    w.provision().await;
+    let e1 = of("E1").await;
+    assert!(
+        e1.iter().any(|o| o.key == "a1" && o.kind == "update"),
+        "{e1:#?}"
+    );
     // Provisioning again does not offer the rejected match again, nor undo the confirmed one.
     w.provision_complete().await;
+    let e2 = of("E2").await;
+    assert!(
+        e2.iter().any(|o| o.key == "e2" && o.kind == "create"),
+        "{e2:#?}"
+    );
     assert_eq!(link("a1").await.situation, Situation::Linked);
     assert_eq!(link("a2").await.situation, Situation::Unmatched);
     let again =

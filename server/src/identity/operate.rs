@@ -166,6 +166,17 @@ impl Engine {
                 "account `{key}` is {situation}, not waiting for review"
             )));
         }
+        if let (Review::Confirm, Some(identity)) = (review, row.try_get::<Option<String>, _>(2)?) {
+            // The next provisioning, incremental too, brings the account in line.
+            sqlx::query(
+                "INSERT INTO links_reviewed (connection, identity) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(connection)
+            .bind(identity)
+            .execute(&self.queue.db.pool)
+            .await?;
+        }
         Ok(idgard_protocol::LinkView {
             entity_type: row.try_get(0)?,
             key: row.try_get(1)?,

@@ -327,6 +327,14 @@ impl Engine {
                 keys.insert(r.try_get(0)?);
             }
         }
+        // Identities whose account someone confirmed since the last provisioning.
+        for r in sqlx::query("SELECT identity FROM links_reviewed WHERE connection = $1")
+            .bind(target)
+            .fetch_all(&mut **tx)
+            .await?
+        {
+            keys.insert(r.try_get(0)?);
+        }
         report.identities = keys.len() as u64;
 
         // 3. Desired against collected, identity by identity (in slices).
@@ -378,7 +386,7 @@ impl Engine {
             // Their accounts.
             let sql = format!(
                 "SELECT key, identity, situation FROM links WHERE connection = $1 AND entity_type = $2 \
-                 AND situation IN ('linked', 'deleted') AND identity IN ({})",
+                 AND situation IN ('linked', 'deleted', 'unlinked') AND identity IN ({})",
                 in_list(2, refs.len())
             );
             let mut q = sqlx::query(&sql).bind(target).bind(&t.entity_type);
@@ -386,7 +394,12 @@ impl Engine {
                 q = q.bind(*k);
             }
             let mut accounts: HashMap<String, Vec<String>> = HashMap::new();
+            let mut reviewing: HashSet<String> = HashSet::new();
             for r in q.fetch_all(&mut **tx).await? {
+                if r.try_get::<String, _>(2)? == "unlinked" {
+                    reviewing.insert(r.try_get(1)?);
+                    continue;
+                }
                 accounts
                     .entry(r.try_get(1)?)
                     .or_default()
@@ -445,6 +458,7 @@ impl Engine {
                 left,
                 accounts: mine,
                 busy,
+                reviewing,
             };
             let plan = plan::plan(rules, t, now, slice, &loaded, &mut run, &mut report);
             gone_links.extend(plan.gone);
@@ -491,6 +505,10 @@ impl Engine {
                 }
             }
             sqlx::query("DELETE FROM provision_marks WHERE connection = $1")
+                .bind(target)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("DELETE FROM links_reviewed WHERE connection = $1")
                 .bind(target)
                 .execute(&mut **tx)
                 .await?;

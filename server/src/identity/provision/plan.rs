@@ -23,6 +23,9 @@ pub struct Loaded {
     pub accounts: HashMap<String, Vec<(String, Attrs)>>,
     /// Identities with orders in flight (sent, or waiting for a retry): held back.
     pub busy: HashSet<String>,
+    /// Identities with an account matched to them that waits for review: held back until
+    /// someone confirms or rejects it (no second account is created meanwhile).
+    pub reviewing: HashSet<String>,
 }
 
 /// An order and the identity it is for.
@@ -156,6 +159,13 @@ pub fn plan(
     for (key, desired) in keys.iter().zip(wanted) {
         if loaded.busy.contains(key) {
             report.in_flight += 1;
+            continue;
+        }
+        if loaded.reviewing.contains(key) {
+            report.error(format!(
+                "identity `{key}`: an account matched to it waits for review; confirm or reject \
+                 the match on the connection's page: nothing is done for it meanwhile"
+            ));
             continue;
         }
         let mine = loaded.accounts.get(key).unwrap_or(&none);
