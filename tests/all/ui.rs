@@ -127,6 +127,7 @@ connection = "people"
 connection = "directory"
 key = 'identity.first_name.lowerAscii() + "." + identity.last_name.lowerAscii()'
 correlation = { identity = "key", account = "account.employee_id", link = "review" }
+max_attempts = 1
 [targets.attributes]
 employee_id = "identity.key"
 department = "identity.department"
@@ -159,6 +160,20 @@ fn hash_password(password: &str) -> String {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A directory whose export reads `accounts.csv` while orders are written to `written.csv`:
+/// an order for an account that only the export shows fails (`no account`), as an order does
+/// when a target lost an account behind the identity manager's back.
+fn split_directory(target: &std::path::Path) -> String {
+    std::fs::write(target.join("written.csv"), "login,employee_id,department\n").unwrap();
+    format!(
+        "name = \"directory\"\nconnector = \"csv\"\n[settings]\nfile = \"accounts.csv\"\nkey = \"login\"\n\
+         entity_type = \"account\"\naccounts_file = \"written.csv\"\naccounts_key = \"login\"\n\
+         [grants.folders.source]\npath = \"{0}\"\naccess = \"read-only\"\n\
+         [grants.folders.accounts]\npath = \"{0}\"\naccess = \"read-write\"\n",
+        target.display()
+    )
 }
 
 #[test]
@@ -203,10 +218,7 @@ fn a_day_in_the_browser() {
         "lyon",
         &[
             ("people.toml", crate::pipeline::people_connection(&hr)),
-            (
-                "directory.toml",
-                crate::pipeline::accounts_file_connection(&target),
-            ),
+            ("directory.toml", split_directory(&target)),
         ],
     );
     // Runs are launched from the browser through the agent: it must allow this job.

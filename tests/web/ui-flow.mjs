@@ -143,7 +143,21 @@ main(async (browsers) => {
   await waitState(page, "succeeded", 60);
   await shot(page, "08-approved");
 
-  // 9. Accessibility of the main pages (axe, in a context that lets its script in).
+  // 9. The confirmed account's update failed (the target lost it): an operator retries it.
+  await Promise.all([page.waitForURL("**/signin"), page.getByRole("button", { name: "Sign out" }).click()]);
+  await signIn(page, "password", env("OPERATOR_USER"), env("OPERATOR_PASSWORD"));
+  await page.goto(url + "/orders?state=failed");
+  const failed = page.getByRole("row", { name: /paul\.durand/ });
+  check((await failed.count()) === 1, "the failed order for paul.durand is listed");
+  check((await failed.innerText()).includes("no account"), "with the connector's message");
+  await shot(page, "09-failed-order");
+  await failed.getByRole("checkbox").check();
+  await Promise.all([page.waitForURL("**/orders?state=retry**"), page.getByRole("button", { name: "Retry the selected failed orders" }).click()]);
+  check((await page.getByRole("row", { name: /paul\.durand/ }).count()) === 1, "paul.durand's order waits for its next attempt");
+  await page.goto(url + "/orders?state=failed");
+  check((await page.getByRole("row", { name: /paul\.durand/ }).count()) === 0, "no failed order left for paul.durand");
+
+  // 10. Accessibility of the main pages (axe, in a context that lets its script in).
   const cookies = await ctx.cookies();
   const axeCtx = await browser.newContext({ ignoreHTTPSErrors: true, bypassCSP: true });
   await axeCtx.addCookies(cookies);
