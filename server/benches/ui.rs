@@ -21,6 +21,7 @@ const RULES: &str = r#"
 version = 1
 [identities]
 connection = "hr"
+search = "last_name"
 [[targets]]
 connection = "ad"
 key = 'identity.key'
@@ -138,6 +139,9 @@ async fn main() {
     engine.queue.add_agent("bench").await.unwrap();
     let postgres = database.is_some();
     populate(&engine.queue.db.pool, postgres, n).await;
+    let t = Instant::now();
+    engine.prepare_search().await.unwrap();
+    let index_ms = t.elapsed().as_secs_f64() * 1000.0;
     sqlx::query("ANALYZE")
         .execute(&engine.queue.db.pool)
         .await
@@ -161,6 +165,7 @@ async fn main() {
     let pages: Vec<(&str, String, String)> = vec![
         ("dashboard (figures cached)", "/dashboard".into(), "SELECT connection, situation, COUNT(*) FROM links GROUP BY connection, situation".into()),
         ("identity search (prefix)", format!("/identities?q={}", &mid[..6]), format!("SELECT key, attrs FROM entries WHERE connection = 'hr' AND valid_to IS NULL AND key >= '{0}' AND key < '{0}~' ORDER BY key LIMIT 100", &mid[..6])),
+        ("identity search (name)", "/identities?q=last12".into(), format!("SELECT key, attrs FROM entries WHERE connection = 'hr' AND entity_type = 'person' AND valid_to IS NULL AND {name} >= 'last12' AND {name} < 'last12{top}' ORDER BY {name}, key LIMIT 100", top = '\u{10FFFF}', name = if postgres { "(lower((attrs::jsonb) -> 'last_name' ->> 0) COLLATE \"C\")" } else { "lower(json_extract(attrs, '$.last_name[0]'))" })),
         ("identity detail", format!("/identities/{mid}"), format!("SELECT attrs FROM entries WHERE connection IN ('hr', 'ad', 'mail') AND key = '{mid}'")),
         ("connection entries", "/connections/ad?situation=unmatched".into(), "SELECT e.key, e.attrs FROM links l JOIN entries e ON e.connection = l.connection AND e.entity_type = l.entity_type AND e.key = l.key AND e.valid_to IS NULL WHERE l.connection = 'ad' AND l.situation = 'unmatched' ORDER BY l.key LIMIT 100".into()),
         ("entry detail", format!("/connections/ad/entries/{mid}"), format!("SELECT attrs, valid_from, valid_to FROM entries WHERE connection = 'ad' AND key = '{mid}'")),
@@ -214,6 +219,7 @@ async fn main() {
         "taking the dashboard's and connections' figures (in the background, every {} s): {refresh_ms:.0} ms",
         idgard_server::web::figures::REFRESH.as_secs()
     );
+    println!("creating the index for searching identities by name (once): {index_ms:.0} ms");
     live_updates(&engine, &app, &cookie).await;
 }
 

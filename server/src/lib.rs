@@ -185,6 +185,13 @@ pub async fn serve(
             jobs = rules.jobs.len(),
             "provisioning rules loaded"
         );
+        if let Err(e) = engine.prepare_search().await {
+            tracing::warn!(
+                "cannot create the index for searching identities by name (searches by name \
+                 will be slow): {}",
+                e.message
+            );
+        }
     }
     let scheduler = {
         let engine = engine.clone();

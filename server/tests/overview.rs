@@ -32,6 +32,7 @@ on_both!(failed_orders_are_sent_again_by_hand_and_nothing_else_moves);
 on_both!(sessions_end_idle_at_their_end_or_when_revoked);
 on_both!(the_audit_trail_filters_and_pages);
 on_both!(a_match_waiting_for_review_is_confirmed_or_rejected_for_good);
+on_both!(identities_are_found_by_name_whatever_the_case);
 
 fn page(after: Option<&str>, limit: u32) -> Page {
     Page::new(ListQuery {
@@ -425,4 +426,50 @@ async fn a_match_waiting_for_review_is_confirmed_or_rejected_for_good(w: World) 
             .await
             .unwrap_err();
     assert_eq!(none.code, idgard_server::error::ErrorCode::NotFound);
+}
+
+async fn identities_are_found_by_name_whatever_the_case(w: World) {
+    let mut w = w;
+    let searched = RULES.replace(
+        "[identities]\nconnection = \"hr\"",
+        "[identities]\nconnection = \"hr\"\nsearch = \"name\"",
+    );
+    let rules = std::sync::Arc::new(
+        idgard_server::identity::rules::Rules::parse(&searched, "searched").unwrap(),
+    );
+    assert_eq!(rules.identities.search.as_deref(), Some("name"));
+    w.q.rules = Some(rules);
+    w.q.prepare_search().await.unwrap();
+    w.q.prepare_search().await.unwrap(); // once is enough; again changes nothing
+    let up = w
+        .export(&["Durand", "Dupont", "Martin", "durable"], &[])
+        .await;
+    w.sync(up, false).await;
+    let keys = |found: Vec<idgard_protocol::EntryView>| {
+        found.into_iter().map(|e| e.key).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        keys(w.q.search_names("du").await.unwrap()),
+        ["Dupont", "durable", "Durand"]
+    );
+    assert_eq!(
+        keys(w.q.search_names("DUR").await.unwrap()),
+        ["durable", "Durand"]
+    );
+    assert!(w.q.search_names("x").await.unwrap().is_empty());
+    // A leaver is no longer found.
+    let up = w
+        .export(&["Durand", "Dupont", "Martin"], &["durable"])
+        .await;
+    w.sync(up, false).await;
+    assert_eq!(keys(w.q.search_names("dur").await.unwrap()), ["Durand"]);
+    // An attribute name that could reach the SQL is refused with the rules.
+    let bad = RULES.replace(
+        "[identities]\nconnection = \"hr\"",
+        "[identities]\nconnection = \"hr\"\nsearch = \"x') --\"",
+    );
+    let e = idgard_server::identity::rules::Rules::parse(&bad, "bad")
+        .err()
+        .unwrap();
+    assert!(format!("{e:#}").contains("identities.search"), "{e:#}");
 }

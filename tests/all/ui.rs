@@ -123,6 +123,7 @@ const RULES: &str = r#"
 version = 1
 [identities]
 connection = "people"
+search = "last_name"
 [[targets]]
 connection = "directory"
 key = 'identity.first_name.lowerAscii() + "." + identity.last_name.lowerAscii()'

@@ -98,7 +98,9 @@ main(async (browsers) => {
   await Promise.all([page.waitForURL("**/runs/*"), page.getByRole("button", { name: "Test connection" }).click()]);
   await waitState(page, "succeeded", 30);
 
-  // 5. Who has what: search, then one identity with its accounts and history.
+  // 5. Who has what: search by name, then by key, then one identity with its accounts and history.
+  await page.goto(url + "/identities?q=duR");
+  check((await page.getByRole("link", { name: "E2", exact: true }).count()) === 1, "Paul Durand found by the start of his last name, case aside");
   await page.goto(url + "/identities?q=E1");
   await Promise.all([page.waitForURL("**/identities/E1"), page.getByRole("link", { name: "E1", exact: true }).click()]);
   check((await page.locator("h1").innerText()).includes("Identity E1"), "identity page");

@@ -79,6 +79,8 @@ async fn declared_jobs(State(app): State<App>, _: Admin) -> Result<Json<Vec<Decl
 struct SearchQuery {
     #[serde(default)]
     q: String,
+    /// A name prefix instead (the rules' `identities.search` attribute).
+    name: Option<String>,
     after: Option<String>,
     limit: Option<u32>,
 }
@@ -92,6 +94,9 @@ async fn identities(
         after: q.after,
         limit: q.limit,
     })?;
+    if let Some(name) = q.name {
+        return Ok(Json(app.engine.search_names(&name).await?));
+    }
     Ok(Json(app.engine.search_identities(&q.q, &page).await?))
 }
 

@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod provision;
 pub mod repo;
 pub mod rules;
+pub mod search;
 pub mod sync;
 pub mod views;
 

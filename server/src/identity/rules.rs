@@ -52,6 +52,9 @@ pub struct Source {
     pub connection: String,
     /// Entity type of the people.
     pub entity_type: String,
+    /// The attribute people search identities by besides their key (its first value, by
+    /// prefix, case aside), such as `last_name`.
+    pub search: Option<String>,
 }
 
 /// What one target connection should hold.
@@ -252,6 +255,8 @@ struct SourceFile {
     connection: String,
     #[serde(default = "person")]
     entity_type: String,
+    #[serde(default)]
+    search: Option<String>,
 }
 
 fn person() -> String {
@@ -415,6 +420,15 @@ impl Rules {
                     file.identities.connection
                 )
             })?;
+        if let Some(a) = &file.identities.search
+            && (a.is_empty()
+                || a.len() > 64
+                || !a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        {
+            bail!(
+                "{origin}: identities.search `{a}`: an attribute name is letters, digits and `_`"
+            );
+        }
         let mut targets = Vec::new();
         for t in &file.targets {
             let name = t.connection.get_ref();
@@ -587,6 +601,7 @@ impl Rules {
             identities: Source {
                 connection: file.identities.connection,
                 entity_type: file.identities.entity_type,
+                search: file.identities.search,
             },
             targets,
             thresholds: file.thresholds,

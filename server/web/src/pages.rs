@@ -85,8 +85,14 @@ pub struct Identities<'a> {
     pub chrome: &'a Chrome,
     /// The prefix searched.
     pub q: String,
-    /// What matched.
+    /// What matched by key.
     pub rows: Vec<IdentityRow>,
+    /// The attribute identities are also searched by, if the rules name one.
+    pub search: Option<String>,
+    /// What matched by that attribute (first page only).
+    pub by_name: Vec<IdentityRow>,
+    /// There may be more name matches than shown.
+    pub names_capped: bool,
     /// The key to page on from, when there is more.
     pub next: Option<String>,
 }

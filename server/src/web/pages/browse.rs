@@ -49,10 +49,36 @@ pub async fn identities(State(app): State<App>, me: Person, Query(s): Query<Sear
     let q = s.q.trim().to_owned();
     let found = app
         .engine
-        .search_identities(&q, &page_after(s.after)?)
+        .search_identities(&q, &page_after(s.after.clone())?)
         .await?;
     let next = next_of(&found, |e| e.key.clone());
-    let rows = found
+    // Name matches on the first page only: there are at most a hundred, by name.
+    let by_name = if q.is_empty() || next_after(&s.after) {
+        Vec::new()
+    } else {
+        app.engine.search_names(&q).await?
+    };
+    Ok(render(&pages::Identities {
+        chrome: &me.chrome("identities", "Identities"),
+        search: app
+            .engine
+            .rules
+            .as_ref()
+            .and_then(|r| r.identities.search.clone()),
+        names_capped: by_name.len() as u32 >= crate::identity::search::NAME_MATCHES,
+        by_name: identity_rows(by_name),
+        rows: identity_rows(found),
+        q,
+        next,
+    }))
+}
+
+fn next_after(after: &Option<String>) -> bool {
+    after.as_deref().is_some_and(|a| !a.is_empty())
+}
+
+fn identity_rows(found: Vec<idgard_protocol::EntryView>) -> Vec<pages::IdentityRow> {
+    found
         .into_iter()
         .map(|e| pages::IdentityRow {
             summary: e
@@ -64,13 +90,7 @@ pub async fn identities(State(app): State<App>, me: Person, Query(s): Query<Sear
                 .join(" · "),
             key: e.key,
         })
-        .collect();
-    Ok(render(&pages::Identities {
-        chrome: &me.chrome("identities", "Identities"),
-        q,
-        rows,
-        next,
-    }))
+        .collect()
 }
 
 /// `GET /identities/{key}`.
