@@ -158,18 +158,7 @@ impl Engine {
         .bind(page.sql_limit())
         .fetch_all(&self.queue.db.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(EntryView {
-                    entity_type: r.try_get(0)?,
-                    key: r.try_get(1)?,
-                    attributes: super::repo::parse_attrs(&r.try_get::<String, _>(2)?)?,
-                    valid_from_ms: r.try_get(3)?,
-                    identity: None,
-                    situation: None,
-                })
-            })
-            .collect()
+        rows.iter().map(super::search::identity_found).collect()
     }
 
     /// Every connection the rules, the agents or the repository name.

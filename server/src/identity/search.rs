@@ -72,17 +72,18 @@ impl Engine {
         .bind(i64::from(NAME_MATCHES))
         .fetch_all(&self.queue.db.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(EntryView {
-                    entity_type: r.try_get(0)?,
-                    key: r.try_get(1)?,
-                    attributes: super::repo::parse_attrs(&r.try_get::<String, _>(2)?)?,
-                    valid_from_ms: r.try_get(3)?,
-                    identity: None,
-                    situation: None,
-                })
-            })
-            .collect()
+        rows.iter().map(identity_found).collect()
     }
+}
+
+/// An identity a search found: a row of `entity_type, key, attrs, valid_from`.
+pub(super) fn identity_found(r: &sqlx::any::AnyRow) -> Result<EntryView> {
+    Ok(EntryView {
+        entity_type: r.try_get(0)?,
+        key: r.try_get(1)?,
+        attributes: super::repo::parse_attrs(&r.try_get::<String, _>(2)?)?,
+        valid_from_ms: r.try_get(3)?,
+        identity: None,
+        situation: None,
+    })
 }
