@@ -2,7 +2,7 @@
 //! an escaped filter, bound as; roles from groups), and a day of work in headless Chromium
 //! (`tests/web/ui-flow.mjs`). Single sign-on is `sso.rs`.
 
-use super::harness::browser::{Browser, browser_tools};
+use super::harness::browser::{Browser, Provider, browser_tools, free_port};
 use super::system::Server;
 use idgard_tests::slapd::Slapd;
 use reqwest::StatusCode;
@@ -200,17 +200,34 @@ fn a_day_in_the_browser() {
         "dn: cn=idm-approvers,ou=groups,{b}\nobjectClass: groupOfNames\ncn: idm-approvers\nmember: uid=alice,ou=people,{b}\n",
         b = slapd.base
     ));
+    // A real OpenID Connect provider, for the third sign-in method; it must know the server's
+    // callback, so the server's port is chosen first.
+    let port = free_port();
+    let redirect = format!("https://127.0.0.1:{port}/signin/oidc/callback");
+    let provider = Provider::start(
+        &redirect,
+        serde_json::json!({ "carol": { "password": "carol-pw", "groups": ["idm-viewers"] } }),
+    );
+    let secret = tmp.path().join("client-secret");
+    std::fs::write(&secret, "client-secret\n").unwrap();
     let server = Server::start_configured(
-        &[("IDGARD_RULES", rules.to_str().unwrap())],
+        &[
+            ("IDGARD_RULES", rules.to_str().unwrap()),
+            ("IDGARD_LISTEN", &format!("127.0.0.1:{port}")),
+        ],
         &format!(
             "[ui.dev_password]\nuser = \"oper\"\nhash = \"{}\"\nroles = [\"operator\"]\n\
              [ui.ldap]\nurl = \"{}\"\nstarttls = false\nuser_base = \"ou=people,{b}\"\ngroup_base = \"ou=groups,{b}\"\n\
              bind_dn = \"{}\"\nbind_password_file = \"{}\"\n\
-             [ui.roles]\napprover = [\"idm-approvers\"]\n",
+             [ui.oidc]\nissuer = \"{}\"\nclient_id = \"idgard\"\nclient_secret_file = \"{}\"\n\
+             redirect_url = \"{redirect}\"\nlabel = \"Staff sign-on\"\n\
+             [ui.roles]\napprover = [\"idm-approvers\"]\nviewer = [\"idm-viewers\"]\n",
             hash_password("oper-pw"),
             slapd.url,
             slapd.writer_dn,
             bind_pw.display(),
+            provider.issuer,
+            secret.display(),
             b = slapd.base
         ),
     );
@@ -250,6 +267,8 @@ fn a_day_in_the_browser() {
         .env("IDGARD_URL", &server.url)
         .env("OPERATOR_USER", "oper")
         .env("OPERATOR_PASSWORD", "oper-pw")
+        .env("VIEWER_USER", "carol")
+        .env("VIEWER_PASSWORD", "carol-pw")
         .env("APPROVER_USER", "alice")
         .env("APPROVER_PASSWORD", "alice-pw")
         .env("JOB", "daily")

@@ -225,16 +225,19 @@ impl Slapd {
                 assert!(taken, "slapd exited ({status}):\n{log}");
                 return false;
             }
-            // In a namespace of its own, slapd is out of this process's reach: its pid file
-            // says it is listening.
-            let up = self.netns.is_some() || TcpStream::connect_timeout(&addr, POLL).is_ok();
-            if file("slapd.pid").exists() && up {
+            // In a namespace of its own, slapd is out of this process's reach: a bind from inside
+            // the namespace says it answers (its pid file can come before its listener does).
+            let up = |s: &Self| match s.netns {
+                Some(_) => run(s.admin_command("ldapwhoami")).status.success(),
+                None => TcpStream::connect_timeout(&addr, POLL).is_ok(),
+            };
+            if file("slapd.pid").exists() && up(self) {
                 return true;
             }
             if Instant::now() > deadline {
+                let mut child = self.child.take().expect("slapd was just started");
                 let _ = child.kill();
                 let _ = child.wait();
-                self.child = None;
                 let log = self.log(log_start);
                 panic!("slapd silent for 10 s:\n{log}");
             }

@@ -2,6 +2,7 @@
 // that tests/all/ui.rs started. Exits non-zero, naming what failed, on the first problem.
 //
 // Env: IDGARD_URL; OPERATOR_USER/OPERATOR_PASSWORD (development password, operator);
+// VIEWER_USER/VIEWER_PASSWORD (an account of the OpenID Connect provider, viewer);
 // APPROVER_USER/APPROVER_PASSWORD (directory account, approver); JOB (a declared job);
 // HR_CSV and HR_AFTER (the source file, and what to write there before the second run: two
 // leavers, over the threshold); SHOTS_DIR.
@@ -159,7 +160,20 @@ main(async (browsers) => {
   await page.goto(url + "/orders?state=failed");
   check((await page.getByRole("row", { name: /paul\.durand/ }).count()) === 0, "no failed order left for paul.durand");
 
-  // 10. Accessibility of the main pages (axe, in a context that lets its script in).
+  // 10. A viewer signs in through the OpenID Connect provider: the dashboard, and no Run button.
+  await Promise.all([page.waitForURL("**/signin"), page.getByRole("button", { name: "Sign out" }).click()]);
+  await page.getByRole("link", { name: "Staff sign-on" }).click();
+  await page.waitForURL((u) => u.pathname.startsWith("/interaction/"));
+  await page.fill("#login", env("VIEWER_USER"));
+  await page.fill("#password", env("VIEWER_PASSWORD"));
+  await Promise.all([page.waitForURL("**/dashboard"), page.getByRole("button", { name: "Sign in" }).click()]);
+  check((await page.locator("h1").innerText()) === "Dashboard", "the dashboard after single sign-on");
+  check((await page.locator("header").innerText()).includes(env("VIEWER_USER")), "signed in as the provider's user");
+  await page.goto(url + "/jobs");
+  check((await page.getByRole("button", { name: "Run", exact: true }).count()) === 0, "a viewer has no Run button");
+  await shot(page, "10-viewer-sso");
+
+  // 11. Accessibility of the main pages (axe, in a context that lets its script in).
   const cookies = await ctx.cookies();
   const axeCtx = await browser.newContext({ ignoreHTTPSErrors: true, bypassCSP: true });
   await axeCtx.addCookies(cookies);

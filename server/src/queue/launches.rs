@@ -131,6 +131,19 @@ impl Queue {
     /// Hands `agent` the launches waiting for it, each once, marking them delivered.
     pub async fn deliver_launches(&self, agent: i64) -> Result<Vec<Launch>> {
         let now = self.now();
+        // Every held poll asks, and almost always there is none: look on a read connection and
+        // leave the writer alone.
+        let any = sqlx::query(
+            "SELECT 1 FROM launches WHERE agent_id = $1 AND state = 'waiting' AND expires_ms > $2 \
+             LIMIT 1",
+        )
+        .bind(agent)
+        .bind(now)
+        .fetch_optional(&self.db.read)
+        .await?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(&format!(
             "UPDATE launches SET state = 'delivered', delivered_ms = $1 \
              WHERE agent_id = $2 AND state = 'waiting' AND expires_ms > $1 RETURNING {COLUMNS}"
