@@ -17,6 +17,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "idgard_connector_ldap.wasm",
     ),
     (
+        "idgard-connector-sql",
+        "connectors/sql",
+        "idgard_connector_sql.wasm",
+    ),
+    (
         "idgard-guest-misbehave",
         "tests/guests/misbehave",
         "idgard_guest_misbehave.wasm",

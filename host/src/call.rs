@@ -10,7 +10,7 @@
 //!   whole call future is dropped, taking the guest's stack and pending I/O with it;
 //! - either way the store is dropped at the end, with every handle the guest held.
 
-use crate::bindings::{IdgardConnectorPre, Pre, v1, wit};
+use crate::bindings::{IdgardConnectorPre, Pre, v1, v2, wit};
 use crate::cancel::Cancel;
 use crate::error::Error;
 use crate::filesystem::Quota;
@@ -35,6 +35,8 @@ pub(crate) struct Setup<'a> {
     pub(crate) folders: RunFolders<'a>,
     pub(crate) grants: Effective,
     pub(crate) secrets: BTreeMap<String, String>,
+    /// Database passwords, by secret name: withheld from `secrets`, used by the host only.
+    pub(crate) passwords: BTreeMap<String, String>,
     pub(crate) entity_types: Vec<String>,
 }
 
@@ -72,7 +74,8 @@ async fn invoke(
     call: Call,
 ) -> wasmtime::Result<Answer> {
     match pre {
-        Pre::V2(pre) => invoke_now(store, pre, call).await,
+        Pre::V3(pre) => invoke_now(store, pre, call).await,
+        Pre::V2(pre) => v2::invoke(store, pre, call).await,
         Pre::V1(pre) => v1::invoke(store, pre, call).await,
     }
 }
@@ -132,6 +135,11 @@ impl Runtime {
             stopped: None,
             observer,
             secrets: setup.secrets,
+            databases: crate::sql::Databases::new(
+                &setup.grants.databases,
+                &setup.passwords,
+                (limits.max_batch_mib as usize) << 20,
+            ),
             endpoints,
             entity_types: setup.entity_types,
             exporting: false,
@@ -166,6 +174,9 @@ impl Runtime {
             }
         });
         let mut state = store.into_data();
+        // Database connections go back or close on the runtime they were opened on.
+        let databases = std::mem::take(&mut state.databases);
+        self.block_on(async move { drop(databases) });
         state.report_dropped_logs();
         let name = &loaded.manifest.name;
         let e = match ended {

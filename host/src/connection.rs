@@ -73,6 +73,22 @@ impl Connection {
                 *ca = base.join(&*ca);
             }
         }
+        for (name, d) in c.grants.databases.iter_mut() {
+            d.check(name).map_err(bad)?;
+            if let Some(ca) = &mut d.ca
+                && ca.is_relative()
+            {
+                *ca = base.join(&*ca);
+            }
+            if let Some(secret) = &d.password
+                && !c.secrets.contains_key(secret)
+            {
+                return Err(bad(format!(
+                    "database `{name}`: its password secret `{secret}` is not among the \
+                     connection's [secrets]"
+                )));
+            }
+        }
         for s in c.secrets.values_mut() {
             if let SecretSource::File(p) = s
                 && p.is_relative()

@@ -7,14 +7,15 @@ use wasmparser::{Encoding, Parser, Payload};
 /// The custom section in which the SDK embeds the contract version.
 pub const CONTRACT_SECTION: &str = "idgard:contract";
 
-/// The contract versions this host speaks: `0.1.x` (frozen, converted) and `0.2.x`.
-pub const SUPPORTED: &str = "0.1.x, 0.2.x";
+/// The contract versions this host speaks: `0.1.x` and `0.2.x` (frozen, linked by conversion)
+/// and `0.3.x`.
+pub const SUPPORTED: &str = "0.1.x, 0.2.x, 0.3.x";
 
 /// The minor version of a `0.N.patch` contract version this host speaks.
-fn minor(version: &str) -> Option<u32> {
+pub fn minor(version: &str) -> Option<u32> {
     let mut parts = version.split('.');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("0"), Some(m @ ("1" | "2")), Some(p), None) if p.parse::<u32>().is_ok() => {
+        (Some("0"), Some(m @ ("1" | "2" | "3")), Some(p), None) if p.parse::<u32>().is_ok() => {
             m.parse().ok()
         }
         _ => None,
@@ -24,11 +25,6 @@ fn minor(version: &str) -> Option<u32> {
 /// Whether a contract version is one this host speaks.
 pub fn supported(version: &str) -> bool {
     minor(version).is_some()
-}
-
-/// Whether a (supported) contract version is the frozen 0.1.x.
-pub fn is_v1(version: &str) -> bool {
-    minor(version) == Some(1)
 }
 
 /// Checks that `bytes` is a WebAssembly component and returns the contract version it embeds.
@@ -84,8 +80,10 @@ mod tests {
         assert!(supported("0.1.0"));
         assert!(supported("0.1.7"));
         assert!(supported("0.2.0"));
-        assert!(is_v1("0.1.0") && !is_v1("0.2.0"));
-        assert!(!supported("0.3.0"));
+        assert!(supported("0.3.1"));
+        assert_eq!(minor("0.1.0"), Some(1));
+        assert_eq!(minor("0.3.0"), Some(3));
+        assert!(!supported("0.4.0"));
         assert!(!supported("1.1.0"));
         assert!(!supported("0.1"));
         assert!(!supported("0.1.x"));

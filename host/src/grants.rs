@@ -2,6 +2,7 @@
 //! what the manifest asks for and what the connection grants.
 
 use crate::manifest::Manifest;
+pub use crate::sql::grant::{DatabaseGrant, DatabaseTls};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -50,10 +51,14 @@ impl Grants {
             format!("endpoint `{name}`: {} ({tls})", e.address)
         }));
         out.extend(self.http.iter().map(|u| format!("HTTP: {u}")));
-        if let Some(sql) = &self.sql {
-            let scheme = sql.split_once(':').map_or("a database", |(s, _)| s);
-            out.push(format!("SQL: a {scheme} database"));
-        }
+        out.extend(self.databases.iter().map(|(name, d)| {
+            format!(
+                "database `{name}`: {} ({}, {})",
+                d.shown_url(),
+                d.driver().map_or("unknown", |d| d.scheme()),
+                d.access.as_str()
+            )
+        }));
         out
     }
 }
@@ -71,9 +76,9 @@ pub struct Grants {
     /// HTTP base URLs (`https://host[:port]/path/`).
     #[serde(default)]
     pub http: Vec<String>,
-    /// The database the host's SQL capability connects to (a URL; its password as a secret).
+    /// Databases the host's SQL capability connects to, by the name the connector uses.
     #[serde(default)]
-    pub sql: Option<String>,
+    pub databases: BTreeMap<String, DatabaseGrant>,
 }
 
 /// How a connector must protect what it sends to an endpoint.
@@ -207,8 +212,8 @@ pub struct Effective {
     pub endpoints: BTreeMap<String, EndpointGrant>,
     /// HTTP base URLs, when the manifest asks for HTTP.
     pub http: Vec<String>,
-    /// The SQL database, when the manifest asks for SQL.
-    pub sql: Option<String>,
+    /// Databases, when the manifest asks for SQL.
+    pub databases: BTreeMap<String, DatabaseGrant>,
     /// Grants the manifest did not ask for (not given to the connector), for a warning.
     pub unused: Vec<String>,
 }
@@ -243,9 +248,9 @@ pub fn effective(manifest: &Manifest, grants: &Grants) -> Effective {
         out.unused.push("http".into());
     }
     if caps.sql {
-        out.sql = grants.sql.clone();
-    } else if grants.sql.is_some() {
-        out.unused.push("sql".into());
+        out.databases = grants.databases.clone();
+    } else if !grants.databases.is_empty() {
+        out.unused.push("databases".into());
     }
     out
 }
@@ -346,7 +351,8 @@ mod tests {
             ["folder `src` (read-only): the HR files", "TCP endpoints"]
         );
         let g: Grants = toml::from_str(
-            "sql = \"postgres://idm:secret@db/hr\"\nhttp = [\"https://app/api/\"]\n\
+            "http = [\"https://app/api/\"]\n\
+             [databases.hr]\nurl = \"postgres://idm@db/hr\"\npassword = \"secret\"\ntls = \"none\"\naccess = \"read-only\"\n\
              [endpoints.ldap]\naddress = \"dc:636\"\ntls = \"direct\"\npins = [\"00\"]\n\
              [folders.src]\npath = \"/data/hr\"\naccess = \"read-only\"\n",
         )
@@ -358,7 +364,7 @@ mod tests {
                 "folder `src`: /data/hr (read-only)",
                 "endpoint `ldap`: dc:636 (TLS)",
                 "HTTP: https://app/api/",
-                "SQL: a postgres database"
+                "database `hr`: db/hr (postgres, read-only)"
             ]
         );
         assert!(lines.iter().all(|l| !l.contains("secret")));

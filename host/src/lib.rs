@@ -23,6 +23,7 @@ mod network;
 mod orders;
 pub mod package;
 mod request;
+mod sql;
 pub use idgard_model::contract as model;
 pub mod sandbox;
 mod state;
@@ -192,6 +193,7 @@ impl Runtime {
             |s| s,
         )
         .map_err(engine_err)?;
+        bindings::v2::add_to_linker(&mut linker).map_err(engine_err)?;
 
         let cache = options
             .cache_dir
@@ -283,10 +285,10 @@ impl Runtime {
                 format!("does not export idgard:connector/connector@{embedded}: {e:#}"),
             )
         };
-        let pre = if contract::is_v1(&embedded) {
-            Pre::V1(bindings::v1::IdgardConnectorPre::new(pre).map_err(not_exported)?)
-        } else {
-            Pre::V2(IdgardConnectorPre::new(pre).map_err(not_exported)?)
+        let pre = match contract::minor(&embedded) {
+            Some(1) => Pre::V1(bindings::v1::IdgardConnectorPre::new(pre).map_err(not_exported)?),
+            Some(2) => Pre::V2(bindings::v2::exported(pre).map_err(not_exported)?),
+            _ => Pre::V3(IdgardConnectorPre::new(pre).map_err(not_exported)?),
         };
 
         let mut loaded = Loaded {
@@ -308,6 +310,7 @@ impl Runtime {
             folders: RunFolders::default(),
             grants: grants::Effective::default(),
             secrets: BTreeMap::new(),
+            passwords: BTreeMap::new(),
             entity_types: vec![],
         };
         let (answer, _) = self.call(
@@ -404,7 +407,8 @@ impl Runtime {
             .resolve_settings(&connection.settings)
             .map_err(bad)?
             .to_string();
-        let secrets = connection.resolve_secrets()?;
+        let mut secrets = connection.resolve_secrets()?;
+        let passwords = sql::withhold(&connection.grants.databases, &mut secrets);
         let effective = grants::effective(m, &connection.grants);
         let mut observer = observer;
         for unused in &effective.unused {
@@ -423,6 +427,7 @@ impl Runtime {
             folders,
             grants: effective,
             secrets,
+            passwords,
             entity_types: loaded.info.entity_types.clone(),
         };
         let (call, ids) = request.into_call(settings).map_err(bad)?;

@@ -79,7 +79,7 @@ fn resolve_one(name: &str, grant: &EndpointGrant) -> Result<net::Endpoint, Strin
     })
 }
 
-fn read_ca(path: &std::path::Path) -> Result<String, String> {
+pub(crate) fn read_ca(path: &std::path::Path) -> Result<String, String> {
     use std::io::Read;
     let shown = path.display();
     let file = std::fs::File::open(path).map_err(|e| format!("CA file {shown}: {e}"))?;

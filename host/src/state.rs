@@ -39,6 +39,8 @@ pub(crate) struct RunState {
     pub(crate) secrets: BTreeMap<String, String>,
     /// The granted endpoints, resolved at the start of the run.
     pub(crate) endpoints: crate::network::Endpoints,
+    /// The granted databases, opened at first use.
+    pub(crate) databases: crate::sql::Databases,
     /// The entity types the connector declared; an entry of another type is refused.
     pub(crate) entity_types: Vec<String>,
     pub(crate) exporting: bool,

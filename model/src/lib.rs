@@ -1,5 +1,6 @@
 //! What every part of idgard shares about data, and nothing else (serde only; it builds for
-//! `wasm32-wasip2` too): the entry wire format connectors emit ([`wire`]), the frames an export
+//! `wasm32-wasip2` too): the entry wire format connectors emit ([`wire`]), the rows format SQL
+//! queries answer in ([`rows`]), the frames an export
 //! upload is made of ([`frames`]), the connector contract's types as the host, the agent and the
 //! server pass them around ([`contract`]), and valid names ([`names`]).
 //!
@@ -10,4 +11,5 @@
 pub mod contract;
 pub mod frames;
 pub mod names;
+pub mod rows;
 pub mod wire;

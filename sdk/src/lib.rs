@@ -31,6 +31,7 @@ pub mod fs;
 pub mod log;
 #[cfg(feature = "net")]
 pub mod net;
+pub mod sql;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub use idgard_model::wire;
@@ -52,7 +53,7 @@ pub use bindings::idgard::connector::types::{
 
 /// The contract version this SDK implements; the host reads it from the component before
 /// instantiating and refuses a version it does not speak.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// This SDK's version. Its major and minor are those of the contract it implements
 /// ([`CONTRACT_VERSION`]); a patch release changes the SDK only, never the contract.
@@ -63,7 +64,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod bindings {
     wit_bindgen::generate!({
         world: "idgard-connector",
-        path: "../wit/0.2.0",
+        path: "../wit/0.3.0",
         pub_export_macro: true,
         export_macro_name: "__export_idgard_connector",
         default_bindings_module: "::idgard_sdk::bindings",
@@ -236,7 +237,7 @@ mod host {
 pub mod __private {
     pub use crate::adapter::Adapter;
     /// The contract version, embedded into every connector by [`crate::export!`].
-    pub const CONTRACT: [u8; 5] = *b"0.2.0";
+    pub const CONTRACT: [u8; 5] = *b"0.3.0";
     const _: () = assert!(CONTRACT.len() == crate::CONTRACT_VERSION.len());
 }
 

@@ -74,20 +74,20 @@ fn edit_manifest(pkg: &Path, from: &str, to: &str) {
 fn contract_version_mismatches_are_refused_before_instantiation() {
     let s = Scratch::new();
     let pkg = copy_package(idgard_tests::packages::CONNECTOR_CSV, &s.path("pkg"));
-    edit_manifest(&pkg, "contract = \"0.2.0\"", "contract = \"0.3.0\"");
+    edit_manifest(&pkg, "contract = \"0.3.0\"", "contract = \"0.4.0\"");
     let e = runtime().load(&pkg).unwrap_err();
     assert!(matches!(e, Error::Contract { .. }), "{e}");
     let msg = e.to_string();
     assert!(
-        msg.contains("connector.toml") && msg.contains("contract version 0.3.0 is not supported"),
+        msg.contains("connector.toml") && msg.contains("contract version 0.4.0 is not supported"),
         "{msg}"
     );
 
-    edit_manifest(&pkg, "contract = \"0.3.0\"", "contract = \"0.1.0\"");
+    edit_manifest(&pkg, "contract = \"0.4.0\"", "contract = \"0.1.0\"");
     let msg = load_err(&pkg);
     assert!(
         msg.contains("idgard_connector_csv.wasm")
-            && msg.contains("implements contract 0.2.0 but its manifest says 0.1.0"),
+            && msg.contains("implements contract 0.3.0 but its manifest says 0.1.0"),
         "{msg}"
     );
 }

@@ -21,6 +21,7 @@ mod partitions;
 mod pipeline;
 mod sandbox;
 mod signin;
+mod sql;
 mod sso;
 mod support;
 mod system;

@@ -1,21 +1,30 @@
 //! Generated bindings of the contract, and conversions to and from the host's model types.
 //!
-//! The host speaks the newest contract (0.2.0) inside; [`v1`] converts for connectors built
-//! against the frozen 0.1.0.
+//! The host speaks the newest contract (0.3.0) inside; [`v2`] links connectors built against the
+//! frozen 0.2.0 (the same types, without `sql`), and [`v1`] converts for those built against the
+//! frozen 0.1.0.
 
 pub(crate) mod v1;
+pub(crate) mod v2;
 
 use crate::model;
 
 wasmtime::component::bindgen!({
-    path: "../wit/0.2.0",
+    path: "../wit/0.3.0",
     world: "idgard-connector",
-    imports: { default: trappable },
+    imports: {
+        "idgard:connector/sql": async | trappable,
+        default: trappable,
+    },
     exports: { default: async },
+    with: {
+        "idgard:connector/sql.rows": crate::sql::Rows,
+    },
 });
 
 pub(crate) use idgard::connector::host as imports;
 pub(crate) use idgard::connector::network as net;
+pub(crate) use idgard::connector::sql;
 pub(crate) use idgard::connector::types as wit;
 
 /// A connector pre-instantiated against the contract it was built for.
@@ -23,7 +32,9 @@ pub(crate) enum Pre<T: 'static> {
     /// Contract 0.1.x.
     V1(v1::IdgardConnectorPre<T>),
     /// Contract 0.2.x.
-    V2(IdgardConnectorPre<T>),
+    V2(wasmtime::component::InstancePre<T>),
+    /// Contract 0.3.x.
+    V3(IdgardConnectorPre<T>),
 }
 
 impl From<imports::Level> for model::Level {
