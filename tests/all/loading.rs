@@ -238,11 +238,24 @@ fn the_manifests_component_must_be_a_file_of_the_package() {
 
 #[test]
 fn a_connector_built_against_the_frozen_0_1_0_contract_still_loads_and_runs() {
+    a_frozen_connector_still_loads_and_runs("0.1.0");
+}
+
+#[test]
+fn a_connector_built_against_the_frozen_0_2_0_contract_still_loads_and_runs() {
+    a_frozen_connector_still_loads_and_runs("0.2.0");
+}
+
+/// The CSV connector as built against an older contract (`tests/fixtures/csv-<version>`) exports
+/// what today's does, and fulfils.
+fn a_frozen_connector_still_loads_and_runs(version: &str) {
     use idgard_host::model::{Order, OrderKind, OrderOutcome};
     use idgard_host::{Outcome, Request};
-    let frozen = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/csv-0.1.0"));
-    let old = runtime().load(frozen).unwrap();
-    assert_eq!(old.manifest.contract, "0.1.0");
+    let frozen = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(format!("csv-{version}"));
+    let old = runtime().load(&frozen).unwrap();
+    assert_eq!(old.manifest.contract, version);
     let s = Scratch::new();
     s.write("source/hr.csv", "id,name\nE1,Zoë\nE2,Bob\n");
     let conn = s.connection(
