@@ -139,6 +139,7 @@ impl Runtime {
                 &setup.grants.databases,
                 &setup.passwords,
                 (limits.max_batch_mib as usize) << 20,
+                self.sql_pools.clone(),
             ),
             endpoints,
             entity_types: setup.entity_types,

@@ -91,6 +91,8 @@ pub struct Runtime {
     cache: Option<ArtifactCache>,
     options: RuntimeOptions,
     ticker: Arc<AtomicBool>,
+    /// Database connections kept across runs (`sql`).
+    sql_pools: sql::Pools,
     /// Guests and their WASI I/O run here; `None` only while dropping.
     tokio: Option<tokio::runtime::Runtime>,
 }
@@ -213,6 +215,7 @@ impl Runtime {
             cache,
             options,
             ticker,
+            sql_pools: sql::Pools::default(),
             tokio: Some(tokio),
         })
     }

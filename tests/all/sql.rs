@@ -473,3 +473,87 @@ fn a_database_that_is_down_or_refuses_the_login_says_so() {
             .all(|(_, l)| !l.contains("wrong-password"))
     );
 }
+
+/// A connection whose accounts come from `query`, on PostgreSQL, with `grant` lines added.
+fn query_connection(s: &Scratch, db: &Db, query: &str, grant: &str) -> Connection {
+    s.connection(&format!(
+        "name = \"app\"\nconnector = \"sql\"\n[settings]\ndatabase = \"app\"\n\
+         accounts_query = {query:?}\nkey = \"id\"\n\
+         [grants.databases.app]\nurl = \"{}\"\ntls = \"none\"\naccess = \"read-only\"\n{grant}\n",
+        db.granted_url()
+    ))
+}
+
+#[test]
+fn a_statement_past_its_timeout_is_stopped_by_the_database() {
+    let db = Db::postgres();
+    let s = Scratch::new();
+    let conn = query_connection(
+        &s,
+        &db,
+        "SELECT 'p1' AS id FROM pg_sleep(5)",
+        "statement_timeout_s = 1",
+    );
+    let t = std::time::Instant::now();
+    let (out, _) = s.run(sql(), &conn, full());
+    let Ok(Outcome::Failed { kind, message }) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(kind, ErrorKind::Unavailable, "{message}");
+    assert!(message.contains("57014"), "{message}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(4));
+}
+
+#[test]
+fn a_database_that_goes_away_mid_export_fails_the_export_as_unavailable() {
+    let db = Db::postgres();
+    db.run(&[
+        "CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT)",
+        "INSERT INTO people SELECT 'p' || i, repeat('x', 200) FROM generate_series(1, 300000) i",
+    ]);
+    let s = Scratch::new();
+    let conn = query_connection(
+        &s,
+        &db,
+        "SELECT id, name, pg_sleep(0.00001)::text AS pause FROM people",
+        "",
+    );
+    let killer = {
+        let admin = db.url();
+        std::thread::spawn(move || {
+            sqlx::any::install_default_drivers();
+            rt().block_on(async {
+                let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .unwrap();
+                // Wait for the connector's query to run, then end its session.
+                for _ in 0..200 {
+                    let done = sqlx::query_scalar::<_, i64>(
+                        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                         WHERE application_name = 'idgard-agent' AND state = 'active' \
+                         AND datname = current_database()",
+                    )
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap();
+                    if done > 0 {
+                        return true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                false
+            })
+        })
+    };
+    let (out, _) = s.run(sql(), &conn, full());
+    assert!(
+        killer.join().unwrap(),
+        "the export's session was never seen"
+    );
+    match out {
+        Ok(Outcome::Failed { kind, message }) => {
+            assert_eq!(kind, ErrorKind::Unavailable, "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+}

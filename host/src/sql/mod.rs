@@ -4,8 +4,10 @@
 //!
 //! A query runs in its own task on the host's runtime, which fetches and encodes the next rows
 //! while the connector works on the last batch; at most two batches wait, so a slow connector
-//! slows the query instead of filling memory. Everything a run opened ends with its store: the
-//! tasks are aborted and the pools closed.
+//! slows the query instead of filling memory. A run's tasks are aborted when its store ends.
+//! Connections outlive a run: the runtime keeps one pool per database grant (URL, password, TLS,
+//! access, timeouts), so the runs of a connection reuse their connections and prepared statements
+//! instead of signing in every time; an idle connection closes after a minute.
 
 mod dialect;
 mod error;
@@ -19,10 +21,11 @@ use crate::state::RunState;
 use dialect::Batching;
 use error::host;
 use grant::{DatabaseGrant, DatabaseTls, Driver};
-use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlSslMode};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{Executor, MySqlPool, PgPool};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::Resource;
@@ -31,8 +34,11 @@ use wasmtime::component::Resource;
 const BATCH_ROWS: u32 = 4096;
 /// Bytes after which a batch is handed over.
 const BATCH_BYTES: usize = 1 << 20;
-/// Connections a run may hold to one database (a query being read and statements beside it).
+/// Connections a database grant's pool holds at most (a query being read and statements beside
+/// it, in each of the runs of its connection).
 const MAX_CONNECTIONS: u32 = 4;
+/// How long an unused connection stays open.
+const IDLE: Duration = Duration::from_secs(60);
 
 /// The rows of one query, as a connector holds them.
 pub struct Rows {
@@ -48,6 +54,7 @@ impl Drop for Rows {
     }
 }
 
+#[derive(Clone)]
 enum Pool {
     Postgres(PgPool),
     MySql(MySqlPool),
@@ -60,11 +67,42 @@ struct Granted {
     pool: Option<Pool>,
 }
 
+/// The pools a runtime keeps across runs, by everything that opened them.
+#[derive(Clone, Default)]
+pub(crate) struct Pools(Arc<Mutex<HashMap<String, Pool>>>);
+
+impl Pools {
+    fn get_or_open(
+        &self,
+        grant: &DatabaseGrant,
+        password: Option<&str>,
+    ) -> Result<Pool, sql::SqlError> {
+        let key = format!(
+            "{}\0{}\0{:?}\0{:?}\0{:?}\0{}\0{}",
+            grant.url,
+            password.unwrap_or_default(),
+            grant.tls,
+            grant.ca,
+            grant.access,
+            grant.connect_timeout_s,
+            grant.statement_timeout_s
+        );
+        let mut pools = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = pools.get(&key) {
+            return Ok(p.clone());
+        }
+        let pool = open(grant, password)?;
+        pools.insert(key, pool.clone());
+        Ok(pool)
+    }
+}
+
 /// The databases of one run.
 #[derive(Default)]
 pub(crate) struct Databases {
     by_name: BTreeMap<String, Granted>,
     max_batch_bytes: usize,
+    pools: Pools,
 }
 
 /// Takes out of `secrets` every secret a database grant of the connection names (whether or not
@@ -85,6 +123,7 @@ impl Databases {
         granted: &BTreeMap<String, DatabaseGrant>,
         passwords: &BTreeMap<String, String>,
         max_batch_bytes: usize,
+        pools: Pools,
     ) -> Self {
         let by_name = granted
             .iter()
@@ -101,10 +140,11 @@ impl Databases {
         Self {
             by_name,
             max_batch_bytes,
+            pools,
         }
     }
 
-    fn granted(&mut self, name: &str) -> Result<&mut Granted, sql::SqlError> {
+    fn granted(&mut self, name: &str) -> Result<(&mut Granted, &Pools), sql::SqlError> {
         let g = self.by_name.get_mut(name).ok_or_else(|| {
             host(
                 ErrorKind::Denied,
@@ -117,7 +157,7 @@ impl Databases {
         if let Err(e) = &g.driver {
             return Err(host(ErrorKind::Configuration, e.clone()));
         }
-        Ok(g)
+        Ok((g, &self.pools))
     }
 }
 
@@ -142,10 +182,10 @@ impl Granted {
         Ok(())
     }
 
-    /// The run's pool for this database, opened at first use.
-    fn pool(&mut self) -> Result<&Pool, sql::SqlError> {
+    /// The pool for this database, opened at first use.
+    fn pool(&mut self, pools: &Pools) -> Result<&Pool, sql::SqlError> {
         if self.pool.is_none() {
-            self.pool = Some(open(&self.grant, self.password.as_deref())?);
+            self.pool = Some(pools.get_or_open(&self.grant, self.password.as_deref())?);
         }
         Ok(self.pool.as_ref().expect("opened"))
     }
@@ -153,6 +193,14 @@ impl Granted {
     fn statement_timeout(&self) -> Duration {
         Duration::from_secs(self.grant.statement_timeout_s.into())
     }
+}
+
+/// How every pool is sized and timed.
+fn pool_options<DB: sqlx::Database>(connect: Duration) -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .idle_timeout(IDLE)
+        .acquire_timeout(connect)
 }
 
 /// Opens a pool (lazily: no connection until the first query).
@@ -185,12 +233,7 @@ fn open(grant: &DatabaseGrant, password: Option<&str>) -> Result<Pool, sql::SqlE
                 settings.push(("default_transaction_read_only", "on"));
             }
             o = o.options(settings);
-            Ok(Pool::Postgres(
-                PgPoolOptions::new()
-                    .max_connections(MAX_CONNECTIONS)
-                    .acquire_timeout(connect)
-                    .connect_lazy_with(o),
-            ))
+            Ok(Pool::Postgres(pool_options(connect).connect_lazy_with(o)))
         }
         Driver::MySql => {
             let mut o: MySqlConnectOptions =
@@ -205,9 +248,7 @@ fn open(grant: &DatabaseGrant, password: Option<&str>) -> Result<Pool, sql::SqlE
                 None => o.ssl_mode(MySqlSslMode::Disabled),
             };
             Ok(Pool::MySql(
-                MySqlPoolOptions::new()
-                    .max_connections(MAX_CONNECTIONS)
-                    .acquire_timeout(connect)
+                pool_options::<sqlx::MySql>(connect)
                     .after_connect(move |conn, _| {
                         Box::pin(async move {
                             if read_only {
@@ -265,7 +306,7 @@ impl sql::Host for RunState {
             bytes: BATCH_BYTES.min(self.databases.max_batch_bytes),
             max_bytes: self.databases.max_batch_bytes,
         };
-        let g = match self.databases.granted(&database) {
+        let (g, pools) = match self.databases.granted(&database) {
             Ok(g) => g,
             Err(e) => return Ok(Err(e)),
         };
@@ -273,7 +314,7 @@ impl sql::Host for RunState {
             return Ok(Err(e));
         }
         let timeout = g.statement_timeout();
-        let pool = match g.pool() {
+        let pool = match g.pool(pools) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
@@ -329,7 +370,7 @@ impl sql::Host for RunState {
         statements: Vec<sql::Statement>,
         transaction: bool,
     ) -> wasmtime::Result<Result<Vec<u64>, sql::SqlError>> {
-        let g = match self.databases.granted(&database) {
+        let (g, pools) = match self.databases.granted(&database) {
             Ok(g) => g,
             Err(e) => return Ok(Err(e)),
         };
@@ -340,7 +381,7 @@ impl sql::Host for RunState {
             }
         }
         let timeout = g.statement_timeout();
-        let pool = match g.pool() {
+        let pool = match g.pool(pools) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
