@@ -36,6 +36,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     fi
 fi
 
+# SQL Server cannot run here: the host's SQL Server driver is tested against a TDS mock server
+# from crates.io (its TLS side needs OpenSSL's headers to build).
+if ! command -v mssql-mock-tds >/dev/null 2>&1; then
+    need_ssl=()
+    dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q "ok installed" || need_ssl+=(libssl-dev)
+    command -v pkg-config >/dev/null 2>&1 || need_ssl+=(pkg-config)
+    if [ ${#need_ssl[@]} -gt 0 ]; then
+        echo "setup: installing ${need_ssl[*]} (apt-get)"
+        sudo_=""
+        [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+        DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -q --no-install-recommends "${need_ssl[@]}" >/dev/null
+    fi
+    echo "setup: installing mssql-mock-tds 0.3.0 (cargo install)"
+    cargo install --locked --quiet mssql-mock-tds --version 0.3.0
+fi
+
 # The web UI's browser tests (tests/all/ui.rs): Debian's Chromium, driven by playwright-core from
 # tests/web; oidc-provider there is the OpenID Connect provider the sign-in is tested against.
 # Never let npm fetch a browser of its own (no network for that here): Chromium comes from apt.

@@ -32,6 +32,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "idgard_guest_hostile.wasm",
     ),
     (
+        "idgard-guest-sqlprobe",
+        "tests/guests/sqlprobe",
+        "idgard_guest_sqlprobe.wasm",
+    ),
+    (
         "idgard-guest-stall",
         "tests/guests/stall",
         "idgard_guest_stall.wasm",

@@ -22,6 +22,7 @@ mod pipeline;
 mod sandbox;
 mod signin;
 mod sql;
+mod sql_host;
 mod sso;
 mod support;
 mod system;

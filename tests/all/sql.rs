@@ -491,7 +491,7 @@ fn a_statement_past_its_timeout_is_stopped_by_the_database() {
     let conn = query_connection(
         &s,
         &db,
-        "SELECT 'p1' AS id FROM pg_sleep(5)",
+        "SELECT 'p1' AS id FROM pg_sleep(60)",
         "statement_timeout_s = 1",
     );
     let t = std::time::Instant::now();
@@ -501,7 +501,10 @@ fn a_statement_past_its_timeout_is_stopped_by_the_database() {
     };
     assert_eq!(kind, ErrorKind::Unavailable, "{message}");
     assert!(message.contains("57014"), "{message}");
-    assert!(t.elapsed() < std::time::Duration::from_secs(4));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "the timeout did not stop it"
+    );
 }
 
 #[test]

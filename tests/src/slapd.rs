@@ -342,7 +342,7 @@ fn write_certificates(dir: &Path) -> (String, String) {
 /// A new CA and a server certificate it signs for `names` (subject `cn`), written into `dir` as
 /// ca.pem, server.pem and server.key (mode 0600: Samba refuses a key others can read); returns
 /// the CA's PEM and the SHA-256 pin of the server's key.
-pub(crate) fn server_certificates(dir: &Path, names: Vec<String>, cn: &str) -> (String, String) {
+pub fn server_certificates(dir: &Path, names: Vec<String>, cn: &str) -> (String, String) {
     use rcgen::PublicKeyData as _;
     use std::os::unix::fs::PermissionsExt as _;
     let (ca_pem, issuer) = new_ca();

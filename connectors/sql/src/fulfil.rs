@@ -5,12 +5,17 @@
 
 use crate::config::{Config, Entity};
 use crate::sql_text::{Builder, named};
-use idgard_sdk::sql::{self, SqlError, Statement, Value};
+use idgard_sdk::sql::{self, Dialect, SqlError, Statement, Value};
 use idgard_sdk::{ChangeOp, Error, ErrorKind, Order, OrderKind, OrderResult};
 use std::collections::BTreeMap;
 
-/// Most parameters in one statement (PostgreSQL and MariaDB take 65,535).
-const MAX_PARAMS: usize = 30_000;
+/// Most parameters in one statement: PostgreSQL and MariaDB take 65,535, SQL Server 2,100.
+fn max_params(dialect: Dialect) -> usize {
+    match dialect {
+        Dialect::Mssql => 2_000,
+        Dialect::Postgres | Dialect::Mysql => 30_000,
+    }
+}
 
 /// Carries out every order, in order; one result per order. A run of creates of one entity type
 /// goes out together.
@@ -179,7 +184,7 @@ fn create_statements(
     }
     let mut out = Vec::new();
     for (names, values) in &by_columns {
-        for chunk in values.chunks((MAX_PARAMS / names.len()).max(1)) {
+        for chunk in values.chunks((max_params(config.dialect) / names.len()).max(1)) {
             out.push(insert(config, table, names, chunk)?);
         }
     }
@@ -197,7 +202,7 @@ fn create_statements(
                     })
             })
             .collect();
-        for chunk in values.chunks(MAX_PARAMS / 2) {
+        for chunk in values.chunks(max_params(config.dialect) / 2) {
             out.push(insert(
                 config,
                 &child.table,

@@ -95,7 +95,8 @@ where
 }
 
 /// Runs one query: says its columns through `columns` (or why it cannot run), then sends its
-/// rows batch by batch until they end, an error stops them, or the receiver is gone.
+/// rows batch by batch until they end (an empty batch), an error stops them, or the receiver is
+/// gone.
 pub(crate) async fn query<DB: Dialect>(
     pool: Pool<DB>,
     sql: String,
@@ -154,9 +155,12 @@ pub(crate) async fn query<DB: Dialect>(
             return;
         }
     }
-    if !buf.is_empty() {
-        let _ = batches.send(Ok(buf.take())).await;
+    if !buf.is_empty() && batches.send(Ok(buf.take())).await.is_err() {
+        return;
     }
+    // The end, said: a query that stops without it (a bug, a panic) is an error, never a short
+    // result that an export would take for every row.
+    let _ = batches.send(Ok(Vec::new())).await;
 }
 
 /// Runs statements in order on one connection, in one transaction when asked.

@@ -19,7 +19,8 @@ pub enum DatabaseTls {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseGrant {
-    /// `postgres://user@host:port/database`, `mysql://user@host:port/database` (MariaDB too).
+    /// `postgres://user@host:port/database`, `mysql://user@host:port/database` (MariaDB too),
+    /// `mssql://user@host:port/database` (SQL Server).
     /// No password here: `password` names the secret that holds it.
     pub url: String,
     /// The connection secret holding the password. The host reads it; the connector never can
@@ -61,6 +62,8 @@ pub enum Driver {
     Postgres,
     /// MariaDB and MySQL.
     MySql,
+    /// SQL Server.
+    Mssql,
 }
 
 impl Driver {
@@ -69,6 +72,7 @@ impl Driver {
         match self {
             Driver::Postgres => "postgres",
             Driver::MySql => "mysql",
+            Driver::Mssql => "mssql",
         }
     }
 }
@@ -80,8 +84,9 @@ impl DatabaseGrant {
         match scheme {
             Some("postgres" | "postgresql") => Ok(Driver::Postgres),
             Some("mysql" | "mariadb") => Ok(Driver::MySql),
+            Some("mssql" | "sqlserver") => Ok(Driver::Mssql),
             _ => Err(format!(
-                "url `{}`: the host speaks `postgres://` and `mysql://` (MariaDB too)",
+                "url `{}`: the host speaks `postgres://`, `mysql://` (MariaDB too) and `mssql://`",
                 crate::text::shown(self.shown_url(), 80)
             )),
         }

@@ -12,6 +12,7 @@
 mod dialect;
 mod error;
 pub mod grant;
+mod mssql;
 mod mysql;
 mod postgres;
 mod values;
@@ -46,6 +47,8 @@ pub struct Rows {
     batches: mpsc::Receiver<Result<Vec<u8>, sql::SqlError>>,
     timeout: Duration,
     task: tokio::task::AbortHandle,
+    /// The query said its end.
+    ended: bool,
 }
 
 impl Drop for Rows {
@@ -58,6 +61,7 @@ impl Drop for Rows {
 enum Pool {
     Postgres(PgPool),
     MySql(MySqlPool),
+    Mssql(mssql::Mssql),
 }
 
 struct Granted {
@@ -190,8 +194,10 @@ impl Granted {
         Ok(self.pool.as_ref().expect("opened"))
     }
 
+    /// How long the host waits for a statement or a batch: the grant's timeout and two seconds
+    /// more, so that a database that enforces it itself (PostgreSQL) answers first, with its code.
     fn statement_timeout(&self) -> Duration {
-        Duration::from_secs(self.grant.statement_timeout_s.into())
+        Duration::from_secs(u64::from(self.grant.statement_timeout_s) + 2)
     }
 }
 
@@ -260,6 +266,9 @@ fn open(grant: &DatabaseGrant, password: Option<&str>) -> Result<Pool, sql::SqlE
                     .connect_lazy_with(o),
             ))
         }
+        Driver::Mssql => Ok(Pool::Mssql(
+            mssql::Mssql::open(grant, password).map_err(config)?,
+        )),
     }
 }
 
@@ -288,6 +297,7 @@ impl sql::Host for RunState {
                 name: name.clone(),
                 dialect: match g.driver {
                     Ok(Driver::MySql) => sql::Dialect::Mysql,
+                    Ok(Driver::Mssql) => sql::Dialect::Mssql,
                     _ => sql::Dialect::Postgres,
                 },
                 read_only: g.grant.access == crate::grants::Access::ReadOnly,
@@ -337,13 +347,21 @@ impl sql::Host for RunState {
                 cols_tx,
                 tx,
             )),
+            Pool::Mssql(p) => tokio::spawn(mssql::query(
+                p.clone(),
+                sql_text,
+                params,
+                batching,
+                cols_tx,
+                tx,
+            )),
         }
         .abort_handle();
         let columns = within(timeout, async {
             cols_rx.await.unwrap_or_else(|_| {
                 Err(host(
                     ErrorKind::Internal,
-                    "the query ended before it started",
+                    "the query ended before it started: the database driver failed (a bug), see the agent's log",
                 ))
             })
         })
@@ -360,6 +378,7 @@ impl sql::Host for RunState {
             batches: rx,
             timeout,
             task,
+            ended: false,
         };
         Ok(Ok(self.table.push(rows)?))
     }
@@ -385,12 +404,26 @@ impl sql::Host for RunState {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
-        let done = match pool {
-            Pool::Postgres(p) => {
-                within(timeout, dialect::execute(p, statements, transaction)).await
+        // In a task of its own: a driver that panics fails this call, not the agent.
+        let pool = pool.clone();
+        let task = tokio::spawn(async move {
+            match &pool {
+                Pool::Postgres(p) => dialect::execute(p, statements, transaction).await,
+                Pool::MySql(p) => dialect::execute(p, statements, transaction).await,
+                Pool::Mssql(p) => mssql::execute(p, statements, transaction).await,
             }
-            Pool::MySql(p) => within(timeout, dialect::execute(p, statements, transaction)).await,
-        };
+        });
+        let abort = task.abort_handle();
+        let done = within(timeout, async {
+            task.await.unwrap_or_else(|_| {
+                Err(host(
+                    ErrorKind::Internal,
+                    "the database driver failed (a bug): see the agent's log",
+                ))
+            })
+        })
+        .await;
+        abort.abort();
         Ok(done)
     }
 }
@@ -405,11 +438,22 @@ impl sql::HostRows for RunState {
         rows: Resource<Rows>,
     ) -> wasmtime::Result<Result<Vec<u8>, sql::SqlError>> {
         let rows = self.table.get_mut(&rows)?;
+        if rows.ended {
+            return Ok(Ok(Vec::new()));
+        }
         let timeout = rows.timeout;
-        Ok(within(timeout, async {
-            Ok(rows.batches.recv().await.transpose()?.unwrap_or_default())
+        let next = within(timeout, async {
+            match rows.batches.recv().await {
+                Some(batch) => batch,
+                None => Err(host(
+                    ErrorKind::Internal,
+                    "the query stopped before its end: its rows are incomplete",
+                )),
+            }
         })
-        .await)
+        .await;
+        rows.ended = matches!(&next, Ok(b) if b.is_empty());
+        Ok(next)
     }
 
     async fn drop(&mut self, rows: Resource<Rows>) -> wasmtime::Result<()> {
