@@ -331,53 +331,63 @@ fn statements(
             return Ok((out, None));
         }
         OrderKind::Update(changes) => {
-            let mut set = Builder::new(d);
-            set.push("UPDATE ")
-                .ident(table)?
-                .push(" SET ")
-                .ident(&entity.key)?
-                .push(" = ")
-                .ident(&entity.key)?;
-            for change in changes {
-                if let Some(child) = entity.children.iter().find(|c| c.attribute == change.name) {
-                    out.extend(child_change(
-                        config,
-                        child,
-                        &order.key,
-                        change.op,
-                        &change.values,
-                    )?);
-                    continue;
-                }
-                if !entity.columns.is_empty() && !entity.columns.contains(&change.name) {
-                    return Err(Error::invalid_data(format!(
-                        "`{}` is not among the columns the connection maps",
-                        change.name
-                    )));
-                }
-                let value = match change.op {
-                    ChangeOp::Remove => None,
-                    ChangeOp::Add | ChangeOp::Replace if change.values.len() > 1 => {
-                        return Err(Error::invalid_data(format!(
-                            "`{}` gets {} values and its column holds one",
-                            change.name,
-                            change.values.len()
-                        )));
-                    }
-                    ChangeOp::Add | ChangeOp::Replace => change.values.first().map(String::as_str),
-                };
-                let value = if entity.enabled.as_ref() == Some(&change.name) {
-                    enabled(value)?
-                } else {
-                    Value::from(value)
-                };
-                set.push(", ").ident(&change.name)?.push(" = ").bind(value);
-            }
-            by_key(&mut set, &entity.key)?;
-            out.insert(0, set.build());
+            out = update(config, entity, table, &order.key, changes)?;
         }
     }
     Ok((out, Some(0)))
+}
+
+/// An update: one UPDATE of the changed columns (first), then the child values' changes.
+fn update(
+    config: &Config,
+    entity: &Entity,
+    table: &str,
+    key: &str,
+    changes: &[idgard_sdk::AttributeChange],
+) -> Result<Vec<Statement>, Error> {
+    let mut out = Vec::new();
+    let mut set = Builder::new(config.dialect);
+    set.push("UPDATE ")
+        .ident(table)?
+        .push(" SET ")
+        .ident(&entity.key)?
+        .push(" = ")
+        .ident(&entity.key)?;
+    for change in changes {
+        if let Some(child) = entity.children.iter().find(|c| c.attribute == change.name) {
+            out.extend(child_change(config, child, key, change.op, &change.values)?);
+            continue;
+        }
+        if !entity.columns.is_empty() && !entity.columns.contains(&change.name) {
+            return Err(Error::invalid_data(format!(
+                "`{}` is not among the columns the connection maps",
+                change.name
+            )));
+        }
+        let value = match change.op {
+            ChangeOp::Remove => None,
+            ChangeOp::Add | ChangeOp::Replace if change.values.len() > 1 => {
+                return Err(Error::invalid_data(format!(
+                    "`{}` gets {} values and its column holds one",
+                    change.name,
+                    change.values.len()
+                )));
+            }
+            ChangeOp::Add | ChangeOp::Replace => change.values.first().map(String::as_str),
+        };
+        let value = if entity.enabled.as_ref() == Some(&change.name) {
+            enabled(value)?
+        } else {
+            Value::from(value)
+        };
+        set.push(", ").ident(&change.name)?.push(" = ").bind(value);
+    }
+    set.push(" WHERE ")
+        .ident(&entity.key)?
+        .push(" = ")
+        .bind(key);
+    out.insert(0, set.build());
+    Ok(out)
 }
 
 /// Adds, removes or replaces values of a child-table attribute.
