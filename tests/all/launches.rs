@@ -48,7 +48,9 @@ fn answered(server: &Server, agent: &Agent, id: &str, secs: u64) -> LaunchView {
         let l: LaunchView = server
             .admin::<(), _>(Method::GET, &format!("/api/v1/launches/{id}"), None)
             .unwrap();
-        if !matches!(l.state, LaunchState::Waiting | LaunchState::Delivered) {
+        // An accepted launch records its run a moment after its answer: wait for both.
+        let starting = l.state == LaunchState::Accepted && l.job_id.is_none() && l.reason.is_none();
+        if !matches!(l.state, LaunchState::Waiting | LaunchState::Delivered) && !starting {
             return l;
         }
         assert!(
