@@ -52,6 +52,17 @@ if ! command -v mssql-mock-tds >/dev/null 2>&1; then
     cargo install --locked --quiet mssql-mock-tds --version 0.3.0
 fi
 
+# The SCIM connector's tests run against scim2-server (PyPI) in a virtual environment of its own
+# (tests/scim/requirements.txt pins it); pip again only when the requirements changed.
+venv=target/scim-venv
+if [ ! -x "$venv/bin/python" ] || [ tests/scim/requirements.txt -nt "$venv/.installed" ]; then
+    echo "setup: scim2-server and its tools in $venv (pip)"
+    mkdir -p target
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/scim/requirements.txt
+    touch "$venv/.installed"
+fi
+
 # The web UI's browser tests (tests/all/ui.rs): Debian's Chromium, driven by playwright-core from
 # tests/web; oidc-provider there is the OpenID Connect provider the sign-in is tested against.
 # Never let npm fetch a browser of its own (no network for that here): Chromium comes from apt.

@@ -22,6 +22,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "idgard_connector_sql.wasm",
     ),
     (
+        "idgard-connector-scim",
+        "connectors/scim",
+        "idgard_connector_scim.wasm",
+    ),
+    (
         "idgard-guest-misbehave",
         "tests/guests/misbehave",
         "idgard_guest_misbehave.wasm",
@@ -35,6 +40,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "idgard-guest-sqlprobe",
         "tests/guests/sqlprobe",
         "idgard_guest_sqlprobe.wasm",
+    ),
+    (
+        "idgard-guest-httpprobe",
+        "tests/guests/httpprobe",
+        "idgard_guest_httpprobe.wasm",
     ),
     (
         "idgard-guest-stall",

@@ -19,7 +19,7 @@ use crate::limits::{LimitHit, Limits};
 use crate::network;
 use crate::sandbox::{self, RunFolders};
 use crate::state::{RunState, Stop};
-use crate::{Loaded, Observer, Runtime, text};
+use crate::{Level, Loaded, Observer, Runtime, text};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,8 +35,9 @@ pub(crate) struct Setup<'a> {
     pub(crate) folders: RunFolders<'a>,
     pub(crate) grants: Effective,
     pub(crate) secrets: BTreeMap<String, String>,
-    /// Database passwords, by secret name: withheld from `secrets`, used by the host only.
-    pub(crate) passwords: BTreeMap<String, String>,
+    /// Database passwords and HTTP credentials, by secret name: withheld from `secrets`, used
+    /// by the host only.
+    pub(crate) withheld: BTreeMap<String, String>,
     pub(crate) entity_types: Vec<String>,
 }
 
@@ -137,10 +138,11 @@ impl Runtime {
             secrets: setup.secrets,
             databases: crate::sql::Databases::new(
                 &setup.grants.databases,
-                &setup.passwords,
+                &setup.withheld,
                 (limits.max_batch_mib as usize) << 20,
                 self.sql_pools.clone(),
             ),
+            http: crate::http::Http::new(&setup.grants.http, &setup.withheld, &self.http_services),
             endpoints,
             entity_types: setup.entity_types,
             exporting: false,
@@ -179,6 +181,9 @@ impl Runtime {
         let databases = std::mem::take(&mut state.databases);
         self.block_on(async move { drop(databases) });
         state.report_dropped_logs();
+        for refusal in state.http.refusals() {
+            state.observer.log(Level::Warn, &refusal);
+        }
         let name = &loaded.manifest.name;
         let e = match ended {
             Ok(Ok(answer)) => {

@@ -89,6 +89,25 @@ impl Connection {
                 )));
             }
         }
+        for (name, h) in c.grants.http.iter_mut() {
+            h.check(name).map_err(bad)?;
+            if let Some(ca) = &mut h.ca
+                && ca.is_relative()
+            {
+                *ca = base.join(&*ca);
+            }
+            if let Some(secret) = h
+                .auth
+                .iter()
+                .flat_map(|a| a.secrets())
+                .find(|s| !c.secrets.contains_key(*s))
+            {
+                return Err(bad(format!(
+                    "HTTP service `{name}`: its credentials' secret `{secret}` is not among the \
+                     connection's [secrets]"
+                )));
+            }
+        }
         for s in c.secrets.values_mut() {
             if let SecretSource::File(p) = s
                 && p.is_relative()

@@ -1,6 +1,7 @@
 //! What a connection grants its connector, and what a run actually gets: the intersection of
 //! what the manifest asks for and what the connection grants.
 
+pub use crate::http::grant::{HttpAuth, HttpGrant};
 use crate::manifest::Manifest;
 pub use crate::sql::grant::{DatabaseGrant, DatabaseTls};
 use serde::Deserialize;
@@ -50,7 +51,7 @@ impl Grants {
             };
             format!("endpoint `{name}`: {} ({tls})", e.address)
         }));
-        out.extend(self.http.iter().map(|u| format!("HTTP: {u}")));
+        out.extend(self.http.iter().map(|(name, h)| h.summary(name)));
         out.extend(self.databases.iter().map(|(name, d)| {
             format!(
                 "database `{name}`: {} ({}, {})",
@@ -73,9 +74,9 @@ pub struct Grants {
     /// TCP endpoints by the name the connector asks for them under.
     #[serde(default)]
     pub endpoints: BTreeMap<String, EndpointGrant>,
-    /// HTTP base URLs (`https://host[:port]/path/`).
+    /// HTTP services by name: base URLs, credentials, trust.
     #[serde(default)]
-    pub http: Vec<String>,
+    pub http: BTreeMap<String, HttpGrant>,
     /// Databases the host's SQL capability connects to, by the name the connector uses.
     #[serde(default)]
     pub databases: BTreeMap<String, DatabaseGrant>,
@@ -210,8 +211,8 @@ pub struct Effective {
     pub folders: Vec<GrantedFolder>,
     /// TCP endpoints, when the manifest asks for endpoints.
     pub endpoints: BTreeMap<String, EndpointGrant>,
-    /// HTTP base URLs, when the manifest asks for HTTP.
-    pub http: Vec<String>,
+    /// HTTP services, when the manifest asks for HTTP.
+    pub http: BTreeMap<String, HttpGrant>,
     /// Databases, when the manifest asks for SQL.
     pub databases: BTreeMap<String, DatabaseGrant>,
     /// Grants the manifest did not ask for (not given to the connector), for a warning.
@@ -351,7 +352,7 @@ mod tests {
             ["folder `src` (read-only): the HR files", "TCP endpoints"]
         );
         let g: Grants = toml::from_str(
-            "http = [\"https://app/api/\"]\n\
+            "[http.app]\nurl = \"https://app/api/\"\nauth = { bearer = \"secret\" }\n\
              [databases.hr]\nurl = \"postgres://idm@db/hr\"\npassword = \"secret\"\ntls = \"none\"\naccess = \"read-only\"\n\
              [endpoints.ldap]\naddress = \"dc:636\"\ntls = \"direct\"\npins = [\"00\"]\n\
              [folders.src]\npath = \"/data/hr\"\naccess = \"read-only\"\n",
@@ -363,7 +364,7 @@ mod tests {
             [
                 "folder `src`: /data/hr (read-only)",
                 "endpoint `ldap`: dc:636 (TLS)",
-                "HTTP: https://app/api/",
+                "HTTP `app`: https://app/api/ (bearer token)",
                 "database `hr`: db/hr (postgres, read-only)"
             ]
         );

@@ -17,6 +17,7 @@ mod engine;
 pub mod error;
 mod filesystem;
 pub mod grants;
+mod http;
 pub mod limits;
 pub mod manifest;
 mod network;
@@ -93,6 +94,7 @@ pub struct Runtime {
     ticker: Arc<AtomicBool>,
     /// Database connections kept across runs (`sql`).
     sql_pools: sql::Pools,
+    http_services: http::Services,
     /// Guests and their WASI I/O run here; `None` only while dropping.
     tokio: Option<tokio::runtime::Runtime>,
 }
@@ -196,6 +198,8 @@ impl Runtime {
         )
         .map_err(engine_err)?;
         bindings::v2::add_to_linker(&mut linker).map_err(engine_err)?;
+        // Outgoing HTTP, every request through the run's grants (`http::Hooks`).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_err)?;
 
         let cache = options
             .cache_dir
@@ -216,6 +220,7 @@ impl Runtime {
             options,
             ticker,
             sql_pools: sql::Pools::default(),
+            http_services: http::Services::default(),
             tokio: Some(tokio),
         })
     }
@@ -313,7 +318,7 @@ impl Runtime {
             folders: RunFolders::default(),
             grants: grants::Effective::default(),
             secrets: BTreeMap::new(),
-            passwords: BTreeMap::new(),
+            withheld: BTreeMap::new(),
             entity_types: vec![],
         };
         let (answer, _) = self.call(
@@ -411,7 +416,8 @@ impl Runtime {
             .map_err(bad)?
             .to_string();
         let mut secrets = connection.resolve_secrets()?;
-        let passwords = sql::withhold(&connection.grants.databases, &mut secrets);
+        let mut withheld = sql::withhold(&connection.grants.databases, &mut secrets);
+        withheld.extend(http::withhold(&connection.grants.http, &mut secrets));
         let effective = grants::effective(m, &connection.grants);
         let mut observer = observer;
         for unused in &effective.unused {
@@ -430,7 +436,7 @@ impl Runtime {
             folders,
             grants: effective,
             secrets,
-            passwords,
+            withheld,
             entity_types: loaded.info.entity_types.clone(),
         };
         let (call, ids) = request.into_call(settings).map_err(bad)?;

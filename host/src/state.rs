@@ -39,6 +39,8 @@ pub(crate) struct RunState {
     pub(crate) secrets: BTreeMap<String, String>,
     /// The granted endpoints, resolved at the start of the run.
     pub(crate) endpoints: crate::network::Endpoints,
+    /// The granted HTTP services, and the requests refused.
+    pub(crate) http: crate::http::Http,
     /// The granted databases, opened at first use.
     pub(crate) databases: crate::sql::Databases,
     /// The entity types the connector declared; an entry of another type is refused.
@@ -92,6 +94,16 @@ impl WasiView for RunState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for RunState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http.ctx,
+            table: &mut self.table,
+            hooks: &mut self.http.hooks,
         }
     }
 }

@@ -28,6 +28,8 @@
 #![warn(missing_docs)]
 
 pub mod fs;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod log;
 #[cfg(feature = "net")]
 pub mod net;

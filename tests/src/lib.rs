@@ -5,6 +5,7 @@
 pub mod demo;
 pub mod netns;
 pub mod samba;
+pub mod scim;
 pub mod slapd;
 
 /// Package folders (manifest + component) of the connectors and test guests.

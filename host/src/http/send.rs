@@ -1,0 +1,127 @@
+//! Sending one checked request with the host's client, and handing its response back to the
+//! guest with the grant's size cap.
+
+use super::service::Service;
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use std::error::Error as _;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
+
+/// Largest request body a connector sends (bodies are collected before sending).
+const MAX_REQUEST: usize = 16 << 20;
+
+/// Sends `request` to `service`: the body collected (capped), the credentials added, the
+/// guest's headers kept but for `Host` (the client's own) and `Content-Length` (recomputed).
+pub(super) async fn forward(
+    name: String,
+    service: Service,
+    request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ),
+    HttpError,
+> {
+    let (parts, body) = request.into_parts();
+    let body = Limited::new(body, MAX_REQUEST)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<LengthLimitError>() {
+                HttpError::HttpRequestBodySize(Some(MAX_REQUEST as u64))
+            } else {
+                HttpError::HttpRequestDenied
+            }
+        })?
+        .to_bytes();
+    let mut timeout = service.timeout;
+    if let Some(t) = options.and_then(|o| o.first_byte_timeout) {
+        timeout = timeout.min(t);
+    }
+    let mut builder = service
+        .client
+        .request(parts.method, parts.uri.to_string())
+        .timeout(timeout)
+        .body(body);
+    for (k, v) in &parts.headers {
+        if *k != http::header::HOST && *k != http::header::CONTENT_LENGTH {
+            builder = builder.header(k, v);
+        }
+    }
+    if let Some(auth) = service.authorization(&name).await? {
+        builder = builder.header(http::header::AUTHORIZATION, auth);
+    }
+    let response = builder.send().await.map_err(|e| {
+        tracing::warn!(service = %name, "HTTP request failed: {}", chain(&e));
+        code(&e)
+    })?;
+    if response.status() == http::StatusCode::UNAUTHORIZED {
+        service.forget_token().await;
+    }
+    let max = service.max_response;
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        tracing::warn!(service = %name, "response of {:?} bytes refused: the grant allows {max}", response.content_length());
+        return Err(HttpError::HttpResponseBodySize(response.content_length()));
+    }
+    let response: http::Response<reqwest::Body> = response.into();
+    let response = response.map(move |body| {
+        Limited::new(body, max)
+            .map_err(move |e| {
+                if e.is::<LengthLimitError>() {
+                    HttpError::HttpResponseBodySize(Some(max as u64))
+                } else if let Some(e) = e.downcast_ref::<reqwest::Error>() {
+                    code(e)
+                } else {
+                    HttpError::HttpResponseIncomplete
+                }
+            })
+            .map_frame(|f| f.map_data(Bytes::from))
+            .boxed_unsync()
+    });
+    Ok((response, Box::new(async { Ok(()) })))
+}
+
+/// An error and its causes, for the agent's log.
+pub(super) fn chain(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// What the guest is told of a failed request.
+pub(super) fn code(e: &reqwest::Error) -> HttpError {
+    let text = chain(e).to_ascii_lowercase();
+    if e.is_timeout() {
+        if e.is_connect() {
+            HttpError::ConnectionTimeout
+        } else {
+            HttpError::HttpResponseTimeout
+        }
+    } else if text.contains("certificate") || text.contains("unknownissuer") {
+        HttpError::TlsCertificateError
+    } else if e.is_connect() {
+        if text.contains("dns error") || text.contains("failed to lookup") {
+            HttpError::DnsError {
+                rcode: Some("name does not resolve".into()),
+                info_code: None,
+            }
+        } else if text.contains("refused") {
+            HttpError::ConnectionRefused
+        } else if text.contains("tls") || text.contains("handshake") {
+            HttpError::TlsProtocolError
+        } else {
+            HttpError::DestinationUnavailable
+        }
+    } else if e.is_body() || e.is_decode() {
+        HttpError::HttpResponseIncomplete
+    } else {
+        HttpError::HttpProtocolError
+    }
+}

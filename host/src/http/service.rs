@@ -1,0 +1,235 @@
+//! One granted service as the host reaches it: a pooled client trusting the grant's CA (or the
+//! system's), the credentials it adds, and the OAuth 2.0 access token it keeps.
+
+use super::grant::{HttpAuth, HttpGrant};
+use base64::Engine as _;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime_wasi_http::Error as HttpError;
+
+/// How long an unused connection stays open.
+const IDLE: Duration = Duration::from_secs(60);
+/// Kept from an access token's lifetime: it is fetched again this long before it expires.
+const TOKEN_MARGIN: Duration = Duration::from_secs(30);
+/// An access token's lifetime when the authorisation server does not say.
+const TOKEN_DEFAULT_LIFE: Duration = Duration::from_secs(300);
+
+/// Credentials, with the secrets read.
+#[derive(Clone)]
+enum Credentials {
+    /// A ready `Authorization` value.
+    Header(http::HeaderValue),
+    OAuth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+        token: Arc<tokio::sync::Mutex<Option<Token>>>,
+    },
+}
+
+struct Token {
+    header: http::HeaderValue,
+    until: Instant,
+}
+
+/// A service's client and what it adds to requests.
+#[derive(Clone)]
+pub(super) struct Service {
+    pub(super) client: reqwest::Client,
+    credentials: Option<Credentials>,
+    pub(super) timeout: Duration,
+    pub(super) max_response: usize,
+}
+
+fn secret<'a>(secrets: &'a BTreeMap<String, String>, name: &str) -> Result<&'a str, String> {
+    secrets
+        .get(name)
+        .map(String::as_str)
+        .ok_or_else(|| format!("the secret `{name}` its credentials name is not set"))
+}
+
+fn sensitive(value: String) -> Result<http::HeaderValue, String> {
+    let mut v = http::HeaderValue::try_from(value)
+        .map_err(|_| "its credentials are not a valid header value".to_owned())?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+impl Service {
+    pub(super) fn build(
+        grant: &HttpGrant,
+        secrets: &BTreeMap<String, String>,
+    ) -> Result<Self, String> {
+        let credentials = match &grant.auth {
+            None => None,
+            Some(HttpAuth::Bearer(name)) => Some(Credentials::Header(sensitive(format!(
+                "Bearer {}",
+                secret(secrets, name)?
+            ))?)),
+            Some(HttpAuth::Basic { username, password }) => {
+                let pair = format!("{username}:{}", secret(secrets, password)?);
+                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+                Some(Credentials::Header(sensitive(format!("Basic {encoded}"))?))
+            }
+            Some(HttpAuth::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+            }) => Some(Credentials::OAuth2 {
+                token_url: token_url.clone(),
+                client_id: client_id.clone(),
+                client_secret: secret(secrets, client_secret)?.to_owned(),
+                scope: scope.clone(),
+                token: Arc::default(),
+            }),
+        };
+        let tls = tls_config(grant.ca.as_deref())?;
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(grant.connect_timeout_s.into()))
+            .pool_idle_timeout(IDLE)
+            .user_agent(concat!("idgard-agent/", env!("CARGO_PKG_VERSION")))
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("its client cannot be built: {e}"))?;
+        Ok(Service {
+            client,
+            credentials,
+            timeout: Duration::from_secs(grant.timeout_s.into()),
+            max_response: (grant.max_response_mib as usize) << 20,
+        })
+    }
+
+    /// The `Authorization` value for the next request, fetching an access token when needed.
+    pub(super) async fn authorization(
+        &self,
+        service: &str,
+    ) -> Result<Option<http::HeaderValue>, HttpError> {
+        match &self.credentials {
+            None => Ok(None),
+            Some(Credentials::Header(v)) => Ok(Some(v.clone())),
+            Some(Credentials::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+                token,
+            }) => {
+                let mut kept = token.lock().await;
+                if let Some(t) = kept.as_ref().filter(|t| t.until > Instant::now()) {
+                    return Ok(Some(t.header.clone()));
+                }
+                let fresh = self
+                    .fetch_token(
+                        service,
+                        token_url,
+                        client_id,
+                        client_secret,
+                        scope.as_deref(),
+                    )
+                    .await?;
+                let header = fresh.header.clone();
+                *kept = Some(fresh);
+                Ok(Some(header))
+            }
+        }
+    }
+
+    /// Forgets the access token (the service refused it): the next request fetches another.
+    pub(super) async fn forget_token(&self) {
+        if let Some(Credentials::OAuth2 { token, .. }) = &self.credentials {
+            *token.lock().await = None;
+        }
+    }
+
+    async fn fetch_token(
+        &self,
+        service: &str,
+        token_url: &str,
+        client_id: &str,
+        client_secret: &str,
+        scope: Option<&str>,
+    ) -> Result<Token, HttpError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            access_token: String,
+            #[serde(default)]
+            expires_in: Option<u64>,
+        }
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        let failed = |message: String, code: HttpError| {
+            tracing::warn!(service, "OAuth 2.0 token from {token_url}: {message}");
+            code
+        };
+        let answer = self
+            .client
+            .post(token_url)
+            .basic_auth(client_id, Some(client_secret))
+            .form(&form)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| failed(super::send::chain(&e), super::send::code(&e)))?;
+        let status = answer.status();
+        if !status.is_success() {
+            let code = if matches!(status.as_u16(), 400 | 401 | 403) {
+                HttpError::HttpRequestDenied
+            } else {
+                HttpError::DestinationUnavailable
+            };
+            return Err(failed(format!("answered {status}"), code));
+        }
+        let body: Answer = answer.json().await.map_err(|e| {
+            failed(
+                format!("not a token answer: {e}"),
+                HttpError::HttpProtocolError,
+            )
+        })?;
+        let life = body
+            .expires_in
+            .map_or(TOKEN_DEFAULT_LIFE, Duration::from_secs);
+        let header = sensitive(format!("Bearer {}", body.access_token))
+            .map_err(|e| failed(e, HttpError::HttpProtocolError))?;
+        Ok(Token {
+            header,
+            until: Instant::now() + life.saturating_sub(TOKEN_MARGIN.min(life / 2)),
+        })
+    }
+}
+
+/// TLS for a service: the grant's CA, or the system's certificate authorities.
+fn tls_config(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("its CA {} cannot be read: {e}", path.display()))?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert.map_err(|e| format!("its CA {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("its CA {}: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("its CA {} holds no certificate", path.display()));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
