@@ -64,6 +64,30 @@ impl Grants {
     }
 }
 
+impl Grants {
+    /// Takes out of `secrets` every secret a grant names (database passwords, HTTP credentials),
+    /// whether or not the connector asked for what the grant gives: the host uses them, the
+    /// connector never reads them (`secret()` answers none).
+    pub(crate) fn withhold(
+        &self,
+        secrets: &mut BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let passwords = self
+            .databases
+            .values()
+            .filter_map(|g| g.password.as_deref());
+        let credentials = self
+            .http
+            .values()
+            .filter_map(|g| g.auth.as_ref())
+            .flat_map(|a| a.secrets());
+        passwords
+            .chain(credentials)
+            .filter_map(|name| secrets.remove(name).map(|v| (name.to_owned(), v)))
+            .collect()
+    }
+}
+
 /// What a connection grants (`[grants]` in its configuration).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -369,5 +393,24 @@ mod tests {
             ]
         );
         assert!(lines.iter().all(|l| !l.contains("secret")));
+    }
+
+    #[test]
+    fn secrets_a_grant_names_are_withheld_from_the_connector() {
+        let g: Grants = toml::from_str(
+            "[databases.hr]\nurl = \"postgres://idgard@db/hr\"\npassword = \"hr_db\"\ntls = \"none\"\n\
+             access = \"read-only\"\n[http.app]\nurl = \"https://app/\"\nauth = { bearer = \"app_token\" }\n",
+        )
+        .unwrap();
+        let mut secrets: BTreeMap<String, String> = [
+            ("hr_db".to_owned(), "hunter2".to_owned()),
+            ("app_token".to_owned(), "t0ken".to_owned()),
+            ("other".to_owned(), "x".to_owned()),
+        ]
+        .into();
+        let withheld = g.withhold(&mut secrets);
+        assert_eq!(withheld.get("hr_db").map(String::as_str), Some("hunter2"));
+        assert_eq!(withheld.get("app_token").map(String::as_str), Some("t0ken"));
+        assert_eq!(secrets.keys().collect::<Vec<_>>(), ["other"]);
     }
 }

@@ -416,8 +416,7 @@ impl Runtime {
             .map_err(bad)?
             .to_string();
         let mut secrets = connection.resolve_secrets()?;
-        let mut withheld = sql::withhold(&connection.grants.databases, &mut secrets);
-        withheld.extend(http::withhold(&connection.grants.http, &mut secrets));
+        let withheld = connection.grants.withhold(&mut secrets);
         let effective = grants::effective(m, &connection.grants);
         let mut observer = observer;
         for unused in &effective.unused {

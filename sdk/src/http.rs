@@ -394,8 +394,8 @@ mod imp {
         let at = format!("{} {}", r.method, r.url);
         match e {
             ErrorCode::HttpRequestDenied => Error::denied(format!(
-                "{at}: refused by the agent: outside the connection's HTTP grants (the run's \
-                 log names them)"
+                "{at}: refused by the agent: outside the connection's HTTP grants, or the \
+                 grant's credentials were refused (the run's or the agent's log says which)"
             )),
             ErrorCode::TlsCertificateError => Error::unavailable(format!(
                 "{at}: the service's certificate is not trusted (the grant's `ca`)"

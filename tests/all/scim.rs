@@ -33,15 +33,6 @@ fn connection(s: &Scratch, server: &ScimServer, token: &str, settings: &str) -> 
     ))
 }
 
-fn order(id: &str, entity_type: &str, key: &str, kind: OrderKind) -> Order {
-    Order {
-        id: id.into(),
-        entity_type: entity_type.into(),
-        key: key.into(),
-        kind,
-    }
-}
-
 fn create(id: &str, entity_type: &str, key: &str, attrs: &[(&str, &[&str])]) -> Order {
     let attributes = attrs
         .iter()
@@ -155,6 +146,9 @@ fn users_and_groups_are_created_exported_changed_and_exported_again() {
     assert!(failed("u0").contains("no account `nobody`"));
     assert!(cap.logs().iter().all(|(_, l)| !l.contains(TOKEN)));
 
+    // The incremental cursor is the service's clock at the first page, to the second: let a
+    // second pass so that what was created above is older than it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let (entries, cursor, _) = export(&s, &conn, full());
     assert_eq!(entries.len(), 4, "{entries:?}");
     let ada = find(&entries, "ada");
@@ -254,6 +248,16 @@ fn a_storm_of_429_answers_is_waited_out_or_retried_later() {
     );
     let (entries, _, _) = export(&s, &conn, full());
     assert_eq!(entries.len(), 6);
+    // Without retries, an export cut off by a refused page fails; it never passes for a
+    // shorter list (which would make the missing users look deleted).
+    let conn = connection(&s, &server, TOKEN, "retries = 0\npage_size = 1");
+    match s.run(scim(), &conn, full()).0 {
+        Ok(Outcome::Failed { kind, message }) => {
+            assert_eq!(kind, ErrorKind::Unavailable, "{message}");
+            assert!(message.contains("429"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
     // Without retries, a throttled create is handed back to be retried later.
     let conn = connection(&s, &server, TOKEN, "retries = 0");
     let orders = (6..10)

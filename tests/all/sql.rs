@@ -175,15 +175,6 @@ fn read_write(s: &Scratch, db: &Db) -> Connection {
     connection(s, db, "access = \"read-write\"")
 }
 
-fn order(id: &str, entity_type: &str, key: &str, kind: OrderKind) -> Order {
-    Order {
-        id: id.into(),
-        entity_type: entity_type.into(),
-        key: key.into(),
-        kind,
-    }
-}
-
 fn create(id: &str, key: &str, attrs: &[(&str, &[&str])]) -> Order {
     order(
         id,

@@ -181,3 +181,18 @@ pub fn since(cursor: Option<idgard_host::model::Cursor>) -> Request {
         batch_size: 100,
     }
 }
+
+/// An order of a fulfilment.
+pub fn order(
+    id: &str,
+    entity_type: &str,
+    key: &str,
+    kind: idgard_host::model::OrderKind,
+) -> idgard_host::model::Order {
+    idgard_host::model::Order {
+        id: id.into(),
+        entity_type: entity_type.into(),
+        key: key.into(),
+        kind,
+    }
+}

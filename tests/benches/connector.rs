@@ -11,24 +11,16 @@
 //!     natively (same batches, same validation of every batch), and the ratio;
 //! (c) the connector's peak linear memory for two file sizes and two batch sizes.
 
+mod support;
 use idgard_connector_csv::Csv;
 use idgard_host::model::ExportSummary;
-use idgard_host::{Connection, Observer, Outcome, Request, RunFolders, Runtime, RuntimeOptions};
+use idgard_host::{Connection, Outcome, Request, RunFolders, Runtime, RuntimeOptions};
 use idgard_sdk::testing::Harness;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-struct Count(Arc<AtomicU64>);
-
-impl Observer for Count {
-    fn log(&mut self, _level: idgard_host::Level, _message: &str) {}
-    fn entries(&mut self, _batch: &[u8], count: u32) -> anyhow::Result<()> {
-        self.0.fetch_add(u64::from(count), Ordering::Relaxed);
-        Ok(())
-    }
-}
+use support::*;
 
 fn connection(text: &str, dir: &Path) -> Connection {
     let path = dir.join("connection.toml");

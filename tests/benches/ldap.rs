@@ -13,6 +13,7 @@
 //! IDGARD_BENCH_ACCOUNTS=2000 IDGARD_BENCH_ENTRIES=20000 cargo bench -p idgard-tests --bench ldap
 //! ```
 
+mod support;
 use idgard_host::model::{Order, OrderKind, OrderOutcome};
 use idgard_host::{
     Connection, Loaded, Observer, Outcome, Request, RunFolders, Runtime, RuntimeOptions,
@@ -22,6 +23,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::*;
 
 const PEOPLE: &str = "ou=people,dc=idgard,dc=test";
 const GROUPS: &str = "ou=groups,dc=idgard,dc=test";
@@ -50,13 +52,6 @@ impl Observer for Tally {
         }
         Ok(())
     }
-}
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn connection(d: &Slapd, dir: &Path) -> Connection {

@@ -14,36 +14,16 @@
 //! IDGARD_BENCH_ROWS=100000 cargo bench -p idgard-tests --bench sql
 //! ```
 
+mod support;
 use idgard_host::model::{Order, OrderKind, OrderOutcome};
-use idgard_host::{
-    Connection, Loaded, Observer, Outcome, Request, RunFolders, Runtime, RuntimeOptions,
-};
+use idgard_host::{Connection, Loaded, Outcome, Request, RunFolders, Runtime, RuntimeOptions};
 use sqlx::{Executor, Row};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use support::*;
 
 const BATCH: usize = 1_000;
-
-#[derive(Clone, Default)]
-struct Count(Arc<AtomicU64>);
-
-impl Observer for Count {
-    fn log(&mut self, _level: idgard_host::Level, _message: &str) {}
-    fn entries(&mut self, _batch: &[u8], count: u32) -> anyhow::Result<()> {
-        self.0.fetch_add(count.into(), Ordering::Relaxed);
-        Ok(())
-    }
-}
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Scratch {
     admin: String,
@@ -146,7 +126,7 @@ fn export(rt: &Runtime, loaded: &Loaded, conn: &Connection) -> u64 {
         )
         .unwrap();
     assert!(matches!(out, Outcome::Exported(_)), "{out:?}");
-    count.0.load(Ordering::Relaxed)
+    count.get()
 }
 
 fn creates(from: usize, n: usize) -> Vec<Order> {

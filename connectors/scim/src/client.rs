@@ -44,7 +44,7 @@ impl Scim {
         scim.filter = supported("filter");
         scim.etag = supported("etag");
         if let Some(max) = spc["filter"]["maxResults"].as_u64().filter(|m| *m > 0) {
-            scim.max_results = config.page_size.min(max as u32);
+            scim.max_results = config.page_size.min(u32::try_from(max).unwrap_or(u32::MAX));
         }
         if !supported("patch") {
             idgard_sdk::log::warn("the service says it does not support PATCH: updates will fail");

@@ -19,6 +19,10 @@ pub const CURSOR_FORMAT: &str = "scim-last-modified-1";
 struct Paging<'a> {
     scim: &'a Scim,
     since: Option<String>,
+    /// When the service answered the first page (its `Date`), the next export's start: a
+    /// resource changed while this one pages is read again next time, not lost.
+    began: Option<String>,
+    /// The latest `meta.lastModified` seen, when the service sends no `Date`.
     latest: Option<String>,
     /// User ids to keys, for the groups' members.
     keys: HashMap<String, Option<String>>,
@@ -52,6 +56,7 @@ pub fn export(
     let mut p = Paging {
         scim,
         since: since.clone(),
+        began: None,
         latest: since,
         keys: HashMap::new(),
     };
@@ -75,10 +80,14 @@ pub fn export(
             export_group(&mut p, group, out)?;
         }
     }
-    Ok(scim.filter.then(|| Cursor {
-        format: CURSOR_FORMAT.into(),
-        data: p.latest.unwrap_or_default().into_bytes(),
-    }))
+    // No cursor when nothing says when: the next export is a full one.
+    Ok(p.began
+        .or(p.latest)
+        .filter(|_| scim.filter)
+        .map(|at| Cursor {
+            format: CURSOR_FORMAT.into(),
+            data: at.into_bytes(),
+        }))
 }
 
 fn export_group(p: &mut Paging<'_>, group: &Value, out: &mut Exporter) -> Result<(), Error> {
@@ -136,12 +145,15 @@ impl Paging<'_> {
             if answer.status() != 200 {
                 return Err(status_error(&answer, &format!("listing {what}")));
             }
+            if self.began.is_none() {
+                self.began = answer.header("date").and_then(rfc3339_of_http_date);
+            }
             let page: Value = answer.json()?;
             let resources = page["Resources"]
                 .as_array()
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            let total = page["totalResults"].as_u64().unwrap_or(0);
+            let total = page["totalResults"].as_u64();
             for r in resources {
                 if let Some(m) = r["meta"]["lastModified"].as_str()
                     && self.latest.as_deref().is_none_or(|l| later(m, l))
@@ -151,9 +163,19 @@ impl Paging<'_> {
                 each(self, r);
             }
             start += resources.len() as u64;
-            idgard_sdk::progress(start - 1, Some(total), &format!("{what} read"));
-            if resources.is_empty() || start > total {
-                return Ok(());
+            idgard_sdk::progress(start - 1, total, &format!("{what} read"));
+            match total {
+                // An early end would make the missing ones look deleted: fail instead.
+                Some(t) if resources.is_empty() && start <= t => {
+                    return Err(Error::unavailable(format!(
+                        "listing {what}: the pages ended at {} of the {t} announced (the \
+                         service changed during the export?); try again",
+                        start - 1
+                    )));
+                }
+                Some(t) if start > t => return Ok(()),
+                _ if resources.is_empty() => return Ok(()),
+                _ => {}
             }
         }
     }
@@ -179,6 +201,24 @@ impl Paging<'_> {
     }
 }
 
+/// An HTTP date (`Sat, 28 Nov 2026 17:49:00 GMT`, RFC 9110's preferred form) as RFC 3339.
+fn rfc3339_of_http_date(date: &str) -> Option<String> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let mut parts = date.split_whitespace().skip(1);
+    let day: u8 = parts.next()?.parse().ok()?;
+    let name = parts.next()?;
+    let month = MONTHS.iter().position(|m| *m == name)? + 1;
+    let year: u16 = parts.next()?.parse().ok()?;
+    let time = parts.next()?;
+    let ok = time.len() == 8
+        && time
+            .split(':')
+            .all(|t| t.len() == 2 && t.parse::<u8>().is_ok());
+    (ok && parts.next() == Some("GMT")).then(|| format!("{year:04}-{month:02}-{day:02}T{time}Z"))
+}
+
 /// Whether timestamp `a` is later than `b` (RFC 3339 in UTC compares as text; otherwise the
 /// longer precision of the same instant may compare wrong by a fraction, which `ge` absorbs).
 fn later(a: &str, b: &str) -> bool {
@@ -192,5 +232,25 @@ pub fn status_error(answer: &idgard_sdk::http::Response, doing: &str) -> Error {
         401 | 403 => Error::denied(message),
         429 | 500..=599 => Error::unavailable(message),
         _ => Error::invalid_data(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_become_rfc3339() {
+        assert_eq!(
+            rfc3339_of_http_date("Sat, 28 Nov 2026 17:49:00 GMT").as_deref(),
+            Some("2026-11-28T17:49:00Z")
+        );
+        assert_eq!(
+            rfc3339_of_http_date("Mon, 01 Feb 2027 07:05:09 GMT").as_deref(),
+            Some("2027-02-01T07:05:09Z")
+        );
+        assert_eq!(rfc3339_of_http_date("yesterday"), None);
+        assert_eq!(rfc3339_of_http_date("Sat, 28 Nov 2026 17:49 GMT"), None);
+        assert_eq!(rfc3339_of_http_date("Sat, 28 Nov 2026 17:49:00 CET"), None);
     }
 }

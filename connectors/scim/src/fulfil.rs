@@ -17,6 +17,8 @@ use std::collections::HashMap;
 struct Found {
     id: String,
     version: Option<String>,
+    /// The resource as the service gave it (multi-valued attributes are changed from it).
+    resource: Value,
 }
 
 /// What fulfil keeps while it works: resources found by key.
@@ -119,11 +121,13 @@ impl Work<'_> {
                         && let Some(id) = v["id"].as_str()
                     {
                         let version = v["meta"]["version"].as_str().map(str::to_owned);
+                        let id = id.to_owned();
                         self.found.insert(
                             (order.entity_type.clone(), order.key.clone()),
                             Some(Found {
-                                id: id.to_owned(),
+                                id,
                                 version,
+                                resource: v,
                             }),
                         );
                     }
@@ -185,6 +189,12 @@ impl Work<'_> {
         let (path, attribute) = endpoint(entity_type).ok_or_else(|| {
             Error::configuration(format!("the SCIM connector keeps no `{entity_type}`"))
         })?;
+        if !self.scim.filter {
+            return Err(Error::unsupported(
+                "changing resources of a service without filters (the connector finds a \
+                 resource by its key with one)",
+            ));
+        }
         let filter = query_value(&format!("{attribute} eq {}", map::quoted(key)));
         let answer = self
             .scim
@@ -208,6 +218,7 @@ impl Work<'_> {
                 Some(Found {
                     id: r["id"].as_str()?.to_owned(),
                     version: r["meta"]["version"].as_str().map(str::to_owned),
+                    resource: r.clone(),
                 })
             });
         self.found.insert(k, found.clone());
@@ -242,7 +253,7 @@ impl Work<'_> {
         let (request, doing) = match &order.kind {
             OrderKind::Delete => (Request::delete(self.scim.url(&at)), "deleting"),
             kind => {
-                let ops = match self.operations(order, kind) {
+                let ops = match self.operations(order, kind, &found.resource) {
                     Ok(ops) => ops,
                     Err(message) => return Ok(OrderResult::failed(&order.id, message)),
                 };
@@ -267,6 +278,16 @@ impl Work<'_> {
                 self.found.remove(&key);
                 return self.try_one(order, false);
             }
+            412 => {
+                self.found.remove(&key);
+                return Ok(OrderResult::retry_later(
+                    &order.id,
+                    format!(
+                        "{} `{}` changed twice while being updated (412)",
+                        order.entity_type, order.key
+                    ),
+                ));
+            }
             404 if matches!(order.kind, OrderKind::Delete) => {
                 return Ok(OrderResult::done(&order.id));
             }
@@ -283,7 +304,12 @@ impl Work<'_> {
     }
 
     /// The PATCH operations of an order other than create and delete.
-    fn operations(&mut self, order: &Order, kind: &OrderKind) -> Result<Vec<Value>, String> {
+    fn operations(
+        &mut self,
+        order: &Order,
+        kind: &OrderKind,
+        current: &Value,
+    ) -> Result<Vec<Value>, String> {
         let active =
             |on: bool| vec![serde_json::json!({"op": "replace", "path": "active", "value": on})];
         match kind {
@@ -292,7 +318,9 @@ impl Work<'_> {
             OrderKind::SetPassword(p) if order.entity_type == ACCOUNT => Ok(vec![
                 serde_json::json!({"op": "replace", "path": "password", "value": p}),
             ]),
-            OrderKind::Update(changes) if order.entity_type == ACCOUNT => map::user_patch(changes),
+            OrderKind::Update(changes) if order.entity_type == ACCOUNT => {
+                map::user_patch(changes, current)
+            }
             OrderKind::Update(changes) => {
                 let mut ops = Vec::new();
                 for c in changes {

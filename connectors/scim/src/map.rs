@@ -93,11 +93,16 @@ pub fn user_attributes(user: &Value) -> Vec<(&'static str, String)> {
 /// The work (or primary, or first) value of a multi-valued attribute.
 fn work(values: &Value) -> Value {
     let list = values.as_array().map(Vec::as_slice).unwrap_or(&[]);
+    shown(list).map_or(Value::Null, |i| list[i]["value"].clone())
+}
+
+/// Which value of a multi-valued attribute idgard shows: the work one, else the primary, else
+/// the first.
+fn shown(list: &[Value]) -> Option<usize> {
     list.iter()
-        .find(|v| v["type"] == "work")
-        .or_else(|| list.iter().find(|v| v["primary"] == true))
-        .or_else(|| list.first())
-        .map_or(Value::Null, |v| v["value"].clone())
+        .position(|v| v["type"] == "work")
+        .or_else(|| list.iter().position(|v| v["primary"] == true))
+        .or((!list.is_empty()).then_some(0))
 }
 
 fn typed(path: Path, value: &str) -> Result<Value, String> {
@@ -154,19 +159,50 @@ fn scim_path(path: Path) -> String {
 }
 
 /// The PATCH operations of a User's changes. Every mapped attribute is single-valued: `add` and
-/// `replace` set it to the first value, `remove` (or a change to no value) removes it.
-pub fn user_patch(changes: &[AttributeChange]) -> Result<Vec<Value>, String> {
+/// `replace` set it to the first value, `remove` (or a change to no value) removes it. The work
+/// e-mail and phone are changed in the user's list (`current`), which keeps its other values.
+pub fn user_patch(changes: &[AttributeChange], current: &Value) -> Result<Vec<Value>, String> {
     changes
         .iter()
         .map(|c| {
             let path = path_of(&c.name)?;
             let p = scim_path(path);
-            Ok(match (c.op, c.values.first()) {
-                (ChangeOp::Remove, _) | (_, None) => json!({ "op": "remove", "path": p }),
-                (_, Some(v)) => json!({ "op": "replace", "path": p, "value": typed(path, v)? }),
+            let value = match c.op {
+                ChangeOp::Remove => None,
+                _ => c.values.first(),
+            };
+            if matches!(path, Path::Email | Path::Phone) {
+                let list = with_work(&current[p.as_str()], value.map(String::as_str));
+                return Ok(json!({ "op": "replace", "path": p, "value": list }));
+            }
+            Ok(match value {
+                None => json!({ "op": "remove", "path": p }),
+                Some(v) => json!({ "op": "replace", "path": p, "value": typed(path, v)? }),
             })
         })
         .collect()
+}
+
+/// A multi-valued attribute's list with its work value replaced by `value` (or removed); the
+/// others are kept, and lose `primary` when the new work value takes it.
+fn with_work(list: &Value, value: Option<&str>) -> Value {
+    let old = list.as_array().cloned().unwrap_or_default();
+    let shown = shown(&old);
+    let mut out: Vec<Value> = old
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != shown)
+        .map(|(_, mut v)| {
+            if value.is_some() {
+                v["primary"] = Value::Bool(false);
+            }
+            v
+        })
+        .collect();
+    if let Some(v) = value {
+        out.insert(0, json!({ "value": v, "type": "work", "primary": true }));
+    }
+    Value::Array(out)
 }
 
 /// The PATCH body of operations.
@@ -239,30 +275,67 @@ mod tests {
     }
 
     #[test]
+    fn the_work_email_changes_and_the_others_stay() {
+        let user = json!({"emails": [
+            {"value": "home@x", "type": "home"},
+            {"value": "old@x", "type": "work", "primary": true}
+        ]});
+        let change = |op, v: &[&str]| AttributeChange {
+            name: "email".into(),
+            op,
+            values: v.iter().map(|s| s.to_string()).collect(),
+        };
+        let ops = user_patch(&[change(ChangeOp::Replace, &["new@x"])], &user).unwrap();
+        assert_eq!(
+            ops[0]["value"],
+            json!([
+                {"value": "new@x", "type": "work", "primary": true},
+                {"value": "home@x", "type": "home", "primary": false}
+            ])
+        );
+        let ops = user_patch(&[change(ChangeOp::Remove, &[])], &user).unwrap();
+        assert_eq!(
+            ops[0]["value"],
+            json!([{"value": "home@x", "type": "home"}])
+        );
+        // No work e-mail: the primary one is the one replaced.
+        let user = json!({"emails": [{"value": "a@x", "primary": true}, {"value": "b@x"}]});
+        let ops = user_patch(&[change(ChangeOp::Replace, &["c@x"])], &user).unwrap();
+        assert_eq!(ops[0]["value"][0]["value"], "c@x");
+        assert_eq!(ops[0]["value"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
     fn changes_become_patch_operations() {
-        let ops = user_patch(&[
-            AttributeChange {
-                name: "title".into(),
-                op: ChangeOp::Replace,
-                values: vec!["CTO".into()],
-            },
-            AttributeChange {
-                name: "phone".into(),
-                op: ChangeOp::Remove,
-                values: vec![],
-            },
-            AttributeChange {
-                name: "department".into(),
-                op: ChangeOp::Add,
-                values: vec!["R&D".into()],
-            },
-        ])
+        let ops = user_patch(
+            &[
+                AttributeChange {
+                    name: "title".into(),
+                    op: ChangeOp::Replace,
+                    values: vec!["CTO".into()],
+                },
+                AttributeChange {
+                    name: "phone".into(),
+                    op: ChangeOp::Remove,
+                    values: vec![],
+                },
+                AttributeChange {
+                    name: "department".into(),
+                    op: ChangeOp::Add,
+                    values: vec!["R&D".into()],
+                },
+            ],
+            &json!({}),
+        )
         .unwrap();
         assert_eq!(
             ops[0],
             json!({"op": "replace", "path": "title", "value": "CTO"})
         );
-        assert_eq!(ops[1], json!({"op": "remove", "path": "phoneNumbers"}));
+        assert_eq!(
+            ops[1],
+            json!({"op": "replace", "path": "phoneNumbers", "value": []})
+        );
         assert_eq!(ops[2]["path"], format!("{ENTERPRISE}:department"));
         let ids = ["a\"b".to_owned()];
         assert_eq!(

@@ -118,8 +118,11 @@ impl HttpGrant {
         if let Some(HttpAuth::OAuth2 { token_url, .. }) = &self.auth {
             let t =
                 Url::parse(token_url).map_err(|e| bad(format!("token_url `{token_url}`: {e}")))?;
-            if !matches!(t.scheme(), "http" | "https") {
-                return Err(bad(format!("token_url `{token_url}` is not HTTP(S)")));
+            // It carries the client's secret: plain HTTP only where the service itself is.
+            if t.scheme() != "https" && !(t.scheme() == "http" && base.scheme == "http") {
+                return Err(bad(format!(
+                    "token_url `{token_url}` must be https:// (it carries the client secret)"
+                )));
             }
         }
         if self.timeout_s == 0 || self.connect_timeout_s == 0 || self.max_response_mib == 0 {
@@ -181,16 +184,21 @@ fn base_of(url: &str) -> Result<Base, String> {
     })
 }
 
-/// Whether a path could mean another path to a server: dot segments (plain or percent-encoded),
-/// encoded slashes or backslashes, backslashes.
+/// Whether a path could mean another path to a server: dot segments (plain or percent-encoded,
+/// or before a `;` parameter, which some servers drop), encoded slashes or backslashes,
+/// backslashes, an encoded `%` (a server decoding twice would see `%2e`).
 fn unsafe_path(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') {
+    if ["%2f", "%5c", "%25", "\\"]
+        .iter()
+        .any(|p| lower.contains(p))
+    {
         return true;
     }
-    lower
-        .split('/')
-        .any(|seg| matches!(seg.replace("%2e", ".").as_str(), "." | ".."))
+    lower.split('/').any(|seg| {
+        let seg = seg.split(';').next().unwrap_or("");
+        matches!(seg.replace("%2e", ".").as_str(), "." | "..")
+    })
 }
 
 /// A request's target, as the host checks it.
@@ -291,6 +299,9 @@ mod tests {
             "/api/a%5C..",
             "/api/a\\b",
             "/api/./x",
+            "/api/..;/admin",
+            "/api/.;x/y",
+            "/api/%252e%252e/admin",
         ] {
             assert!(!b.admits(&t(path)), "{path}");
         }

@@ -25,6 +25,16 @@ use wasmtime_wasi_http::{
 
 /// Refusals kept for the run's log, at most.
 const MAX_REFUSALS_LOGGED: usize = 10;
+/// The methods a connector may use.
+const ALLOWED_METHODS: [http::Method; 7] = [
+    http::Method::GET,
+    http::Method::HEAD,
+    http::Method::POST,
+    http::Method::PUT,
+    http::Method::PATCH,
+    http::Method::DELETE,
+    http::Method::OPTIONS,
+];
 
 /// The services a runtime keeps across runs, by everything that built them.
 #[derive(Clone, Default)]
@@ -119,19 +129,6 @@ impl Http {
     }
 }
 
-/// Takes out of `secrets` every secret an HTTP grant's credentials name (whether or not the
-/// connector asked for HTTP): the host sends them, the connector never reads them.
-pub(crate) fn withhold(
-    all: &BTreeMap<String, HttpGrant>,
-    secrets: &mut BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    all.values()
-        .filter_map(|g| g.auth.as_ref())
-        .flat_map(|a| a.secrets())
-        .filter_map(|name| secrets.remove(name).map(|v| (name.to_owned(), v)))
-        .collect()
-}
-
 type SendFuture = Box<
     dyn Future<
             Output = Result<
@@ -197,6 +194,29 @@ impl WasiHttpHooks for Hooks {
             port: uri.port_u16().unwrap_or(default_port),
             path: uri.path(),
         };
+        // Methods that echo a request back (TRACE, TRACK, DEBUG) would hand the connector the
+        // credentials the host adds; CONNECT would open a tunnel.
+        if !ALLOWED_METHODS.contains(request.method()) {
+            let message = format!(
+                "refused an HTTP {} request to {}: only {} are sent",
+                request.method(),
+                target.shown(),
+                ALLOWED_METHODS
+                    .iter()
+                    .map(http::Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return self.refuse(message);
+        }
+        // A user in the URL would become an Authorization header of the guest's own.
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            let message = format!(
+                "refused an HTTP request to {}: a URL carrying a user name or password",
+                target.shown()
+            );
+            return self.refuse(message);
+        }
         let Some(route) = self.routes.iter().find(|r| r.base.admits(&target)) else {
             let message = format!(
                 "refused an HTTP request to {}: outside the connection's HTTP grants ({})",
@@ -224,5 +244,56 @@ impl WasiHttpHooks for Hooks {
                 self.refuse(message)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn hooks() -> Hooks {
+        let grants: BTreeMap<String, HttpGrant> =
+            toml::from_str("[app]\nurl = \"http://127.0.0.1:9/api/\"").unwrap();
+        Http::new(&grants, &BTreeMap::new(), &Services::default()).hooks
+    }
+
+    /// Hands a request to the hooks; the future is dropped unpolled, so nothing is ever sent.
+    fn offer(h: &mut Hooks, method: &str, uri: &str) {
+        let body = http_body_util::Empty::new()
+            .map_err(|_| unreachable!())
+            .boxed_unsync();
+        let request = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(body)
+            .unwrap();
+        drop(h.send_request(request, None, Box::new(async { Ok(()) })));
+    }
+
+    #[test]
+    fn requests_are_refused_before_anything_is_sent() {
+        let mut h = hooks();
+        offer(&mut h, "GET", "http://127.0.0.1:9/api/users");
+        assert_eq!(h.refused, 0);
+        for (method, uri, why) in [
+            ("TRACE", "http://127.0.0.1:9/api/x", "only GET, HEAD"),
+            ("CONNECT", "http://127.0.0.1:9/api/x", "only GET, HEAD"),
+            (
+                "GET",
+                "http://u:p@127.0.0.1:9/api/x",
+                "user name or password",
+            ),
+            ("GET", "http://127.0.0.1:9/api/..;/admin", "outside"),
+            ("GET", "http://127.0.0.1:9/other", "outside"),
+            ("GET", "http://127.0.0.1:10/api/x", "outside"),
+        ] {
+            let before = h.refused;
+            offer(&mut h, method, uri);
+            assert_eq!(h.refused, before + 1, "{method} {uri}");
+            let last = h.refusals.last().unwrap();
+            assert!(last.contains(why), "{method} {uri}: {last}");
+        }
+        assert!(h.refusals[3].contains("granted: http://127.0.0.1:9/api/"));
     }
 }

@@ -40,25 +40,36 @@ pub(super) async fn forward(
     if let Some(t) = options.and_then(|o| o.first_byte_timeout) {
         timeout = timeout.min(t);
     }
-    let mut builder = service
-        .client
-        .request(parts.method, parts.uri.to_string())
-        .timeout(timeout)
-        .body(body);
-    for (k, v) in &parts.headers {
-        if *k != http::header::HOST && *k != http::header::CONTENT_LENGTH {
-            builder = builder.header(k, v);
+    let url = parts.uri.to_string();
+    let send = |auth: Option<http::HeaderValue>| {
+        let mut builder = service
+            .client
+            .request(parts.method.clone(), &url)
+            .timeout(timeout)
+            .body(body.clone());
+        for (k, v) in &parts.headers {
+            if *k != http::header::HOST && *k != http::header::CONTENT_LENGTH {
+                builder = builder.header(k, v);
+            }
         }
-    }
-    if let Some(auth) = service.authorization(&name).await? {
-        builder = builder.header(http::header::AUTHORIZATION, auth);
-    }
-    let response = builder.send().await.map_err(|e| {
-        tracing::warn!(service = %name, "HTTP request failed: {}", chain(&e));
-        code(&e)
-    })?;
-    if response.status() == http::StatusCode::UNAUTHORIZED {
-        service.forget_token().await;
+        if let Some(auth) = auth {
+            builder = builder.header(http::header::AUTHORIZATION, auth);
+        }
+        let name = &name;
+        async move {
+            builder.send().await.map_err(|e| {
+                tracing::warn!(service = %name, "HTTP request failed: {}", chain(&e));
+                code(&e)
+            })
+        }
+    };
+    let auth = service.authorization(&name).await?;
+    let mut response = send(auth.clone()).await?;
+    // An access token the service no longer takes: once more with a fresh one.
+    if response.status() == http::StatusCode::UNAUTHORIZED
+        && service.forget_token(auth.as_ref()).await
+    {
+        response = send(service.authorization(&name).await?).await?;
     }
     let max = service.max_response;
     if response.content_length().is_some_and(|n| n > max as u64) {

@@ -14,6 +14,8 @@ const IDLE: Duration = Duration::from_secs(60);
 const TOKEN_MARGIN: Duration = Duration::from_secs(30);
 /// An access token's lifetime when the authorisation server does not say.
 const TOKEN_DEFAULT_LIFE: Duration = Duration::from_secs(300);
+/// The longest an access token is kept, whatever the authorisation server says.
+const TOKEN_MAX_LIFE: Duration = Duration::from_secs(24 * 3600);
 
 /// Credentials, with the secrets read.
 #[derive(Clone)]
@@ -38,6 +40,9 @@ struct Token {
 #[derive(Clone)]
 pub(super) struct Service {
     pub(super) client: reqwest::Client,
+    /// For OAuth 2.0: the client of the token endpoint, which trusts the system's authorities
+    /// besides the grant's CA (an identity provider is often public when the service is not).
+    token_client: Option<reqwest::Client>,
     credentials: Option<Credentials>,
     pub(super) timeout: Duration,
     pub(super) max_response: usize,
@@ -86,18 +91,14 @@ impl Service {
                 token: Arc::default(),
             }),
         };
-        let tls = tls_config(grant.ca.as_deref())?;
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(grant.connect_timeout_s.into()))
-            .pool_idle_timeout(IDLE)
-            .user_agent(concat!("idgard-agent/", env!("CARGO_PKG_VERSION")))
-            .no_proxy()
-            .build()
-            .map_err(|e| format!("its client cannot be built: {e}"))?;
+        let client = client(grant, false)?;
+        let token_client = match (&credentials, &grant.ca) {
+            (Some(Credentials::OAuth2 { .. }), Some(_)) => Some(self::client(grant, true)?),
+            _ => None,
+        };
         Ok(Service {
             client,
+            token_client,
             credentials,
             timeout: Duration::from_secs(grant.timeout_s.into()),
             max_response: (grant.max_response_mib as usize) << 20,
@@ -139,11 +140,17 @@ impl Service {
         }
     }
 
-    /// Forgets the access token (the service refused it): the next request fetches another.
-    pub(super) async fn forget_token(&self) {
-        if let Some(Credentials::OAuth2 { token, .. }) = &self.credentials {
-            *token.lock().await = None;
+    /// Forgets the access token `sent` (the service refused it), unless another request has
+    /// already replaced it; whether a fresh token is worth a second try.
+    pub(super) async fn forget_token(&self, sent: Option<&http::HeaderValue>) -> bool {
+        let Some(Credentials::OAuth2 { token, .. }) = &self.credentials else {
+            return false;
+        };
+        let mut kept = token.lock().await;
+        if kept.as_ref().map(|t| &t.header) == sent {
+            *kept = None;
         }
+        true
     }
 
     async fn fetch_token(
@@ -157,8 +164,9 @@ impl Service {
         #[derive(serde::Deserialize)]
         struct Answer {
             access_token: String,
+            /// A number, or a number in a string (some servers write it so).
             #[serde(default)]
-            expires_in: Option<u64>,
+            expires_in: Option<serde_json::Value>,
         }
         let mut form = vec![("grant_type", "client_credentials")];
         if let Some(s) = scope {
@@ -169,7 +177,9 @@ impl Service {
             code
         };
         let answer = self
-            .client
+            .token_client
+            .as_ref()
+            .unwrap_or(&self.client)
             .post(token_url)
             .basic_auth(client_id, Some(client_secret))
             .form(&form)
@@ -194,7 +204,9 @@ impl Service {
         })?;
         let life = body
             .expires_in
-            .map_or(TOKEN_DEFAULT_LIFE, Duration::from_secs);
+            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.trim().parse().ok()))
+            .map_or(TOKEN_DEFAULT_LIFE, Duration::from_secs)
+            .min(TOKEN_MAX_LIFE);
         let header = sensitive(format!("Bearer {}", body.access_token))
             .map_err(|e| failed(e, HttpError::HttpProtocolError))?;
         Ok(Token {
@@ -204,9 +216,28 @@ impl Service {
     }
 }
 
-/// TLS for a service: the grant's CA, or the system's certificate authorities.
-fn tls_config(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+/// A client for a grant: its CA (or the system's authorities; both with `system`), no
+/// redirects, no proxy.
+fn client(grant: &HttpGrant, system: bool) -> Result<reqwest::Client, String> {
+    let tls = tls_config(grant.ca.as_deref(), system)?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(grant.connect_timeout_s.into()))
+        .pool_idle_timeout(IDLE)
+        .user_agent(concat!("idgard-agent/", env!("CARGO_PKG_VERSION")))
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("its client cannot be built: {e}"))
+}
+
+/// TLS for a service: the grant's CA, or the system's certificate authorities (and both when
+/// `system` is set).
+fn tls_config(ca: Option<&std::path::Path>, system: bool) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
+    if system && ca.is_some() {
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    }
     match ca {
         Some(path) => {
             let pem = std::fs::read(path)

@@ -109,18 +109,6 @@ pub(crate) struct Databases {
     pools: Pools,
 }
 
-/// Takes out of `secrets` every secret a database grant of the connection names (whether or not
-/// the connector asked for SQL): the host signs in with them, the connector never reads them.
-pub(crate) fn withhold(
-    all: &BTreeMap<String, DatabaseGrant>,
-    secrets: &mut BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    all.values()
-        .filter_map(|g| g.password.as_ref())
-        .filter_map(|name| secrets.remove(name).map(|v| (name.clone(), v)))
-        .collect()
-}
-
 impl Databases {
     /// The databases a run is granted, with the passwords withheld from the connector.
     pub(crate) fn new(
@@ -459,27 +447,5 @@ impl sql::HostRows for RunState {
     async fn drop(&mut self, rows: Resource<Rows>) -> wasmtime::Result<()> {
         self.table.delete(rows)?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_passwords_are_withheld_from_the_connector() {
-        let grants: BTreeMap<String, DatabaseGrant> = toml::from_str(
-            "[hr]\nurl = \"postgres://idgard@db/hr\"\npassword = \"hr_db\"\ntls = \"none\"\n\
-             access = \"read-only\"\n",
-        )
-        .unwrap();
-        let mut secrets: BTreeMap<String, String> = [
-            ("hr_db".to_owned(), "hunter2".to_owned()),
-            ("api_token".to_owned(), "t".to_owned()),
-        ]
-        .into();
-        let passwords = withhold(&grants, &mut secrets);
-        assert_eq!(passwords.get("hr_db").map(String::as_str), Some("hunter2"));
-        assert_eq!(secrets.keys().collect::<Vec<_>>(), ["api_token"]);
     }
 }
