@@ -88,7 +88,9 @@ impl Request {
         Ok(r.body(&content_type, body))
     }
 
-    /// How long to wait for the response to start (the grant's timeout applies too).
+    /// How long to wait for the response to start (the grant's timeout applies too). Each
+    /// request sent with one holds one of the run's handles until the run ends: keep it for the
+    /// few requests that need a shorter wait than the grant's.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -298,15 +300,17 @@ mod imp {
         request
             .set_path_with_query(Some(url.path_and_query))
             .map_err(|()| refused("bad path"))?;
-        let options = RequestOptions::new();
-        if let Some(t) = r.timeout {
+        // Options only when asked for: the host keeps an options resource until the run ends
+        // (wasmtime-wasi-http 48 does not release it), and a run holds a bounded number.
+        let options = r.timeout.map(|t| {
+            let options = RequestOptions::new();
             let _ = options.set_first_byte_timeout(Some(t.as_nanos() as u64));
-        }
+            options
+        });
         let body = request
             .body()
             .map_err(|()| Error::internal("request body taken twice"))?;
-        let pending =
-            outgoing_handler::handle(request, Some(options)).map_err(|e| failed(r, &e))?;
+        let pending = outgoing_handler::handle(request, options).map_err(|e| failed(r, &e))?;
         if let Err(e) = write_body(&body, &r.body) {
             // A refused request closes its body: its own error says why.
             drop(body);

@@ -385,3 +385,23 @@ fn a_connection_without_http_grants_sends_nothing() {
     );
     assert_eq!(sv.seen.admin.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn a_run_sends_more_requests_than_it_may_hold_handles() {
+    // Every request's resources are released when the connector is done with it: a run of 300
+    // requests stays under the 256 handles a run may hold.
+    let sv = Servers::start();
+    let s = Scratch::new();
+    let a = sv.service;
+    let requests: Vec<String> = (0..300)
+        .map(|_| format!("GET http://{a}/api/echo"))
+        .collect();
+    let conn = connection(&s, &requests, "", &format!("url = \"http://{a}/api/\""));
+    let (e, _) = answers(&s, &conn);
+    assert_eq!(e.len(), 300);
+    assert!(
+        e.iter().all(|e| attr(e, "status") == "200"),
+        "{:?}",
+        e.last()
+    );
+}
