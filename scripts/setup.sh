@@ -52,14 +52,15 @@ if ! command -v mssql-mock-tds >/dev/null 2>&1; then
     cargo install --locked --quiet mssql-mock-tds --version 0.3.0
 fi
 
-# The SCIM connector's tests run against scim2-server (PyPI) in a virtual environment of its own
-# (tests/scim/requirements.txt pins it); pip again only when the requirements changed.
-venv=target/scim-venv
-if [ ! -x "$venv/bin/python" ] || [ tests/scim/requirements.txt -nt "$venv/.installed" ]; then
-    echo "setup: scim2-server and its tools in $venv (pip)"
+# The Python test services (scim2-server for the SCIM connector, aiosmtpd for mail) run in a
+# virtual environment of their own (tests/requirements.txt pins them); pip again only when the
+# requirements changed.
+venv=target/py-venv
+if [ ! -x "$venv/bin/python" ] || [ tests/requirements.txt -nt "$venv/.installed" ]; then
+    echo "setup: scim2-server, aiosmtpd and their tools in $venv (pip)"
     mkdir -p target
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/scim/requirements.txt
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
     touch "$venv/.installed"
 fi
 

@@ -37,6 +37,8 @@ pub struct Config {
     pub secrets_key: Option<PathBuf>,
     /// The web UI: sign-in methods, sessions, roles (see `docs/ui.md`).
     pub ui: crate::web::settings::UiConfig,
+    /// Notifications by mail (see `docs/operations.md`).
+    pub mail: crate::notify::settings::MailConfig,
 }
 
 /// HTTPS certificate and key (PEM). Without them (and without `dev_http`), a self-signed
@@ -197,6 +199,7 @@ impl Default for Config {
             rules: None,
             secrets_key: None,
             ui: Default::default(),
+            mail: Default::default(),
         }
     }
 }
@@ -245,6 +248,18 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("IDGARD_LIMITS_HEADER_TIMEOUT_S", "limits.header_timeout_s"),
     ("IDGARD_LIMITS_BODY_TIMEOUT_S", "limits.body_timeout_s"),
     ("IDGARD_LIMITS_IDLE_TIMEOUT_S", "limits.idle_timeout_s"),
+    ("IDGARD_MAIL_HOST", "mail.host"),
+    ("IDGARD_MAIL_PORT", "mail.port"),
+    ("IDGARD_MAIL_TLS", "mail.tls"),
+    ("IDGARD_MAIL_CA", "mail.ca"),
+    ("IDGARD_MAIL_USERNAME", "mail.username"),
+    ("IDGARD_MAIL_PASSWORD_FILE", "mail.password_file"),
+    ("IDGARD_MAIL_FROM", "mail.from"),
+    ("IDGARD_MAIL_TO", "mail.to"),
+    ("IDGARD_MAIL_PERIOD_S", "mail.period_s"),
+    ("IDGARD_MAIL_CHECK_S", "mail.check_s"),
+    ("IDGARD_MAIL_RETRY_S", "mail.retry_s"),
+    ("IDGARD_MAIL_AGENT_OFFLINE_S", "mail.agent_offline_s"),
 ];
 
 /// Variables read elsewhere, not configuration keys.
@@ -338,6 +353,7 @@ impl Config {
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             bail!("tls.cert and tls.key go together");
         }
+        self.mail.check()?;
         Ok(())
     }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod keys;
+pub mod notify;
 pub mod page;
 pub mod private;
 pub mod queue;
@@ -193,6 +194,13 @@ pub async fn serve(
             );
         }
     }
+    let notifier = notify::Notifier::new(
+        &config.mail,
+        queue.db.clone(),
+        queue.clock.clone(),
+        config.public_url.clone(),
+    )?
+    .map(notify::Notifier::spawn);
     let scheduler = {
         let engine = engine.clone();
         tokio::spawn(async move {
@@ -249,6 +257,9 @@ pub async fn serve(
     reaper.abort();
     scheduler.abort();
     figures.abort();
+    if let Some(n) = notifier {
+        n.abort();
+    }
     let _ = fingerprint;
     result.with_context(|| format!("cannot serve on {}", config.listen))?;
     tracing::info!("stopped");

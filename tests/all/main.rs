@@ -17,6 +17,7 @@ mod ldap;
 mod limits;
 mod liveness;
 mod loading;
+mod mail;
 mod memory;
 mod partitions;
 mod pipeline;

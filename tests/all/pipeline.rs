@@ -3,6 +3,7 @@
 
 use crate::system::{Agent, Backend, Hand, Server, on};
 use idgard_protocol::*;
+use idgard_tests::mail::{SmtpServer, Tls};
 use reqwest::Method;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -148,7 +149,15 @@ pub fn hire_move_leave(b: Backend) {
          ghost,true,X9,Ghost,None\n",
     )
     .unwrap();
-    let server = Server::start_with(b, &[("IDGARD_RULES", rules.to_str().unwrap())]);
+    // Failed orders and blocked runs are mailed (tests/all/mail.rs has the mail's own tests).
+    let mail_dir = tmp.path().join("mail");
+    std::fs::create_dir_all(&mail_dir).unwrap();
+    let port = crate::harness::browser::free_port();
+    let smtp = SmtpServer::start(&mail_dir, port, Tls::Starttls);
+    let mut env = idgard_tests::mail::server_env(&mail_dir, port, Tls::Starttls, 1);
+    env.push(("IDGARD_RULES", rules.display().to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_with(b, &env);
     let people = people_connection(&hr);
     let directory = accounts_file_connection(&target);
     let agent = Agent::start_with(
@@ -323,6 +332,16 @@ pub fn hire_move_leave(b: Backend) {
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].id, failing[0].id);
     assert_eq!(failed[0].attempts, 2);
+    let mails = smtp.wait(30, |m| {
+        m.iter().any(|m| m.contains("order failed for good"))
+    });
+    let mail = mails
+        .iter()
+        .find(|m| m.contains("order failed for good"))
+        .unwrap();
+    let mail = idgard_tests::mail::decoded(mail);
+    assert!(mail.contains("update zoé.martin in directory"), "{mail}");
+    assert!(mail.contains("contains the separator"), "{mail}");
 
     // 5. Two leavers at once exceed the threshold (one delete): the job stops, blocked, with
     //    nothing applied; an approval lets it go on.
@@ -349,6 +368,14 @@ pub fn hire_move_leave(b: Backend) {
     assert_eq!(job.state, JobState::Blocked, "{}", ctx(&job));
     let reason = job.blocked.as_ref().unwrap()["reason"].as_str().unwrap();
     assert!(reason.contains("2 deletes"), "{reason}");
+    let mails = smtp.wait(30, |m| m.iter().any(|m| m.contains("waits for approval")));
+    let mail = mails
+        .iter()
+        .find(|m| m.contains("waits for approval"))
+        .unwrap();
+    let mail = idgard_tests::mail::decoded(mail);
+    assert!(mail.contains(&format!("run {} (daily", job.id)), "{mail}");
+    assert!(mail.contains("2 deletes"), "the threshold is named: {mail}");
     let entries: Vec<Value> = server
         .admin::<(), _>(Method::GET, "/api/v1/connections/people/entries", None)
         .unwrap();

@@ -8,7 +8,8 @@ use crate::support::*;
 use idgard_host::model::{ErrorKind, Order, OrderKind, OrderOutcome, OrderResult};
 use idgard_host::{Connection, Outcome, Request};
 use idgard_sdk::wire::Entry;
-use idgard_tests::scim::{ScimServer, python};
+use idgard_tests::python;
+use idgard_tests::scim::ScimServer;
 use std::sync::OnceLock;
 
 fn scim() -> &'static idgard_host::Loaded {

@@ -14,7 +14,8 @@
 mod support;
 use idgard_host::model::{Order, OrderKind, OrderOutcome};
 use idgard_host::{Connection, Loaded, Outcome, Request, RunFolders, Runtime, RuntimeOptions};
-use idgard_tests::scim::{ScimServer, python};
+use idgard_tests::python;
+use idgard_tests::scim::ScimServer;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};

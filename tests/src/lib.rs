@@ -3,6 +3,7 @@
 //! the directory tests and benchmarks.
 
 pub mod demo;
+pub mod mail;
 pub mod netns;
 pub mod samba;
 pub mod scim;
@@ -19,4 +20,10 @@ pub fn root() -> std::path::PathBuf {
         .parent()
         .expect("workspace")
         .to_owned()
+}
+
+/// The Python of the tests' virtual environment (`scripts/setup.sh` installs the SCIM and SMTP
+/// test services there).
+pub fn python() -> std::path::PathBuf {
+    root().join("target/py-venv/bin/python")
 }

@@ -14,16 +14,11 @@ pub struct ScimServer {
     pub token: String,
 }
 
-/// The Python of the tests' virtual environment.
-pub fn python() -> std::path::PathBuf {
-    crate::root().join("target/scim-venv/bin/python")
-}
-
 impl ScimServer {
     /// Starts the service requiring `token`; `throttle` > 0 answers every that-many-th request
     /// with 429 and `Retry-After: 1`.
     pub fn start(token: &str, throttle: u32) -> Self {
-        let python = python();
+        let python = crate::python();
         let mut child = Command::new(&python)
             .arg(crate::root().join("tests/scim/serve.py"))
             .args([
@@ -39,7 +34,7 @@ impl ScimServer {
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "{} cannot start ({e}): scripts/setup.sh installs scim2-server there",
+                    "{} cannot start ({e}): scripts/setup.sh installs the test services there",
                     python.display()
                 )
             });
