@@ -39,6 +39,8 @@ pub struct Config {
     pub ui: crate::web::settings::UiConfig,
     /// Notifications by mail (see `docs/operations.md`).
     pub mail: crate::notify::settings::MailConfig,
+    /// Who may read `/metrics`.
+    pub metrics: crate::metrics::settings::MetricsConfig,
 }
 
 /// HTTPS certificate and key (PEM). Without them (and without `dev_http`), a self-signed
@@ -200,6 +202,7 @@ impl Default for Config {
             secrets_key: None,
             ui: Default::default(),
             mail: Default::default(),
+            metrics: Default::default(),
         }
     }
 }
@@ -248,6 +251,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("IDGARD_LIMITS_HEADER_TIMEOUT_S", "limits.header_timeout_s"),
     ("IDGARD_LIMITS_BODY_TIMEOUT_S", "limits.body_timeout_s"),
     ("IDGARD_LIMITS_IDLE_TIMEOUT_S", "limits.idle_timeout_s"),
+    ("IDGARD_METRICS_TOKEN_FILE", "metrics.token_file"),
     ("IDGARD_MAIL_HOST", "mail.host"),
     ("IDGARD_MAIL_PORT", "mail.port"),
     ("IDGARD_MAIL_TLS", "mail.tls"),

@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod keys;
+pub mod metrics;
 pub mod notify;
 pub mod page;
 pub mod private;
@@ -48,6 +49,7 @@ pub async fn open(config: &config::Config) -> Result<identity::Engine> {
         seen: Default::default(),
         sealer,
         live: Default::default(),
+        metrics: Default::default(),
     };
     Ok(identity::Engine { queue, rules })
 }
@@ -139,6 +141,7 @@ pub async fn serve(
             !config.dev_http,
             config.public_url.clone(),
         )?,
+        metrics_token: config.metrics.token_digest()?,
     });
     let router = http::router(
         app.clone(),

@@ -19,6 +19,7 @@ mod liveness;
 mod loading;
 mod mail;
 mod memory;
+mod metrics;
 mod partitions;
 mod pipeline;
 mod sandbox;

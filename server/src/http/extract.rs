@@ -155,6 +155,35 @@ impl FromRequestParts<App> for Admin {
     }
 }
 
+/// A scraper with the metrics token (`[metrics] token_file`); `/metrics` is not found when no
+/// token is set. Wrong tokens count against the address like failed sign-ins.
+pub struct MetricsReader;
+
+impl FromRequestParts<App> for MetricsReader {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self> {
+        let Some(expected) = app.metrics_token else {
+            return Err(Error::not_found(
+                "metrics are off: set [metrics] token_file to read them",
+            ));
+        };
+        let token = bearer(parts)?;
+        let keys = peer_keys(peer(parts));
+        app.throttle
+            .guard(&[], &keys, async {
+                use sha2::Digest as _;
+                let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+                if digest == expected {
+                    Ok(MetricsReader)
+                } else {
+                    Err(Error::unauthorized("not the metrics token"))
+                }
+            })
+            .await
+    }
+}
+
 pub fn id(s: &str) -> Result<i64> {
     s.parse::<i64>()
         .ok()

@@ -8,6 +8,7 @@ pub mod conn;
 pub mod error;
 mod extract;
 mod identity;
+mod metrics;
 mod overview;
 pub mod throttle;
 
@@ -50,6 +51,8 @@ pub struct AppState {
     pub token_recheck: Duration,
     /// The web UI.
     pub web: crate::web::Web,
+    /// SHA-256 of the token `/metrics` asks for; none: metrics are off.
+    pub metrics_token: Option<[u8; 32]>,
 }
 
 /// How long a token generation read from the database is trusted by default.
@@ -63,6 +66,7 @@ pub fn router(app: App, json_limit: usize, chunk_limit: usize, body_timeout: Dur
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/enrol", post(agent::enrol))
         .nest("/api/v1/agent", agent::routes(chunk_limit))
         .nest(

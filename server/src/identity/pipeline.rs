@@ -46,6 +46,7 @@ impl Engine {
         let job: Option<i64> = row.try_get(6)?;
         let approved = args.approved;
         let live = &self.queue.live;
+        let started = std::time::Instant::now();
         let outcome = match Operation::parse(&op) {
             Some(Operation::Synchronize) => {
                 let (upload, incremental) = self.job_upload(job, &connection, &args).await?;
@@ -100,6 +101,7 @@ impl Engine {
                 )));
             }
         };
+        self.queue.metrics.server_step(&op, started.elapsed());
         let outcome = match outcome {
             Ok(Checked::Done(result)) => TaskOutcome::Succeeded { result },
             Ok(Checked::Blocked { reason, report }) => {

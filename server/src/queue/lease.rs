@@ -83,6 +83,7 @@ impl Queue {
                 n += 1;
             }
         }
+        self.metrics.lapsed(n);
         Ok(n)
     }
 

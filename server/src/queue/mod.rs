@@ -48,6 +48,8 @@ pub struct Queue {
     pub sealer: Arc<crate::seal::Sealer>,
     /// Progress of the tasks this server runs itself.
     pub live: live::Live,
+    /// The figures this process measures (see [`crate::metrics`]).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub(crate) use crate::db::Tx;

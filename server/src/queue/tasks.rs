@@ -377,7 +377,9 @@ impl Queue {
             self.notify(&mut tx, &mut wake, agent).await?;
         }
         self.commit(tx, wake).await?;
-        self.task(task).await
+        let view = self.task(task).await?;
+        self.record_end(&view);
+        Ok(view)
     }
 
     /// The common case in one statement: a task outside any job, not an export, ending for
@@ -426,7 +428,7 @@ impl Queue {
         let result: Option<String> = row.try_get(7)?;
         let done: Option<i64> = row.try_get(9)?;
         let total: Option<i64> = row.try_get(10)?;
-        Ok(Some(TaskView {
+        let view = TaskView {
             id: row.try_get(0)?,
             agent: name,
             job_id: row.try_get(1)?,
@@ -442,7 +444,20 @@ impl Queue {
             progress: done.map(|d| (d as u64, total.map(|t| t as u64))),
             created_ms: row.try_get(11)?,
             finished_ms: row.try_get(12)?,
-        }))
+        };
+        self.record_end(&view);
+        Ok(Some(view))
+    }
+
+    /// Counts a task that just ended in this process's figures.
+    fn record_end(&self, view: &TaskView) {
+        if let Some(finished) = view.finished_ms {
+            self.metrics.task_finished(
+                view.operation.as_str(),
+                view.state.as_str(),
+                finished - view.created_ms,
+            );
+        }
     }
 
     /// An agent's name (names never change, so they are cached).

@@ -172,5 +172,6 @@ pub fn app_state(
         // Every call reads the generation: a reset is seen by the next call.
         token_recheck: Duration::ZERO,
         web,
+        metrics_token: None,
     })
 }

@@ -342,6 +342,25 @@ impl Server {
         })
     }
 
+    /// `GET path` with `token`: the status, the content type and the text of the answer.
+    pub fn get_text(&self, path: &str, token: Option<&str>) -> (StatusCode, String, String) {
+        rt().block_on(async {
+            let mut r = self.http.get(format!("{}{path}", self.url));
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            let resp = r.send().await.unwrap();
+            let status = resp.status();
+            let kind = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            (status, kind, resp.text().await.unwrap())
+        })
+    }
+
     /// The server process's id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()

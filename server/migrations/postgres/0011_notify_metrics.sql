@@ -1,3 +1,4 @@
+-- Mail notifications and the figures of /metrics.
 -- Mail notifications: how far each kind of event has been looked at, and mails not yet handed
 -- to the SMTP server (kept until they go).
 CREATE TABLE notices (
@@ -7,7 +8,7 @@ CREATE TABLE notices (
 );
 
 CREATE TABLE mail_outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id BIGSERIAL PRIMARY KEY,
     kind TEXT NOT NULL,
     subject TEXT NOT NULL,
     body TEXT NOT NULL,
@@ -23,3 +24,7 @@ CREATE INDEX jobs_finished ON jobs (state, finished_ms);
 CREATE INDEX tasks_blocked ON tasks (finished_ms) WHERE state = 'blocked';
 CREATE INDEX orders_failed ON orders (updated_ms) WHERE state = 'failed';
 CREATE INDEX agents_seen ON agents (last_seen_ms);
+
+-- The queue's depth by state and the orders not yet done, counted for /metrics.
+CREATE INDEX tasks_active ON tasks (state) WHERE state IN ('queued', 'claimed', 'running', 'blocked');
+CREATE INDEX orders_open ON orders (state) WHERE state IN ('waiting', 'pending', 'sent', 'retry');

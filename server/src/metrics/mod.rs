@@ -1,0 +1,242 @@
+//! The server's figures for Prometheus, at `GET /metrics` (OpenMetrics text).
+//!
+//! Two sources: what this process measures as work passes through it (task latencies, lease
+//! lapses, the server's own synchronize and provisioning steps), counted per replica; and what
+//! the database holds, read at each scrape so that every replica tells the same: the queue's
+//! depth by state, runs by state, agents known and online, orders waiting or failed, mails
+//! waiting. See `docs/operations.md` for the list.
+
+mod read;
+pub mod settings;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+pub use read::Snapshot;
+
+/// Labels by operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Op {
+    /// `export`, `fulfill`, `synchronize`...
+    pub operation: String,
+}
+
+/// Labels by operation and final state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpState {
+    /// The operation.
+    pub operation: String,
+    /// `succeeded`, `failed`, `cancelled`, `lost`.
+    pub state: String,
+}
+
+/// Labels by state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct State {
+    /// The state.
+    pub state: String,
+}
+
+/// Every figure, registered once.
+pub struct Metrics {
+    registry: Registry,
+    task_latency: Family<Op, Histogram>,
+    tasks_finished: Family<OpState, Counter>,
+    lease_lapses: Counter,
+    server_steps: Family<Op, Histogram>,
+    tasks: Family<State, Gauge>,
+    runs: Family<State, Gauge>,
+    orders: Family<State, Gauge>,
+    agents: Gauge,
+    agents_online: Gauge,
+    mail_waiting: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Seconds, from 10 ms to about 3 hours.
+fn seconds() -> Histogram {
+    Histogram::new([
+        0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 10800.0,
+    ])
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("idgard");
+        let task_latency = Family::<Op, Histogram>::new_with_constructor(seconds as fn() -> _);
+        registry.register(
+            "task_latency_seconds",
+            "From a task's creation to its end (waiting in the queue and running), by operation",
+            task_latency.clone(),
+        );
+        let tasks_finished = Family::<OpState, Counter>::default();
+        registry.register(
+            "tasks_finished",
+            "Tasks that ended through this replica, by operation and final state",
+            tasks_finished.clone(),
+        );
+        let lease_lapses = Counter::default();
+        registry.register(
+            "lease_lapses",
+            "Leases that lapsed or timed out and were ended by this replica",
+            lease_lapses.clone(),
+        );
+        let server_steps = Family::<Op, Histogram>::new_with_constructor(seconds as fn() -> _);
+        registry.register(
+            "server_step_duration_seconds",
+            "Synchronize and provisioning steps run by this replica, by operation",
+            server_steps.clone(),
+        );
+        let tasks = Family::<State, Gauge>::default();
+        registry.register(
+            "queue_tasks",
+            "Tasks not yet ended, by state (queued, claimed, running, blocked)",
+            tasks.clone(),
+        );
+        let runs = Family::<State, Gauge>::default();
+        registry.register("runs", "Runs (jobs) by state", runs.clone());
+        let orders = Family::<State, Gauge>::default();
+        registry.register("orders", "Orders by state", orders.clone());
+        let agents = Gauge::default();
+        registry.register(
+            "agents",
+            "Agents enrolled or waiting to enrol",
+            agents.clone(),
+        );
+        let agents_online = Gauge::default();
+        registry.register(
+            "agents_online",
+            "Agents heard from within the last two minutes",
+            agents_online.clone(),
+        );
+        let mail_waiting = Gauge::default();
+        registry.register(
+            "mail_waiting",
+            "Notification mails not yet handed to the SMTP server",
+            mail_waiting.clone(),
+        );
+        Metrics {
+            registry,
+            task_latency,
+            tasks_finished,
+            lease_lapses,
+            server_steps,
+            tasks,
+            runs,
+            orders,
+            agents,
+            agents_online,
+            mail_waiting,
+        }
+    }
+}
+
+impl Metrics {
+    /// A task ended: `operation`, its final `state`, `latency_ms` since it was created.
+    pub fn task_finished(&self, operation: &str, state: &str, latency_ms: i64) {
+        let op = Op {
+            operation: operation.to_owned(),
+        };
+        self.task_latency
+            .get_or_create(&op)
+            .observe(latency_ms.max(0) as f64 / 1000.0);
+        self.tasks_finished
+            .get_or_create(&OpState {
+                operation: op.operation,
+                state: state.to_owned(),
+            })
+            .inc();
+    }
+
+    /// `n` leases lapsed.
+    pub fn lapsed(&self, n: usize) {
+        self.lease_lapses.inc_by(n as u64);
+    }
+
+    /// The server ran a step of `operation` for `took`.
+    pub fn server_step(&self, operation: &str, took: Duration) {
+        self.server_steps
+            .get_or_create(&Op {
+                operation: operation.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The OpenMetrics text, with the database's figures of `snap`.
+    pub fn render(&self, snap: &Snapshot) -> String {
+        set_all(&self.tasks, &snap.tasks);
+        set_all(&self.runs, &snap.runs);
+        set_all(&self.orders, &snap.orders);
+        self.agents.set(snap.agents);
+        self.agents_online.set(snap.agents_online);
+        self.mail_waiting.set(snap.mail_waiting);
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::warn!("cannot encode the metrics: {e}");
+        }
+        text
+    }
+}
+
+/// `family` holds exactly the states of `counts`.
+fn set_all(family: &Family<State, Gauge>, counts: &[(String, i64)]) {
+    family.clear();
+    for (state, n) in counts {
+        family
+            .get_or_create(&State {
+                state: state.clone(),
+            })
+            .set(*n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_are_rendered_with_their_labels() {
+        let m = Metrics::default();
+        m.task_finished("export", "succeeded", 1_500);
+        m.task_finished("export", "failed", 20);
+        m.lapsed(2);
+        m.server_step("synchronize", Duration::from_millis(250));
+        let snap = Snapshot {
+            tasks: vec![("queued".into(), 7)],
+            runs: vec![("failed".into(), 1), ("succeeded".into(), 3)],
+            orders: vec![],
+            agents: 4,
+            agents_online: 3,
+            mail_waiting: 0,
+        };
+        let text = m.render(&snap);
+        for line in [
+            "idgard_tasks_finished_total{operation=\"export\",state=\"failed\"} 1",
+            "idgard_task_latency_seconds_count{operation=\"export\"} 2",
+            "idgard_lease_lapses_total 2",
+            "idgard_server_step_duration_seconds_sum{operation=\"synchronize\"} 0.25",
+            "idgard_queue_tasks{state=\"queued\"} 7",
+            "idgard_runs{state=\"succeeded\"} 3",
+            "idgard_agents_online 3",
+            "# EOF",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        // A state that is gone is not shown with its old value.
+        let text = m.render(&Snapshot::default());
+        assert!(
+            !text.contains("idgard_queue_tasks{state=\"queued\"}"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! `/metrics`: behind its own token, parsed by the Prometheus project's OpenMetrics parser,
+//! with figures that follow what the queue did, on SQLite and PostgreSQL.
+
+use crate::system::{Backend, Hand, Server, noop};
+use idgard_protocol::*;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+const TOKEN: &str = "scrape-7f3a9c1e5b2d";
+
+/// The samples of an exposition, read by `tests/metrics/parse.py`: "name {labels} value".
+fn parse(text: &str) -> Vec<String> {
+    let mut child = Command::new(idgard_tests::python())
+        .arg(idgard_tests::root().join("tests/metrics/parse.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the tests' Python (scripts/setup.sh)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser refused the exposition: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The value of the sample `name` with exactly `labels` (JSON, keys sorted), if any.
+fn value(samples: &[String], name: &str, labels: &str) -> Option<f64> {
+    let head = format!("{name} {labels} ");
+    samples
+        .iter()
+        .find_map(|s| s.strip_prefix(&head))
+        .map(|v| v.parse().unwrap())
+}
+
+fn scrape(server: &Server) -> Vec<String> {
+    let (status, kind, text) = server.get_text("/metrics", Some(TOKEN));
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    parse(&text)
+}
+
+fn figures_follow_the_queue(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("metrics-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let server = Server::start_with(
+        b,
+        &[("IDGARD_METRICS_TOKEN_FILE", token_file.to_str().unwrap())],
+    );
+    let (s, _, _) = server.get_text("/metrics", None);
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = server.get_text("/metrics", Some("not-the-token-at-all"));
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = server.get_text("/metrics", Some(&server.admin));
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "an admin token is not the metrics token"
+    );
+
+    let hand = Hand::enrol(&server, "vannes");
+    server.enqueue("vannes", vec![noop(), noop()]);
+    let m = scrape(&server);
+    assert_eq!(
+        value(&m, "idgard_queue_tasks", r#"{"state": "queued"}"#),
+        Some(2.0),
+        "{m:#?}"
+    );
+    assert_eq!(value(&m, "idgard_agents", "{}"), Some(1.0), "{m:#?}");
+
+    let tasks = hand.poll(&server, 5000).tasks;
+    assert_eq!(tasks.len(), 2);
+    let (s, v) = hand.complete(&server, tasks[0].id, tasks[0].fence, json!({}));
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = hand.call(
+        &server,
+        Method::POST,
+        &format!("/api/v1/agent/tasks/{}/complete", tasks[1].id),
+        json!({ "fence": tasks[1].fence,
+                "outcome": { "status": "failed", "error": "no", "retryable": false } }),
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let mut spec = noop();
+    spec.max_attempts = Some(1);
+    let job = server.create_job("vannes", vec![vec![spec]]);
+
+    let m = scrape(&server);
+    let finished = |state: &str| {
+        value(
+            &m,
+            "idgard_tasks_finished_total",
+            &format!(r#"{{"operation": "noop", "state": "{state}"}}"#),
+        )
+    };
+    assert_eq!(finished("succeeded"), Some(1.0), "{m:#?}");
+    assert_eq!(finished("failed"), Some(1.0), "{m:#?}");
+    assert_eq!(
+        value(
+            &m,
+            "idgard_task_latency_seconds_count",
+            r#"{"operation": "noop"}"#
+        ),
+        Some(2.0),
+        "{m:#?}"
+    );
+    assert_eq!(
+        value(&m, "idgard_queue_tasks", r#"{"state": "queued"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&m, "idgard_runs", r#"{"state": "running"}"#),
+        Some(1.0),
+        "{m:#?}"
+    );
+    assert_eq!(value(&m, "idgard_agents_online", "{}"), Some(1.0), "{m:#?}");
+    assert_eq!(value(&m, "idgard_mail_waiting", "{}"), Some(0.0));
+
+    // A lease that lapses is counted.
+    let lapsing = hand.poll(&server, 5000).tasks;
+    assert_eq!(lapsing.len(), 1);
+    let ended = server.wait_job(job.id, 30);
+    assert_eq!(
+        ended.state,
+        JobState::Failed,
+        "never acknowledged: {ended:#?}"
+    );
+    let m = scrape(&server);
+    assert_eq!(
+        value(&m, "idgard_lease_lapses_total", "{}"),
+        Some(1.0),
+        "{m:#?}"
+    );
+    assert_eq!(
+        value(&m, "idgard_runs", r#"{"state": "failed"}"#),
+        Some(1.0),
+        "{m:#?}"
+    );
+    assert_eq!(
+        value(&m, "idgard_queue_tasks", r#"{"state": "queued"}"#),
+        None
+    );
+}
+
+mod figures_follow_the_queue {
+    #[test]
+    fn sqlite() {
+        super::figures_follow_the_queue(super::Backend::Sqlite)
+    }
+    #[test]
+    fn postgres() {
+        super::figures_follow_the_queue(super::Backend::Postgres)
+    }
+}
+
+#[test]
+fn metrics_are_off_without_a_token() {
+    let server = Server::start(Backend::Sqlite);
+    let (s, _, text) = server.get_text("/metrics", Some(TOKEN));
+    assert_eq!(s, StatusCode::NOT_FOUND, "{text}");
+    assert!(text.contains("token_file"), "{text}");
+}
