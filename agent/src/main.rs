@@ -69,23 +69,27 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IDGARD_LOG").unwrap_or_else(|_| {
-                if std::env::args().nth(1).as_deref() == Some("run") {
-                    "info".into()
-                } else {
-                    "warn".into()
-                }
-            }),
-        )
-        .with_writer(std::io::stderr)
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IDGARD_LOG").unwrap_or_else(|_| {
+        if std::env::args().nth(1).as_deref() == Some("run") {
+            "info".into()
+        } else {
+            "warn".into()
+        }
+    });
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // IDGARD_LOG_FORMAT=json: one JSON object per line, for a log collector.
+    if std::env::var("IDGARD_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        log.json().with_current_span(false).init();
+    } else {
         // Colours only for a person at a terminal: a log file or journal gets plain text.
-        .with_ansi(
+        log.with_ansi(
             std::io::IsTerminal::is_terminal(&std::io::stderr())
                 && std::env::var_os("NO_COLOR").is_none(),
         )
         .init();
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Enrol {

@@ -267,7 +267,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
 ];
 
 /// Variables read elsewhere, not configuration keys.
-const ENV_OTHER: &[&str] = &["IDGARD_LOG", "IDGARD_CONFIG"];
+const ENV_OTHER: &[&str] = &["IDGARD_LOG", "IDGARD_LOG_FORMAT", "IDGARD_CONFIG"];
 
 /// Values given on the command line; they win over everything else.
 #[derive(Debug, Default, Clone)]

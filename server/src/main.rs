@@ -161,18 +161,22 @@ fn parse_step(s: &str) -> Result<Vec<TaskSpec>> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IDGARD_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IDGARD_LOG")
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // IDGARD_LOG_FORMAT=json: one JSON object per line, for a log collector.
+    if std::env::var("IDGARD_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        log.json().with_current_span(false).init();
+    } else {
         // Colours only for a person at a terminal: a log file or journal gets plain text.
-        .with_ansi(
+        log.with_ansi(
             std::io::IsTerminal::is_terminal(&std::io::stderr())
                 && std::env::var_os("NO_COLOR").is_none(),
         )
         .init();
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

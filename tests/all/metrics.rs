@@ -167,10 +167,22 @@ mod figures_follow_the_queue {
     }
 }
 
+/// Without a token, `/metrics` is not there; the log is JSON lines when asked.
 #[test]
-fn metrics_are_off_without_a_token() {
-    let server = Server::start(Backend::Sqlite);
+fn metrics_are_off_without_a_token_and_logs_can_be_json() {
+    let server = Server::start_with(Backend::Sqlite, &[("IDGARD_LOG_FORMAT", "json")]);
     let (s, _, text) = server.get_text("/metrics", Some(TOKEN));
     assert_eq!(s, StatusCode::NOT_FOUND, "{text}");
     assert!(text.contains("token_file"), "{text}");
+    let log = server.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let listening = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "listening")
+        .unwrap_or_else(|| panic!("no listening line in\n{log}"));
+    assert_eq!(listening["level"], "INFO");
+    assert!(listening["fields"]["url"].as_str().unwrap().starts_with("https://"));
 }
