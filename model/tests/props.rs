@@ -7,11 +7,9 @@ use idgard_model::frames;
 use idgard_model::wire::{self, BatchBuffer, Entry, EntryOp};
 use proptest::prelude::*;
 
+/// A name or a key: not empty, no control character (the format's rules).
 fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[a-z0-9_.-]{1,12}",
-        any::<String>().prop_filter("not empty", |s| !s.is_empty()),
-    ]
+    prop_oneof!["[a-z0-9_.-]{1,12}", "\\PC{1,12}"]
 }
 
 fn entry() -> impl Strategy<Value = Entry> {
@@ -19,17 +17,17 @@ fn entry() -> impl Strategy<Value = Entry> {
         prop_oneof![Just(EntryOp::Upsert), Just(EntryOp::Delete)],
         "[a-z]{1,8}",
         text(),
-        prop::collection::vec((text(), prop::collection::vec(any::<String>(), 0..4)), 0..6),
+        // Attribute names are unique within an entry.
+        prop::collection::btree_map(text(), prop::collection::vec(any::<String>(), 0..4), 0..6),
     )
         // A delete carries no attributes (the format refuses one that does).
         .prop_map(|(op, entity_type, key, attributes)| Entry {
             op,
             entity_type,
             key,
-            attributes: if op == EntryOp::Delete {
-                vec![]
-            } else {
-                attributes
+            attributes: match op {
+                EntryOp::Delete => vec![],
+                EntryOp::Upsert => attributes.into_iter().collect(),
             },
         })
 }
