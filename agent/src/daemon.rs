@@ -38,6 +38,8 @@ pub(crate) struct Agent {
     pub(crate) stopping: AtomicBool,
     /// Checks runs launched from the web UI; `None` without a pinned server key (all refused).
     pub(crate) launches: Option<crate::launch::Launches>,
+    /// What the agent measured of its runs, sent with its polls.
+    pub(crate) figures: crate::figures::Figures,
 }
 
 /// Raises the open-descriptor limit to its hard maximum, and says when concurrent runs could
@@ -141,6 +143,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         finished: tokio::sync::Notify::new(),
         stopping: AtomicBool::new(false),
         launches,
+        figures: Default::default(),
     });
 
     agent.replay_spool().await;
@@ -160,9 +163,11 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             }
         }
         let wait = agent.timings.lock().expect("timings").poll_wait_ms;
+        let figures = agent.figures.unsent();
         let request = PollRequest {
             capacity: free as u32,
             wait_ms: Some(wait),
+            figures: figures.as_ref().map(|(_, f)| f.clone()),
         };
         let poll =
             agent
@@ -174,6 +179,9 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         };
         match answer {
             Ok(answer) => {
+                if let Some((version, _)) = figures {
+                    agent.figures.sent(version);
+                }
                 if failures > 0 {
                     tracing::info!("server reachable again");
                     agent.say_hello(false).await;

@@ -152,6 +152,8 @@ impl Agent {
             )
             .await?;
         let elapsed = started.elapsed();
+        self.figures
+            .record(&task.connection, task.operation, elapsed, ended(&outcome));
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -244,5 +246,18 @@ impl Agent {
             )
         })
         .await?)
+    }
+}
+
+/// How a run ended, for the agent's figures.
+fn ended(outcome: &Result<Outcome, idgard_host::Error>) -> crate::figures::Ended {
+    use crate::figures::Ended;
+    match outcome {
+        Ok(Outcome::Failed { .. }) => Ended::Failed,
+        Ok(_) => Ended::Done,
+        Err(idgard_host::Error::Limit { limit, .. }) => {
+            Ended::Limit(format!("{limit:?}").to_lowercase())
+        }
+        Err(_) => Ended::Failed,
     }
 }

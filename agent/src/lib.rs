@@ -25,6 +25,7 @@ mod daemon;
 mod delivery;
 mod enrol;
 mod execute;
+mod figures;
 mod fulfil;
 mod launch;
 mod observer;

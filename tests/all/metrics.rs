@@ -1,7 +1,7 @@
 //! `/metrics`: behind its own token, parsed by the Prometheus project's OpenMetrics parser,
 //! with figures that follow what the queue did, on SQLite and PostgreSQL.
 
-use crate::system::{Backend, Hand, Server, noop};
+use crate::system::{Agent, Backend, Hand, Server, noop, on};
 use idgard_protocol::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -184,5 +184,49 @@ fn metrics_are_off_without_a_token_and_logs_can_be_json() {
         .find(|l| l["fields"]["message"] == "listening")
         .unwrap_or_else(|| panic!("no listening line in\n{log}"));
     assert_eq!(listening["level"], "INFO");
-    assert!(listening["fields"]["url"].as_str().unwrap().starts_with("https://"));
+    assert!(
+        listening["fields"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://")
+    );
+}
+
+/// A real agent's figures (a CSV export it ran) reach `/metrics` through its polls.
+#[test]
+fn an_agents_figures_travel_with_its_polls() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("metrics-token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let server = Server::start_with(
+        Backend::Sqlite,
+        &[("IDGARD_METRICS_TOKEN_FILE", token_file.to_str().unwrap())],
+    );
+    let hr = dir.path().join("hr");
+    std::fs::create_dir_all(&hr).unwrap();
+    crate::pipeline::write_hr(&hr, &["E1,Zoé,Martin,Sales,active"]);
+    let people = crate::pipeline::people_connection(&hr);
+    let agent = Agent::start_with(&server, "brest", &[("people.toml", people)]);
+    let job = server.create_job("brest", vec![vec![on("people", Operation::Export)]]);
+    let job = server.wait_job(job.id, 60);
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", agent.log());
+    let labels = r#"{"agent": "brest", "connection": "people", "operation": "export"}"#;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let m = scrape(&server);
+        if value(&m, "idgard_agent_connector_runs_total", labels) == Some(1.0) {
+            assert_eq!(
+                value(&m, "idgard_agent_connector_failures_total", labels),
+                Some(0.0)
+            );
+            let seconds = value(&m, "idgard_agent_connector_run_seconds_total", labels).unwrap();
+            assert!(seconds > 0.0, "{m:#?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no figures from the agent: {m:#?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
 }

@@ -28,3 +28,6 @@ CREATE INDEX agents_seen ON agents (last_seen_ms);
 -- The queue's depth by state and the orders not yet done, counted for /metrics.
 CREATE INDEX tasks_active ON tasks (state) WHERE state IN ('queued', 'claimed', 'running', 'blocked');
 CREATE INDEX orders_open ON orders (state) WHERE state IN ('waiting', 'pending', 'sent', 'retry');
+
+-- What each agent measured of its connectors' runs (sent with its polls), for /metrics.
+ALTER TABLE agents ADD COLUMN figures TEXT;

@@ -208,7 +208,42 @@ pub struct PollRequest {
     /// How long the agent is willing to wait, in ms (the server caps it).
     #[serde(default)]
     pub wait_ms: Option<u64>,
+    /// The agent's figures, when they changed since its last poll (the server shows them at
+    /// `/metrics`: the agent keeps no listening socket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<AgentFigures>,
 }
+
+/// What an agent measured of its connectors' runs since it started: counters, by connection
+/// and operation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFigures {
+    /// One line per connection and operation run.
+    pub connectors: Vec<ConnectorFigures>,
+}
+
+/// Figures of one connection's runs of one operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorFigures {
+    /// The connection.
+    pub connection: String,
+    /// The operation.
+    pub operation: Operation,
+    /// Runs ended.
+    pub runs: u64,
+    /// Runs that failed (a connector error, a trap, a limit).
+    pub failures: u64,
+    /// Seconds spent running, in all.
+    pub seconds: f64,
+    /// Runs stopped by a limit, by limit (`memory`, `deadline`, `disk`...).
+    #[serde(default)]
+    pub limit_hits: std::collections::BTreeMap<String, u64>,
+}
+
+/// Lines of figures an agent may send at most.
+pub const FIGURES_MAX: usize = 1000;
 
 /// A claimed task, leased to the agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]

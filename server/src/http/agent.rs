@@ -110,6 +110,9 @@ async fn poll(
 ) -> Result<Json<PollAnswer>> {
     let queue = &app.queue;
     queue.seen_later(agent);
+    if let Some(figures) = &req.figures {
+        crate::metrics::agents::record(&queue.db.pool, agent, figures).await?;
+    }
     let waker = queue.db.wakers.get(agent);
     let mine = waker.generation.fetch_add(1, Ordering::SeqCst) + 1;
     // Tell a poll this agent still holds open (its connection may be dead) to step aside.

@@ -6,10 +6,14 @@
 //! depth by state, runs by state, agents known and online, orders waiting or failed, mails
 //! waiting. See `docs/operations.md` for the list.
 
+pub mod agents;
 mod read;
 pub mod settings;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -55,6 +59,7 @@ pub struct Metrics {
     agents: Gauge,
     agents_online: Gauge,
     mail_waiting: Gauge,
+    from_agents: std::sync::Arc<FromAgents>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -125,6 +130,8 @@ impl Default for Metrics {
             "Notification mails not yet handed to the SMTP server",
             mail_waiting.clone(),
         );
+        let from_agents = std::sync::Arc::new(FromAgents::default());
+        registry.register_collector(Box::new(from_agents.clone()));
         Metrics {
             registry,
             task_latency,
@@ -137,6 +144,7 @@ impl Default for Metrics {
             agents,
             agents_online,
             mail_waiting,
+            from_agents,
         }
     }
 }
@@ -180,11 +188,93 @@ impl Metrics {
         self.agents.set(snap.agents);
         self.agents_online.set(snap.agents_online);
         self.mail_waiting.set(snap.mail_waiting);
+        *self.from_agents.0.lock().unwrap_or_else(|e| e.into_inner()) = snap.agent_figures.clone();
         let mut text = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
             tracing::warn!("cannot encode the metrics: {e}");
         }
         text
+    }
+}
+
+/// Labels of the agents' figures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentRun {
+    agent: String,
+    connection: String,
+    operation: String,
+}
+
+/// Labels of the agents' limit hits.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentLimit {
+    agent: String,
+    connection: String,
+    operation: String,
+    limit: String,
+}
+
+/// The counters agents keep of their connectors' runs, as they last sent them (they start
+/// again from zero when an agent restarts, as counters do).
+#[derive(Debug, Default)]
+struct FromAgents(std::sync::Mutex<Vec<(String, idgard_protocol::AgentFigures)>>);
+
+impl Collector for FromAgents {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let figures = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let lines = || {
+            figures.iter().flat_map(|(agent, f)| {
+                f.connectors.iter().map(move |c| {
+                    let labels = AgentRun {
+                        agent: agent.clone(),
+                        connection: c.connection.clone(),
+                        operation: c.operation.as_str().to_owned(),
+                    };
+                    (labels, c)
+                })
+            })
+        };
+        let counters: [(&str, &str, fn(&idgard_protocol::ConnectorFigures) -> f64); 3] = [
+            (
+                "agent_connector_runs",
+                "Connector runs ended, as agents count them",
+                |c| c.runs as f64,
+            ),
+            (
+                "agent_connector_failures",
+                "Connector runs that failed, as agents count them",
+                |c| c.failures as f64,
+            ),
+            (
+                "agent_connector_run_seconds",
+                "Seconds connectors ran, as agents count them",
+                |c| c.seconds,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (labels, c) in lines() {
+                ConstCounter::new(value(c)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "agent_limit_hits",
+            "Connector runs a limit stopped, by limit, as agents count them",
+            None,
+            MetricType::Counter,
+        )?;
+        for (run, c) in lines() {
+            for (limit, n) in &c.limit_hits {
+                let labels = AgentLimit {
+                    agent: run.agent.clone(),
+                    connection: run.connection.clone(),
+                    operation: run.operation.clone(),
+                    limit: limit.clone(),
+                };
+                ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -218,6 +308,19 @@ mod tests {
             agents: 4,
             agents_online: 3,
             mail_waiting: 0,
+            agent_figures: vec![(
+                "lyon".into(),
+                idgard_protocol::AgentFigures {
+                    connectors: vec![idgard_protocol::ConnectorFigures {
+                        connection: "hr".into(),
+                        operation: idgard_protocol::Operation::Export,
+                        runs: 3,
+                        failures: 1,
+                        seconds: 4.5,
+                        limit_hits: [("memory".to_owned(), 1)].into(),
+                    }],
+                },
+            )],
         };
         let text = m.render(&snap);
         for line in [
@@ -228,6 +331,9 @@ mod tests {
             "idgard_queue_tasks{state=\"queued\"} 7",
             "idgard_runs{state=\"succeeded\"} 3",
             "idgard_agents_online 3",
+            "idgard_agent_connector_runs_total{agent=\"lyon\",connection=\"hr\",operation=\"export\"} 3",
+            "idgard_agent_connector_run_seconds_total{agent=\"lyon\",connection=\"hr\",operation=\"export\"} 4.5",
+            "idgard_agent_limit_hits_total{agent=\"lyon\",connection=\"hr\",operation=\"export\",limit=\"memory\"} 1",
             "# EOF",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");

@@ -18,6 +18,8 @@ pub struct Snapshot {
     pub agents_online: i64,
     /// Mails waiting in the outbox.
     pub mail_waiting: i64,
+    /// What each agent measured of its connectors' runs, by agent name.
+    pub agent_figures: Vec<(String, idgard_protocol::AgentFigures)>,
 }
 
 impl Snapshot {
@@ -49,6 +51,7 @@ impl Snapshot {
             agents: agents.try_get(0)?,
             agents_online: agents.try_get(1)?,
             mail_waiting: crate::notify::outbox::pending(db).await?,
+            agent_figures: super::agents::read(db).await?,
         })
     }
 }
