@@ -214,6 +214,9 @@ struct AgentLimit {
     limit: String,
 }
 
+/// One figure of a connector's line.
+type Value = fn(&idgard_protocol::ConnectorFigures) -> f64;
+
 /// The counters agents keep of their connectors' runs, as they last sent them (they start
 /// again from zero when an agent restarts, as counters do).
 #[derive(Debug, Default)]
@@ -234,7 +237,7 @@ impl Collector for FromAgents {
                 })
             })
         };
-        let counters: [(&str, &str, fn(&idgard_protocol::ConnectorFigures) -> f64); 3] = [
+        let counters: [(&str, &str, Value); 3] = [
             (
                 "agent_connector_runs",
                 "Connector runs ended, as agents count them",
