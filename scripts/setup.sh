@@ -22,6 +22,8 @@ command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need_apt+=(slapd)
 command -v ldapadd >/dev/null 2>&1 || need_apt+=(ldap-utils)
 # iproute2: the partitioned-network test builds its topology with `ip netns`.
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
+# haproxy: the replica tests put two servers behind it, as a deployment would.
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 for pkg in samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need_apt+=("$pkg")
 done

@@ -22,6 +22,7 @@ mod memory;
 mod metrics;
 mod partitions;
 mod pipeline;
+mod replicas;
 mod sandbox;
 mod scim;
 mod signin;

@@ -3,6 +3,7 @@
 //! the directory tests and benchmarks.
 
 pub mod demo;
+pub mod haproxy;
 pub mod mail;
 pub mod netns;
 pub mod samba;

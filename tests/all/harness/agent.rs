@@ -29,6 +29,12 @@ impl Agent {
         Self::start_full(server, name, extra, None, &server.url, true)
     }
 
+    /// An agent with the default connections and `extra`, reaching the server at `url` (a
+    /// proxy in front of it, say).
+    pub fn start_via(server: &Server, name: &str, extra: &[(&str, String)], url: &str) -> Agent {
+        Self::start_full(server, name, extra, None, url, true)
+    }
+
     /// An agent with only the connections given, in network namespace `ns`, reaching the
     /// server at `server_url`.
     pub fn start_in(

@@ -267,6 +267,14 @@ impl Server {
         }
     }
 
+    /// SIGKILL: the process ends at once, holding what it held.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
     /// SIGKILL, then a new process on the same port and database.
     pub fn kill_and_start(&mut self) {
         if let Some(mut c) = self.child.take() {

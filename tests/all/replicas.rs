@@ -1,0 +1,52 @@
+//! Two server replicas on one PostgreSQL behind a real reverse proxy (haproxy, TCP mode): a
+//! replica killed while a job runs and while the agent holds a poll. The agent reconnects
+//! through the proxy, the job finishes on the other replica, and no task runs twice.
+
+use crate::harness::browser::free_port;
+use crate::system::{Agent, Backend, Server, noop, on};
+use idgard_protocol::*;
+use idgard_tests::haproxy::Proxy;
+
+#[test]
+fn a_replica_killed_during_a_job_leaves_the_job_to_the_other() {
+    let mut a = Server::start_with(
+        Backend::Postgres,
+        &[
+            ("IDGARD_QUEUE_LEASE_MS", "5000"),
+            ("IDGARD_QUEUE_ACK_MS", "3000"),
+            ("IDGARD_QUEUE_POLL_WAIT_MS", "20000"),
+        ],
+    );
+    let b = a.replica();
+    let proxy = Proxy::start(free_port(), &[a.port, b.port]);
+    let agent = Agent::start_via(&a, "lorient", &[], &proxy.url());
+    let step = || vec![on("slow", Operation::Export)];
+    let job = a.create_job("lorient", vec![step(), step(), step()]);
+    let first = job.tasks[0].id;
+    a.wait_task(first, 60, |t| {
+        t.state == TaskState::Running && t.progress.is_some_and(|(done, _)| done >= 50)
+    });
+    // The replica goes away mid-run, with whatever connections and held polls it had.
+    a.kill();
+
+    let job = b.wait_job(job.id, 120);
+    let context = || {
+        format!(
+            "{job:#?}\n--- agent\n{}\n--- replica b\n{}",
+            agent.log(),
+            b.log()
+        )
+    };
+    assert_eq!(job.state, JobState::Succeeded, "{}", context());
+    assert_eq!(job.tasks.len(), 3, "{}", context());
+    for t in &job.tasks {
+        assert_eq!(t.state, TaskState::Succeeded, "{}", context());
+        assert_eq!(t.attempts, 1, "task {} ran twice: {}", t.id, context());
+        assert_eq!(t.result.as_ref().unwrap()["entries"], 300, "{}", context());
+    }
+    // The agent polls through the proxy still: new work reaches it.
+    let id = b.enqueue("lorient", vec![noop()])[0];
+    let t = b.wait_task(id, 30, |t| t.state.is_final());
+    assert_eq!(t.state, TaskState::Succeeded, "{}", agent.log());
+    drop(agent);
+}
