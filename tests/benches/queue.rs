@@ -10,269 +10,22 @@
 //! IDGARD_BENCH_TASKS (20000), IDGARD_BENCH_AGENTS (8), IDGARD_BENCH_IDLE ("1000,10000"),
 //! IDGARD_BENCH_SAMPLES (300).
 
+mod support;
+
 use idgard_protocol::*;
 use reqwest::Method;
-use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use serde_json::json;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use support::queue::{Server, create_database, start};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-struct Server {
-    child: Child,
-    url: String,
-    admin: String,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn server_binary() -> PathBuf {
-    let path = idgard_tests::root().join("target/release/idgard-server");
-    assert!(
-        path.exists(),
-        "build the release server first: cargo build --release -p idgard-server (scripts/bench-queue.sh does)"
-    );
-    path
-}
-
-fn create_database(name: &str) -> String {
-    let admin = "postgres://postgres@127.0.0.1:5432/postgres";
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::Executor;
-        sqlx::any::install_default_drivers();
-        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(admin)
-            .await
-            .expect("PostgreSQL on 127.0.0.1:5432");
-        let _ = c
-            .execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
-            .await;
-        c.execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .unwrap();
-    });
-    format!("postgres://postgres@127.0.0.1:5432/{name}")
-}
-
-fn start(database: Option<String>) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(server_binary());
-    cmd.arg("--data-dir")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0"])
-        .env("IDGARD_QUEUE_POLL_WAIT_MS", "60000")
-        .env("IDGARD_QUEUE_POLL_RECHECK_MS", "30000")
-        .env("IDGARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Some(url) = database {
-        cmd.arg("--database-url").arg(url);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .nth(3)
-        .expect("listening")
-        .to_owned();
-    let admin = std::fs::read_to_string(dir.path().join("admin-token"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let http = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .pool_max_idle_per_host(usize::MAX)
-        .http1_only()
-        .build()
-        .unwrap();
-    Server {
-        child,
-        url,
-        admin,
-        http,
-        _dir: dir,
-    }
-}
-
-impl Server {
-    async fn call(&self, method: Method, path: &str, token: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
-    }
-
-    /// Creates, enrols and logs in `n` agents; returns their access tokens.
-    async fn agents(self: &Arc<Self>, prefix: &str, n: usize) -> Vec<String> {
-        let mut tokens = Vec::with_capacity(n);
-        let mut set = tokio::task::JoinSet::new();
-        let mut next = 0;
-        while tokens.len() < n {
-            while next < n && set.len() < 32 {
-                let s = self.clone();
-                let name = format!("{prefix}-{next}");
-                next += 1;
-                set.spawn(async move {
-                    let a = s
-                        .call(Method::POST, "/api/v1/agents", &s.admin, json!({ "name": name }))
-                        .await;
-                    let e = s
-                        .call(
-                            Method::POST,
-                            "/api/v1/enrol",
-                            "",
-                            json!({ "token": a["enrolment_token"] }),
-                        )
-                        .await;
-                    let t = s
-                        .call(
-                            Method::POST,
-                            "/api/v1/agent/token",
-                            "",
-                            json!({ "agent_id": e["agent_id"], "client_secret": e["client_secret"] }),
-                        )
-                        .await;
-                    t["access_token"].as_str().unwrap().to_owned()
-                });
-            }
-            tokens.push(set.join_next().await.unwrap().unwrap());
-        }
-        tokens
-    }
-
-    /// Queues tasks; returns their ids.
-    async fn enqueue(&self, agent: &str, specs: Vec<Value>) -> Vec<i64> {
-        let mut ids = Vec::with_capacity(specs.len());
-        for chunk in specs.chunks(2000) {
-            let v = self
-                .call(
-                    Method::POST,
-                    "/api/v1/tasks",
-                    &self.admin,
-                    json!({ "agent": agent, "tasks": chunk }),
-                )
-                .await;
-            ids.extend(
-                v["ids"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|i| i.as_i64().unwrap()),
-            );
-        }
-        ids
-    }
-
-    fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib: f64 = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap();
-        kib / 1024.0
-    }
-}
-
-/// Claim → complete for `tasks` no-op tasks over `agents` agents; tasks/s.
-async fn throughput(server: Arc<Server>, tasks: usize, agents: usize) -> f64 {
-    let tokens = server.agents("worker", agents).await;
-    for i in 0..agents {
-        let n = tasks / agents + usize::from(i < tasks % agents);
-        server
-            .enqueue(
-                &format!("worker-{i}"),
-                vec![json!({ "operation": "noop" }); n],
-            )
-            .await;
-    }
-    let done = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for token in tokens {
-        let server = server.clone();
-        let done = done.clone();
-        set.spawn(async move {
-            loop {
-                let v = server
-                    .call(
-                        Method::POST,
-                        "/api/v1/agent/poll",
-                        &token,
-                        json!({ "capacity": 32, "wait_ms": 200 }),
-                    )
-                    .await;
-                let answer: PollAnswer = serde_json::from_value(v).unwrap();
-                if answer.tasks.is_empty() {
-                    return;
-                }
-                let mut completes = tokio::task::JoinSet::new();
-                for t in answer.tasks {
-                    let server = server.clone();
-                    let token = token.clone();
-                    completes.spawn(async move {
-                        server
-                            .call(
-                                Method::POST,
-                                &format!("/api/v1/agent/tasks/{}/complete", t.id),
-                                &token,
-                                json!({ "fence": t.fence, "outcome": { "status": "succeeded" } }),
-                            )
-                            .await;
-                    });
-                    if completes.len() >= 4 {
-                        completes.join_next().await.unwrap().unwrap();
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                while let Some(r) = completes.join_next().await {
-                    r.unwrap();
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        r.unwrap();
-    }
-    let elapsed = started.elapsed();
-    assert_eq!(
-        done.load(Ordering::Relaxed) as usize,
-        tasks,
-        "every task completed once"
-    );
-    tasks as f64 / elapsed.as_secs_f64()
 }
 
 /// Enqueue → the idle agent's poll returns it; p50 and p99 in ms.
@@ -417,7 +170,12 @@ fn main() {
         ("PostgreSQL", Some(create_database("idgard_bench"))),
     ] {
         let server = Arc::new(start(db));
-        let rate = rt.block_on(throughput(server.clone(), tasks, agents));
+        let rate = rt.block_on(support::queue::throughput(
+            server.clone(),
+            "worker",
+            tasks,
+            agents,
+        ));
         let (p50, p99) = rt.block_on(latency(server.clone(), samples));
         println!(
             "{name:<11} {rate:>8.0} tasks/s (claim → complete)   enqueue → agent: p50 {p50:.2} ms, p99 {p99:.2} ms   (targets: ≥ 3000 tasks/s on SQLite, p99 ≤ 20 ms)"

@@ -1,7 +1,9 @@
-//! What the connector benchmarks share: an observer that counts entries, and sizes from the
-//! environment.
+//! What the benchmarks share: an observer that counts entries, sizes from the environment, and
+//! (in `queue`) a server process with simulated agents.
 
 #![allow(dead_code)] // each benchmark uses part of it
+
+pub mod queue;
 
 use idgard_host::Observer;
 use std::sync::Arc;
