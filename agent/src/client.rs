@@ -204,7 +204,10 @@ impl Client {
                 .body(b);
         }
         let response = req.send().await.map_err(|e| CallError::Later {
-            message: format!("cannot reach the server: {}", error_chain(&e)),
+            message: format!(
+                "cannot reach the server: {}",
+                idgard_protocol::error_chain(&e)
+            ),
             retry_after: None,
         })?;
         let status = response.status();
@@ -260,17 +263,6 @@ fn code_of_status(status: StatusCode) -> ErrorCode {
         s if s.is_server_error() => ErrorCode::Unavailable,
         _ => ErrorCode::Unknown,
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 /// A delay before trying again: doubling from 200 ms to 30 s, with ±50 % jitter so that agents

@@ -9,6 +9,7 @@
 //! the other's crates.
 
 pub mod contract;
+pub mod errors;
 pub mod frames;
 pub mod names;
 pub mod rows;

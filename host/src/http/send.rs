@@ -4,7 +4,6 @@
 use super::service::Service;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use std::error::Error as _;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 /// Largest request body a connector sends (bodies are collected before sending).
@@ -58,7 +57,7 @@ pub(super) async fn forward(
         let name = &name;
         async move {
             builder.send().await.map_err(|e| {
-                tracing::warn!(service = %name, "HTTP request failed: {}", chain(&e));
+                tracing::warn!(service = %name, "HTTP request failed: {}", idgard_model::errors::chain(&e));
                 code(&e)
             })
         }
@@ -94,21 +93,9 @@ pub(super) async fn forward(
     Ok((response, Box::new(async { Ok(()) })))
 }
 
-/// An error and its causes, for the agent's log.
-pub(super) fn chain(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 /// What the guest is told of a failed request.
 pub(super) fn code(e: &reqwest::Error) -> HttpError {
-    let text = chain(e).to_ascii_lowercase();
+    let text = idgard_model::errors::chain(e).to_ascii_lowercase();
     if e.is_timeout() {
         if e.is_connect() {
             HttpError::ConnectionTimeout

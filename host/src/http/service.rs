@@ -186,7 +186,7 @@ impl Service {
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(|e| failed(super::send::chain(&e), super::send::code(&e)))?;
+            .map_err(|e| failed(idgard_model::errors::chain(&e), super::send::code(&e)))?;
         let status = answer.status();
         if !status.is_success() {
             let code = if matches!(status.as_u16(), 400 | 401 | 403) {

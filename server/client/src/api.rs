@@ -76,15 +76,21 @@ impl Api {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let res = req
-            .send()
-            .await
-            .map_err(|e| anyhow!("{} did not answer: {}", self.base, chain(&e)))?;
+        let res = req.send().await.map_err(|e| {
+            anyhow!(
+                "{} did not answer: {}",
+                self.base,
+                idgard_protocol::error_chain(&e)
+            )
+        })?;
         let status = res.status();
-        let bytes = res
-            .bytes()
-            .await
-            .map_err(|e| anyhow!("{} broke off its answer: {}", self.base, chain(&e)))?;
+        let bytes = res.bytes().await.map_err(|e| {
+            anyhow!(
+                "{} broke off its answer: {}",
+                self.base,
+                idgard_protocol::error_chain(&e)
+            )
+        })?;
         if status.is_success() {
             return Ok(bytes);
         }
@@ -93,21 +99,6 @@ impl Api {
             Err(_) => Err(anyhow!("{} answered {status}", self.base)),
         }
     }
-}
-
-/// An error and its causes on one line (reqwest hides the TLS reason in its sources).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// An API path from segments, each percent-encoded (keys hold `/`, spaces, `é`, `,` and `=`),

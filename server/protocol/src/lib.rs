@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use idgard_model::contract as model;
+pub use idgard_model::errors::chain as error_chain;
 pub use idgard_model::frames;
 
 /// The version of this API, in every path: `/api/v1/...`.

@@ -80,7 +80,7 @@ impl Mailer {
             .send(message)
             .await
             .map(|_| ())
-            .map_err(|e| chain(&e))
+            .map_err(|e| idgard_model::errors::chain(&e))
     }
 }
 
@@ -97,19 +97,4 @@ fn tls(host: &str, cfg: &MailConfig) -> Result<TlsParameters> {
     params
         .build_rustls()
         .context("mail: cannot set up TLS for the SMTP server")
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
 }
