@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
-/// What an enrolled agent keeps (0600, in its work folder).
+/// What an enrolled agent keeps (sealed, 0600, in its work folder).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
@@ -30,15 +30,42 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Reads them.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| {
+    /// Reads them; credentials written in clear by an earlier version, or sealed under a key
+    /// older than the current one, are sealed again on the way.
+    pub fn load(ring: &idgard_vault::Keyring, path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| {
             format!(
                 "cannot read {} (enrol this agent first: idgard-agent enrol --server URL --token T)",
                 path.display()
             )
         })?;
-        serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+        if !idgard_vault::is_sealed(&bytes) {
+            let creds: Self = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is damaged", path.display()))?;
+            creds.save(ring, path)?;
+            tracing::info!(
+                "sealed the credentials {} written by an earlier version",
+                path.display()
+            );
+            return Ok(creds);
+        }
+        let plain = idgard_vault::read_file(ring, path)?;
+        let creds: Self = serde_json::from_slice(&plain)
+            .with_context(|| format!("{} is damaged", path.display()))?;
+        if idgard_vault::key_of(&bytes) != Some(ring.current()) {
+            creds.save(ring, path)?;
+            tracing::info!("sealed the credentials again under key {}", ring.current());
+        }
+        Ok(creds)
+    }
+
+    /// Writes them, sealed.
+    pub fn save(&self, ring: &idgard_vault::Keyring, path: &Path) -> Result<()> {
+        Ok(idgard_vault::write_file(
+            ring,
+            path,
+            &serde_json::to_vec(self)?,
+        )?)
     }
 }
 

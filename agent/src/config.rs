@@ -5,7 +5,6 @@
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The agent's configuration file.
@@ -21,6 +20,13 @@ pub struct AgentConfig {
     /// Connection files (`*.toml`), one per managed system.
     #[serde(default = "default_connections")]
     pub connections: PathBuf,
+    /// The key ring sealing what the agent keeps on disk: RSA key pairs `key-<N>.pem`, made
+    /// with its first key when missing. Keep it apart from backups of `work`.
+    #[serde(default = "default_keys")]
+    pub keys: PathBuf,
+    /// Connection secrets set with `idgard-agent secret set NAME`, sealed (`NAME.sealed`).
+    #[serde(default = "default_secrets")]
+    pub secrets: PathBuf,
     /// Tasks run at once.
     #[serde(default = "default_max_tasks")]
     pub max_tasks: u32,
@@ -46,6 +52,12 @@ pub(crate) fn default_runtime() -> PathBuf {
 pub(crate) fn default_connections() -> PathBuf {
     "connections".into()
 }
+pub(crate) fn default_keys() -> PathBuf {
+    "keys".into()
+}
+pub(crate) fn default_secrets() -> PathBuf {
+    "secrets".into()
+}
 pub(crate) fn default_max_tasks() -> u32 {
     2
 }
@@ -61,6 +73,8 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("IDGARD_AGENT_WORK", "work"),
     ("IDGARD_AGENT_RUNTIME", "runtime"),
     ("IDGARD_AGENT_CONNECTIONS", "connections"),
+    ("IDGARD_AGENT_KEYS", "keys"),
+    ("IDGARD_AGENT_SECRETS", "secrets"),
     ("IDGARD_AGENT_MAX_TASKS", "max_tasks"),
     ("IDGARD_AGENT_BATCH_SIZE", "batch_size"),
     ("IDGARD_AGENT_SHUTDOWN_GRACE_SECS", "shutdown_grace_secs"),
@@ -73,12 +87,14 @@ const STARTER: &str = "\
 work = \"work\"                # credentials, spool, what connectors collect
 runtime = \"runtime\"          # connector packages, one folder per connector
 connections = \"connections\"  # connection files (*.toml), one per managed system
+keys = \"keys\"                # the key ring sealing what the agent keeps on disk
+secrets = \"secrets\"          # connection secrets, sealed (idgard-agent secret set NAME)
 max_tasks = 2
 launchable = []              # declared jobs people may launch from the web UI through this agent
 ";
 
 /// Keys holding folders (made absolute as they are read).
-const FOLDER_KEYS: &[&str] = &["work", "runtime", "connections"];
+const FOLDER_KEYS: &[&str] = &["work", "runtime", "connections", "keys", "secrets"];
 
 impl AgentConfig {
     /// Reads the file, then the process's `IDGARD_AGENT_*` variables.
@@ -142,12 +158,13 @@ impl AgentConfig {
             std::fs::write(path, STARTER)
                 .with_context(|| format!("cannot write a starter {}", path.display()))?;
             let base = path.parent().unwrap_or(Path::new("."));
-            for d in FOLDER_KEYS {
+            // `keys` is made by the key ring itself, readable by the agent's user only.
+            for d in FOLDER_KEYS.iter().filter(|d| **d != "keys") {
                 std::fs::create_dir_all(base.join(d))
                     .with_context(|| format!("cannot create {}", base.join(d).display()))?;
             }
             eprintln!(
-                "wrote a starter {} (folders work/, runtime/, connections/ beside it)",
+                "wrote a starter {} (folders work/, runtime/, connections/, secrets/ beside it)",
                 path.display()
             );
         }
@@ -157,25 +174,6 @@ impl AgentConfig {
     pub(crate) fn credentials_path(&self) -> PathBuf {
         self.work.join("credentials.json")
     }
-}
-
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 #[cfg(test)]

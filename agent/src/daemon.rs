@@ -40,6 +40,8 @@ pub(crate) struct Agent {
     pub(crate) launches: Option<crate::launch::Launches>,
     /// What the agent measured of its runs, sent with its polls.
     pub(crate) figures: crate::figures::Figures,
+    /// Seals what the agent keeps on disk (exports, the spool, stored secrets).
+    pub(crate) vault: Arc<idgard_vault::Keyring>,
 }
 
 /// Raises the open-descriptor limit to its hard maximum, and says when concurrent runs could
@@ -92,7 +94,8 @@ pub(crate) fn forget_order_files(orders: &Path) {
 pub async fn run(config: AgentConfig) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     raise_descriptor_limit(config.max_tasks);
-    let mut creds = Credentials::load(&config.credentials_path())?;
+    let vault = crate::sealed::keyring(&config)?;
+    let mut creds = Credentials::load(&vault, &config.credentials_path())?;
     for dir in ["collect", "orders", "state", "spool", "cache"] {
         std::fs::create_dir_all(config.work.join(dir))?;
     }
@@ -101,6 +104,10 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         Runtime::new(idgard_host::RuntimeOptions {
             cache_dir: Some(config.work.join("cache")),
             max_concurrent_runs: config.max_tasks.max(2),
+            secret_store: Some(Arc::new(crate::sealed::StoredSecrets {
+                ring: vault.clone(),
+                dir: config.secrets.clone(),
+            })),
             ..Default::default()
         })
         .context("cannot start the connector runtime")?,
@@ -116,13 +123,14 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         "agent starting"
     );
     let client = Client::new(creds.clone())?;
-    let launches = crate::launch::pinned_key(&client, &mut creds, &config.credentials_path())
-        .await
-        .and_then(|key| {
-            crate::launch::Launches::new(&key, creds.agent_id, &config.launchable)
-                .inspect_err(|e| tracing::warn!("launches from the web UI are refused: {e:#}"))
-                .ok()
-        });
+    let launches =
+        crate::launch::pinned_key(&client, &mut creds, &vault, &config.credentials_path())
+            .await
+            .and_then(|key| {
+                crate::launch::Launches::new(&key, creds.agent_id, &config.launchable)
+                    .inspect_err(|e| tracing::warn!("launches from the web UI are refused: {e:#}"))
+                    .ok()
+            });
     tracing::info!(
         launchable = ?config.launchable,
         "jobs people may launch from the web UI through this agent"
@@ -144,6 +152,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         stopping: AtomicBool::new(false),
         launches,
         figures: Default::default(),
+        vault,
     });
 
     agent.replay_spool().await;

@@ -135,14 +135,13 @@ impl Agent {
                 }),
             )
             .await?;
-        let file = std::fs::File::open(&up.path)
-            .map_err(|e| CallError::Local(format!("{}: {e}", up.path.display())))?;
+        let mut file = idgard_vault::SealedFile::open(&self.vault, &up.path)
+            .map_err(|e| CallError::Local(e.to_string()))?;
         while !slot.complete {
             let len = chunk.min(slot.size - slot.received) as usize;
             let mut buf = vec![0u8; len];
-            use std::os::unix::fs::FileExt;
             file.read_exact_at(&mut buf, slot.received)
-                .map_err(|e| CallError::Local(format!("{}: {e}", up.path.display())))?;
+                .map_err(|e| CallError::Local(e.to_string()))?;
             match self
                 .client
                 .put_bytes::<UploadView>(

@@ -1,7 +1,7 @@
 //! `idgard-agent enrol`: trading a one-time token for the agent's credentials.
 
 use crate::client::Credentials;
-use crate::config::{AgentConfig, write_private};
+use crate::config::AgentConfig;
 use anyhow::{Context, Result, bail};
 use idgard_protocol::{EnrolAnswer, EnrolRequest};
 
@@ -14,6 +14,9 @@ pub async fn enrol(
     fingerprint: Option<&str>,
 ) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // The key ring first: the token is spent by the call below, and the credentials it brings
+    // are sealed with the ring.
+    let ring = crate::sealed::keyring(config)?;
     let http = crate::client::http_client(server, fingerprint)?;
     let url = format!("{}/api/v1/enrol", server.trim_end_matches('/'));
     let response = http
@@ -42,9 +45,9 @@ pub async fn enrol(
         signing_key: answer.signing_key,
     };
     let path = config.credentials_path();
-    write_private(&path, &serde_json::to_vec_pretty(&creds)?)?;
+    creds.save(&ring, &path)?;
     println!(
-        "enrolled as agent `{}`; credentials in {} (readable by this user only)",
+        "enrolled as agent `{}`; credentials sealed in {} (readable by this user only)",
         answer.agent_name,
         path.display()
     );

@@ -131,10 +131,15 @@ impl Agent {
             Operation::Synchronize | Operation::Provision => unreachable!("run on the server"),
         };
         let writer = if task.operation == Operation::Export {
-            Some(
-                std::fs::File::create(&entries_path)
-                    .with_context(|| format!("cannot create {}", entries_path.display()))?,
-            )
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&entries_path)
+                .with_context(|| format!("cannot create {}", entries_path.display()))?;
+            Some(idgard_vault::SealedWriter::new(&self.vault, file)?)
         } else {
             None
         };

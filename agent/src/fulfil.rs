@@ -1,7 +1,6 @@
 //! Fulfilling the orders the server holds for a task, batch by batch, resumable after a
 //! restart.
 
-use crate::config::write_private;
 use crate::daemon::Agent;
 use crate::observer::TaskObserver;
 use anyhow::{Result, bail};
@@ -49,7 +48,7 @@ impl Agent {
             progress: &progress,
             log: &log,
         };
-        let mut spool = Spool::open(&self.config.work, task.id)?;
+        let mut spool = Spool::open(&self.config.work, self.vault.clone(), task.id)?;
         let mut tally = Tally::default();
         let mut handed: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut next: Pending<TaskOrders<Order>> = None;
@@ -212,6 +211,8 @@ impl Agent {
 /// them): those carried out since the last ones sent, and those on their way to the server.
 struct Spool {
     file: std::path::PathBuf,
+    /// Seals the file: results name accounts and carry connectors' messages.
+    vault: Arc<idgard_vault::Keyring>,
     /// Carried out, not yet sent.
     finished: Vec<OrderResult>,
     /// Sent, not yet acknowledged.
@@ -219,11 +220,21 @@ struct Spool {
 }
 
 impl Spool {
-    fn open(work: &Path, task: i64) -> Result<Spool> {
+    fn open(work: &Path, vault: Arc<idgard_vault::Keyring>, task: i64) -> Result<Spool> {
         let file = work.join("spool").join(format!("orders-{task}.json"));
-        let finished: Vec<OrderResult> = match std::fs::read(&file) {
+        let finished: Vec<OrderResult> = match idgard_vault::read_file(&vault, &file) {
             Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
-            Err(_) => Vec::new(),
+            Err(idgard_vault::Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "results of an interrupted fulfilment are lost ({e}): its orders run again"
+                );
+                Vec::new()
+            }
         };
         if !finished.is_empty() {
             tracing::info!(
@@ -233,6 +244,7 @@ impl Spool {
         }
         Ok(Spool {
             file,
+            vault,
             finished,
             sending: Vec::new(),
         })
@@ -240,7 +252,11 @@ impl Spool {
 
     fn write(&self) -> Result<()> {
         let all: Vec<&OrderResult> = self.sending.iter().chain(&self.finished).collect();
-        write_private(&self.file, &serde_json::to_vec(&all)?)
+        Ok(idgard_vault::write_file(
+            &self.vault,
+            &self.file,
+            &serde_json::to_vec(&all)?,
+        )?)
     }
 
     /// A batch carried out.

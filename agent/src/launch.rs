@@ -113,6 +113,7 @@ mod tests;
 pub(crate) async fn pinned_key(
     client: &crate::client::Client,
     creds: &mut crate::client::Credentials,
+    ring: &idgard_vault::Keyring,
     path: &std::path::Path,
 ) -> Option<String> {
     if let Some(key) = &creds.signing_key {
@@ -128,9 +129,7 @@ pub(crate) async fn pinned_key(
     match answer {
         Ok(a) => {
             creds.signing_key = Some(a.signing_key.clone());
-            let saved = serde_json::to_vec_pretty(creds)
-                .map_err(anyhow::Error::from)
-                .and_then(|bytes| crate::config::write_private(path, &bytes));
+            let saved = creds.save(ring, path);
             match saved {
                 Ok(()) => tracing::info!("pinned the server's signing key in {}", path.display()),
                 Err(e) => tracing::warn!("cannot save the server's signing key: {e:#}"),

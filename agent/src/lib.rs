@@ -16,6 +16,7 @@
 //! | `observer` | what a run produces: entries to the spool, logs to a bounded queue |
 //! | `fulfil` | fulfilling the server's orders batch by batch |
 //! | `spool` | what survives a restart until the server has it |
+//! | `sealed` | the key ring sealing what is kept on disk; stored secrets; `secret`, `keys` |
 //! | `delivery` | uploads and completions, retried |
 //! | `run`, `output`, `template` | the author's tools |
 
@@ -33,6 +34,7 @@ mod output;
 mod overlap;
 mod registry;
 pub mod run;
+pub mod sealed;
 mod spool;
 mod stop;
 pub mod template;

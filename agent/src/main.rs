@@ -4,7 +4,7 @@
 //! connector host. `connector run` and `connector new` are the connector author's tools.
 
 use clap::{Parser, Subcommand};
-use idgard_agent::{AgentConfig, enrol, run, serve, template};
+use idgard_agent::{AgentConfig, enrol, run, sealed, serve, template};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,9 +38,50 @@ enum Command {
         #[arg(long, default_value = "agent.toml")]
         config: PathBuf,
     },
+    /// Connection secrets kept sealed by this agent (`[secrets] NAME = { stored = "NAME" }`).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// The key ring sealing what this agent keeps on disk.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Tools for connector authors.
     #[command(subcommand)]
     Connector(ConnectorCommand),
+}
+
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// Reads a secret from standard input and stores it sealed (replacing any of that name).
+    Set {
+        /// The secret's name.
+        name: String,
+        /// The agent's configuration file.
+        #[arg(long, default_value = "agent.toml")]
+        config: PathBuf,
+    },
+    /// Lists the stored secrets' names.
+    List {
+        /// The agent's configuration file.
+        #[arg(long, default_value = "agent.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Lists the keys of the ring, the current one marked.
+    List {
+        /// The agent's configuration file.
+        #[arg(long, default_value = "agent.toml")]
+        config: PathBuf,
+    },
+    /// Adds a key that seals from now on (a running agent takes it within seconds); what older
+    /// keys sealed stays readable while their files stay.
+    Rotate {
+        /// The agent's configuration file.
+        #[arg(long, default_value = "agent.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -66,6 +107,45 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
         .enable_all()
         .build()?
         .block_on(f)
+}
+
+fn secret(command: SecretCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SecretCommand::Set { name, config } => {
+            let c = AgentConfig::load(&config)?;
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprintln!("the value of `{name}`, then Enter and Ctrl-D:");
+            }
+            let path = sealed::secret_set(&c, &name, std::io::stdin().lock())?;
+            eprintln!(
+                "stored `{name}` sealed in {}; a connection reads it with {name} = {{ stored = \"{name}\" }}",
+                path.display()
+            );
+        }
+        SecretCommand::List { config } => {
+            for name in sealed::secret_list(&AgentConfig::load(&config)?)? {
+                println!("{name}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        KeysCommand::List { config } => {
+            for line in sealed::keys_list(&AgentConfig::load(&config)?)? {
+                println!("{line}");
+            }
+        }
+        KeysCommand::Rotate { config } => {
+            let id = sealed::keys_rotate(&AgentConfig::load(&config)?)?;
+            eprintln!(
+                "key {id} added: new data is sealed with it; keep the older keys while data they sealed remains"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -103,6 +183,8 @@ fn main() -> ExitCode {
         Command::Run { config } => {
             AgentConfig::load(&config).and_then(|c| block_on(serve(c)).map(|()| ExitCode::SUCCESS))
         }
+        Command::Secret(command) => secret(command),
+        Command::Keys(command) => keys(command),
         Command::Connector(ConnectorCommand::Run(args)) => run::run(args),
         Command::Connector(ConnectorCommand::New {
             name,

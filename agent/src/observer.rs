@@ -1,11 +1,12 @@
 //! What a task's connector run produces, taken in by the agent: entries framed into the spool
-//! file (hashed as they go), progress into the heartbeat's counters, log lines into a bounded
+//! file (hashed as they go, sealed as they are written), progress into the heartbeat's counters, log lines into a bounded
 //! queue that the log shipper drains. Nothing a connector does can make this grow without bound:
 //! the host caps a run's log, and the queue drops (and counts) lines it has no room for.
 
 use anyhow::bail;
 use idgard_host::{Cancel, Level, Observer};
 use idgard_protocol::{LogLine, frames};
+use idgard_vault::SealedWriter;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +21,8 @@ pub const LOG_QUEUE: usize = 10_000;
 
 /// Receives a run's output: entries framed into the spool file, logs to the shipper.
 pub struct TaskObserver {
-    out: Option<std::io::BufWriter<std::fs::File>>,
+    /// The export's entries file, sealed as it is written.
+    out: Option<SealedWriter<std::fs::File>>,
     hash: Sha256,
     size: u64,
     cancel: Cancel,
@@ -41,13 +43,13 @@ fn now_ms() -> i64 {
 impl TaskObserver {
     /// An observer writing entries to `out` (exports) or nowhere.
     pub fn new(
-        out: Option<std::fs::File>,
+        out: Option<SealedWriter<std::fs::File>>,
         cancel: Cancel,
         progress: Arc<(AtomicU64, AtomicU64)>,
         log: mpsc::Sender<LogLine>,
     ) -> Self {
         Self {
-            out: out.map(|f| std::io::BufWriter::with_capacity(1 << 20, f)),
+            out,
             hash: Sha256::new(),
             size: 0,
             cancel,
@@ -134,8 +136,8 @@ impl Observer for TaskObserver {
 impl Drop for TaskObserver {
     fn drop(&mut self) {
         self.report_dropped();
-        if let Some(mut out) = self.out.take() {
-            let flushed = out.flush().and_then(|()| out.get_ref().sync_all()).is_ok();
+        if let Some(out) = self.out.take() {
+            let flushed = out.finish().and_then(|f| f.sync_all()).is_ok();
             if flushed {
                 let hash = std::mem::take(&mut self.hash);
                 *self.done.lock().expect("done") = Some((self.size, hex::encode(hash.finalize())));

@@ -1,8 +1,8 @@
 //! Connections whose folders overlap are refused. A connector with a read-write grant above (or
 //! inside) another connection's folder could plant files or symbolic links there and so reach,
 //! through the other connection's next run, what it was never granted; a grant over the agent's
-//! own folders (work, runtime, connections) could rewrite the agent's spool, cursors or
-//! connectors. Two grants may overlap only when neither is writable, or when both say
+//! own folders (work, runtime, connections, keys, secrets) could rewrite the agent's spool,
+//! cursors or connectors, or read its keys. Two grants may overlap only when neither is writable, or when both say
 //! `shared = true`; the agent's own folders are never grantable.
 
 use idgard_host::Connection;

@@ -80,6 +80,8 @@ pub(crate) fn reload(runtime: &Runtime, config: &AgentConfig, old: &Registry) ->
         ("work", config.work.as_path()),
         ("runtime", config.runtime.as_path()),
         ("connections", config.connections.as_path()),
+        ("keys", config.keys.as_path()),
+        ("secrets", config.secrets.as_path()),
     ];
     for file in files {
         let stem = file

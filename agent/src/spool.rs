@@ -1,7 +1,7 @@
 //! What a finished task leaves in `work/spool/` until the server has it, so a restart loses
-//! nothing: written first, replayed at start, removed once delivered.
+//! nothing: written first, replayed at start, removed once delivered. Sealed, like the export's
+//! entries file it may name (`crate::sealed`).
 
-use crate::config::write_private;
 use crate::daemon::Agent;
 use anyhow::Result;
 use idgard_protocol::TaskOutcome;
@@ -48,10 +48,17 @@ impl Agent {
                 outputs.push(path);
                 continue;
             }
-            if path.extension().is_none_or(|x| x != "json") {
+            // Task results only: a fulfilment's results (`orders-<task>.json`) are resumed by
+            // the task itself when the server hands it out again.
+            let task_result = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("task-") && n.ends_with(".json"));
+            if !task_result {
                 continue;
             }
-            let spooled: Option<Spooled> = std::fs::read(&path)
+            let spooled: Option<Spooled> = idgard_vault::read_file(&self.vault, &path)
+                .inspect_err(|e| tracing::warn!("{e}"))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
             match spooled {
@@ -91,6 +98,11 @@ impl Agent {
     }
 
     pub(crate) fn save(&self, s: &Spooled) -> Result<()> {
-        write_private(&self.spool_path(s.task, s.fence), &serde_json::to_vec(s)?)
+        let path = self.spool_path(s.task, s.fence);
+        Ok(idgard_vault::write_file(
+            &self.vault,
+            &path,
+            &serde_json::to_vec(s)?,
+        )?)
     }
 }

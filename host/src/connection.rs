@@ -42,6 +42,8 @@ pub enum SecretSource {
     File(PathBuf),
     /// The value itself (for development only: it sits in the configuration file).
     Value(String),
+    /// A secret the agent keeps sealed (`idgard-agent secret set NAME`).
+    Stored(String),
 }
 
 impl Connection {
@@ -118,8 +120,11 @@ impl Connection {
         Ok(c)
     }
 
-    /// Reads every secret's value now.
-    pub fn resolve_secrets(&self) -> Result<BTreeMap<String, String>, Error> {
+    /// Reads every secret's value now; `stored` ones from `store`.
+    pub fn resolve_secrets(
+        &self,
+        store: Option<&dyn crate::SecretStore>,
+    ) -> Result<BTreeMap<String, String>, Error> {
         let mut out = BTreeMap::new();
         for (name, source) in &self.secrets {
             let value = match source {
@@ -135,6 +140,13 @@ impl Connection {
                     .trim_end_matches(['\n', '\r'])
                     .to_owned(),
                 SecretSource::Value(v) => v.clone(),
+                SecretSource::Stored(stored) => store
+                    .ok_or_else(|| "stored secrets are read by the agent only".to_owned())
+                    .and_then(|s| s.read(stored))
+                    .map_err(|message| Error::Secret {
+                        name: name.clone(),
+                        message: format!("stored secret `{stored}`: {message}"),
+                    })?,
             };
             out.insert(name.clone(), value);
         }

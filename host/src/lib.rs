@@ -73,6 +73,21 @@ pub struct RuntimeOptions {
     pub max_concurrent_runs: u32,
     /// The largest memory limit any connection may set, in MiB.
     pub max_memory_mib: u32,
+    /// Where `stored` secrets of connections are read (the agent's sealed secrets); `None`:
+    /// a connection naming one fails with a clear error.
+    pub secret_store: Option<Arc<dyn SecretStore>>,
+}
+
+/// Reads secrets kept by the embedding program (`[secrets] name = { stored = "..." }`).
+pub trait SecretStore: Send + Sync {
+    /// The value of the stored secret `name`, or why it cannot be read.
+    fn read(&self, name: &str) -> Result<String, String>;
+}
+
+impl std::fmt::Debug for dyn SecretStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretStore")
+    }
 }
 
 impl Default for RuntimeOptions {
@@ -81,6 +96,7 @@ impl Default for RuntimeOptions {
             cache_dir: None,
             max_concurrent_runs: 16,
             max_memory_mib: 4096,
+            secret_store: None,
         }
     }
 }
@@ -415,7 +431,7 @@ impl Runtime {
             .resolve_settings(&connection.settings)
             .map_err(bad)?
             .to_string();
-        let mut secrets = connection.resolve_secrets()?;
+        let mut secrets = connection.resolve_secrets(self.options.secret_store.as_deref())?;
         let withheld = connection.grants.withhold(&mut secrets);
         let effective = grants::effective(m, &connection.grants);
         let mut observer = observer;

@@ -4,6 +4,11 @@
 //! The baseline, run at the same time, is raw SQL: the same rows inserted with multi-row
 //! INSERTs into an empty table, with no comparison and no history.
 //!
+//! Encryption at rest is measured on the same export: the initial load of a copy of the upload
+//! whose chunks are stored in clear (as earlier versions stored them) against the sealed one, and
+//! what the agent does to the same bytes (seal them into its spool file, read them back for the
+//! upload) against plain file writes and reads.
+//!
 //! `cargo bench -p idgard-server --bench pipeline -- [rows]` (default 1,000,000).
 
 #[path = "../tests/support/mod.rs"]
@@ -157,6 +162,126 @@ async fn insert_raw(
     n
 }
 
+/// Encryption at rest on the export `content`: the server's side (storing sealed chunks, a full
+/// synchronize from them) against the same in clear, and the agent's side against plain files.
+async fn at_rest(q: &Engine, agent: i64, dir: &std::path::Path, content: &[u8], entries: u64) {
+    let rows = content.len();
+    // The agent: the spool file written sealed as the export goes, then read back in the
+    // upload's 1 MiB chunks; the same with a plain file.
+    let time = |f: &mut dyn FnMut()| {
+        let started = Instant::now();
+        f();
+        started.elapsed().as_secs_f64()
+    };
+    let ring = q.queue.sealer.ring();
+    let (plain_path, sealed_path) = (dir.join("plain.entries"), dir.join("sealed.entries"));
+    let plain_write = time(&mut || {
+        use std::io::Write;
+        let mut f =
+            std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&plain_path).unwrap());
+        for piece in content.chunks(64 << 10) {
+            f.write_all(piece).unwrap();
+        }
+        f.into_inner().unwrap().sync_all().unwrap();
+    });
+    let sealed_write = time(&mut || {
+        use std::io::Write;
+        let mut w =
+            idgard_vault::SealedWriter::new(ring, std::fs::File::create(&sealed_path).unwrap())
+                .unwrap();
+        for piece in content.chunks(64 << 10) {
+            w.write_all(piece).unwrap();
+        }
+        w.finish().unwrap().sync_all().unwrap();
+    });
+    let mut buf = vec![0u8; 1 << 20];
+    let plain_read = time(&mut || {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::open(&plain_path).unwrap();
+        let mut at = 0;
+        while at < rows {
+            let n = buf.len().min(rows - at);
+            f.read_exact_at(&mut buf[..n], at as u64).unwrap();
+            at += n;
+        }
+    });
+    let sealed_read = time(&mut || {
+        let mut f = idgard_vault::SealedFile::open(ring, &sealed_path).unwrap();
+        let mut at = 0;
+        while at < rows {
+            let n = buf.len().min(rows - at);
+            f.read_exact_at(&mut buf[..n], at as u64).unwrap();
+            at += n;
+        }
+    });
+    println!(
+        "agent spool, sealed vs plain:        write {sealed_write:.3} s vs {plain_write:.3} s, \
+         read for the upload {sealed_read:.3} s vs {plain_read:.3} s ({:.0} MiB/s sealed write)",
+        rows as f64 / 1048576.0 / sealed_write
+    );
+
+    // The server: the same export uploaded twice (sealed chunks), one copy's chunks then
+    // rewritten in clear; each loaded in full into a connection of its own, the clear one
+    // first (the sealed one then runs on the bigger database: any bias is against it).
+    let started = Instant::now();
+    let (sealed_up, _, _) = upload(q, agent, content).await;
+    let upload_sealed = started.elapsed().as_secs_f64();
+    let (clear_up, _, _) = upload(q, agent, content).await;
+    use sqlx::Row;
+    let starts: Vec<i64> =
+        sqlx::query("SELECT start_at FROM upload_chunks WHERE upload_id = $1 ORDER BY start_at")
+            .bind(clear_up)
+            .fetch_all(&q.queue.db.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    for (i, start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(rows, |e| *e as usize);
+        sqlx::query("UPDATE upload_chunks SET data = $1 WHERE upload_id = $2 AND start_at = $3")
+            .bind(content[*start as usize..end].to_vec())
+            .bind(clear_up)
+            .bind(start)
+            .execute(&q.queue.db.pool)
+            .await
+            .unwrap();
+    }
+    let clear = load_full(q, "hr_clear", clear_up, entries).await;
+    let sealed = load_full(q, "hr_sealed", sealed_up, entries).await;
+    println!(
+        "initial load, sealed vs clear chunks: {sealed:.2} s vs {clear:.2} s → {:+.1} % \
+         (storing the sealed upload took {upload_sealed:.2} s)",
+        (sealed / clear - 1.0) * 100.0
+    );
+    for (c, u) in [("hr_clear", clear_up), ("hr_sealed", sealed_up)] {
+        sqlx::query("DELETE FROM entries WHERE connection = $1")
+            .bind(c)
+            .execute(&q.queue.db.pool)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM upload_chunks WHERE upload_id = $1")
+            .bind(u)
+            .execute(&q.queue.db.pool)
+            .await
+            .unwrap();
+    }
+}
+
+/// A full synchronize of `upload` into `connection`, timed.
+async fn load_full(q: &Engine, connection: &str, upload: i64, entries: u64) -> f64 {
+    let started = Instant::now();
+    let Checked::Done(report) = q
+        .synchronize(connection, upload, false, None, None)
+        .await
+        .unwrap()
+    else {
+        panic!("no threshold was set");
+    };
+    assert_eq!(report.inserted, entries);
+    started.elapsed().as_secs_f64()
+}
+
 fn main() {
     let rows: u64 = std::env::args()
         .skip(1)
@@ -187,6 +312,7 @@ fn main() {
             content.len() as f64 / 1048576.0
         );
         let raw = baseline(dir.path(), &content).await;
+        at_rest(&q, agent, dir.path(), &content, rows).await;
         let (first, task, fence) = upload(&q, agent, &content).await;
         drop(content);
         let mut idle = probe(&q, agent, task, fence, tokio::time::sleep(std::time::Duration::from_secs(2))).await;

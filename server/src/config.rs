@@ -32,8 +32,12 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The provisioning rules file (identities, targets, thresholds, declared jobs).
     pub rules: Option<PathBuf>,
-    /// The key that seals secrets inside stored tasks (32 bytes, created when missing);
-    /// default `<data_dir>/secrets.key`. Replicas on one PostgreSQL share one.
+    /// The key ring sealing what the server stores (uploads, passwords in tasks): a folder of
+    /// RSA key pairs, default `<data_dir>/keys` (made with its first key when missing there).
+    /// Replicas on one PostgreSQL share one. See `docs/operations.md`.
+    pub keyring: Option<PathBuf>,
+    /// The key of earlier versions (32 bytes, `<data_dir>/secrets.key` by default): read, when
+    /// present, to open what it sealed; nothing new is sealed with it.
     pub secrets_key: Option<PathBuf>,
     /// The web UI: sign-in methods, sessions, roles (see `docs/ui.md`).
     pub ui: crate::web::settings::UiConfig,
@@ -199,6 +203,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             limits: LimitsConfig::default(),
             rules: None,
+            keyring: None,
             secrets_key: None,
             ui: Default::default(),
             mail: Default::default(),
@@ -217,6 +222,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("IDGARD_DEV_HTTP", "dev_http"),
     ("IDGARD_TLS_CERT", "tls.cert"),
     ("IDGARD_TLS_KEY", "tls.key"),
+    ("IDGARD_KEYRING", "keyring"),
     ("IDGARD_SECRETS_KEY", "secrets_key"),
     ("IDGARD_SIGNING_KEY", "signing.key"),
     ("IDGARD_SIGNING_PASSWORD_FILE", "signing.password_file"),
@@ -369,7 +375,15 @@ impl Config {
         }
     }
 
-    /// The secrets key's file.
+    /// The key ring's folder, and whether it was configured (a configured one must exist).
+    pub fn keyring(&self) -> (PathBuf, bool) {
+        match &self.keyring {
+            Some(p) => (p.clone(), true),
+            None => (self.data_dir.join("keys"), false),
+        }
+    }
+
+    /// The earlier versions' secrets key's file.
     pub fn secrets_key(&self) -> PathBuf {
         self.secrets_key
             .clone()

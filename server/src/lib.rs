@@ -38,7 +38,12 @@ pub async fn open(config: &config::Config) -> Result<identity::Engine> {
     };
     private::create_dir(&config.data_dir)?;
     private::protect(&config.data_dir)?;
-    let sealer = Arc::new(seal::Sealer::load_or_create(&config.secrets_key())?);
+    let (keyring, configured) = config.keyring();
+    let sealer = Arc::new(seal::Sealer::load(
+        &keyring,
+        configured,
+        &config.secrets_key(),
+    )?);
     let db = db::Db::open(&config.database_url()).await?;
     let queue = queue::Queue {
         db,

@@ -60,6 +60,9 @@ enum Command {
     /// Manages the administrator tokens of the API.
     #[command(subcommand)]
     AdminToken(cli::agents::TokenCommand),
+    /// The key ring sealing what the server stores (uploads, passwords in tasks).
+    #[command(subcommand)]
+    Keys(cli::keys::KeysCommand),
     /// Reads a password on standard input and prints its argon2id hash, for
     /// `ui.dev_password.hash`.
     HashPassword,
@@ -315,6 +318,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Keys(cmd) => cli::keys::run(&config, cmd),
         Command::HashPassword => {
             let mut password = String::new();
             std::io::stdin()

@@ -4,6 +4,7 @@
 mod ad;
 mod ad_orders;
 mod agent_sandbox;
+mod at_rest;
 mod client;
 mod connections;
 mod csv;

@@ -11,7 +11,7 @@ use serde_json::json;
 use sha2::Digest as _;
 use std::path::Path;
 
-const RULES: &str = r#"
+pub(crate) const RULES: &str = r#"
 version = 1
 
 [identities]
@@ -81,7 +81,7 @@ pub(crate) fn context(job: &JobView, agent: &Agent, server: &Server) -> String {
     )
 }
 
-fn run(server: &Server, incremental: bool, dry_run: bool) -> JobView {
+pub(crate) fn run(server: &Server, incremental: bool, dry_run: bool) -> JobView {
     let job: JobView = server
         .admin(
             Method::POST,

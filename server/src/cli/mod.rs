@@ -17,4 +17,5 @@ macro_rules! say {
 }
 
 pub mod agents;
+pub mod keys;
 pub mod rules;

@@ -218,7 +218,7 @@ impl Engine {
         let starts = chunk_starts(&mut **tx, upload_id).await?;
         let mut frames = frames::Reader::new();
         for start in starts {
-            let data = chunk(&mut **tx, upload_id, start).await?;
+            let data = chunk(&mut **tx, &self.queue.sealer, upload_id, start).await?;
             frames.push(&data);
             while let Some((_, batch)) = frames.next_frame() {
                 if incremental {

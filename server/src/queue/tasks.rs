@@ -239,7 +239,7 @@ impl Queue {
             let failed = Completion {
                 fence,
                 outcome: TaskOutcome::Failed {
-                    error: format!("{e:#} (secrets_key)"),
+                    error: format!("{e:#} (keyring)"),
                     retryable: false,
                 },
             };

@@ -154,10 +154,12 @@ impl Queue {
                 "upload {id}: another chunk at byte {offset} arrived first; ask for the slot's state"
             )));
         }
+        // Sealed before it is written: an export's entries are a whole system's personal data.
+        let sealed = self.sealer.seal_bytes(data)?;
         sqlx::query("INSERT INTO upload_chunks (upload_id, start_at, data) VALUES ($1, $2, $3)")
             .bind(id)
             .bind(offset as i64)
-            .bind(data.to_vec())
+            .bind(sealed)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -174,11 +176,12 @@ impl Queue {
         id: i64,
     ) -> impl futures_util::Stream<Item = Result<Vec<u8>>> + Send + 'static {
         let db = self.db.read.clone();
+        let sealer = self.sealer.clone();
         futures_util::stream::once(async move {
             let starts = chunk_starts(&db, id).await?;
             Ok::<_, Error>(futures_util::stream::iter(starts).then(move |start| {
-                let db = db.clone();
-                async move { chunk(&db, id, start).await }
+                let (db, sealer) = (db.clone(), sealer.clone());
+                async move { chunk(&db, &sealer, id, start).await }
             }))
         })
         .try_flatten()
@@ -191,7 +194,7 @@ impl Queue {
         let mut sha = Sha256::new();
         let mut count = EntryCount::new(view.name == "entries");
         for start in chunk_starts(&self.db.pool, id).await? {
-            let data = chunk(&self.db.pool, id, start).await?;
+            let data = chunk(&self.db.pool, &self.sealer, id, start).await?;
             sha.update(&data);
             count.push(&data);
         }
@@ -319,19 +322,24 @@ where
         .collect()
 }
 
-/// One chunk of an upload.
-pub(crate) async fn chunk<'c, E>(db: E, upload: i64, start: i64) -> Result<Vec<u8>>
+/// One chunk of an upload, opened.
+pub(crate) async fn chunk<'c, E>(
+    db: E,
+    sealer: &crate::seal::Sealer,
+    upload: i64,
+    start: i64,
+) -> Result<Vec<u8>>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    Ok(
+    let stored: Vec<u8> =
         sqlx::query("SELECT data FROM upload_chunks WHERE upload_id = $1 AND start_at = $2")
             .bind(upload)
             .bind(start)
             .fetch_one(db)
             .await?
-            .try_get(0)?,
-    )
+            .try_get(0)?;
+    Ok(sealer.open_bytes(stored)?)
 }
 
 /// A frame larger than this is refused (an agent's batches are far smaller).

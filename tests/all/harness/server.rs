@@ -65,16 +65,18 @@ impl Server {
     }
 
     /// Another server process on the same database (PostgreSQL): a replica, sharing the
-    /// first server's secrets key.
+    /// first server's key ring.
     pub fn replica(&self) -> Server {
-        let key = self.data.join("secrets.key").display().to_string();
-        let mut env: Vec<(&str, &str)> = self
+        let env: Vec<(&str, &str)> = self
             .env
             .iter()
-            .filter(|(k, _)| k.starts_with("IDGARD_QUEUE") || k.starts_with("IDGARD_LIMITS"))
+            .filter(|(k, _)| {
+                k.starts_with("IDGARD_QUEUE")
+                    || k.starts_with("IDGARD_LIMITS")
+                    || *k == "IDGARD_KEYRING"
+            })
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        env.push(("IDGARD_SECRETS_KEY", &key));
         Self::start_on(
             tempfile::tempdir().unwrap(),
             self.database_url.clone(),
@@ -126,6 +128,14 @@ impl Server {
             "IDGARD_TLS_KEY".into(),
             keys.join("dev-cert.key").display().to_string(),
         ));
+        // One key ring for every test server (making a key pair takes a while), unless a
+        // test gives its own.
+        if !env.iter().any(|(k, _)| k == "IDGARD_KEYRING") {
+            env.push((
+                "IDGARD_KEYRING".into(),
+                keys.join("keys").display().to_string(),
+            ));
+        }
         let http = reqwest::Client::builder()
             .danger_accept_invalid_certs(true)
             .build()

@@ -138,7 +138,7 @@ impl Server {
     }
 
     /// Another server on the same PostgreSQL `database`, sharing this one's signing and
-    /// secrets keys, as replicas do.
+    /// key ring, as replicas do.
     pub fn replica(&self, database: &str) -> Server {
         let data = self._dir.as_ref().expect("a server process").path();
         let env = [
@@ -146,10 +146,7 @@ impl Server {
                 "IDGARD_SIGNING_KEY",
                 data.join("dev-signing-key.pem").display().to_string(),
             ),
-            (
-                "IDGARD_SECRETS_KEY",
-                data.join("secrets.key").display().to_string(),
-            ),
+            ("IDGARD_KEYRING", data.join("keys").display().to_string()),
         ];
         start_as(Some(database.to_owned()), Some(&self.admin), &env)
     }
