@@ -179,10 +179,7 @@ impl Client {
             .send(method.clone(), path, body, None, Some(&token))
             .await
         {
-            Err(CallError::Refused {
-                code: ErrorCode::Unauthorized,
-                ..
-            }) => {
+            Err(e) if is_unauthorized(&e) => {
                 let token = self.token(true).await?;
                 self.send(method, path, body, None, Some(&token)).await
             }
@@ -201,6 +198,35 @@ impl Client {
             .await
     }
 
+    /// Downloads raw bytes (a package bundle), at most `max` of them.
+    pub async fn get_bytes(&self, path: &str, max: usize) -> Result<Vec<u8>, CallError> {
+        let token = self.token(false).await?;
+        let mut response = match self
+            .send_raw::<()>(Method::GET, path, None, None, Some(&token))
+            .await
+        {
+            Err(e) if is_unauthorized(&e) => {
+                let token = self.token(true).await?;
+                self.send_raw::<()>(Method::GET, path, None, None, Some(&token))
+                    .await?
+            }
+            other => other?,
+        };
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| CallError::Later {
+            message: format!("download of {path} cut: {e}"),
+            retry_after: None,
+        })? {
+            if bytes.len() + chunk.len() > max {
+                return Err(CallError::Local(format!(
+                    "{path} is larger than {max} bytes"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+
     async fn send<B: Serialize, R: DeserializeOwned>(
         &self,
         method: Method,
@@ -209,6 +235,28 @@ impl Client {
         bytes: Option<Vec<u8>>,
         token: Option<&str>,
     ) -> Result<R, CallError> {
+        let response = self.send_raw(method, path, body, bytes, token).await?;
+        if response.status() == StatusCode::NO_CONTENT {
+            return serde_json::from_str("null").map_err(|e| CallError::Later {
+                message: format!("unexpected empty answer: {e}"),
+                retry_after: None,
+            });
+        }
+        response.json::<R>().await.map_err(|e| CallError::Later {
+            message: format!("unreadable answer from {path}: {e}"),
+            retry_after: None,
+        })
+    }
+
+    /// Sends a request; a success answers with the response, anything else with its error.
+    async fn send_raw<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        bytes: Option<Vec<u8>>,
+        token: Option<&str>,
+    ) -> Result<reqwest::Response, CallError> {
         let url = format!("{}{path}", self.creds.server.trim_end_matches('/'));
         let mut req = self
             .http
@@ -239,16 +287,7 @@ impl Client {
         })?;
         let status = response.status();
         if status.is_success() {
-            if status == StatusCode::NO_CONTENT {
-                return serde_json::from_str("null").map_err(|e| CallError::Later {
-                    message: format!("unexpected empty answer: {e}"),
-                    retry_after: None,
-                });
-            }
-            return response.json::<R>().await.map_err(|e| CallError::Later {
-                message: format!("unreadable answer from {path}: {e}"),
-                retry_after: None,
-            });
+            return Ok(response);
         }
         let retry_after = response
             .headers()
@@ -278,6 +317,17 @@ impl Client {
             })
         }
     }
+}
+
+/// The server no longer takes the access token (renew it and try once more).
+fn is_unauthorized(e: &CallError) -> bool {
+    matches!(
+        e,
+        CallError::Refused {
+            code: ErrorCode::Unauthorized,
+            ..
+        }
+    )
 }
 
 /// The code of an answer that did not come from the API itself.

@@ -27,6 +27,11 @@ pub struct AgentConfig {
     /// Connection secrets set with `idgard-agent secret set NAME`, sealed (`NAME.sealed`).
     #[serde(default = "default_secrets")]
     pub secrets: PathBuf,
+    /// Publishers whose connector packages this agent loads: their public keys,
+    /// `<publisher>.pem` (Ed25519 or RSA). When it holds a key, every package must carry a
+    /// signature by one of them; packages the server offers load only then.
+    #[serde(default = "default_publishers")]
+    pub publishers: PathBuf,
     /// Tasks run at once.
     #[serde(default = "default_max_tasks")]
     pub max_tasks: u32,
@@ -58,6 +63,9 @@ pub(crate) fn default_keys() -> PathBuf {
 pub(crate) fn default_secrets() -> PathBuf {
     "secrets".into()
 }
+pub(crate) fn default_publishers() -> PathBuf {
+    "publishers".into()
+}
 pub(crate) fn default_max_tasks() -> u32 {
     2
 }
@@ -75,6 +83,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("IDGARD_AGENT_CONNECTIONS", "connections"),
     ("IDGARD_AGENT_KEYS", "keys"),
     ("IDGARD_AGENT_SECRETS", "secrets"),
+    ("IDGARD_AGENT_PUBLISHERS", "publishers"),
     ("IDGARD_AGENT_MAX_TASKS", "max_tasks"),
     ("IDGARD_AGENT_BATCH_SIZE", "batch_size"),
     ("IDGARD_AGENT_SHUTDOWN_GRACE_SECS", "shutdown_grace_secs"),
@@ -89,12 +98,20 @@ runtime = \"runtime\"          # connector packages, one folder per connector
 connections = \"connections\"  # connection files (*.toml), one per managed system
 keys = \"keys\"                # the key ring sealing what the agent keeps on disk
 secrets = \"secrets\"          # connection secrets, sealed (idgard-agent secret set NAME)
+publishers = \"publishers\"    # trusted publishers' keys (<name>.pem): only packages they signed load
 max_tasks = 2
 launchable = []              # declared jobs people may launch from the web UI through this agent
 ";
 
 /// Keys holding folders (made absolute as they are read).
-const FOLDER_KEYS: &[&str] = &["work", "runtime", "connections", "keys", "secrets"];
+const FOLDER_KEYS: &[&str] = &[
+    "work",
+    "runtime",
+    "connections",
+    "keys",
+    "secrets",
+    "publishers",
+];
 
 impl AgentConfig {
     /// Reads the file, then the process's `IDGARD_AGENT_*` variables.

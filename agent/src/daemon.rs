@@ -42,6 +42,10 @@ pub(crate) struct Agent {
     pub(crate) figures: crate::figures::Figures,
     /// Seals what the agent keeps on disk (exports, the spool, stored secrets).
     pub(crate) vault: Arc<idgard_vault::Keyring>,
+    /// The publishers whose packages load (`publishers/`).
+    pub(crate) trust: Arc<idgard_signing::Trust>,
+    /// Packages the server delivered.
+    pub(crate) packages: crate::packages::Delivered,
 }
 
 /// Raises the open-descriptor limit to its hard maximum, and says when concurrent runs could
@@ -100,6 +104,8 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         std::fs::create_dir_all(config.work.join(dir))?;
     }
     forget_order_files(&config.work.join("orders"));
+    let trust = crate::packages::trust(&config)?;
+    let packages = crate::packages::Delivered::load(&config.work);
     let runtime = Arc::new(
         Runtime::new(idgard_host::RuntimeOptions {
             cache_dir: Some(config.work.join("cache")),
@@ -108,6 +114,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
                 ring: vault.clone(),
                 dir: config.secrets.clone(),
             })),
+            trust: Some(trust.clone()),
             ..Default::default()
         })
         .context("cannot start the connector runtime")?,
@@ -115,7 +122,11 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let registry = {
         let runtime = runtime.clone();
         let config = config.clone();
-        tokio::task::spawn_blocking(move || reload(&runtime, &config, &Registry::default())).await?
+        let delivered = packages.dirs();
+        tokio::task::spawn_blocking(move || {
+            reload(&runtime, &config, &Registry::default(), &delivered)
+        })
+        .await?
     };
     tracing::info!(
         agent = %creds.agent_name,
@@ -153,6 +164,8 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         launches,
         figures: Default::default(),
         vault,
+        trust,
+        packages,
     });
 
     agent.replay_spool().await;
@@ -177,6 +190,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             capacity: free as u32,
             wait_ms: Some(wait),
             figures: figures.as_ref().map(|(_, f)| f.clone()),
+            packages: agent.packages.tag(),
         };
         let poll =
             agent
@@ -201,6 +215,9 @@ pub async fn run(config: AgentConfig) -> Result<()> {
                         tracing::info!(task = id, "cancelled by the server");
                         flag.cancel();
                     }
+                }
+                if let Some(offers) = answer.packages {
+                    tokio::spawn(agent.clone().take_offers(offers));
                 }
                 for offer in answer.launches {
                     let agent = agent.clone();
@@ -299,6 +316,8 @@ impl Agent {
                 connections: registry.reports(),
                 restarted,
                 refused: registry.refused.clone(),
+                wants: registry.wants.iter().cloned().collect(),
+                refused_packages: self.packages.refused(),
             }
         };
         let mut failures = 0;

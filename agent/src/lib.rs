@@ -18,6 +18,8 @@
 //! | `spool` | what survives a restart until the server has it |
 //! | `sealed` | the key ring sealing what is kept on disk; stored secrets; `secret`, `keys` |
 //! | `delivery` | uploads and completions, retried |
+//! | `packages` | connector packages the server delivers: download, check, install |
+//! | `signing` | the author's tools for signed packages: `connector keygen`, `sign`, `verify` |
 //! | `run`, `output`, `template` | the author's tools |
 
 pub mod client;
@@ -32,9 +34,11 @@ mod launch;
 mod observer;
 mod output;
 mod overlap;
+mod packages;
 mod registry;
 pub mod run;
 pub mod sealed;
+pub mod signing;
 mod spool;
 mod stop;
 pub mod template;

@@ -4,8 +4,8 @@
 //! connector host. `connector run` and `connector new` are the connector author's tools.
 
 use clap::{Parser, Subcommand};
-use idgard_agent::{AgentConfig, enrol, run, sealed, serve, template};
-use std::path::PathBuf;
+use idgard_agent::{AgentConfig, enrol, run, sealed, serve, signing, template};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -88,6 +88,37 @@ enum KeysCommand {
 enum ConnectorCommand {
     /// Runs one operation of a connector package through the real host and sandbox.
     Run(run::RunArgs),
+    /// Makes a publisher's Ed25519 key pair: <PUBLISHER>.key (keep it) and <PUBLISHER>.pem
+    /// (agents that trust you put it in their `publishers` folder).
+    Keygen {
+        /// The publisher's name (lower-case letters, digits, `-`, `_`).
+        publisher: String,
+        /// Where to write the two files.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Signs a package folder: writes connector.sig over its manifest and component.
+    Sign {
+        /// The package folder (holding connector.toml).
+        package: PathBuf,
+        /// The publisher's private key (PKCS#8 PEM, Ed25519 or RSA).
+        #[arg(long)]
+        key: PathBuf,
+        /// The publisher's name, as agents know its key (`publishers/<name>.pem`).
+        #[arg(long)]
+        publisher: String,
+        /// Also write the signed package as one bundle file, the form the server takes.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
+    /// Checks a package folder's signature against trusted public keys, as an agent would.
+    Verify {
+        /// The package folder.
+        package: PathBuf,
+        /// A folder of trusted public keys, `<publisher>.pem` (an agent's `publishers`).
+        #[arg(long)]
+        trusted: PathBuf,
+    },
     /// Creates a connector crate from the template; it builds and passes its test as created.
     New {
         /// The connector's name (lower-case letters, digits, `-`).
@@ -148,6 +179,43 @@ fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn keygen(publisher: &str, dir: &Path) -> anyhow::Result<ExitCode> {
+    let (private, public) = signing::keygen(publisher, dir)?;
+    eprintln!(
+        "private key: {} (keep it secret); public key: {} (agents that trust `{publisher}` put it in their publishers folder)",
+        private.display(),
+        public.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign(
+    package: &Path,
+    key: &Path,
+    publisher: &str,
+    bundle: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let (p, digest) = signing::sign(package, key, publisher)?;
+    println!(
+        "{} {} signed by {publisher}: digest {digest}",
+        p.meta.name, p.meta.version
+    );
+    if let Some(out) = bundle {
+        signing::bundle(package, out)?;
+        println!("bundle written to {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(package: &Path, trusted: &Path) -> anyhow::Result<ExitCode> {
+    let (p, v) = signing::verify(package, trusted)?;
+    println!(
+        "{} {}: signed by {} ({}), digest {}",
+        p.meta.name, p.meta.version, v.publisher, v.algorithm, v.digest
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("IDGARD_LOG").unwrap_or_else(|_| {
         if std::env::args().nth(1).as_deref() == Some("run") {
@@ -186,6 +254,16 @@ fn main() -> ExitCode {
         Command::Secret(command) => secret(command),
         Command::Keys(command) => keys(command),
         Command::Connector(ConnectorCommand::Run(args)) => run::run(args),
+        Command::Connector(ConnectorCommand::Keygen { publisher, dir }) => keygen(&publisher, &dir),
+        Command::Connector(ConnectorCommand::Sign {
+            package,
+            key,
+            publisher,
+            bundle,
+        }) => sign(&package, &key, &publisher, bundle.as_deref()),
+        Command::Connector(ConnectorCommand::Verify { package, trusted }) => {
+            verify(&package, &trusted)
+        }
         Command::Connector(ConnectorCommand::New {
             name,
             dir,

@@ -7,7 +7,7 @@ use crate::overlap;
 use anyhow::{Context, Result, bail};
 use idgard_host::{Connection, Loaded, Runtime};
 use idgard_protocol::{ConnectionReport, REASON_MAX, REFUSED_MAX, RefusedConnection};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -21,6 +21,9 @@ pub(crate) struct Registry {
     pub(crate) packages: HashMap<PathBuf, (SystemTime, Arc<Loaded>)>,
     /// Connection files refused at the last reload, with why (reported to the server).
     pub(crate) refused: Vec<RefusedConnection>,
+    /// The connectors the connection files name, loaded or not (the server offers packages
+    /// for them).
+    pub(crate) wants: BTreeSet<String>,
 }
 
 impl Registry {
@@ -35,6 +38,8 @@ impl Registry {
                 contract: l.manifest.contract.clone(),
                 asks: l.manifest.capabilities.summary(),
                 grants: c.grants.summary(),
+                package: Some(l.package_digest.clone()),
+                publisher: l.publisher.clone(),
             })
             .collect()
     }
@@ -52,8 +57,15 @@ pub(crate) fn newest_mtime(dir: &Path) -> SystemTime {
     newest
 }
 
-/// Loads every connection file; a broken one is logged and its previous version kept.
-pub(crate) fn reload(runtime: &Runtime, config: &AgentConfig, old: &Registry) -> Registry {
+/// Loads every connection file; a broken one is logged and its previous version kept. A
+/// connector is taken from `delivered` (packages the server delivered, by connector name) when
+/// it is there, else from the runtime folder.
+pub(crate) fn reload(
+    runtime: &Runtime,
+    config: &AgentConfig,
+    old: &Registry,
+    delivered: &BTreeMap<String, PathBuf>,
+) -> Registry {
     let mut next = Registry::default();
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&config.connections) {
         Ok(entries) => entries
@@ -70,6 +82,7 @@ pub(crate) fn reload(runtime: &Runtime, config: &AgentConfig, old: &Registry) ->
                 connections: old.connections.clone(),
                 packages: old.packages.clone(),
                 refused: old.refused.clone(),
+                wants: old.wants.clone(),
             };
         }
     };
@@ -82,6 +95,7 @@ pub(crate) fn reload(runtime: &Runtime, config: &AgentConfig, old: &Registry) ->
         ("connections", config.connections.as_path()),
         ("keys", config.keys.as_path()),
         ("secrets", config.secrets.as_path()),
+        ("publishers", config.publishers.as_path()),
     ];
     for file in files {
         let stem = file
@@ -93,13 +107,19 @@ pub(crate) fn reload(runtime: &Runtime, config: &AgentConfig, old: &Registry) ->
             let connector = connection.connector.clone().with_context(|| {
                 "say which connector serves it: `connector = \"<name>\"` (a folder of the runtime)"
             })?;
+            if next.wants.len() < REFUSED_MAX {
+                next.wants.insert(connector.clone());
+            }
             overlap::check(
                 &connection,
                 next.connections.values().map(|(c, _)| c.as_ref()),
                 &agent_folders,
             )
             .map_err(|e| anyhow::anyhow!("grants: {e}"))?;
-            let dir = config.runtime.join(&connector);
+            let dir = delivered
+                .get(&connector)
+                .cloned()
+                .unwrap_or_else(|| config.runtime.join(&connector));
             let mtime = newest_mtime(&dir);
             let loaded = match old.packages.get(&dir).or(next.packages.get(&dir)) {
                 Some((t, l)) if *t == mtime => l.clone(),
@@ -185,30 +205,37 @@ pub(crate) fn watch(agent: Arc<Agent>) -> Result<()> {
                     Err(_) => break,
                 }
             }
-            let before = {
-                let r = agent.registry.read().expect("registry");
-                (r.reports(), r.refused.clone())
-            };
-            let next = {
-                let agent = agent.clone();
-                tokio::task::spawn_blocking(move || {
-                    let old = agent.registry.read().expect("registry");
-                    reload(&agent.runtime, &agent.config, &old)
-                })
-                .await
-            };
-            let Ok(next) = next else { continue };
-            let after = (next.reports(), next.refused.clone());
-            *agent.registry.write().expect("registry") = next;
-            if before != after {
-                tracing::info!(
-                    connections = after.0.len(),
-                    refused = after.1.len(),
-                    "connections reloaded"
-                );
-                agent.say_hello(false).await;
-            }
+            refresh(&agent).await;
         }
     });
     Ok(())
+}
+
+/// Loads the connection files and connectors again; tells the server when what it serves
+/// changed.
+pub(crate) async fn refresh(agent: &Arc<Agent>) {
+    let before = {
+        let r = agent.registry.read().expect("registry");
+        (r.reports(), r.refused.clone(), r.wants.clone())
+    };
+    let next = {
+        let agent = agent.clone();
+        tokio::task::spawn_blocking(move || {
+            let delivered = agent.packages.dirs();
+            let old = agent.registry.read().expect("registry");
+            reload(&agent.runtime, &agent.config, &old, &delivered)
+        })
+        .await
+    };
+    let Ok(next) = next else { return };
+    let after = (next.reports(), next.refused.clone(), next.wants.clone());
+    *agent.registry.write().expect("registry") = next;
+    if before != after {
+        tracing::info!(
+            connections = after.0.len(),
+            refused = after.1.len(),
+            "connections reloaded"
+        );
+        agent.say_hello(false).await;
+    }
 }

@@ -98,6 +98,15 @@ pub enum Error {
         /// The connector.
         connector: String,
     },
+    /// The package's signature is missing, unknown or wrong, and this host requires a trusted
+    /// one.
+    #[error("{}: {source}", path.display())]
+    Signature {
+        /// The package folder.
+        path: PathBuf,
+        /// Why (with a stable code: `source.code()`).
+        source: idgard_signing::Error,
+    },
     /// Something in the engine itself failed.
     #[error("engine: {0}")]
     Engine(String),

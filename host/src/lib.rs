@@ -76,6 +76,9 @@ pub struct RuntimeOptions {
     /// Where `stored` secrets of connections are read (the agent's sealed secrets); `None`:
     /// a connection naming one fails with a clear error.
     pub secret_store: Option<Arc<dyn SecretStore>>,
+    /// The publishers whose packages load. `None` or an empty set: any package loads, signed
+    /// or not, and signatures are not looked at.
+    pub trust: Option<Arc<idgard_signing::Trust>>,
 }
 
 /// Reads secrets kept by the embedding program (`[secrets] name = { stored = "..." }`).
@@ -97,6 +100,7 @@ impl Default for RuntimeOptions {
             max_concurrent_runs: 16,
             max_memory_mib: 4096,
             secret_store: None,
+            trust: None,
         }
     }
 }
@@ -135,6 +139,11 @@ pub struct Loaded {
     pub component_path: PathBuf,
     /// SHA-256 of the component, hex.
     pub digest: String,
+    /// The package digest (manifest and component, [`idgard_signing::digest_of`]), hex: what
+    /// publishers sign and the server names packages by.
+    pub package_digest: String,
+    /// Who signed the package, when its signature was checked against trusted publishers.
+    pub publisher: Option<String>,
     /// What the component's `describe` answered.
     pub info: model::ConnectorInfo,
     /// Whether the compiled form came from the cache.
@@ -259,7 +268,9 @@ impl Runtime {
                 package.to_owned(),
             )
         };
-        let manifest = Manifest::load(&manifest_path)?;
+        let manifest_text =
+            std::fs::read_to_string(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
+        let manifest = Manifest::parse(&manifest_path, &manifest_text)?;
         if !contract::supported(&manifest.contract) {
             return Err(Error::Contract {
                 path: manifest_path,
@@ -290,6 +301,8 @@ impl Runtime {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(&wasm))
         };
+        let package_digest = idgard_signing::digest_of(manifest_text.as_bytes(), &wasm);
+        let publisher = self.check_signature(&dir, &package_digest)?;
         let (component, cache) = match &self.cache {
             Some(c) => c.load(&self.engine, &component_path, &wasm)?,
             None => (
@@ -320,6 +333,8 @@ impl Runtime {
             dir,
             component_path,
             digest,
+            package_digest: hex::encode(package_digest),
+            publisher,
             info: model::ConnectorInfo {
                 name: String::new(),
                 version: String::new(),
@@ -349,6 +364,30 @@ impl Runtime {
         };
         loaded.info = check_info(&loaded, info.into())?;
         Ok(loaded)
+    }
+
+    /// When publishers are trusted, the package's signature must be theirs, over `digest`:
+    /// who signed it. Without trusted publishers, nothing is required.
+    fn check_signature(&self, dir: &Path, digest: &[u8; 32]) -> Result<Option<String>, Error> {
+        let Some(trust) = self.options.trust.as_deref().filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        let sig_path = dir.join(idgard_signing::SIGNATURE_FILE);
+        let signature = match std::fs::metadata(&sig_path) {
+            Ok(m) if m.len() > 64 << 10 => {
+                return Err(Error::component(&sig_path, "is larger than 64 KiB"));
+            }
+            Ok(_) => Some(std::fs::read(&sig_path).map_err(|e| Error::io(&sig_path, e))?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(&sig_path, e)),
+        };
+        let verified = trust
+            .verify_digest(digest, signature.as_deref())
+            .map_err(|source| Error::Signature {
+                path: dir.to_owned(),
+                source,
+            })?;
+        Ok(Some(verified.publisher))
     }
 
     /// Runs one operation of a connector for a connection, in a fresh sandbox, until it ends or

@@ -154,7 +154,12 @@ impl Manifest {
     /// Reads and checks a manifest file.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let manifest: Manifest = toml::from_str(&text).map_err(|e| Error::Manifest {
+        Self::parse(path, &text)
+    }
+
+    /// Reads a manifest's text (`path` names it in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, Error> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| Error::Manifest {
             path: path.to_owned(),
             message: e.to_string(),
         })?;

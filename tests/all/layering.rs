@@ -1,7 +1,7 @@
 //! The crates depend on each other one way: the shared model at the bottom, the SDK (guests) and
 //! the protocol (the API) on it, the host on the model only, the server on the model and the
 //! protocol. The server never links the guest SDK or the host; the host never links the
-//! protocol or the SDK; the vault (encryption at rest) links no other idgard crate. Checked on the manifests' normal dependencies, transitively.
+//! protocol or the SDK; the vault (encryption at rest) links no other idgard crate, and package signing only the vault. Checked on the manifests' normal dependencies, transitively.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -76,6 +76,16 @@ fn crates_depend_on_each_other_one_way() {
             &["idgard-sdk", "idgard-protocol", "idgard-server"],
         ),
         ("idgard-server", &["idgard-sdk", "idgard-host"]),
+        (
+            "idgard-signing",
+            &[
+                "idgard-model",
+                "idgard-sdk",
+                "idgard-protocol",
+                "idgard-host",
+                "idgard-server",
+            ][..],
+        ),
         (
             "idgard-vault",
             &[

@@ -47,7 +47,18 @@ impl Api {
 
     /// `DELETE`, with an answer or none (`204`).
     pub async fn delete(&self, path: &str) -> Result<()> {
-        self.send::<()>(Method::DELETE, path, None).await.map(drop)
+        self.send::<()>(Method::DELETE, path, None, None)
+            .await
+            .map(drop)
+    }
+
+    /// `POST` with raw bytes (a package bundle); its JSON answer.
+    pub async fn post_bytes<T: DeserializeOwned>(&self, path: &str, bytes: Vec<u8>) -> Result<T> {
+        let answer = self
+            .send::<()>(Method::POST, path, None, Some(bytes))
+            .await?;
+        serde_json::from_slice(&answer)
+            .map_err(|e| anyhow!("the server's answer to {path} does not fit ({e})"))
     }
 
     /// One call; its JSON answer.
@@ -57,7 +68,7 @@ impl Api {
         path: &str,
         body: Option<&B>,
     ) -> Result<T> {
-        let bytes = self.send(method, path, body).await?;
+        let bytes = self.send(method, path, body, None).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| anyhow!("the server's answer to {path} does not fit ({e})"))
     }
@@ -67,6 +78,7 @@ impl Api {
         method: Method,
         path: &str,
         body: Option<&B>,
+        raw: Option<Vec<u8>>,
     ) -> Result<bytes::Bytes> {
         let mut req = self
             .http
@@ -75,6 +87,9 @@ impl Api {
             .timeout(Duration::from_secs(120));
         if let Some(b) = body {
             req = req.json(b);
+        }
+        if let Some(raw) = raw {
+            req = req.header("content-type", "application/x-tar").body(raw);
         }
         let res = req.send().await.map_err(|e| {
             anyhow!(

@@ -56,6 +56,7 @@ pub async fn run(command: Command, out: Output) -> Result<ExitCode> {
                 .await?;
             history(&v, out);
         }
+        Command::Package(c) => crate::packages::run(&api, c, out).await?,
         Command::Orders(a) => orders(&api, a, out).await?,
         Command::Links(a) => links(&api, a, out).await?,
     }

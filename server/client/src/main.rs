@@ -4,6 +4,7 @@
 
 mod commands;
 mod follow;
+mod packages;
 mod show;
 
 use anyhow::Result;
@@ -53,6 +54,9 @@ enum Command {
         /// The entry's key.
         key: String,
     },
+    /// Connector packages offered to agents: publish, list, activate (upgrade or roll back).
+    #[command(subcommand)]
+    Package(PackageCommand),
     /// Provisioning orders, newest first.
     Orders(OrdersArgs),
     /// A target's accounts and their situation.
@@ -74,6 +78,25 @@ struct Login {
     /// An administrator token (prefer --token-file: a command line is visible to others).
     #[arg(long)]
     token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum PackageCommand {
+    /// Lists the stored packages, newest first, and which version of each is offered.
+    List,
+    /// Publishes a signed bundle (`idgard-agent connector sign ... --bundle FILE`); a newer
+    /// version than the one offered is offered at once.
+    Publish {
+        /// The bundle file.
+        bundle: PathBuf,
+    },
+    /// Offers this published version of a connector from now on (an upgrade, or a rollback).
+    Activate {
+        /// The connector.
+        name: String,
+        /// The version.
+        version: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -23,6 +23,12 @@ pub struct ConnectionReport {
     /// What the connection grants it, one line each (no secrets).
     #[serde(default)]
     pub grants: Vec<String>,
+    /// The package digest of its connector (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// Who signed that package, when the agent requires signatures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<String>,
 }
 
 /// `POST /api/v1/agent/hello`: sent when an agent starts and when its connections change.
@@ -40,6 +46,14 @@ pub struct Hello {
     /// Connection files the agent refused, with why (at most [`REFUSED_MAX`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<RefusedConnection>,
+    /// The connectors its connection files name, loaded or not: the server offers the
+    /// packages it holds for them (at most [`REFUSED_MAX`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wants: Vec<String>,
+    /// Packages the server offered that the agent would not load, with why (at most
+    /// [`REFUSED_MAX`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_packages: Vec<crate::RefusedPackage>,
 }
 
 /// Most refused connection files a hello may list.
@@ -92,6 +106,9 @@ pub struct AgentView {
     /// The version it last reported.
     #[serde(default)]
     pub version: Option<String>,
+    /// Packages offered to it that it refused, as last reported.
+    #[serde(default)]
+    pub refused_packages: Vec<crate::RefusedPackage>,
     /// Tasks it holds now (claimed or running).
     #[serde(default)]
     pub running: u64,

@@ -104,6 +104,7 @@ mod jobs;
 mod launches;
 mod orders;
 mod overview;
+mod packages;
 mod repository;
 mod tasks;
 
@@ -113,5 +114,6 @@ pub use jobs::*;
 pub use launches::*;
 pub use orders::*;
 pub use overview::*;
+pub use packages::*;
 pub use repository::*;
 pub use tasks::*;

@@ -212,6 +212,10 @@ pub struct PollRequest {
     /// `/metrics`: the agent keeps no listening socket).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub figures: Option<AgentFigures>,
+    /// The tag of the package offers the agent holds ([`crate::PackageOffers`]); absent before
+    /// it got any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<String>,
 }
 
 /// What an agent measured of its connectors' runs since it started: counters, by connection
@@ -278,6 +282,9 @@ pub struct PollAnswer {
     /// Runs launched from the browser for this agent to accept or refuse.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub launches: Vec<crate::LaunchOffer>,
+    /// The packages offered to the agent, when they changed since the tag its poll sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<crate::PackageOffers>,
 }
 
 /// `POST /api/v1/agent/tasks/{id}/heartbeat`.

@@ -125,6 +125,9 @@ async fn poll(
     let recheck = Duration::from_millis(queue.cfg.poll_recheck_ms);
     let deadline = tokio::time::Instant::now() + wait;
     let mut stopping = app.stopping.clone();
+    // Package offers are looked at when the poll starts and when it is woken (a publication
+    // wakes every poll), not at each recheck.
+    let mut look_at_packages = true;
     loop {
         let notified = waker.notify.notified();
         tokio::pin!(notified);
@@ -140,12 +143,23 @@ async fn poll(
         let tasks = queue.claim(agent, req.capacity).await?;
         let cancel = queue.cancelled_for(agent).await?;
         let launches = launch_offers(&app, agent).await?;
-        if !tasks.is_empty() || !cancel.is_empty() || !launches.is_empty() {
+        let packages = if std::mem::take(&mut look_at_packages) {
+            // News: offers other than those the agent holds (none held and none offered is
+            // no news: a poll that says nothing of packages is held as before).
+            Some(queue.package_offers(agent).await?).filter(|p| match &req.packages {
+                Some(held) => *held != p.tag,
+                None => !p.offers.is_empty(),
+            })
+        } else {
+            None
+        };
+        if !tasks.is_empty() || !cancel.is_empty() || !launches.is_empty() || packages.is_some() {
             return Ok(Json(PollAnswer {
                 tasks,
                 cancel,
                 superseded: false,
                 launches,
+                packages,
             }));
         }
         let now = tokio::time::Instant::now();
@@ -153,7 +167,7 @@ async fn poll(
             return Ok(Json(PollAnswer::default()));
         }
         tokio::select! {
-            _ = &mut notified => {}
+            _ = &mut notified => look_at_packages = true,
             _ = tokio::time::sleep((deadline - now).min(recheck)) => {}
             _ = stopping.changed() => {}
         }

@@ -10,6 +10,7 @@ mod extract;
 mod identity;
 mod metrics;
 mod overview;
+mod packages;
 pub mod throttle;
 
 use crate::error::{Error, Result};
@@ -68,12 +69,16 @@ pub fn router(app: App, json_limit: usize, chunk_limit: usize, body_timeout: Dur
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/enrol", post(agent::enrol))
-        .nest("/api/v1/agent", agent::routes(chunk_limit))
+        .nest(
+            "/api/v1/agent",
+            agent::routes(chunk_limit).merge(packages::agent_routes()),
+        )
         .nest(
             "/api/v1",
             admin::routes()
                 .merge(identity::routes())
-                .merge(overview::routes()),
+                .merge(overview::routes())
+                .merge(packages::routes()),
         )
         .merge(crate::web::router(app.clone()))
         .fallback(|| async { Error::not_found("no such endpoint") })

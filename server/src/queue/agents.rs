@@ -162,16 +162,43 @@ impl Queue {
                 reason: cut(&r.reason, idgard_protocol::REASON_MAX),
             })
             .collect();
+        if let Some(bad) = hello.wants.iter().find(|w| !valid_name(w) || w.len() > 64) {
+            return Err(Error::invalid(format!(
+                "`{}` is not a connector name",
+                cut(bad, 64)
+            )));
+        }
+        if hello.wants.len() > idgard_protocol::REFUSED_MAX
+            || hello.refused_packages.len() > idgard_protocol::REFUSED_MAX
+        {
+            return Err(Error::invalid(format!(
+                "a hello lists at most {} connectors and refused packages",
+                idgard_protocol::REFUSED_MAX
+            )));
+        }
+        let refused_packages: Vec<idgard_protocol::RefusedPackage> = hello
+            .refused_packages
+            .iter()
+            .map(|r| idgard_protocol::RefusedPackage {
+                name: cut(&r.name, 64),
+                version: cut(&r.version, 64),
+                digest: cut(&r.digest, 64),
+                code: cut(&r.code, 64),
+                reason: cut(&r.reason, idgard_protocol::REASON_MAX),
+            })
+            .collect();
         self.check_ownership(agent, hello).await?;
         sqlx::query(
-            "UPDATE agents SET connections = $1, version = $2, last_seen_ms = $3, refused = $5 \
-             WHERE id = $4",
+            "UPDATE agents SET connections = $1, version = $2, last_seen_ms = $3, refused = $5, \
+             wants = $6, refused_packages = $7 WHERE id = $4",
         )
         .bind(serde_json::to_string(&hello.connections).map_err(anyhow::Error::from)?)
         .bind(&hello.version)
         .bind(self.now())
         .bind(agent)
         .bind(serde_json::to_string(&refused).map_err(anyhow::Error::from)?)
+        .bind(serde_json::to_string(&hello.wants).map_err(anyhow::Error::from)?)
+        .bind(serde_json::to_string(&refused_packages).map_err(anyhow::Error::from)?)
         .execute(&self.db.pool)
         .await?;
         if hello.restarted {
@@ -251,6 +278,8 @@ impl Queue {
             refused: serde_json::from_str(&row.try_get::<String, _>(5)?).unwrap_or_default(),
             version: row.try_get(6)?,
             running: row.try_get::<i64, _>(7)?.max(0) as u64,
+            refused_packages: serde_json::from_str(&row.try_get::<String, _>(8)?)
+                .unwrap_or_default(),
         })
     }
 
@@ -295,7 +324,7 @@ impl Queue {
         let row = sqlx::query(
             "SELECT id, name, secret_hash, connections, last_seen_ms, refused, version, \
              (SELECT COUNT(*) FROM tasks t WHERE t.state IN ('claimed', 'running') \
-             AND t.agent_id = agents.id) FROM agents WHERE name = $1",
+             AND t.agent_id = agents.id), refused_packages FROM agents WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.db.read)
@@ -309,7 +338,7 @@ impl Queue {
         sqlx::query(
             "SELECT id, name, secret_hash, connections, last_seen_ms, refused, version, \
              (SELECT COUNT(*) FROM tasks t WHERE t.state IN ('claimed', 'running') \
-             AND t.agent_id = agents.id) FROM agents \
+             AND t.agent_id = agents.id), refused_packages FROM agents \
              WHERE name > $1 AND removed_ms IS NULL ORDER BY name LIMIT $2",
         )
         .bind(page.after.as_deref().unwrap_or(""))

@@ -15,6 +15,7 @@ mod launches;
 mod lease;
 pub mod live;
 mod logs;
+pub mod packages;
 mod tasks;
 mod uploads;
 

@@ -305,7 +305,6 @@ fn read_key(path: &Path) -> Result<KeyPair> {
 
 /// Makes key `id` in `dir` (0600, written whole then renamed; never over an existing one).
 fn add_key(dir: &Path, id: u32) -> Result<()> {
-    use base64::Engine;
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -323,13 +322,7 @@ fn add_key(dir: &Path, id: u32) -> Result<()> {
         .map_err(|_| Error::Crypto("cannot generate an RSA key"))?;
     let der =
         AsDer::<Pkcs8V1Der>::as_der(&key).map_err(|_| Error::Crypto("cannot encode a key"))?;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        pem.push('\n');
-    }
-    pem.push_str("-----END PRIVATE KEY-----\n");
+    let pem = crate::pem("PRIVATE KEY", der.as_ref());
     let tmp = dir.join(format!(".key-{id}.pem.tmp"));
     crate::write_private(&tmp, pem.as_bytes())?;
     // A link never replaces a key another process made meanwhile.

@@ -26,6 +26,19 @@ pub use stream::{CHUNK, SealedFile, SealedWriter};
 
 use std::path::{Path, PathBuf};
 
+/// `der` in PEM under `label` (`PRIVATE KEY`, `PUBLIC KEY`), lines of 64 characters.
+pub fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        pem.push('\n');
+    }
+    pem.push_str(&format!("-----END {label}-----\n"));
+    pem
+}
+
 /// What can go wrong sealing or opening.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -95,7 +108,7 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Writes `bytes` to `path` (created or emptied), readable by its owner only, and syncs it.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
