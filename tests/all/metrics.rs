@@ -129,6 +129,42 @@ fn figures_follow_the_queue(b: Backend) {
     );
     assert_eq!(value(&m, "idgard_agents_online", "{}"), Some(1.0), "{m:#?}");
     assert_eq!(value(&m, "idgard_mail_waiting", "{}"), Some(0.0));
+    // Requests are counted by route pattern and status, and timed.
+    let poll = r#"{"method": "POST", "route": "/api/v1/agent/poll""#;
+    assert_eq!(
+        value(
+            &m,
+            "idgard_http_requests_total",
+            &format!(r#"{poll}, "status": "200"}}"#),
+        ),
+        Some(1.0),
+        "{m:#?}"
+    );
+    let complete =
+        r#"{"method": "POST", "route": "/api/v1/agent/tasks/{id}/complete", "status": "200"}"#;
+    assert_eq!(
+        value(&m, "idgard_http_requests_total", complete),
+        Some(2.0),
+        "{m:#?}"
+    );
+    assert_eq!(
+        value(
+            &m,
+            "idgard_http_requests_total",
+            r#"{"method": "GET", "route": "/metrics", "status": "401"}"#
+        ),
+        Some(3.0),
+        "{m:#?}"
+    );
+    assert_eq!(
+        value(
+            &m,
+            "idgard_http_request_duration_seconds_count",
+            &format!("{poll}}}")
+        ),
+        Some(1.0),
+        "{m:#?}"
+    );
 
     // A lease that lapses is counted.
     let lapsing = hand.poll(&server, 5000).tasks;

@@ -1,12 +1,15 @@
-//! `GET /metrics`: the figures for Prometheus (OpenMetrics text), behind their own token.
+//! `GET /metrics`: the figures for Prometheus (OpenMetrics text), behind their own token; and
+//! the layer that counts and times every request answered by a route.
 
 use super::App;
 use super::extract::MetricsReader;
 use crate::error::Result;
 use crate::metrics::Snapshot;
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
 use axum::response::IntoResponse;
+use axum::response::Response;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -16,4 +19,24 @@ pub async fn metrics(State(app): State<App>, _: MetricsReader) -> Result<impl In
         [(CONTENT_TYPE, OPENMETRICS)],
         app.queue.metrics.render(&snap),
     ))
+}
+
+/// Counts and times a request by its route's pattern (a layer on the routes: a request no route
+/// matched is not counted, so strangers' paths cannot grow the label set).
+pub async fn count(State(app): State<App>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    app.queue.metrics.http_request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }

@@ -81,6 +81,10 @@ pub fn router(app: App, json_limit: usize, chunk_limit: usize, body_timeout: Dur
                 .merge(packages::routes()),
         )
         .merge(crate::web::router(app.clone()))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            metrics::count,
+        ))
         .fallback(|| async { Error::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(json_limit))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(

@@ -46,6 +46,26 @@ pub struct State {
     pub state: String,
 }
 
+/// Labels of an HTTP request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Request {
+    /// `GET`, `POST`...
+    pub method: String,
+    /// The route's pattern (`/api/v1/jobs/{id}`), never the path itself: bounded labels.
+    pub route: String,
+}
+
+/// Labels of an HTTP answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Answer {
+    /// The method.
+    pub method: String,
+    /// The route's pattern.
+    pub route: String,
+    /// The status code.
+    pub status: String,
+}
+
 /// Every figure, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -60,6 +80,8 @@ pub struct Metrics {
     agents_online: Gauge,
     mail_waiting: Gauge,
     from_agents: std::sync::Arc<FromAgents>,
+    http_requests: Family<Answer, Counter>,
+    http_duration: Family<Request, Histogram>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -72,6 +94,13 @@ impl std::fmt::Debug for Metrics {
 fn seconds() -> Histogram {
     Histogram::new([
         0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 10800.0,
+    ])
+}
+
+/// Seconds, from 1 ms to 60 s.
+fn request_seconds() -> Histogram {
+    Histogram::new([
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     ])
 }
 
@@ -132,6 +161,20 @@ impl Default for Metrics {
         );
         let from_agents = std::sync::Arc::new(FromAgents::default());
         registry.register_collector(Box::new(from_agents.clone()));
+        let http_requests = Family::<Answer, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests this replica answered, by method, route and status",
+            http_requests.clone(),
+        );
+        let http_duration =
+            Family::<Request, Histogram>::new_with_constructor(request_seconds as fn() -> _);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer HTTP requests, by method and route (an agent's poll is held up to \
+             queue.poll_wait_ms by design)",
+            http_duration.clone(),
+        );
         Metrics {
             registry,
             task_latency,
@@ -145,6 +188,8 @@ impl Default for Metrics {
             agents_online,
             mail_waiting,
             from_agents,
+            http_requests,
+            http_duration,
         }
     }
 }
@@ -178,6 +223,24 @@ impl Metrics {
                 operation: operation.to_owned(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// An HTTP request to `route` (its pattern) was answered with `status` after `took`.
+    pub fn http_request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        let request = Request {
+            method: method.to_owned(),
+            route: route.to_owned(),
+        };
+        self.http_duration
+            .get_or_create(&request)
+            .observe(took.as_secs_f64());
+        self.http_requests
+            .get_or_create(&Answer {
+                method: request.method,
+                route: request.route,
+                status: status.to_string(),
+            })
+            .inc();
     }
 
     /// The OpenMetrics text, with the database's figures of `snap`.
