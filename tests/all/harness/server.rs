@@ -65,7 +65,7 @@ impl Server {
     }
 
     /// Another server process on the same database (PostgreSQL): a replica, sharing the
-    /// first server's key ring.
+    /// first server's key ring and rules.
     pub fn replica(&self) -> Server {
         let env: Vec<(&str, &str)> = self
             .env
@@ -74,6 +74,7 @@ impl Server {
                 k.starts_with("IDGARD_QUEUE")
                     || k.starts_with("IDGARD_LIMITS")
                     || *k == "IDGARD_KEYRING"
+                    || *k == "IDGARD_RULES"
             })
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
