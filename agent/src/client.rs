@@ -71,8 +71,12 @@ impl Credentials {
 
 /// An HTTP client for `server`, pinned to `fingerprint` when given (the certificate's SHA-256
 /// recorded at enrolment).
-pub fn http_client(server: &str, fingerprint: Option<&str>) -> Result<reqwest::Client> {
-    idgard_client::pin::http_client(server, fingerprint, "idgard-agent")
+pub fn http_client(
+    server: &str,
+    fingerprint: Option<&str>,
+    identity: Option<&idgard_client::pin::ClientIdentity>,
+) -> Result<reqwest::Client> {
+    idgard_client::pin::http_client_as(server, fingerprint, "idgard-agent", identity)
 }
 
 /// Why a call failed.
@@ -132,10 +136,14 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for these credentials.
-    pub fn new(creds: Credentials) -> Result<Self> {
+    /// A client for these credentials, presenting `identity` when the server asks for a client
+    /// certificate.
+    pub fn new(
+        creds: Credentials,
+        identity: Option<&idgard_client::pin::ClientIdentity>,
+    ) -> Result<Self> {
         Ok(Self {
-            http: http_client(&creds.server, creds.fingerprint.as_deref())?,
+            http: http_client(&creds.server, creds.fingerprint.as_deref(), identity)?,
             creds,
             token: Mutex::new(None),
         })

@@ -32,6 +32,13 @@ pub struct AgentConfig {
     /// signature by one of them; packages the server offers load only then.
     #[serde(default = "default_publishers")]
     pub publishers: PathBuf,
+    /// A client certificate (PEM) presented to a server that asks for one (mutual TLS), with
+    /// `tls_key`. It must name this agent (a DNS name of its subject alternative names).
+    #[serde(default)]
+    pub tls_certificate: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// Tasks run at once.
     #[serde(default = "default_max_tasks")]
     pub max_tasks: u32,
@@ -84,6 +91,8 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("IDGARD_AGENT_KEYS", "keys"),
     ("IDGARD_AGENT_SECRETS", "secrets"),
     ("IDGARD_AGENT_PUBLISHERS", "publishers"),
+    ("IDGARD_AGENT_TLS_CERTIFICATE", "tls_certificate"),
+    ("IDGARD_AGENT_TLS_KEY", "tls_key"),
     ("IDGARD_AGENT_MAX_TASKS", "max_tasks"),
     ("IDGARD_AGENT_BATCH_SIZE", "batch_size"),
     ("IDGARD_AGENT_SHUTDOWN_GRACE_SECS", "shutdown_grace_secs"),
@@ -102,6 +111,9 @@ publishers = \"publishers\"    # trusted publishers' keys (<name>.pem): only pac
 max_tasks = 2
 launchable = []              # declared jobs people may launch from the web UI through this agent
 ";
+
+/// Keys holding files, optional (made absolute as they are read, when given).
+const FILE_KEYS: &[&str] = &["tls_certificate", "tls_key"];
 
 /// Keys holding folders (made absolute as they are read).
 const FOLDER_KEYS: &[&str] = &[
@@ -137,6 +149,12 @@ impl AgentConfig {
             let folder = base.join(given).to_string_lossy().into_owned();
             table.insert((*key).to_owned(), toml::Value::String(folder));
         }
+        for key in FILE_KEYS {
+            if let Some(toml::Value::String(p)) = table.get(*key) {
+                let file = base.join(p).to_string_lossy().into_owned();
+                table.insert((*key).to_owned(), toml::Value::String(file));
+            }
+        }
         for (name, value) in env {
             if !name.starts_with("IDGARD_AGENT_") {
                 continue;
@@ -145,7 +163,7 @@ impl AgentConfig {
                 tracing::warn!("unknown environment variable {name} is ignored");
                 continue;
             };
-            let value = if FOLDER_KEYS.contains(key) {
+            let value = if FOLDER_KEYS.contains(key) || FILE_KEYS.contains(key) {
                 let cwd = std::env::current_dir().unwrap_or_default();
                 toml::Value::String(cwd.join(&value).to_string_lossy().into_owned())
             } else {
@@ -162,6 +180,12 @@ impl AgentConfig {
             .try_into()
             .with_context(|| format!("{}: invalid", path.display()))?;
 
+        if c.tls_certificate.is_some() != c.tls_key.is_some() {
+            bail!(
+                "{}: tls_certificate and tls_key go together (one is set, not the other)",
+                path.display()
+            );
+        }
         if c.max_tasks == 0 || c.max_tasks > 64 {
             bail!("{}: max_tasks must be 1 to 64", path.display());
         }
@@ -186,6 +210,16 @@ impl AgentConfig {
             );
         }
         Self::load(path)
+    }
+
+    /// The client certificate and key, when configured.
+    pub(crate) fn tls_identity(&self) -> Result<Option<idgard_client::pin::ClientIdentity>> {
+        match (&self.tls_certificate, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                Ok(Some(idgard_client::pin::ClientIdentity::load(cert, key)?))
+            }
+            _ => Ok(None),
+        }
     }
 
     pub(crate) fn credentials_path(&self) -> PathBuf {

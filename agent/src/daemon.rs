@@ -133,7 +133,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         connections = registry.connections.len(),
         "agent starting"
     );
-    let client = Client::new(creds.clone())?;
+    let client = Client::new(creds.clone(), config.tls_identity()?.as_ref())?;
     let launches =
         crate::launch::pinned_key(&client, &mut creds, &vault, &config.credentials_path())
             .await

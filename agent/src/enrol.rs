@@ -17,7 +17,7 @@ pub async fn enrol(
     // The key ring first: the token is spent by the call below, and the credentials it brings
     // are sealed with the ring.
     let ring = crate::sealed::keyring(config)?;
-    let http = crate::client::http_client(server, fingerprint)?;
+    let http = crate::client::http_client(server, fingerprint, config.tls_identity()?.as_ref())?;
     let url = format!("{}/api/v1/enrol", server.trim_end_matches('/'));
     let response = http
         .post(&url)

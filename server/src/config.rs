@@ -56,6 +56,10 @@ pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     /// Private key, PEM.
     pub key: Option<PathBuf>,
+    /// Certificate authorities of agents' client certificates, PEM. When set, agents must
+    /// present a certificate of one of them naming the agent (mutual TLS); browsers and the
+    /// admin CLI present none and are served as before.
+    pub agent_ca: Option<PathBuf>,
 }
 
 /// The token-signing key pair: an RSA-2048 (or larger) private key, PEM (PKCS#1 or PKCS#8) or
@@ -222,6 +226,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("IDGARD_DEV_HTTP", "dev_http"),
     ("IDGARD_TLS_CERT", "tls.cert"),
     ("IDGARD_TLS_KEY", "tls.key"),
+    ("IDGARD_TLS_AGENT_CA", "tls.agent_ca"),
     ("IDGARD_KEYRING", "keyring"),
     ("IDGARD_SECRETS_KEY", "secrets_key"),
     ("IDGARD_SIGNING_KEY", "signing.key"),

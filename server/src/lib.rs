@@ -83,6 +83,11 @@ pub async fn serve(
     private::create_dir(&config.data_dir)?;
     let _serving = db::Db::serving_lock(&config.database_url())?;
     config.ui.check(config.listen)?;
+    if config.dev_http && config.tls.agent_ca.is_some() {
+        anyhow::bail!(
+            "tls.agent_ca asks agents for client certificates, which needs HTTPS: remove dev_http"
+        );
+    }
     if config.ui.dev_password.is_some() {
         tracing::warn!(
             "development sign-in is on (ui.dev_password): one password opens the UI; never run it like this in production"
@@ -147,6 +152,7 @@ pub async fn serve(
             config.public_url.clone(),
         )?,
         metrics_token: config.metrics.token_digest()?,
+        agent_certificates: config.tls.agent_ca.is_some(),
     });
     let router = http::router(
         app.clone(),
@@ -248,12 +254,20 @@ pub async fn serve(
             config.tls.key.as_deref(),
             &config.data_dir,
         )?;
-        let tls = axum_server::tls_rustls::RustlsConfig::from_pem(cert, key)
-            .await
-            .context("cannot use the TLS certificate and key")?;
-        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
-            .handshake_timeout(Duration::from_secs(config.limits.header_timeout_s))
-            .acceptor(guard);
+        let tls = match &config.tls.agent_ca {
+            Some(ca) => {
+                tracing::info!(authority = %ca.display(), "agents must present a client certificate of this authority");
+                http::mtls::config(&cert, &key, ca)?
+            }
+            None => axum_server::tls_rustls::RustlsConfig::from_pem(cert, key)
+                .await
+                .context("cannot use the TLS certificate and key")?,
+        };
+        let acceptor = http::mtls::WithPeerNames(
+            axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                .handshake_timeout(Duration::from_secs(config.limits.header_timeout_s))
+                .acceptor(guard),
+        );
         let mut server = axum_server::bind(config.listen)
             .acceptor(acceptor)
             .handle(handle.clone());

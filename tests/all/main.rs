@@ -21,6 +21,7 @@ mod loading;
 mod mail;
 mod memory;
 mod metrics;
+mod mtls;
 mod packages;
 mod partitions;
 mod pipeline;

@@ -339,6 +339,25 @@ fn write_certificates(dir: &Path) -> (String, String) {
     server_certificates(dir, names.to_vec(), "ldap.idgard.test")
 }
 
+/// A new CA and a client certificate it signs for each of `names` (a DNS name each, for
+/// client authentication), written into `dir` as ca.pem, `<name>.pem` and `<name>.key`.
+pub fn client_certificates(dir: &Path, names: &[&str]) {
+    let (ca_pem, issuer) = new_ca();
+    fs::write(dir.join("ca.pem"), ca_pem).expect("cannot write ca.pem");
+    for name in names {
+        let mut client = CertificateParams::new(vec![name.to_string()]).expect("a valid name");
+        client.distinguished_name = named(name);
+        client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        client.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        client.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().expect("rcgen cannot generate a key");
+        let cert = client.signed_by(&key, &issuer).expect("rcgen cannot sign");
+        fs::write(dir.join(format!("{name}.pem")), cert.pem()).expect("cannot write a certificate");
+        fs::write(dir.join(format!("{name}.key")), key.serialize_pem())
+            .expect("cannot write a key");
+    }
+}
+
 /// A new CA and a server certificate it signs for `names` (subject `cn`), written into `dir` as
 /// ca.pem, server.pem and server.key (mode 0600: Samba refuses a key others can read); returns
 /// the CA's PEM and the SHA-256 pin of the server's key.

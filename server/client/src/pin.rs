@@ -78,9 +78,40 @@ pub fn parse_fingerprint(fingerprint: &str) -> Result<Vec<u8>> {
         .context("the fingerprint must be 64 hexadecimal digits (SHA-256)")
 }
 
+/// A client certificate and its key, presented to the server (an agent's, for mutual TLS).
+pub struct ClientIdentity {
+    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl ClientIdentity {
+    /// Reads a certificate chain and its private key, both PEM.
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Self> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(cert)
+            .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("{}: not a PEM certificate", cert.display()))?;
+        anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", cert.display());
+        let key = PrivateKeyDer::from_pem_file(key)
+            .with_context(|| format!("{}: not a PEM private key", key.display()))?;
+        Ok(Self { certs, key })
+    }
+}
+
 /// An HTTP client for `server`, pinned to `fingerprint` (required for `https://`); `who` is
 /// the user agent's name.
 pub fn http_client(server: &str, fingerprint: Option<&str>, who: &str) -> Result<reqwest::Client> {
+    http_client_as(server, fingerprint, who, None)
+}
+
+/// [`http_client`], presenting `identity` when the server asks for a client certificate.
+pub fn http_client_as(
+    server: &str,
+    fingerprint: Option<&str>,
+    who: &str,
+    identity: Option<&ClientIdentity>,
+) -> Result<reqwest::Client> {
     let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(50))
@@ -94,8 +125,13 @@ pub fn http_client(server: &str, fingerprint: Option<&str>, who: &str) -> Result
         let config = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned { sha256, provider }))
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(Arc::new(Pinned { sha256, provider }));
+        let config = match identity {
+            Some(id) => config
+                .with_client_auth_cert(id.certs.clone(), id.key.clone_key())
+                .context("the client certificate and key do not go together")?,
+            None => config.with_no_client_auth(),
+        };
         builder.use_preconfigured_tls(config)
     } else if server.starts_with("http://") {
         tracing::warn!("talking to {server} over plain HTTP: development only");

@@ -2,7 +2,7 @@
 //! completion, server-side steps and orders.
 
 use super::App;
-use super::extract::{AgentAuth, JsonBody, PeerOf, id, peer_keys};
+use super::extract::{AgentAuth, ClientCertificate, JsonBody, PeerOf, id, peer_keys};
 use super::throttle::Key;
 use crate::error::{Error, Result};
 use crate::identity::provision::StoredOrder;
@@ -59,6 +59,7 @@ pub async fn enrol(
 async fn token(
     State(app): State<App>,
     PeerOf(ip): PeerOf,
+    certificate: ClientCertificate,
     JsonBody(req): JsonBody<TokenRequest>,
 ) -> Result<Json<TokenAnswer>> {
     let first = peer_keys(ip);
@@ -72,6 +73,7 @@ async fn token(
             app.queue.check_secret(req.agent_id, &req.client_secret),
         )
         .await?;
+    certificate.check(&app, req.agent_id).await?;
     Ok(Json(TokenAnswer {
         access_token: app
             .signer

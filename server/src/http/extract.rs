@@ -108,10 +108,53 @@ impl FromRequestParts<App> for AgentAuth {
                 "this access token belongs to an agent that was reset or removed since: enrol again",
             ));
         }
+        ClientCertificate::of(parts)
+            .check(app, claims.agent)
+            .await?;
         if let Some(super::conn::Peer(ip)) = parts.extensions.get() {
             app.connections.agent_at(*ip);
         }
         Ok(AgentAuth(claims.agent))
+    }
+}
+
+/// The names of the client certificate the request's connection presented (mutual TLS).
+pub struct ClientCertificate(pub super::mtls::PeerNames);
+
+impl ClientCertificate {
+    fn of(parts: &Parts) -> Self {
+        ClientCertificate(parts.extensions.get().cloned().unwrap_or_default())
+    }
+
+    /// When the server requires agents' certificates: this one must name `agent`.
+    pub async fn check(&self, app: &App, agent: i64) -> Result<()> {
+        if !app.agent_certificates {
+            return Ok(());
+        }
+        let name = app.queue.agent_name(agent).await?;
+        match &self.0.0 {
+            None => Err(Error::unauthorized(format!(
+                "this server requires agents to present a client certificate (tls.agent_ca); \
+                 agent `{name}` presented none: set tls_certificate and tls_key in its configuration"
+            ))),
+            Some(names) if names.contains(&name) => Ok(()),
+            Some(names) => Err(Error::unauthorized(format!(
+                "the client certificate names {}, not agent `{name}`",
+                if names.is_empty() {
+                    "no DNS name".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            ))),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientCertificate {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
+        Ok(Self::of(parts))
     }
 }
 

@@ -9,6 +9,7 @@ pub mod error;
 mod extract;
 mod identity;
 mod metrics;
+pub mod mtls;
 mod overview;
 mod packages;
 pub mod throttle;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub web: crate::web::Web,
     /// SHA-256 of the token `/metrics` asks for; none: metrics are off.
     pub metrics_token: Option<[u8; 32]>,
+    /// Agents must present a client certificate naming them (`tls.agent_ca`).
+    pub agent_certificates: bool,
 }
 
 /// How long a token generation read from the database is trusted by default.

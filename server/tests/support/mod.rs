@@ -173,5 +173,6 @@ pub fn app_state(
         token_recheck: Duration::ZERO,
         web,
         metrics_token: None,
+        agent_certificates: false,
     })
 }
