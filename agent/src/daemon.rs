@@ -105,7 +105,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     }
     forget_order_files(&config.work.join("orders"));
     let trust = crate::packages::trust(&config)?;
-    let packages = crate::packages::Delivered::load(&config.work);
+    let packages = crate::packages::Delivered::load(&config.work, &trust);
     let runtime = Arc::new(
         Runtime::new(idgard_host::RuntimeOptions {
             cache_dir: Some(config.work.join("cache")),
@@ -216,7 +216,9 @@ pub async fn run(config: AgentConfig) -> Result<()> {
                         flag.cancel();
                     }
                 }
-                if let Some(offers) = answer.packages {
+                if let Some(offers) = answer.packages
+                    && agent.packages.note(&offers.tag)
+                {
                     tokio::spawn(agent.clone().take_offers(offers));
                 }
                 for offer in answer.launches {

@@ -32,6 +32,9 @@ const RETRY_DOWNLOAD: std::time::Duration = std::time::Duration::from_secs(30);
 struct Active {
     version: String,
     digest: String,
+    /// SHA-256 of its signature file, as offered (a package signed again is fetched again).
+    #[serde(default)]
+    signed: String,
 }
 
 #[derive(Default)]
@@ -51,8 +54,9 @@ pub(crate) struct Delivered {
 }
 
 impl Delivered {
-    /// What an earlier run installed (`work/packages/active.json`), each package still there.
-    pub(crate) fn load(work: &Path) -> Self {
+    /// What an earlier run installed (`work/packages/active.json`), each package still there;
+    /// nothing when no publisher is trusted (any more): what was delivered is not used unchecked.
+    pub(crate) fn load(work: &Path, trust: &Trust) -> Self {
         let root = work.join("packages");
         let mut active: BTreeMap<String, Active> = match std::fs::read(root.join("active.json")) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
@@ -65,6 +69,13 @@ impl Delivered {
             Err(_) => BTreeMap::new(),
         };
         active.retain(|name, a| root.join(name).join(&a.digest).is_dir());
+        if trust.is_empty() && !active.is_empty() {
+            tracing::warn!(
+                "packages the server delivered earlier are not used: this agent trusts no \
+                 publisher now; their connectors are served by the runtime folder"
+            );
+            active.clear();
+        }
         Self {
             root,
             state: Mutex::new(State {
@@ -87,6 +98,17 @@ impl Delivered {
     /// The tag of the offers acted on, for the next poll.
     pub(crate) fn tag(&self) -> Option<String> {
         self.lock().tag.clone()
+    }
+
+    /// Notes offers tagged `tag` as the ones acted on, at once (so the next poll does not get
+    /// them again while they install): whether they are news.
+    pub(crate) fn note(&self, tag: &str) -> bool {
+        let mut state = self.lock();
+        if state.tag.as_deref() == Some(tag) {
+            return false;
+        }
+        state.tag = Some(tag.to_owned());
+        true
     }
 
     /// Packages refused, for the hello.
@@ -165,16 +187,19 @@ pub(crate) fn trust(config: &crate::AgentConfig) -> anyhow::Result<Arc<Trust>> {
 impl Agent {
     /// Acts on the server's offers: installs what is new, forgets connectors no longer
     /// offered (their runtime folder serves them again), reloads, reports.
+    /// Offers arrive through [`Delivered::note`], which says when they are news.
     pub(crate) async fn take_offers(self: Arc<Self>, offers: PackageOffers) {
         let _busy = self.packages.busy.lock().await;
-        if self.packages.tag().as_deref() == Some(offers.tag.as_str()) {
-            return;
-        }
         let mut changed = false;
         let mut retry = false;
         for offer in &offers.offers {
             let current = self.packages.lock().active.get(&offer.name).cloned();
-            if current.as_ref().is_some_and(|a| a.digest == offer.digest) {
+            if current
+                .as_ref()
+                .is_some_and(|a| a.digest == offer.digest && a.signed == offer.signed)
+            {
+                // Installed already; an earlier refusal of another offer is over.
+                changed |= self.packages.lock().refused.remove(&offer.name).is_some();
                 continue;
             }
             match self.install(offer).await {
@@ -190,6 +215,7 @@ impl Agent {
                         Active {
                             version: offer.version.clone(),
                             digest: offer.digest.clone(),
+                            signed: offer.signed.clone(),
                         },
                     );
                     state.refused.remove(&offer.name);
@@ -225,7 +251,6 @@ impl Agent {
                 .refused
                 .retain(|name, _| offers.offers.iter().any(|o| o.name == *name));
             changed |= before != state.active.len() + state.refused.len();
-            state.tag = Some(offers.tag.clone());
         }
         if retry {
             // A download that failed is tried again: the next poll after a pause gets the
@@ -278,13 +303,30 @@ impl Agent {
         let runtime = self.runtime.clone();
         let load_dir = dir.clone();
         let loaded = tokio::task::spawn_blocking(move || runtime.load(&load_dir)).await;
-        match loaded {
-            Ok(Ok(l)) => Ok(l.publisher.unwrap_or_default()),
-            Ok(Err(e)) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                Err(("package.unloadable", format!("{e}")))
-            }
-            Err(e) => Err(("package.unloadable", format!("{e}"))),
+        let refuse = |why: String| {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(("package.unloadable", why))
+        };
+        let loaded = match loaded {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => return refuse(format!("{e}")),
+            Err(e) => return refuse(format!("{e}")),
+        };
+        // The connections it would serve must fit it, or they would be left without one.
+        let unfit = {
+            let registry = self.registry.read().expect("registry");
+            registry
+                .connections
+                .values()
+                .filter(|(c, _)| c.connector.as_deref() == Some(offer.name.as_str()))
+                .find_map(|(c, _)| {
+                    let e = loaded.manifest.resolve_settings(&c.settings).err()?;
+                    Some(format!("connection `{}`: settings: {e}", c.name))
+                })
+        };
+        match unfit {
+            Some(why) => refuse(why),
+            None => Ok(loaded.publisher.unwrap_or_default()),
         }
     }
 }
@@ -353,6 +395,7 @@ mod tests {
             version: "1.0.0".into(),
             digest: package("1.0.1").digest_hex(),
             size: 1,
+            signed: String::new(),
         };
         let (code, why) = check_offer(&Trust::default(), &offer, &p).unwrap_err();
         assert_eq!(code, "package.digest_mismatch");
@@ -371,13 +414,19 @@ mod tests {
     #[test]
     fn what_was_installed_is_found_again_if_its_folder_is_there() {
         let work = tempfile::tempdir().unwrap();
-        let d = Delivered::load(work.path());
+        let mut trust_dir = work.path().join("publishers");
+        std::fs::create_dir(&trust_dir).unwrap();
+        let (_, public) = idgard_signing::generate_ed25519().unwrap();
+        std::fs::write(trust_dir.join("acme.pem"), public).unwrap();
+        let trust = Trust::load(&trust_dir).unwrap();
+        let d = Delivered::load(work.path(), &trust);
         assert!(d.dirs().is_empty());
         d.lock().active.insert(
             "csv".into(),
             Active {
                 version: "1.0.0".into(),
                 digest: "ab".into(),
+                signed: "s".into(),
             },
         );
         d.lock().active.insert(
@@ -385,6 +434,7 @@ mod tests {
             Active {
                 version: "1.0.0".into(),
                 digest: "cd".into(),
+                signed: "s".into(),
             },
         );
         std::fs::create_dir_all(work.path().join("packages/csv/ab")).unwrap();
@@ -392,10 +442,15 @@ mod tests {
         d.save();
         d.prune();
         assert!(!work.path().join("packages/csv/old").exists());
-        let again = Delivered::load(work.path());
+        let again = Delivered::load(work.path(), &trust);
         assert_eq!(
             again.dirs().into_keys().collect::<Vec<_>>(),
             vec!["csv".to_owned()]
         );
+        // Without trusted publishers, nothing delivered is used.
+        std::fs::remove_file(trust_dir.join("acme.pem")).unwrap();
+        trust_dir = work.path().join("none");
+        let unchecked = Delivered::load(work.path(), &Trust::load(&trust_dir).unwrap());
+        assert!(unchecked.dirs().is_empty());
     }
 }

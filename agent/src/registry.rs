@@ -107,7 +107,7 @@ pub(crate) fn reload(
             let connector = connection.connector.clone().with_context(|| {
                 "say which connector serves it: `connector = \"<name>\"` (a folder of the runtime)"
             })?;
-            if next.wants.len() < REFUSED_MAX {
+            if next.wants.len() < REFUSED_MAX && connector_name(&connector) {
                 next.wants.insert(connector.clone());
             }
             overlap::check(
@@ -214,6 +214,10 @@ pub(crate) fn watch(agent: Arc<Agent>) -> Result<()> {
 /// Loads the connection files and connectors again; tells the server when what it serves
 /// changed.
 pub(crate) async fn refresh(agent: &Arc<Agent>) {
+    // One reload at a time: a file change and a package installed together must not let the
+    // reload that read the older state be written last.
+    static RELOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = RELOADING.lock().await;
     let before = {
         let r = agent.registry.read().expect("registry");
         (r.reports(), r.refused.clone(), r.wants.clone())
@@ -238,4 +242,13 @@ pub(crate) async fn refresh(agent: &Arc<Agent>) {
         );
         agent.say_hello(false).await;
     }
+}
+
+/// A name the server takes for a connector (lower-case letters, digits, `-`, `_`; at most 64).
+fn connector_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }

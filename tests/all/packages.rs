@@ -287,6 +287,38 @@ fn signed_packages_are_delivered_checked_hot_loaded_and_rolled_back(backend: Bac
     );
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // The same files signed again: the new signature replaces the old one, and agents fetch
+    // the package again (here refusing mallory's signature, v1 as acme signed it serving on).
+    let mut resigned = idgard_signing::Package::read_dir(&v1).unwrap();
+    let mallory = idgard_signing::SigningKey::load(&root.join("keys/mallory.key")).unwrap();
+    resigned.signature = Some(
+        mallory
+            .sign("mallory", &resigned)
+            .unwrap()
+            .to_file()
+            .into_bytes(),
+    );
+    let (status, body) = publish(&server, idgard_signing::bundle::write(&resigned));
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("re-signed")),
+        "{body}"
+    );
+    let view = wait_agent(&server, "lyon", "v1 signed by mallory refused", |v| {
+        v.refused_packages
+            .iter()
+            .any(|r| r.version == "1.0.0" && r.code == "package.untrusted_publisher")
+    });
+    assert_eq!(
+        served_by(&view, "demo-hr").as_deref(),
+        Some(v1_digest.as_str())
+    );
+    let (_, body) = publish(&server, std::fs::read(&v1_bundle).unwrap());
+    assert_eq!(body["outcome"], "re-signed", "{body}");
+    wait_agent(&server, "lyon", "v1 signed by acme again", |v| {
+        v.refused_packages.is_empty()
+    });
+
     // The delivered package is kept: a restart serves it before the server is asked.
     agent.restart();
     let task = server.enqueue("lyon", vec![on("demo-hr", Operation::Export)])[0];

@@ -74,7 +74,8 @@ pub fn read(bytes: &[u8]) -> Result<Package> {
         if size > max {
             return Err(bad(format!("`{name}` is {size} bytes; the limit is {max}")));
         }
-        let mut data = Vec::with_capacity(size as usize);
+        // The header's size is a claim: reserve no more than the bundle could hold.
+        let mut data = Vec::with_capacity(size.min(bytes.len() as u64) as usize);
         (&mut entry)
             .take(max + 1)
             .read_to_end(&mut data)

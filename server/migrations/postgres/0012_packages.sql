@@ -8,6 +8,7 @@ CREATE TABLE connector_packages (
     size BIGINT NOT NULL,
     publisher TEXT NOT NULL,
     algorithm TEXT NOT NULL,
+    signed TEXT NOT NULL,
     published_ms BIGINT NOT NULL,
     published_by TEXT NOT NULL,
     UNIQUE (name, version)

@@ -31,7 +31,8 @@ pub struct Published {
     /// The package.
     pub package: PackageView,
     /// What became of it: `active` (offered now), `stored` (an older version than the active
-    /// one: activate it explicitly to roll back), `unchanged` (published before).
+    /// one: activate it explicitly to roll back), `unchanged` (published before), `re-signed`
+    /// (the same files published before, with a new signature that replaces the old one).
     pub outcome: String,
 }
 
@@ -56,6 +57,10 @@ pub struct PackageOffer {
     pub digest: String,
     /// Bytes of the bundle.
     pub size: u64,
+    /// SHA-256 of its signature file (hex): a package signed again (same files, new
+    /// signature) is offered again.
+    #[serde(default)]
+    pub signed: String,
 }
 
 /// Every package offered to an agent now, with a tag the agent sends back in its polls

@@ -6,6 +6,7 @@ use super::extract::MetricsReader;
 use crate::error::Result;
 use crate::metrics::Snapshot;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::IntoResponse;
@@ -29,11 +30,21 @@ pub async fn count(State(app): State<App>, req: Request, next: Next) -> Response
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    let method = req.method().clone();
+    // Methods from a fixed set: any other word a client sends counts as `other`.
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let started = std::time::Instant::now();
     let response = next.run(req).await;
     app.queue.metrics.http_request(
-        method.as_str(),
+        method,
         &route,
         response.status().as_u16(),
         started.elapsed(),

@@ -162,12 +162,12 @@ impl Queue {
                 reason: cut(&r.reason, idgard_protocol::REASON_MAX),
             })
             .collect();
-        if let Some(bad) = hello.wants.iter().find(|w| !valid_name(w) || w.len() > 64) {
-            return Err(Error::invalid(format!(
-                "`{}` is not a connector name",
-                cut(bad, 64)
-            )));
-        }
+        // A connector name no package can have is no reason to refuse the rest of the report.
+        let wants: Vec<&String> = hello
+            .wants
+            .iter()
+            .filter(|w| valid_name(w) && w.len() <= 64)
+            .collect();
         if hello.wants.len() > idgard_protocol::REFUSED_MAX
             || hello.refused_packages.len() > idgard_protocol::REFUSED_MAX
         {
@@ -197,7 +197,7 @@ impl Queue {
         .bind(self.now())
         .bind(agent)
         .bind(serde_json::to_string(&refused).map_err(anyhow::Error::from)?)
-        .bind(serde_json::to_string(&hello.wants).map_err(anyhow::Error::from)?)
+        .bind(serde_json::to_string(&wants).map_err(anyhow::Error::from)?)
         .bind(serde_json::to_string(&refused_packages).map_err(anyhow::Error::from)?)
         .execute(&self.db.pool)
         .await?;

@@ -14,6 +14,8 @@ use sqlx::any::AnyRow;
 
 /// Largest bundle the server takes.
 pub const MAX_BUNDLE_BYTES: usize = 64 << 20;
+/// Package downloads served at once (each holds its bundle in memory).
+pub const DOWNLOADS_AT_ONCE: usize = 4;
 
 const VIEW_COLUMNS: &str = "p.name, p.version, p.digest, p.size, p.publisher, p.algorithm, \
      p.published_ms, p.published_by, CAST(CASE WHEN a.digest IS NULL THEN 0 ELSE 1 END AS BIGINT)";
@@ -41,25 +43,55 @@ impl Queue {
             )));
         }
         let version = parse_version(&package)?;
+        let signed = hex::encode(Sha256::digest(
+            package.signature.as_deref().unwrap_or_default(),
+        ));
         let mut tx = self.begin().await?;
-        let existing: Option<String> =
-            sqlx::query("SELECT digest FROM connector_packages WHERE name = $1 AND version = $2")
-                .bind(&package.meta.name)
-                .bind(&package.meta.version)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.try_get(0))
-                .transpose()?;
+        let existing: Option<(String, String)> = sqlx::query(
+            "SELECT digest, signed FROM connector_packages WHERE name = $1 AND version = $2",
+        )
+        .bind(&package.meta.name)
+        .bind(&package.meta.version)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+        .transpose()?;
         match existing {
-            Some(d) if d == digest => {
+            Some((d, s)) if d == digest => {
+                let outcome = if s == signed {
+                    "unchanged"
+                } else {
+                    // The same files signed again (a new key, another publisher): the new
+                    // signature replaces the old, and agents fetch the package again.
+                    sqlx::query(
+                        "UPDATE connector_packages SET bundle = $1, size = $2, publisher = $3, \
+                         algorithm = $4, signed = $5, published_ms = $6, published_by = $7 \
+                         WHERE digest = $8",
+                    )
+                    .bind(bytes.to_vec())
+                    .bind(bytes.len() as i64)
+                    .bind(&sig.publisher)
+                    .bind(sig.algorithm.to_string())
+                    .bind(&signed)
+                    .bind(self.now())
+                    .bind(by)
+                    .bind(&digest)
+                    .execute(&mut *tx)
+                    .await?;
+                    "re-signed"
+                };
                 tx.commit().await?;
-                let view = self.package_view(&digest).await?;
+                if outcome == "re-signed" {
+                    self.db.wakers.wake_all();
+                    tracing::info!(connector = %package.meta.name, version = %package.meta.version,
+                        publisher = %sig.publisher, by, "package signed again");
+                }
                 return Ok(Published {
-                    package: view,
-                    outcome: "unchanged".into(),
+                    package: self.package_view(&digest).await?,
+                    outcome: outcome.into(),
                 });
             }
-            Some(d) => {
+            Some((d, _)) => {
                 return Err(Error::conflict(format!(
                     "{} {} is already published with digest {d}: a published version never \
                      changes; publish this one under a new version",
@@ -70,7 +102,8 @@ impl Queue {
         }
         sqlx::query(
             "INSERT INTO connector_packages (digest, name, version, bundle, size, publisher, \
-             algorithm, published_ms, published_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             algorithm, published_ms, published_by, signed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&digest)
         .bind(&package.meta.name)
@@ -81,6 +114,7 @@ impl Queue {
         .bind(sig.algorithm.to_string())
         .bind(self.now())
         .bind(by)
+        .bind(&signed)
         .execute(&mut *tx)
         .await?;
         let active: Option<String> = sqlx::query(
@@ -147,12 +181,10 @@ impl Queue {
         digest: &str,
         by: &str,
     ) -> Result<()> {
-        sqlx::query("DELETE FROM connector_active WHERE name = $1")
-            .bind(name)
-            .execute(&mut **tx)
-            .await?;
         sqlx::query(
-            "INSERT INTO connector_active (name, digest, set_ms, set_by) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO connector_active (name, digest, set_ms, set_by) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, set_ms = excluded.set_ms, \
+             set_by = excluded.set_by",
         )
         .bind(name)
         .bind(digest)
@@ -198,7 +230,7 @@ impl Queue {
             .unwrap_or_default();
         let wants: Vec<String> = serde_json::from_str(&wants).unwrap_or_default();
         let rows = sqlx::query(
-            "SELECT p.name, p.version, p.digest, p.size FROM connector_active a \
+            "SELECT p.name, p.version, p.digest, p.size, p.signed FROM connector_active a \
              JOIN connector_packages p ON p.digest = a.digest ORDER BY p.name",
         )
         .fetch_all(&self.db.read)
@@ -212,6 +244,7 @@ impl Queue {
                     version: row.try_get(1)?,
                     digest: row.try_get(2)?,
                     size: row.try_get::<i64, _>(3)?.max(0) as u64,
+                    signed: row.try_get(4)?,
                 });
             }
         }
@@ -221,8 +254,17 @@ impl Queue {
         })
     }
 
-    /// The bundle of a package offered to `agent` now (nothing else is served to agents).
+    /// The bundle of a package offered to `agent` now (nothing else is served to agents). At
+    /// most [`DOWNLOADS_AT_ONCE`] bundles are held in memory for downloads at once; more wait.
     pub async fn package_bundle(&self, agent: i64, digest: &str) -> Result<Vec<u8>> {
+        static DOWNLOADS: tokio::sync::Semaphore =
+            tokio::sync::Semaphore::const_new(DOWNLOADS_AT_ONCE);
+        let _slot = DOWNLOADS.acquire().await.map_err(|_| {
+            Error::new(
+                idgard_protocol::ErrorCode::Unavailable,
+                "the server is stopping",
+            )
+        })?;
         let offered = self.package_offers(agent).await?;
         if !offered.offers.iter().any(|o| o.digest == digest) {
             return Err(Error::not_found(format!(
@@ -253,10 +295,10 @@ fn parse_version(package: &Package) -> Result<semver::Version> {
 fn tag(offers: &[PackageOffer]) -> String {
     let mut h = Sha256::new();
     for o in offers {
-        h.update(o.name.as_bytes());
-        h.update([0]);
-        h.update(o.digest.as_bytes());
-        h.update([0]);
+        for part in [&o.name, &o.digest, &o.signed] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
     }
     hex::encode(&h.finalize()[..12])
 }
@@ -285,6 +327,7 @@ mod tests {
             version: "1.0.0".into(),
             digest: digest.into(),
             size: 1,
+            signed: "s".into(),
         }
     }
 
