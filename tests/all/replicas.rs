@@ -1,14 +1,16 @@
 //! Two server replicas on one PostgreSQL behind a real reverse proxy (haproxy, TCP mode): a
 //! replica killed while a job runs and while the agent holds a poll. The agent reconnects
 //! through the proxy, the job finishes on the other replica, and no task runs twice. Three
-//! replicas sharing a schedule fire it once.
+//! replicas sharing a schedule fire it once. An export of a million entries goes up in chunks
+//! spread over two replicas and reads back whole from either.
 
 use crate::harness::browser::free_port;
 use crate::pipeline::{people_connection, write_hr};
-use crate::system::{Agent, Backend, Server, noop, on};
+use crate::system::{Agent, Backend, Hand, Server, noop, on};
 use idgard_protocol::*;
 use idgard_tests::haproxy::Proxy;
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -97,4 +99,83 @@ fn a_schedule_fires_once_across_replicas() {
     let jobs: Vec<JobView> = a.admin::<(), _>(Method::GET, "/api/v1/jobs", None).unwrap();
     let ticks = jobs.iter().filter(|j| j.name.starts_with("tick")).count();
     assert_eq!(ticks, 1, "{jobs:#?}");
+}
+
+/// A million entries, framed as an agent uploads them (batches of 10,000).
+fn million_entries() -> Vec<u8> {
+    let mut content = Vec::with_capacity(80 << 20);
+    for b in 0..100 {
+        let mut batch = idgard_sdk::wire::BatchBuffer::with_capacity(1 << 20);
+        for i in 0..10_000 {
+            let at = batch.begin_entry(
+                idgard_sdk::wire::EntryOp::Upsert,
+                "person",
+                &format!("p{b:03}-{i:05}"),
+            );
+            batch.attribute1("name", "Zoë Lovelace");
+            batch.end_entry(at, 1);
+        }
+        content.extend_from_slice(&frames::header(batch.entries(), batch.len() as u32));
+        content.extend_from_slice(batch.as_bytes());
+    }
+    content
+}
+
+/// The chunks of one upload go to two replicas in turn; either serves the whole content back.
+#[test]
+fn a_million_entries_upload_through_either_replica() {
+    use sha2::Digest;
+    let a = Server::start(Backend::Postgres);
+    let b = a.replica();
+    let hand = Hand::enrol(&a, "quimper");
+    let content = million_entries();
+    assert!(content.len() > 30 << 20, "{} bytes only", content.len());
+    let sha = hex::encode(sha2::Sha256::digest(&content));
+    let id = a.enqueue("quimper", vec![on("hr", Operation::Export)])[0];
+    let fence = hand.poll(&a, 0).tasks[0].fence;
+    // Acknowledged, then kept with heartbeats as an agent does (the harness's lease is 3 s).
+    let beat = |replica: &Server| {
+        let (s, v) = hand.call(
+            replica,
+            Method::POST,
+            &format!("/api/v1/agent/tasks/{id}/heartbeat"),
+            json!({ "fence": fence }),
+        );
+        assert_eq!(s, StatusCode::OK, "{v}");
+    };
+    beat(&a);
+    let (s, v) = hand.call(
+        &a,
+        Method::POST,
+        &format!("/api/v1/agent/tasks/{id}/uploads"),
+        json!({ "fence": fence, "name": "entries", "size": content.len(), "sha256": sha }),
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let slot = v["id"].as_i64().unwrap();
+    let chunk = 1 << 20; // the harness's chunk limit (IDGARD_LIMITS_CHUNK_MIB = 1)
+    let mut last = serde_json::Value::Null;
+    for (n, piece) in content.chunks(chunk).enumerate() {
+        let replica = if n % 2 == 0 { &a } else { &b };
+        if n % 8 == 7 {
+            beat(replica);
+        }
+        let (s, v) = replica.raw_bytes(
+            Method::PUT,
+            &format!("/api/v1/agent/uploads/{slot}?offset={}", n * chunk),
+            Some(&hand.token),
+            Some(piece.to_vec()),
+            "application/octet-stream",
+        );
+        assert_eq!(s, StatusCode::OK, "chunk {n}: {v}");
+        last = v;
+    }
+    assert_eq!(last["complete"], true, "{last}");
+    assert_eq!(last["entries"], 1_000_000, "{last}");
+    let (s, v) = hand.complete(&b, id, fence, json!({ "upload_id": slot }));
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for replica in [&a, &b] {
+        let (s, len, got) = replica.download(&format!("/api/v1/uploads/{slot}/content"));
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!((len, got.as_str()), (content.len() as u64, sha.as_str()));
+    }
 }
