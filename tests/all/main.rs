@@ -25,6 +25,7 @@ mod mtls;
 mod packages;
 mod partitions;
 mod pipeline;
+mod refusals;
 mod replicas;
 mod sandbox;
 mod scim;
