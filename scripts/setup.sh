@@ -54,6 +54,13 @@ if ! command -v mssql-mock-tds >/dev/null 2>&1; then
     cargo install --locked --quiet mssql-mock-tds --version 0.3.0
 fi
 
+# Debian packages of the server and the agent are made with cargo-deb (a pinned version:
+# scripts/packages.sh builds and installs them).
+if ! cargo deb --version 2>/dev/null | grep -q "3.8.0"; then
+    echo "setup: installing cargo-deb 3.8.0 (cargo install)"
+    cargo install --locked --quiet cargo-deb --version 3.8.0
+fi
+
 # The Python test services (scim2-server for the SCIM connector, aiosmtpd for mail) run in a
 # virtual environment of their own (tests/requirements.txt pins them); pip again only when the
 # requirements changed.
