@@ -8,6 +8,7 @@
 //! | `enrol` | trading a one-time token for credentials |
 //! | `client` | calls to the server: TLS pinning, tokens, retries |
 //! | `daemon` | the service: polling, heartbeats, logs, cancellation |
+//! | `housekeeping` | before serving: the open-file limit, files earlier versions left |
 //! | `launch` | runs launched from the web UI: the signed token, the allow-list, the answer |
 //! | `stop` | signals and the shutdown grace; a second signal stops at once |
 //! | `registry` | the connections served and their loaded connectors, reloaded on change |
@@ -30,6 +31,7 @@ mod enrol;
 mod execute;
 mod figures;
 mod fulfil;
+mod housekeeping;
 mod launch;
 mod observer;
 mod output;

@@ -106,9 +106,16 @@ async fn agent(api: &Api, context: &Context, c: AgentCommand, out: Output) -> Re
             let refused: Vec<String> = agents
                 .iter()
                 .flat_map(|a| {
-                    a.refused
-                        .iter()
-                        .map(move |r| format!("agent {}: {} refused: {}", a.name, r.file, r.reason))
+                    let files = a.refused.iter().map(move |r| {
+                        format!("agent {}: {} refused: {}", a.name, r.file, r.reason)
+                    });
+                    let packages = a.refused_packages.iter().map(move |p| {
+                        format!(
+                            "agent {}: package {} {} refused ({}): {}",
+                            a.name, p.name, p.version, p.code, p.reason
+                        )
+                    });
+                    files.chain(packages)
                 })
                 .collect();
             for a in agents {
