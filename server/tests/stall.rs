@@ -23,13 +23,24 @@ async fn heartbeats_polls_and_reads_are_answered_during_a_long_synchronize() {
         let e = e.clone();
         tokio::spawn(async move { e.synchronize("hr", upload, false, None, None).await })
     };
-    // Wait until the synchronize holds the writer.
-    while e.queue.db.pool.try_acquire().is_some() {
+    // Wait until the synchronize holds the writer: busy for 50 ms in a row, since the writer
+    // also looks busy for an instant while the upload's connection goes back to the pool.
+    let mut busy_since: Option<std::time::Instant> = None;
+    loop {
         assert!(
             !sync.is_finished(),
             "the synchronize ended before it was seen running"
         );
-        tokio::task::yield_now().await;
+        match e.queue.db.pool.try_acquire() {
+            Some(_) => busy_since = None,
+            None => {
+                let since = *busy_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= std::time::Duration::from_millis(50) {
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     let answer = e
         .queue
