@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 /// A level of a log line from a connector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Very detailed.
@@ -22,6 +23,7 @@ pub enum Level {
 
 /// The kind of a connector's own error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
     /// Wrong or incomplete settings.
@@ -42,6 +44,7 @@ pub enum ErrorKind {
 
 /// Who a loaded connector says it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectorInfo {
     /// Name.
     pub name: String,
@@ -55,6 +58,7 @@ pub struct ConnectorInfo {
 
 /// An attribute in a schema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub struct AttributeSchema {
     /// Name.
@@ -75,6 +79,7 @@ pub struct AttributeSchema {
 
 /// An entity type in a schema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EntitySchema {
     /// Name.
     pub name: String,
@@ -84,6 +89,7 @@ pub struct EntitySchema {
 
 /// An incremental export's position, opaque to the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cursor {
     /// How `data` is encoded (the connector's name for it).
     pub format: String,
@@ -94,6 +100,7 @@ pub struct Cursor {
 
 /// What an export returned, with the counts verified by the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExportSummary {
     /// Where the next incremental export starts.
     pub cursor: Option<Cursor>,
@@ -111,6 +118,7 @@ pub struct ExportSummary {
 
 /// How to change one attribute in an update.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttributeChange {
     /// Attribute.
     pub name: String,
@@ -123,6 +131,7 @@ pub struct AttributeChange {
 
 /// The operation of an [`AttributeChange`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeOp {
     /// Add values.
@@ -135,6 +144,7 @@ pub enum ChangeOp {
 
 /// What an order asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum OrderKind {
     /// Create the entry with these attributes.
@@ -176,6 +186,7 @@ impl OrderKind {
 
 /// One provisioning order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub struct Order {
     /// Unique id; results are matched on it.
@@ -192,6 +203,7 @@ pub struct Order {
 
 /// How an order ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "outcome", content = "message", rename_all = "kebab-case")]
 pub enum OrderOutcome {
     /// Carried out.
@@ -206,6 +218,7 @@ pub enum OrderOutcome {
 
 /// The result of one order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderResult {
     /// The order's id.
     pub id: String,

@@ -26,6 +26,7 @@ pub const MAX_KEY_BYTES: usize = 4096;
 
 /// Whether an entry is (re)written or removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EntryOp {
     /// The entry exists with these attributes (inserted or changed).
@@ -46,6 +47,7 @@ impl EntryOp {
 /// One exported entry, owned. Connectors usually write entries straight into an
 /// [`crate::Exporter`] instead; this type is what tests and tools read back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Entry {
     /// Upsert or delete.
     pub op: EntryOp,

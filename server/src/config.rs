@@ -177,6 +177,9 @@ pub struct LimitsConfig {
     /// A connection with no request under way and no byte moving for this many seconds is
     /// closed; so is one whose client stops reading an answer for as long.
     pub idle_timeout_s: u64,
+    /// Failed sign-ins allowed per address (and per agent) and minute; past it they are
+    /// answered `rate_limited`.
+    pub failed_signins: u32,
 }
 
 impl Default for LimitsConfig {
@@ -190,6 +193,7 @@ impl Default for LimitsConfig {
             header_timeout_s: 10,
             body_timeout_s: 30,
             idle_timeout_s: 75,
+            failed_signins: crate::http::throttle::FAILURES_PER_WINDOW,
         }
     }
 }
@@ -262,6 +266,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("IDGARD_LIMITS_HEADER_TIMEOUT_S", "limits.header_timeout_s"),
     ("IDGARD_LIMITS_BODY_TIMEOUT_S", "limits.body_timeout_s"),
     ("IDGARD_LIMITS_IDLE_TIMEOUT_S", "limits.idle_timeout_s"),
+    ("IDGARD_LIMITS_FAILED_SIGNINS", "limits.failed_signins"),
     ("IDGARD_METRICS_TOKEN_FILE", "metrics.token_file"),
     ("IDGARD_MAIL_HOST", "mail.host"),
     ("IDGARD_MAIL_PORT", "mail.port"),
@@ -364,6 +369,9 @@ impl Config {
         }
         if l.connections < 16 || l.connections_per_peer == 0 {
             bail!("limits.connections must be at least 16, limits.connections_per_peer at least 1");
+        }
+        if l.failed_signins == 0 {
+            bail!("limits.failed_signins must be at least 1");
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             bail!("tls.cert and tls.key go together");

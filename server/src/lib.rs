@@ -142,7 +142,7 @@ pub async fn serve(
         stopping,
         verified: Default::default(),
         connections: connections.clone(),
-        throttle: Default::default(),
+        throttle: http::throttle::Throttle::new(config.limits.failed_signins),
         generations: Default::default(),
         token_recheck: http::TOKEN_RECHECK,
         web: web::Web::new(

@@ -66,6 +66,8 @@ enum Command {
     /// Reads a password on standard input and prints its argon2id hash, for
     /// `ui.dev_password.hash`.
     HashPassword,
+    /// Prints the API's OpenAPI document (what `/api/v1/openapi.json` serves).
+    Openapi,
     /// Checks a rules file and says what it declares.
     CheckRules {
         /// The file.
@@ -224,7 +226,7 @@ async fn run(cli: Cli) -> Result<()> {
     if !explicit
         && !matches!(
             command,
-            Command::Serve | Command::CheckRules { .. } | Command::HashPassword
+            Command::Serve | Command::CheckRules { .. } | Command::HashPassword | Command::Openapi
         )
         && !config.data_dir.exists()
     {
@@ -331,6 +333,11 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             }
             say!("{}", idgard_server::web::auth::password::hash(password)?);
+            Ok(())
+        }
+        Command::Openapi => {
+            let document = idgard_server::http::openapi_document();
+            say!("{}", serde_json::to_string_pretty(&document)?);
             Ok(())
         }
         Command::CheckRules { file } => {

@@ -9,6 +9,7 @@ mod client;
 mod connections;
 mod csv;
 mod directory;
+mod fuzz;
 mod harness;
 mod hostile;
 mod http_host;

@@ -95,6 +95,30 @@ fn bad_input_gets_a_clear_4xx(b: Backend) {
             StatusCode::BAD_REQUEST,
         ),
         (
+            "an array where an object goes (its items would fill the fields)",
+            Method::POST,
+            "/api/v1/admin-tokens".into(),
+            Some(&server.admin),
+            b"[]".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "a NUL character in a string (PostgreSQL stores none in text)",
+            Method::POST,
+            "/api/v1/agent/hello".into(),
+            Some(&hand.token),
+            br#"{"version": "1\u0000", "connections": [], "restarted": false}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "a NUL character in a path",
+            Method::GET,
+            "/api/v1/agents/a%00b".into(),
+            Some(&server.admin),
+            Vec::new(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
             "oversized body",
             Method::POST,
             poll.into(),
@@ -299,4 +323,48 @@ fn uploads_resume_and_checksums_are_checked(b: Backend) {
     );
     assert_eq!(v["received"], 0);
     assert!(!server.log().contains("panicked"));
+}
+
+/// A client that sends its whole body before reading (Python's `http.client`, like most) gets
+/// the answer to an oversized body, not a reset connection; one announcing more than the server
+/// reads on is cut.
+#[test]
+fn an_oversized_body_is_answered_before_the_connection_closes() {
+    let server = Server::start(Backend::Sqlite);
+    let script = r#"
+import http.client, ssl, sys
+port, token, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+conn = http.client.HTTPSConnection("127.0.0.1", port, context=ssl._create_unverified_context())
+try:
+    conn.request("POST", "/api/v1/orders/retry", body=b" " * size,
+                 headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    answer = conn.getresponse()
+    print(answer.status, answer.read().decode())
+except (ConnectionError, ssl.SSLError, http.client.HTTPException) as e:
+    print("cut", type(e).__name__)
+"#;
+    let run = |size: usize| {
+        let out = std::process::Command::new("python3")
+            .args(["-c", script, &server.port.to_string(), &server.admin])
+            .arg(size.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for _ in 0..3 {
+        let answer = run(3 << 20);
+        assert!(
+            answer.starts_with("413 ") && answer.contains("\"too_large\""),
+            "{answer}"
+        );
+    }
+    assert!(run(64 << 20).starts_with("cut"), "over what is read on");
+    // The server serves on.
+    let (status, _) = server.raw(Method::GET, "/api/v1/agents", Some(&server.admin), None);
+    assert_eq!(status, StatusCode::OK);
 }

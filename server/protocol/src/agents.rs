@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A connection an agent owns, as it reports it when it starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionReport {
     /// The connection's name.
@@ -33,6 +34,7 @@ pub struct ConnectionReport {
 
 /// `POST /api/v1/agent/hello`: sent when an agent starts and when its connections change.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Hello {
     /// The agent's version.
@@ -49,10 +51,12 @@ pub struct Hello {
     /// The connectors its connection files name, loaded or not: the server offers the
     /// packages it holds for them (at most [`REFUSED_MAX`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 100))]
     pub wants: Vec<String>,
     /// Packages the server offered that the agent would not load, with why (at most
     /// [`REFUSED_MAX`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 100))]
     pub refused_packages: Vec<crate::RefusedPackage>,
 }
 
@@ -64,6 +68,7 @@ pub const REASON_MAX: usize = 1000;
 /// A connection file an agent refused (bad TOML, unknown connector, settings that do not fit,
 /// overlapping grants); it serves the file's previous version, if it had one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RefusedConnection {
     /// The file's name in the agent's connections folder.
@@ -74,6 +79,7 @@ pub struct RefusedConnection {
 
 /// The server's timings and limits, answered to a hello.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Timings {
     /// The largest upload chunk the server takes, in bytes.
     pub chunk_bytes: u64,
@@ -89,6 +95,7 @@ pub struct Timings {
 
 /// An agent as administrators see it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentView {
     /// Id.
     pub id: i64,
@@ -116,14 +123,17 @@ pub struct AgentView {
 
 /// `POST /api/v1/agents`: create an agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewAgent {
-    /// Its name: lower-case letters, digits, `-` and `_`.
+    /// Its name: 1 to 64 lower-case letters, digits, `-` and `_`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9_-]{1,64}$"))]
     pub name: String,
 }
 
 /// A new agent and its one-time enrolment token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewAgentAnswer {
     /// The agent.
     pub agent: AgentView,
@@ -135,6 +145,7 @@ pub struct NewAgentAnswer {
 
 /// `POST /api/v1/admin-tokens`: a new administrator token.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewAdminToken {
     /// For people: whose or what for (`ci`, `alice`).
@@ -147,6 +158,7 @@ pub struct NewAdminToken {
 
 /// An administrator token as listed (never the token itself).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminTokenView {
     /// Its id: the first hex digits of its SHA-256, what `DELETE /api/v1/admin-tokens/{id}` takes.
     pub id: String,
@@ -160,6 +172,7 @@ pub struct AdminTokenView {
 
 /// The answer to [`NewAdminToken`]: the token, shown this once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewAdminTokenAnswer {
     /// The token.
     pub token: String,

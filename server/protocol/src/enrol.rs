@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/enrol`: an agent trades its one-time enrolment token for credentials.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrolRequest {
     /// The token `idgard-server agent add` printed.
@@ -12,6 +13,7 @@ pub struct EnrolRequest {
 
 /// The credentials an agent keeps; the server stores only a hash of the secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrolAnswer {
     /// The agent's id.
     pub agent_id: i64,
@@ -27,6 +29,7 @@ pub struct EnrolAnswer {
 
 /// `POST /api/v1/agent/token`: credentials for a short-lived access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// The agent's id.
@@ -37,6 +40,7 @@ pub struct TokenRequest {
 
 /// A signed access token (RS256 JWT).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenAnswer {
     /// The token, sent as `Authorization: Bearer <token>`.
     pub access_token: String,
@@ -47,6 +51,7 @@ pub struct TokenAnswer {
 /// `GET /api/v1/agent/signing-key`: the server's token-signing public key, for an agent that
 /// enrolled before agents pinned it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SigningKeyAnswer {
     /// The public key, PEM (SubjectPublicKeyInfo).
     pub signing_key: String,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/jobs`: a job for one agent: steps run in order, the tasks of a step at once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewJob {
     /// The agent's name.
@@ -21,6 +22,7 @@ pub struct NewJob {
 
 /// A job's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum JobState {
     /// Created, not started.
@@ -66,6 +68,7 @@ impl JobState {
 
 /// A job and its tasks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobView {
     /// Id.
     pub id: i64,
@@ -99,6 +102,7 @@ pub struct JobView {
 /// `POST /api/v1/agent/tasks/{id}/run`: the agent that holds a server-side task asks the
 /// server to do it. The answer is the task, final.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// The lease's fencing token.
@@ -107,6 +111,7 @@ pub struct RunRequest {
 
 /// `POST /api/v1/jobs/run`: a run of a declared job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RunJob {
     /// The declared job's name.

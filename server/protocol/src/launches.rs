@@ -18,6 +18,7 @@ pub fn launch_audience(agent_id: i64) -> String {
 
 /// What a launch token says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LaunchClaims {
     /// [`LAUNCH_ISSUER`].
@@ -42,6 +43,7 @@ pub struct LaunchClaims {
 
 /// A launch handed to an agent on its poll.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LaunchOffer {
     /// The launch's id (also the token's `jti`).
     pub id: String,
@@ -51,6 +53,7 @@ pub struct LaunchOffer {
 
 /// `POST /api/v1/agent/launches/{id}`: the agent's answer to a launch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LaunchAnswer {
     /// Whether the agent runs it.
@@ -62,6 +65,7 @@ pub struct LaunchAnswer {
 
 /// Where a launch stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LaunchState {
     /// Recorded; the agent has not polled since.
@@ -91,6 +95,7 @@ impl LaunchState {
 
 /// A launch as the UI and the API show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LaunchView {
     /// Id.
     pub id: String,

@@ -15,6 +15,7 @@ pub const API: &str = "/api/v1";
 
 /// How the server says no.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     /// Stable and machine-readable: callers decide on it, never on the HTTP status.
     pub code: ErrorCode,
@@ -25,6 +26,7 @@ pub struct ApiError {
 /// The stable codes of the API's errors. The HTTP status follows from the code (one table in
 /// the server); callers decide on the code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The request is malformed or breaks a documented rule (400).
@@ -93,6 +95,7 @@ impl std::fmt::Display for ErrorCode {
 
 /// The body of an error answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
     pub error: ApiError,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// An order's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum OrderState {
     /// Waiting for other orders to end first (an account's create before it joins a group, a
@@ -59,6 +60,7 @@ impl OrderState {
 
 /// An order as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderView {
     /// Id (unique; results are matched on it).
     pub id: String,
@@ -93,6 +95,7 @@ pub struct OrderView {
 /// The server sends the orders as it stored them, without reading them again (`O` is then raw
 /// JSON); the agent reads them as [`model::Order`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskOrders<O = model::Order> {
     /// The orders, in the order to carry them out.
     pub orders: Vec<O>,
@@ -104,6 +107,7 @@ pub struct TaskOrders<O = model::Order> {
 /// `POST /api/v1/agent/tasks/{id}/order-results`: results of some of a fulfil task's orders.
 /// Sending a result twice is harmless.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OrderResults {
     /// The lease's fencing token.
@@ -114,6 +118,7 @@ pub struct OrderResults {
 
 /// The answer to [`OrderResults`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderResultsAnswer {
     /// Results recorded now.
     pub recorded: u32,

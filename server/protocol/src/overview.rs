@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/overview`: the state of the whole at a glance.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Overview {
     /// Identities present in the source.
     pub identities: u64,
@@ -23,6 +24,7 @@ pub struct Overview {
 
 /// One thing that needs someone.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attention {
     /// `blocked-run`, `failed-orders`, `accounts-to-review`, `lost-task`, `offline-agent`.
     pub kind: String,
@@ -34,6 +36,7 @@ pub struct Attention {
 
 /// `GET /api/v1/connections`: a connection as the repository knows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectionView {
     /// Its name.
     pub name: String,
@@ -55,6 +58,7 @@ pub struct ConnectionView {
 
 /// `GET /api/v1/declared-jobs`: a job the rules declare, its schedules and its last run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeclaredJobView {
     /// Its name.
     pub name: String,
@@ -72,6 +76,7 @@ pub struct DeclaredJobView {
 
 /// `GET /api/v1/audit`: one event of the audit trail.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditView {
     /// Its id (the trail pages by it, newest first).
     pub id: i64,

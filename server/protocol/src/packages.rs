@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A stored package, as administrators see it (`GET /api/v1/packages`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PackageView {
     /// The connector's name.
     pub name: String,
@@ -27,6 +28,7 @@ pub struct PackageView {
 
 /// The answer to a publication (`POST /api/v1/packages`, the bundle as the body).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Published {
     /// The package.
     pub package: PackageView,
@@ -39,6 +41,7 @@ pub struct Published {
 /// `POST /api/v1/packages/{name}/active`: offer this version of the connector from now on
 /// (upgrade or explicit rollback).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ActivatePackage {
     /// The version, published before.
@@ -47,6 +50,7 @@ pub struct ActivatePackage {
 
 /// A package offered to an agent: one connector its connections use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PackageOffer {
     /// The connector's name.
@@ -67,6 +71,7 @@ pub struct PackageOffer {
 /// ([`crate::PollRequest::packages`]): the server answers with the offers again only when the
 /// tag changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PackageOffers {
     /// Names this set of offers.
@@ -77,6 +82,7 @@ pub struct PackageOffers {
 
 /// A package an agent would not load, with why (reported in its hello).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RefusedPackage {
     /// The connector's name.

@@ -13,6 +13,11 @@ pub const PAGE_MAX: u32 = 10_000;
 /// last item's key of the previous page), at most `limit`. A page shorter than `limit` is the
 /// last one.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// The last key of the previous page.
@@ -20,11 +25,13 @@ pub struct ListQuery {
     pub after: Option<String>,
     /// How many items, 1 to [`PAGE_MAX`]; [`PAGE_DEFAULT`] when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 10_000))]
     pub limit: Option<u32>,
 }
 
 /// How a target's account stands against the identities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Situation {
     /// Belongs to an identity; provisioning manages it.
@@ -73,6 +80,7 @@ pub type Attributes = std::collections::BTreeMap<String, Vec<String>>;
 
 /// `GET /api/v1/connections/{name}/entries`: a current entry and its link, if it has one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EntryView {
     /// The entity type (`account`, `group`, ...).
     pub entity_type: String,
@@ -90,6 +98,7 @@ pub struct EntryView {
 
 /// `GET /api/v1/connections/{name}/entries/{key}/history`: one version of an entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VersionView {
     /// The entity type.
     pub entity_type: String,
@@ -106,6 +115,7 @@ pub struct VersionView {
 
 /// `GET /api/v1/connections/{name}/links`: an account and the identity it belongs to.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LinkView {
     /// The entity type.
     pub entity_type: String,
@@ -121,6 +131,7 @@ pub struct LinkView {
 
 /// `GET /api/v1/identities/{key}`: what one person has, and why.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IdentityView {
     /// Its key in the authoritative connection.
     pub key: String,
@@ -138,6 +149,7 @@ pub struct IdentityView {
 
 /// One of an identity's accounts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountView {
     /// The target connection.
     pub connection: String,

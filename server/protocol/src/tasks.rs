@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a task asks of an agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Operation {
     /// Export a connection's entries (full or incremental); the result is an upload.
@@ -79,6 +80,7 @@ impl Operation {
 /// object of [`TaskSpec::args`] and [`Assignment::args`]; absent fields are false or none, and
 /// unknown fields are refused when the task is created (a typo must not silently do nothing).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct TaskArgs {
     /// Export: only what changed since the saved cursor. Synchronize: the upload is incremental.
@@ -122,6 +124,7 @@ impl TaskArgs {
 /// its entries, which the agent fills in once the upload is complete. Read leniently: results
 /// written by hand or by older agents may carry only some fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct ExportResult {
     /// The upload holding the entries (required when the task completes).
@@ -159,6 +162,7 @@ impl ExportResult {
 
 /// A task to create (alone, or as part of a job step).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
     /// The connection it runs on (empty for `noop`).
@@ -184,16 +188,19 @@ pub struct TaskSpec {
 
 /// `POST /api/v1/tasks`: tasks outside any job, for one agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewTasks {
     /// The agent's name.
     pub agent: String,
-    /// The tasks.
+    /// The tasks (at most 10,000).
+    #[cfg_attr(feature = "openapi", schema(max_items = 10_000))]
     pub tasks: Vec<TaskSpec>,
 }
 
 /// Ids of created tasks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedTasks {
     /// In the order asked.
     pub ids: Vec<i64>,
@@ -201,6 +208,7 @@ pub struct CreatedTasks {
 
 /// `POST /api/v1/agent/poll`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PollRequest {
     /// Tasks the agent can take now (at least 1).
@@ -221,6 +229,7 @@ pub struct PollRequest {
 /// What an agent measured of its connectors' runs since it started: counters, by connection
 /// and operation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AgentFigures {
     /// One line per connection and operation run.
@@ -229,6 +238,7 @@ pub struct AgentFigures {
 
 /// Figures of one connection's runs of one operation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorFigures {
     /// The connection.
@@ -251,6 +261,7 @@ pub const FIGURES_MAX: usize = 1000;
 
 /// A claimed task, leased to the agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Assignment {
     /// The task's id.
     pub id: i64,
@@ -271,6 +282,7 @@ pub struct Assignment {
 
 /// What a poll brings.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PollAnswer {
     /// New tasks (acknowledge each with a heartbeat before the ack deadline).
     pub tasks: Vec<Assignment>,
@@ -289,6 +301,7 @@ pub struct PollAnswer {
 
 /// `POST /api/v1/agent/tasks/{id}/heartbeat`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// The lease's fencing token.
@@ -303,6 +316,7 @@ pub struct Heartbeat {
 
 /// The answer to a heartbeat.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatAnswer {
     /// The lease now ends this many ms from now.
     pub lease_ms: u64,
@@ -312,6 +326,7 @@ pub struct HeartbeatAnswer {
 
 /// One line of a task's log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogLine {
     /// When, ms since the epoch (agent clock).
     pub at_ms: i64,
@@ -324,6 +339,7 @@ pub struct LogLine {
 /// `GET /api/v1/tasks/{id}/log?after=POS&limit=N`: a page of a task's log, every attempt in
 /// order. Ask again with `after` = `next` for what follows (also to follow a running task).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogPage {
     /// The lines.
     pub lines: Vec<LogLine>,
@@ -336,18 +352,21 @@ pub struct LogPage {
 /// `POST /api/v1/agent/tasks/{id}/logs`: a chunk of log lines. Chunks are numbered from 0; a
 /// chunk sent twice is stored once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LogChunk {
     /// The lease's fencing token.
     pub fence: i64,
     /// The chunk's number within this attempt.
     pub seq: u32,
-    /// Its lines.
+    /// Its lines (at most 10,000).
+    #[cfg_attr(feature = "openapi", schema(max_items = 10_000))]
     pub lines: Vec<LogLine>,
 }
 
 /// `POST /api/v1/agent/tasks/{id}/uploads`: open (or find again) an upload slot.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewUpload {
     /// The lease's fencing token.
@@ -362,6 +381,7 @@ pub struct NewUpload {
 
 /// An upload slot and how far it got.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UploadView {
     /// The slot's id.
     pub id: i64,
@@ -383,6 +403,7 @@ pub struct UploadView {
 
 /// How a task ended, as the agent reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum TaskOutcome {
     /// It worked; `result` depends on the operation.
@@ -405,6 +426,7 @@ pub enum TaskOutcome {
 
 /// `POST /api/v1/agent/tasks/{id}/complete`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Completion {
     /// The lease's fencing token.
@@ -415,6 +437,7 @@ pub struct Completion {
 
 /// A task's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum TaskState {
     /// Waiting for an agent (maybe not before `run_after`).
@@ -480,6 +503,7 @@ impl TaskState {
 
 /// A task as administrators (and its agent, on completion) see it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskView {
     /// Id.
     pub id: i64,

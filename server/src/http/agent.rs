@@ -2,14 +2,15 @@
 //! completion, server-side steps and orders.
 
 use super::App;
-use super::extract::{AgentAuth, ClientCertificate, JsonBody, PeerOf, id, peer_keys};
+use super::extract::{
+    AgentAuth, ClientCertificate, JsonBody, PathOf, PeerOf, bytes_body, id, peer_keys,
+};
 use super::throttle::Key;
 use crate::error::{Error, Result};
 use crate::identity::provision::StoredOrder;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use idgard_protocol::{
     Completion, EnrolAnswer, EnrolRequest, Heartbeat, HeartbeatAnswer, Hello, LaunchAnswer,
     LaunchOffer, LaunchView, LogChunk, NewUpload, OrderResults, OrderResultsAnswer, PollAnswer,
@@ -18,30 +19,29 @@ use idgard_protocol::{
 };
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 /// `/api/v1/agent/...` (and `/api/v1/enrol`, which an agent calls before it has a token).
-pub fn routes(chunk_limit: usize) -> Router<App> {
-    Router::new()
-        .route("/token", post(token))
-        .route("/hello", post(hello))
-        .route("/poll", post(poll))
-        .route("/tasks/{id}/heartbeat", post(heartbeat))
-        .route("/tasks/{id}/logs", post(logs))
-        .route("/tasks/{id}/uploads", post(open_upload))
-        .route("/tasks/{id}/complete", post(complete))
-        .route("/tasks/{id}/run", post(run_on_server))
-        .route("/tasks/{id}/orders", get(task_orders))
-        .route("/tasks/{id}/order-results", post(order_results))
-        .route("/launches/{id}", post(answer_launch))
-        .route("/signing-key", get(signing_key))
-        .route(
-            "/uploads/{id}",
-            get(upload_state)
-                .put(put_chunk)
-                .layer(DefaultBodyLimit::max(chunk_limit)),
-        )
+pub fn routes(chunk_limit: usize) -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(token))
+        .routes(routes!(hello))
+        .routes(routes!(poll))
+        .routes(routes!(heartbeat))
+        .routes(routes!(logs))
+        .routes(routes!(open_upload))
+        .routes(routes!(complete))
+        .routes(routes!(run_on_server))
+        .routes(routes!(task_orders))
+        .routes(routes!(order_results))
+        .routes(routes!(answer_launch))
+        .routes(routes!(signing_key))
+        .routes(routes!(upload_state, put_chunk).layer(DefaultBodyLimit::max(chunk_limit)))
 }
 
+/// An agent trades its one-time enrolment token for its credentials.
+#[utoipa::path(post, path = "/api/v1/enrol", tag = "agent protocol", request_body = EnrolRequest, responses((status = 200, body = EnrolAnswer)))]
 pub async fn enrol(
     State(app): State<App>,
     PeerOf(ip): PeerOf,
@@ -56,6 +56,8 @@ pub async fn enrol(
     Ok(Json(enrolled))
 }
 
+/// An agent trades its credentials for a short-lived access token.
+#[utoipa::path(post, path = "/token", tag = "agent protocol", request_body = TokenRequest, responses((status = 200, body = TokenAnswer)))]
 async fn token(
     State(app): State<App>,
     PeerOf(ip): PeerOf,
@@ -82,6 +84,8 @@ async fn token(
     }))
 }
 
+/// An agent says what it runs (after a start or a reload); the answer sets its timings.
+#[utoipa::path(post, path = "/hello", tag = "agent protocol", request_body = Hello, responses((status = 200, body = Timings)))]
 async fn hello(
     State(app): State<App>,
     AgentAuth(agent): AgentAuth,
@@ -105,6 +109,8 @@ async fn hello(
     }))
 }
 
+/// An agent asks for work; the answer is held until there is some or the wait ends.
+#[utoipa::path(post, path = "/poll", tag = "agent protocol", request_body = PollRequest, responses((status = 200, body = PollAnswer)))]
 async fn poll(
     State(app): State<App>,
     AgentAuth(agent): AgentAuth,
@@ -188,10 +194,12 @@ async fn launch_offers(app: &App, agent: i64) -> Result<Vec<LaunchOffer>> {
     Ok(offers)
 }
 
+/// An agent accepts or refuses a launch offered to it.
+#[utoipa::path(post, path = "/launches/{id}", tag = "agent protocol", request_body = LaunchAnswer, responses((status = 200, body = LaunchView)))]
 async fn answer_launch(
     State(app): State<App>,
     AgentAuth(agent): AgentAuth,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<String>,
     JsonBody(req): JsonBody<LaunchAnswer>,
 ) -> Result<Json<LaunchView>> {
     let answered = app.engine.answer_launch(agent, &id, &req).await;
@@ -203,16 +211,20 @@ async fn answer_launch(
     Ok(Json(answered?.view))
 }
 
+/// The public key the server signs launches with.
+#[utoipa::path(get, path = "/signing-key", tag = "agent protocol", responses((status = 200, body = SigningKeyAnswer)))]
 async fn signing_key(State(app): State<App>, _: AgentAuth) -> Json<SigningKeyAnswer> {
     Json(SigningKeyAnswer {
         signing_key: app.signer.public_pem.clone(),
     })
 }
 
+/// Renews a task's lease and reports progress.
+#[utoipa::path(post, path = "/tasks/{id}/heartbeat", tag = "agent protocol", params(("id" = i64, Path, minimum = 1, description = "the task")), request_body = Heartbeat, responses((status = 200, body = HeartbeatAnswer)))]
 async fn heartbeat(
     State(app): State<App>,
     AgentAuth(agent): AgentAuth,
-    Path(task): Path<String>,
+    PathOf(task): PathOf<String>,
     JsonBody(req): JsonBody<Heartbeat>,
 ) -> Result<Json<HeartbeatAnswer>> {
     let progress = req.done.map(|d| (d, req.total));
@@ -224,10 +236,12 @@ async fn heartbeat(
     ))
 }
 
+/// Appends a chunk of a task's log lines.
+#[utoipa::path(post, path = "/tasks/{id}/logs", tag = "agent protocol", params(("id" = i64, Path, minimum = 1, description = "the task")), request_body = LogChunk, responses((status = 204, description = "stored")))]
 async fn logs(
     State(app): State<App>,
     AgentAuth(agent): AgentAuth,
-    Path(task): Path<String>,
+    PathOf(task): PathOf<String>,
     JsonBody(req): JsonBody<LogChunk>,
 ) -> Result<StatusCode> {
     if req.lines.len() > 10_000 {
@@ -239,10 +253,12 @@ async fn logs(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Opens an upload of a task's output (or finds the one already opened).
+#[utoipa::path(post, path = "/tasks/{id}/uploads", tag = "agent protocol", params(("id" = i64, Path, minimum = 1, description = "the task")), request_body = NewUpload, responses((status = 200, body = UploadView)))]
 async fn open_upload(
     State(app): State<App>,
     AgentAuth(agent): AgentAuth,
-    Path(task): Path<String>,
+    PathOf(task): PathOf<String>,
     JsonBody(req): JsonBody<NewUpload>,
 ) -> Result<Json<UploadView>> {
     Ok(Json(
@@ -252,35 +268,36 @@ async fn open_upload(
     ))
 }
 
+/// Where an upload stands (to resume it).
+#[utoipa::path(get, path = "/uploads/{id}", tag = "agent protocol", params(("id" = i64, Path, minimum = 1, description = "the upload")), responses((status = 200, body = UploadView)))]
 async fn upload_state(
     State(app): State<App>,
     AgentAuth(agent): AgentAuth,
-    Path(upload): Path<String>,
+    PathOf(upload): PathOf<String>,
 ) -> Result<Json<UploadView>> {
     Ok(Json(app.queue.upload(Some(agent), id(&upload)?).await?))
 }
 
-#[derive(serde::Deserialize)]
+/// `?offset=N` of a chunk.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Offset {
+    /// Where the chunk starts in the upload, in bytes.
     offset: u64,
 }
 
+/// Writes a chunk of an upload at `offset`.
+#[utoipa::path(put, path = "/uploads/{id}", tag = "agent protocol", params(("id" = i64, Path, minimum = 1, description = "the upload"), Offset), request_body(content = inline(super::openapi::Binary), content_type = "application/octet-stream"), responses((status = 200, body = UploadView)))]
 async fn put_chunk(
     State(app): State<App>,
     AgentAuth(agent): AgentAuth,
-    Path(upload): Path<String>,
+    PathOf(upload): PathOf<String>,
     offset: std::result::Result<Query<Offset>, axum::extract::rejection::QueryRejection>,
     body: std::result::Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<UploadView>> {
     let Query(Offset { offset }) =
         offset.map_err(|_| Error::invalid("say where the chunk starts: `?offset=<bytes>`"))?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::too_large("the chunk is over this server's limit: send smaller chunks")
-        } else {
-            Error::invalid(e.body_text())
-        }
-    })?;
+    let body = bytes_body(body, "chunk")?;
     Ok(Json(
         app.queue
             .put_chunk(agent, id(&upload)?, offset, &body)
@@ -288,19 +305,23 @@ async fn put_chunk(
     ))
 }
 
+/// Ends a task with its outcome.
+#[utoipa::path(post, path = "/tasks/{id}/complete", tag = "agent protocol", params(("id" = i64, Path, minimum = 1, description = "the task")), request_body = Completion, responses((status = 200, body = TaskView)))]
 async fn complete(
     State(app): State<App>,
     AgentAuth(agent): AgentAuth,
-    Path(task): Path<String>,
+    PathOf(task): PathOf<String>,
     JsonBody(req): JsonBody<Completion>,
 ) -> Result<Json<TaskView>> {
     Ok(Json(app.queue.complete(agent, id(&task)?, &req).await?))
 }
 
+/// Runs a task's server-side step (synchronize, plan) now.
+#[utoipa::path(post, path = "/tasks/{id}/run", tag = "agent protocol", params(("id" = i64, Path, minimum = 1, description = "the task")), request_body = RunRequest, responses((status = 200, body = TaskView)))]
 async fn run_on_server(
     State(app): State<App>,
     AgentAuth(agent): AgentAuth,
-    Path(task): Path<String>,
+    PathOf(task): PathOf<String>,
     JsonBody(req): JsonBody<RunRequest>,
 ) -> Result<Json<TaskView>> {
     Ok(Json(
@@ -312,17 +333,22 @@ async fn run_on_server(
 
 /// Which lease asks for a page; `fresh=true`: the agent still holds (or is reporting) orders it
 /// was given, and asks for the next ready ones beside them.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// The lease's fencing token.
     fence: i64,
+    /// The agent still holds orders it was given and asks for the next ready ones.
     #[serde(default)]
     fresh: bool,
 }
 
+/// The next page of a fulfil task's orders.
+#[utoipa::path(get, path = "/tasks/{id}/orders", tag = "agent protocol", params(("id" = i64, Path, minimum = 1, description = "the task"), PageQuery), responses((status = 200, body = TaskOrders<idgard_protocol::model::Order>)))]
 async fn task_orders(
     State(app): State<App>,
     AgentAuth(agent): AgentAuth,
-    Path(task): Path<String>,
+    PathOf(task): PathOf<String>,
     query: std::result::Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<TaskOrders<StoredOrder>>> {
     let Query(PageQuery { fence, fresh }) =
@@ -334,10 +360,12 @@ async fn task_orders(
     ))
 }
 
+/// Records results of a fulfil task's orders.
+#[utoipa::path(post, path = "/tasks/{id}/order-results", tag = "agent protocol", params(("id" = i64, Path, minimum = 1, description = "the task")), request_body = OrderResults, responses((status = 200, body = OrderResultsAnswer)))]
 async fn order_results(
     State(app): State<App>,
     AgentAuth(agent): AgentAuth,
-    Path(task): Path<String>,
+    PathOf(task): PathOf<String>,
     JsonBody(req): JsonBody<OrderResults>,
 ) -> Result<Json<OrderResultsAnswer>> {
     Ok(Json(

@@ -14,14 +14,28 @@ use serde::de::DeserializeOwned;
 /// Most tokens remembered as verified.
 const VERIFIED_MAX: usize = 100_000;
 
-/// A JSON body whose every failure is a clear 4xx.
+/// A JSON object in the body, whose every failure is a clear 4xx. Every JSON body of the
+/// API is an object: an array is refused even where its items would fill the fields.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self> {
-        match Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(Error::new(
+                ErrorCode::UnsupportedMediaType,
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        let body = bytes_body(axum::body::Bytes::from_request(req, state).await, "body")?;
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(Error::invalid("the body must be a JSON object: `{ ... }`"));
+        }
+        if escapes_nul(&body) {
+            return Err(nul_refused("the body"));
+        }
+        match Json::<T>::from_bytes(&body) {
             Ok(Json(v)) => Ok(JsonBody(v)),
             Err(JsonRejection::JsonDataError(e)) => Err(Error::invalid(format!(
                 "the JSON body does not fit: {}",
@@ -31,16 +45,40 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "the body is not valid JSON: {}",
                 e.body_text()
             ))),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(Error::new(
-                ErrorCode::UnsupportedMediaType,
-                "send the body as JSON with `Content-Type: application/json`",
-            )),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(Error::too_large("the body is over this server's limit"))
-            }
             Err(e) => Err(Error::invalid(e.body_text())),
         }
     }
+}
+
+/// Whether a JSON text holds the escape of a NUL character (`\u0000`): no database stores one
+/// in text, and no name, key or message of the API needs one.
+fn escapes_nul(json: &[u8]) -> bool {
+    memchr::memmem::find_iter(json, b"u0000").any(|at| {
+        let backslashes = json[..at].iter().rev().take_while(|&&b| b == b'\\').count();
+        backslashes % 2 == 1
+    })
+}
+
+fn nul_refused(what: &str) -> Error {
+    Error::invalid(format!(
+        "{what} holds a NUL character (\\u0000 or %00), which nothing here takes"
+    ))
+}
+
+/// `Content-Type: application/json`, or another JSON type (`application/merge-patch+json`).
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (sub.eq_ignore_ascii_case("json") || sub.to_ascii_lowercase().ends_with("+json"))
 }
 
 fn bearer(parts: &Parts) -> Result<&str> {
@@ -234,6 +272,37 @@ pub fn id(s: &str) -> Result<i64> {
         .ok_or_else(|| Error::invalid(format!("`{s}` is not an id")))
 }
 
+/// Parameters of the path whose failure (bytes that are not UTF-8, say) is a clear 400.
+pub struct PathOf<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathOf<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        if parts.uri.path().contains("%00") {
+            return Err(nul_refused("the path"));
+        }
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| PathOf(p.0))
+            .map_err(|e| Error::invalid(e.body_text()))
+    }
+}
+
+/// A body of bytes whose failure is a clear 4xx (`what` names it in the message).
+pub fn bytes_body(
+    body: std::result::Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    what: &str,
+) -> Result<axum::body::Bytes> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::too_large(format!("the {what} is over this server's limit"))
+        } else {
+            Error::invalid(e.body_text())
+        }
+    })
+}
+
 /// A query string whose failure is a clear 400.
 pub struct QueryOf<T>(pub T);
 
@@ -241,9 +310,41 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryOf<T> {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        if parts.uri.query().is_some_and(|q| q.contains("%00")) {
+            return Err(nul_refused("the query"));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| QueryOf(q.0))
             .map_err(|e| Error::invalid(e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_escapes_are_found_and_escaped_backslashes_are_not_one() {
+        assert!(escapes_nul(br#"{"a": "x\u0000y"}"#));
+        assert!(escapes_nul(br#"{"a": "\\\u0000"}"#));
+        assert!(!escapes_nul(br#"{"a": "\\u0000"}"#));
+        assert!(!escapes_nul(br#"{"a": "u0000"}"#));
+        assert!(!escapes_nul(br#"{"a": "\u0001"}"#));
+    }
+
+    #[test]
+    fn json_content_types() {
+        let with = |v: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(axum::http::header::CONTENT_TYPE, v.parse().unwrap());
+            json_content_type(&h)
+        };
+        assert!(with("application/json"));
+        assert!(with("Application/JSON; charset=utf-8"));
+        assert!(with("application/merge-patch+json"));
+        assert!(!with("text/json"));
+        assert!(!with("application/x-www-form-urlencoded"));
+        assert!(!json_content_type(&axum::http::HeaderMap::new()));
     }
 }

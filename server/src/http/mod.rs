@@ -8,8 +8,10 @@ pub mod conn;
 pub mod error;
 mod extract;
 mod identity;
+mod linger;
 mod metrics;
 pub mod mtls;
+pub mod openapi;
 mod overview;
 mod packages;
 pub mod throttle;
@@ -19,11 +21,15 @@ use crate::identity::Engine;
 use crate::keys::Signer;
 use crate::queue::Queue;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{get, post};
+use axum::http::header;
+use axum::routing::get;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What every handler shares.
 pub struct AppState {
@@ -67,11 +73,39 @@ pub type App = Arc<AppState>;
 
 /// The router.
 pub fn router(app: App, json_limit: usize, chunk_limit: usize, body_timeout: Duration) -> Router {
+    let (api, document) = api(chunk_limit);
+    // Served as it is: built once.
+    let document = (
+        [(header::CONTENT_TYPE, "application/json")],
+        Bytes::from(serde_json::to_vec(&document).expect("the OpenAPI document serialises")),
+    );
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics::metrics))
-        .route("/api/v1/enrol", post(agent::enrol))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || std::future::ready(document.clone())),
+        )
+        .merge(api)
+        .merge(crate::web::router(app.clone()))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            metrics::count,
+        ))
+        .fallback(|| async { Error::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(json_limit))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_timeout,
+        ))
+        .layer(axum::middleware::map_request(linger::lingering))
+        .with_state(app)
+}
+
+/// The API's routes and their OpenAPI document.
+fn api(chunk_limit: usize) -> (Router<App>, utoipa::openapi::OpenApi) {
+    let (api, mut document) = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(agent::enrol))
         .nest(
             "/api/v1/agent",
             agent::routes(chunk_limit).merge(packages::agent_routes()),
@@ -83,17 +117,14 @@ pub fn router(app: App, json_limit: usize, chunk_limit: usize, body_timeout: Dur
                 .merge(overview::routes())
                 .merge(packages::routes()),
         )
-        .merge(crate::web::router(app.clone()))
-        .route_layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            metrics::count,
-        ))
-        .fallback(|| async { Error::not_found("no such endpoint") })
-        .layer(DefaultBodyLimit::max(json_limit))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            body_timeout,
-        ))
-        .with_state(app)
+        .split_for_parts();
+    openapi::finish(&mut document);
+    (api, document)
+}
+
+/// The API's OpenAPI document, as `/api/v1/openapi.json` serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api(usize::MAX).1
 }
 
 async fn ready(State(app): State<App>) -> Result<&'static str> {

@@ -1,6 +1,6 @@
 //! Sign-ins that fail (a wrong client secret, enrolment token, administrator token or access
 //! token) are counted per source address and per agent, and logged in aggregate (at most once
-//! per period). Past 20 failures in a minute, a failure is answered `rate_limited` (429) instead
+//! per period). Past 20 failures in a minute (`limits.failed_signins`), a failure is answered `rate_limited` (429) instead
 //! of `unauthorized`, and an address over the limit may not try a client secret or an
 //! enrolment token again before the minute ends. Valid tokens are never refused for someone
 //! else's failures: an attacker cannot lock an agent or an administrator out by failing on
@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Failed sign-ins allowed per key and window.
+/// Failed sign-ins allowed per key and window, unless configured (`limits.failed_signins`).
 pub const FAILURES_PER_WINDOW: u32 = 20;
 /// The window.
 pub const WINDOW: Duration = Duration::from_secs(60);
@@ -50,17 +50,34 @@ impl std::fmt::Display for Key {
 }
 
 /// Failed sign-ins, by key.
-#[derive(Default)]
 pub struct Throttle {
     windows: Mutex<HashMap<Key, (Instant, u32)>>,
     failed: Mutex<u64>,
     pace: Pace,
+    /// Failures allowed per key and window.
+    limit: u32,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::new(FAILURES_PER_WINDOW)
+    }
 }
 
 impl Throttle {
+    /// A throttle allowing `limit` failures per key and window.
+    pub fn new(limit: u32) -> Self {
+        Throttle {
+            windows: Mutex::default(),
+            failed: Mutex::default(),
+            pace: Pace::default(),
+            limit,
+        }
+    }
+
     /// Refuses when one of `keys` used up its failures in the current window.
     pub fn check(&self, keys: &[Key]) -> Result<()> {
-        self.over(keys, FAILURES_PER_WINDOW)
+        self.over(keys, self.limit)
     }
 
     /// Refuses when one of `keys` has `limit` failures or more in the current window.
@@ -124,7 +141,7 @@ impl Throttle {
         match sign_in.await {
             Err(e) if e.code == crate::error::ErrorCode::Unauthorized => {
                 self.failed(counted, &e.message);
-                self.over(counted, FAILURES_PER_WINDOW + 1)?;
+                self.over(counted, self.limit.saturating_add(1))?;
                 Err(e)
             }
             other => other,

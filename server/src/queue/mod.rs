@@ -19,6 +19,8 @@ pub mod packages;
 mod tasks;
 mod uploads;
 
+pub use logs::MAX_PAGE_LINES;
+
 use crate::config::QueueConfig;
 use crate::db::{Backend, Db, NOTIFY_CHANNEL};
 use crate::error::{Error, Result};
