@@ -202,7 +202,7 @@ async fn upload_content(
     State(app): State<App>,
     _: Admin,
     PathOf(upload): PathOf<String>,
-) -> Result<axum::body::Body> {
+) -> Result<impl axum::response::IntoResponse> {
     let upload = id(&upload)?;
     let view = app.queue.upload(None, upload).await?;
     if !view.complete {
@@ -213,8 +213,9 @@ async fn upload_content(
             "upload {upload} was removed after its retention (queue.upload_retention_h)"
         )));
     }
-    Ok(axum::body::Body::from_stream(
-        app.queue.upload_content(upload),
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        axum::body::Body::from_stream(app.queue.upload_content(upload)),
     ))
 }
 

@@ -15,7 +15,10 @@ use serde::de::DeserializeOwned;
 const VERIFIED_MAX: usize = 100_000;
 
 /// A JSON object in the body, whose every failure is a clear 4xx. Every JSON body of the
-/// API is an object: an array is refused even where its items would fill the fields.
+/// API is an object: an array is refused even where its items would fill the fields. A NUL
+/// character in a string (`\u0000`), which no database keeps in text, is read as U+FFFD: free
+/// text an agent reports (a reason, a log line) is kept, and a name or key holding one matches
+/// nothing.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -28,12 +31,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "send the body as JSON with `Content-Type: application/json`",
             ));
         }
-        let body = bytes_body(axum::body::Bytes::from_request(req, state).await, "body")?;
+        let mut body = bytes_body(axum::body::Bytes::from_request(req, state).await, "body")?;
         if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(Error::invalid("the body must be a JSON object: `{ ... }`"));
         }
-        if escapes_nul(&body) {
-            return Err(nul_refused("the body"));
+        if let Some(replaced) = replace_nul_escapes(&body) {
+            body = replaced.into();
         }
         match Json::<T>::from_bytes(&body) {
             Ok(Json(v)) => Ok(JsonBody(v)),
@@ -50,18 +53,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Whether a JSON text holds the escape of a NUL character (`\u0000`): no database stores one
-/// in text, and no name, key or message of the API needs one.
-fn escapes_nul(json: &[u8]) -> bool {
-    memchr::memmem::find_iter(json, b"u0000").any(|at| {
-        let backslashes = json[..at].iter().rev().take_while(|&&b| b == b'\\').count();
-        backslashes % 2 == 1
-    })
+/// The JSON text with each escaped NUL character (`\u0000`) made U+FFFD (`\ufffd`, as long),
+/// or `None` when it holds none. An escaped backslash before `u0000` is not an escape of it.
+fn replace_nul_escapes(json: &[u8]) -> Option<Vec<u8>> {
+    let mut at_nul = memchr::memmem::find_iter(json, b"u0000")
+        .filter(|&at| {
+            let backslashes = json[..at].iter().rev().take_while(|&&b| b == b'\\').count();
+            backslashes % 2 == 1
+        })
+        .peekable();
+    at_nul.peek()?;
+    let mut out = json.to_vec();
+    for at in at_nul {
+        out[at..at + 5].copy_from_slice(b"ufffd");
+    }
+    Some(out)
 }
 
+/// Paths and query strings name things or filter them: a NUL character in one is refused.
 fn nul_refused(what: &str) -> Error {
     Error::invalid(format!(
-        "{what} holds a NUL character (\\u0000 or %00), which nothing here takes"
+        "{what} holds a NUL character (%00), which no name or filter holds"
     ))
 }
 
@@ -325,12 +337,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nul_escapes_are_found_and_escaped_backslashes_are_not_one() {
-        assert!(escapes_nul(br#"{"a": "x\u0000y"}"#));
-        assert!(escapes_nul(br#"{"a": "\\\u0000"}"#));
-        assert!(!escapes_nul(br#"{"a": "\\u0000"}"#));
-        assert!(!escapes_nul(br#"{"a": "u0000"}"#));
-        assert!(!escapes_nul(br#"{"a": "\u0001"}"#));
+    fn nul_escapes_become_replacement_characters_and_escaped_backslashes_stay() {
+        let replaced = |j: &[u8]| replace_nul_escapes(j).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(
+            replaced(br#"{"a": "x\u0000y\u0000"}"#).as_deref(),
+            Some(r#"{"a": "x\ufffdy\ufffd"}"#)
+        );
+        assert_eq!(
+            replaced(br#"{"a": "\\\u0000"}"#).as_deref(),
+            Some(r#"{"a": "\\\ufffd"}"#)
+        );
+        assert_eq!(replaced(br#"{"a": "\\u0000"}"#), None);
+        assert_eq!(replaced(br#"{"a": "u0000"}"#), None);
+        assert_eq!(replaced(br#"{"a": "\u0001"}"#), None);
+        let v: serde_json::Value =
+            serde_json::from_str(&replaced(br#"{"a": "1\u0000"}"#).unwrap()).unwrap();
+        assert_eq!(v["a"], "1\u{fffd}");
     }
 
     #[test]

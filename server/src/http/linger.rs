@@ -4,8 +4,8 @@
 //! upload), dropping the rest would make the server close the connection with bytes unread, and
 //! the client, still sending, sees the connection reset instead of the answer: most HTTP clients
 //! send the whole body before they read. So a body dropped unfinished is read on, in the
-//! background, and thrown away: at most [`DRAIN_BYTES`], for at most [`DRAIN_TIME`]; past that the
-//! connection is closed as before.
+//! background, and thrown away: at most [`DRAIN_BYTES`], for at most [`DRAIN_TIME`], and only
+//! while bytes keep coming ([`DRAIN_IDLE`]); past that the connection is closed as before.
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -19,6 +19,9 @@ use std::time::Duration;
 pub const DRAIN_BYTES: usize = 16 << 20;
 /// Longest time spent reading on.
 pub const DRAIN_TIME: Duration = Duration::from_secs(10);
+/// Longest wait for the next bytes while reading on (a client that went quiet, or whose body
+/// timed out, is not waited for).
+pub const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 /// Wraps a request's body so that it is read to its end when dropped unfinished.
 pub async fn lingering(req: Request) -> Request {
@@ -76,7 +79,7 @@ async fn drain(body: Body) {
     let mut data = body.into_data_stream();
     let mut left = DRAIN_BYTES;
     let _ = tokio::time::timeout(DRAIN_TIME, async {
-        while let Some(Ok(chunk)) = data.next().await {
+        while let Ok(Some(Ok(chunk))) = tokio::time::timeout(DRAIN_IDLE, data.next()).await {
             left = left.saturating_sub(chunk.len());
             if left == 0 {
                 break;

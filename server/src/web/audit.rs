@@ -116,15 +116,15 @@ impl Audit {
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind((self.clock)())
-        .bind(event.user)
+        .bind(event.user.map(no_nul))
         .bind(event.action)
-        .bind(event.target)
+        .bind(event.target.map(no_nul))
         .bind(outcome.as_str())
-        .bind(event.address)
+        .bind(event.address.map(no_nul))
         .bind(
             event
                 .detail
-                .map(|d| d.chars().take(1000).collect::<String>()),
+                .map(|d| no_nul(d).chars().take(1000).collect::<String>()),
         )
         .execute(&self.db.pool)
         .await;
@@ -183,4 +183,10 @@ fn like_escape(s: &str) -> String {
     s.chars()
         .filter(|c| !matches!(c, '%' | '_' | '\\'))
         .collect()
+}
+
+/// What a browser sent may hold NUL characters (`?error=%00`), which no database keeps in text:
+/// the event is recorded with U+FFFD in their place rather than lost.
+fn no_nul(s: &str) -> String {
+    s.replace('\0', "\u{fffd}")
 }
