@@ -2,7 +2,8 @@
 //! against one replica, in the same run. Prints
 //! - tasks/s (claim → complete, no-op tasks) with one replica reached directly and with two
 //!   behind the proxy, and their ratio;
-//! - each replica's RSS with N idle agents holding long polls through the proxy;
+//! - each replica's RSS with N idle agents holding long polls through the proxy (through one
+//!   more proxy per 5,000 agents);
 //! - the time from killing one replica to every one of the N agents having received a task
 //!   queued at that moment (agents whose polls were on the killed replica reconnect through
 //!   the proxy; the others are woken across replicas).
@@ -29,15 +30,20 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `n` agents polling through `via` without end (a failed poll is asked again after 100 ms);
-/// the count of tasks they received.
+/// Most clients one haproxy takes here: it needs two descriptors per client, and the hard
+/// descriptor limit is 20,000. More agents go through more proxies, as they would through more
+/// load balancers.
+const PER_PROXY: usize = 5_000;
+
+/// Agents polling through `via` without end (a failed poll is asked again after 100 ms), one per
+/// token, in `set`; `received` counts the tasks they received.
 fn hold_polls(
     rt: &tokio::runtime::Runtime,
     via: &Arc<Server>,
     tokens: &[String],
-) -> (Arc<AtomicUsize>, tokio::task::JoinSet<()>) {
-    let received = Arc::new(AtomicUsize::new(0));
-    let mut set = tokio::task::JoinSet::new();
+    received: &Arc<AtomicUsize>,
+    set: &mut tokio::task::JoinSet<()>,
+) {
     for token in tokens {
         let (via, token, received) = (via.clone(), token.clone(), received.clone());
         set.spawn_on(
@@ -76,7 +82,6 @@ fn hold_polls(
             rt.handle(),
         );
     }
-    (received, set)
 }
 
 fn main() {
@@ -96,8 +101,11 @@ fn main() {
     let one = rt.block_on(throughput(a.clone(), "single", tasks, agents));
     println!("1 replica, direct:           {one:>8.0} tasks/s");
     let b = Arc::new(a.replica(&database));
-    let proxy = Proxy::start(free_port(), &[a.port(), b.port()]);
-    let via = Arc::new(a.via(&proxy.url()));
+    let proxies: Vec<Proxy> = (0..held.div_ceil(PER_PROXY).max(1))
+        .map(|_| Proxy::start_for(free_port(), &[a.port(), b.port()], PER_PROXY + 1_000))
+        .collect();
+    let vias: Vec<Arc<Server>> = proxies.iter().map(|p| Arc::new(a.via(&p.url()))).collect();
+    let via = vias[0].clone();
     let two = rt.block_on(throughput(via.clone(), "pair", tasks, agents));
     println!(
         "2 replicas behind haproxy:   {two:>8.0} tasks/s   ratio 2 replicas / 1 = {:.2}",
@@ -105,7 +113,14 @@ fn main() {
     );
 
     let tokens = rt.block_on(via.agents("held", held));
-    let (received, set) = hold_polls(&rt, &via, &tokens);
+    let received = Arc::new(AtomicUsize::new(0));
+    let mut set = tokio::task::JoinSet::new();
+    for (tokens, via) in tokens.chunks(PER_PROXY).zip(&vias) {
+        hold_polls(&rt, via, tokens, &received, &mut set);
+    }
+    if vias.len() > 1 {
+        println!("{held} agents spread over {} proxies", vias.len());
+    }
     std::thread::sleep(Duration::from_secs(5 + held as u64 / 500));
     println!(
         "RSS with {held} agents holding polls through the proxy: replica a {:.1} MiB, replica b {:.1} MiB",

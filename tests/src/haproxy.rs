@@ -24,8 +24,15 @@ fn binary() -> PathBuf {
 }
 
 impl Proxy {
-    /// Starts a proxy on `port` spreading connections over the replicas on `backends`.
+    /// Starts a proxy on `port` spreading connections over the replicas on `backends`, for up
+    /// to 4,000 clients at once.
     pub fn start(port: u16, backends: &[u16]) -> Proxy {
+        Self::start_for(port, backends, 4_000)
+    }
+
+    /// Starts a proxy on `port` spreading connections over the replicas on `backends`, for up
+    /// to `clients` clients at once (haproxy's `maxconn`; it raises its own descriptor limit).
+    pub fn start_for(port: u16, backends: &[u16], clients: usize) -> Proxy {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let servers: String = backends
             .iter()
@@ -33,7 +40,7 @@ impl Proxy {
             .map(|(i, p)| format!("    server replica{i} 127.0.0.1:{p} check\n"))
             .collect();
         let config = format!(
-            "global\n    maxconn 4000\n\
+            "global\n    maxconn {clients}\n\
              defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 5m\n    \
              timeout server 5m\n    option redispatch\n    retries 3\n\
              frontend idgard\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\
