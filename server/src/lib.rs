@@ -30,8 +30,13 @@ pub fn now_ms() -> i64 {
 }
 
 /// Opens the database, the queue and the identity engine for `config` (also used by the
-/// CLI's direct commands).
+/// CLI's direct commands, which leave an embedded database in clear as they find it: only
+/// [`serve`] encrypts one).
 pub async fn open(config: &config::Config) -> Result<identity::Engine> {
+    open_as(config, false).await
+}
+
+async fn open_as(config: &config::Config, serving: bool) -> Result<identity::Engine> {
     let rules = match &config.rules {
         Some(path) => Some(Arc::new(identity::rules::Rules::load(path)?)),
         None => None,
@@ -44,7 +49,12 @@ pub async fn open(config: &config::Config) -> Result<identity::Engine> {
         configured,
         &config.secrets_key(),
     )?);
-    let db = db::Db::open(&config.database_url()).await?;
+    let url = config.database_url();
+    let key = match db::sqlite_file(&url) {
+        Some(file) => db::cipher::prepare(sealer.ring(), &file, serving).await?,
+        None => None,
+    };
+    let db = db::Db::open(&url, key.as_ref()).await?;
     let queue = queue::Queue {
         db,
         cfg: config.queue.clone(),
@@ -93,7 +103,7 @@ pub async fn serve(
             "development sign-in is on (ui.dev_password): one password opens the UI; never run it like this in production"
         );
     }
-    let engine = open(&config).await?;
+    let engine = open_as(&config, true).await?;
     let queue = engine.queue.clone();
     queue.db.listen().await?;
     tracing::info!(

@@ -63,6 +63,18 @@ enum Command {
     /// The key ring sealing what the server stores (uploads, passwords in tasks).
     #[command(subcommand)]
     Keys(cli::keys::KeysCommand),
+    /// Copies the embedded database, encrypted, to a new file (with its key file beside it)
+    /// while the server runs; checks that the copy opens. PostgreSQL: use pg_dump.
+    Backup {
+        /// The copy to write (it must not exist).
+        to: std::path::PathBuf,
+    },
+    /// Runs one read-only SQL statement on the embedded database and prints its rows (tab
+    /// separated): the database is encrypted, so `sqlite3` cannot read it.
+    Sql {
+        /// The statement.
+        statement: String,
+    },
     /// Reads a password on standard input and prints its argon2id hash, for
     /// `ui.dev_password.hash`.
     HashPassword,
@@ -321,6 +333,8 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Keys(cmd) => cli::keys::run(&config, cmd),
+        Command::Backup { to } => cli::database::backup(&config, &to).await,
+        Command::Sql { statement } => cli::database::sql(&config, &statement).await,
         Command::HashPassword => {
             let mut password = String::new();
             std::io::stdin()

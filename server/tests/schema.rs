@@ -168,11 +168,14 @@ async fn postgres_schema(db: &Db) -> Schema {
 #[tokio::test]
 async fn both_dialects_build_the_same_schema() {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = Db::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
-        .await
-        .unwrap();
+    let sqlite = Db::open(
+        &format!("sqlite://{}", dir.path().join("s.db").display()),
+        None,
+    )
+    .await
+    .unwrap();
     let scratch = support::Scratch::new("schema").await;
-    let postgres = Db::open(&scratch.url()).await.unwrap();
+    let postgres = Db::open(&scratch.url(), None).await.unwrap();
     let (s, p) = (
         sqlite_schema(&sqlite).await,
         postgres_schema(&postgres).await,

@@ -1,7 +1,8 @@
 //! Encryption at rest, end to end: after a pipeline run, an export caught in the agent's spool
 //! and a password sent to a target, no file the agent or the server wrote holds a password or a
-//! personal attribute in clear, except the server's identity repository (its database), which
-//! is not sealed (docs/operations.md, "Encryption at rest").
+//! personal attribute in clear: not the agent's spool, secrets or log, not the server's
+//! database (encrypted whole, its WAL too), nor a backup of it (docs/operations.md,
+//! "Encryption at rest").
 
 use crate::pipeline::{accounts_file_connection, people_connection, write_hr};
 use crate::system::{Agent, Backend, Server, files_holding, on};
@@ -45,6 +46,23 @@ fn write_big_hr(dir: &Path, rows: usize) {
         writeln!(text, "B{i},First{i},Last{i},Dept{},active", i % 40).unwrap();
     }
     std::fs::write(dir.join("hr.csv"), text).unwrap();
+}
+
+/// Runs an administration command of the server's, as an operator would; its standard output.
+fn admin_command(server: &Server, ring: &Path, args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(crate::harness::bin("idgard-server"))
+        .arg("--data-dir")
+        .arg(&server.data)
+        .args(args)
+        .env("IDGARD_KEYRING", ring)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 fn sealed(path: &Path) -> bool {
@@ -209,39 +227,45 @@ fn nothing_is_kept_in_clear_on_either_side() {
             "{needle}"
         );
     }
-    // The server's: neither secret anywhere (database, WAL, log, keys); the surname only in the
-    // database, where the identity repository keeps it, and not in an upload's chunks.
+    // The server's: none of them in any file of its folder (database, WAL, key files, log),
+    // although the repository holds the surname and the login, and the orders the password.
     let server_dir = server.data.parent().unwrap().to_owned();
-    for needle in [PASSWORD, STORED] {
+    let backup = server_dir.join("backup.db");
+    admin_command(&server, &ring, &["backup".as_ref(), backup.as_os_str()]);
+    for needle in [SURNAME, LOGIN, PASSWORD, STORED] {
         assert_eq!(
             files_holding(&server_dir, needle.as_bytes()),
             [] as [PathBuf; 0],
             "{needle}"
         );
     }
-    let holding: Vec<String> = [SURNAME, LOGIN]
-        .iter()
-        .flat_map(|n| files_holding(&server_dir, n.as_bytes()))
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        holding.iter().all(|f| f.starts_with("idgard.db")),
-        "{holding:?}"
-    );
-    let chunks: Vec<Vec<u8>> = crate::harness::rt().block_on(async {
-        use sqlx::Row;
-        sqlx::any::install_default_drivers();
-        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&server.database_url)
-            .await
-            .unwrap();
-        sqlx::query("SELECT data FROM upload_chunks")
-            .fetch_all(&mut c)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<Vec<u8>, _>(0))
-            .collect()
-    });
+    let db = server.data.join("idgard.db");
+    for file in [&db, &backup] {
+        let head = std::fs::read(file).unwrap();
+        assert!(
+            head.len() > 1 << 20 && !head.starts_with(b"SQLite format 3"),
+            "{} is in clear",
+            file.display()
+        );
+    }
+    for key in ["idgard.db.key", "backup.db.key"] {
+        let path = if key.starts_with("idgard") {
+            server.data.join(key)
+        } else {
+            server_dir.join(key)
+        };
+        assert!(sealed(&path), "{} is not sealed", path.display());
+    }
+    // Read with the database's key, the repository holds them; the upload's chunks are sealed
+    // on their own too.
+    let count = format!("SELECT COUNT(*) FROM entries WHERE attrs LIKE '%{SURNAME}%'");
+    let out = admin_command(&server, &ring, &["sql".as_ref(), count.as_ref()]);
+    let found: u64 = out
+        .strip_prefix("COUNT(*)\n")
+        .and_then(|n| n.trim_end().parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(found >= 1, "{out}");
+    let chunks: Vec<Vec<u8>> = server.column("SELECT data FROM upload_chunks");
     assert!(chunks.len() > 4, "{} chunks", chunks.len());
     assert!(chunks.iter().all(|c| c.starts_with(b"IGV1")));
     assert!(

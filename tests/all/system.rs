@@ -371,20 +371,7 @@ fn fulfil_orders_go_down_and_results_come_back(b: Backend) {
         files_holding(&server.data, b"not-logged-1"),
         [] as [PathBuf; 0]
     );
-    let args: Vec<String> = rt().block_on(async {
-        use sqlx::Row;
-        sqlx::any::install_default_drivers();
-        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&server.database_url)
-            .await
-            .unwrap();
-        sqlx::query("SELECT args FROM tasks")
-            .fetch_all(&mut c)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<String, _>(0))
-            .collect()
-    });
+    let args: Vec<String> = server.column("SELECT args FROM tasks");
     assert!(args.iter().any(|a| a.contains("sealed:v2:")), "{args:?}");
     assert!(!args.iter().any(|a| a.contains("not-logged-1")), "{args:?}");
 }

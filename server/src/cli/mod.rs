@@ -17,5 +17,6 @@ macro_rules! say {
 }
 
 pub mod agents;
+pub mod database;
 pub mod keys;
 pub mod rules;

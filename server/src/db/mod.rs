@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+pub mod cipher;
 mod sql;
 mod wake;
 
+pub use cipher::DatabaseKey;
 pub use sql::{Col, in_list, multi_row_values};
 pub use wake::{AgentWaker, Wakers};
 
@@ -62,7 +64,6 @@ static MIGRATE_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqli
 static MIGRATE_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 impl Db {
-    /// Opens the database (creating a SQLite file if needed) and applies migrations.
     /// Held by a server for as long as it serves an embedded database: a second server on the
     /// same SQLite file is refused (two would each think they alone hand out leases and wake
     /// agents). Several servers share a PostgreSQL database; the administration commands, which
@@ -99,7 +100,9 @@ impl Db {
         }
     }
 
-    pub async fn open(url: &str) -> Result<Self> {
+    /// Opens the database at `url` and applies migrations; an embedded one encrypted with `key`
+    /// when given (see [`cipher::prepare`]).
+    pub async fn open(url: &str, key: Option<&DatabaseKey>) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -123,6 +126,7 @@ impl Db {
                     format!("{url}?mode=rwc")
                 };
                 let options = quiet(AnyConnectOptions::from_str(&url)?);
+                let unlock = unlock_statement(key);
                 // One connection: SQLite has one writer, and a single connection never meets
                 // SQLITE_BUSY. Reads are short; long polls wait in memory, not in the database.
                 AnyPoolOptions::new()
@@ -130,8 +134,12 @@ impl Db {
                     .min_connections(1)
                     .idle_timeout(None)
                     .max_lifetime(None)
-                    .after_connect(|conn, _| {
+                    .after_connect(move |conn, _| {
+                        let unlock = unlock.clone();
                         Box::pin(async move {
+                            if let Some(unlock) = &unlock {
+                                conn.execute(unlock.as_str()).await?;
+                            }
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; \
                                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
@@ -163,7 +171,7 @@ impl Db {
             .await
             .context("cannot apply the database migrations")?;
         let read = match backend {
-            Backend::Sqlite => sqlite_readers(url).await?,
+            Backend::Sqlite => sqlite_readers(url, key).await?,
             Backend::Postgres => pool.clone(),
         };
         Ok(Self {
@@ -227,15 +235,20 @@ fn quiet(options: AnyConnectOptions) -> AnyConnectOptions {
 }
 
 /// Read-only connections to a SQLite file the writer has opened (and put in WAL mode).
-async fn sqlite_readers(url: &str) -> Result<AnyPool> {
+async fn sqlite_readers(url: &str, key: Option<&DatabaseKey>) -> Result<AnyPool> {
     let base = url.split('?').next().unwrap_or(url);
     let options = quiet(AnyConnectOptions::from_str(&format!("{base}?mode=ro"))?);
+    let unlock = unlock_statement(key);
     AnyPoolOptions::new()
         .max_connections(4)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(10))
-        .after_connect(|conn, _| {
+        .after_connect(move |conn, _| {
+            let unlock = unlock.clone();
             Box::pin(async move {
+                if let Some(unlock) = &unlock {
+                    conn.execute(unlock.as_str()).await?;
+                }
                 conn.execute("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
                     .await?;
                 Ok(())
@@ -246,12 +259,25 @@ async fn sqlite_readers(url: &str) -> Result<AnyPool> {
         .with_context(|| format!("cannot open {base} for reading"))
 }
 
+/// What every connection to an encrypted embedded database runs first: its key (SQLCipher
+/// needs it before anything reads the file).
+fn unlock_statement(key: Option<&DatabaseKey>) -> Option<Arc<zeroize::Zeroizing<String>>> {
+    key.map(|k| Arc::new(k.statement()))
+}
+
 /// A URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
         _ => url.to_owned(),
     }
+}
+
+/// The file of an embedded database's URL; `None` for PostgreSQL and in-memory databases.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let path = sqlite_path(url);
+    (url.starts_with("sqlite:") && !path.is_empty() && !path.contains(":memory:"))
+        .then(|| std::path::PathBuf::from(path))
 }
 
 /// The file of a `sqlite:` URL.

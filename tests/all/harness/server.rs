@@ -481,6 +481,41 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The first column of every row `sql` selects, read straight from the server's database
+    /// (an embedded one opened with its key, as the server opens it).
+    pub fn column<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + Unpin,
+    {
+        use sqlx::{Executor, Row};
+        sqlx::any::install_default_drivers();
+        let key = idgard_server::db::sqlite_file(&self.database_url).and_then(|db| {
+            let ring = match self.env.iter().find(|(k, _)| k == "IDGARD_KEYRING") {
+                Some((_, dir)) => PathBuf::from(dir),
+                None => self.data.join("keys"),
+            };
+            let ring = idgard_vault::Keyring::open(&ring).unwrap();
+            idgard_server::db::DatabaseKey::load(&ring, &db).unwrap()
+        });
+        rt().block_on(async {
+            let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.database_url)
+                .await
+                .unwrap();
+            if let Some(key) = key {
+                c.execute(key.statement().as_str()).await.unwrap();
+            }
+            sqlx::query(sql)
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<T, _>(0))
+                .collect()
+        })
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -1,0 +1,315 @@
+//! The embedded database, encrypted: SQLCipher encrypts every page of the SQLite file, of its
+//! WAL and of its temporary files (AES-256, an HMAC-SHA512 per page) under a random 32-byte
+//! database key. The key is kept beside the database in `<file>.key`, sealed with the server's
+//! key ring like everything else the server seals: without the key ring it opens nothing, and
+//! after a rotation it is sealed again under the current key.
+//!
+//! A database an earlier version wrote in clear is encrypted once, when a server starts on it
+//! ([`prepare`] with `serving`): copied into an encrypted file that then takes its place.
+//! PostgreSQL keeps its own files; encrypting those is the database host's part
+//! (`docs/operations.md`, "Encryption at rest").
+
+use anyhow::{Context, Result, bail};
+use idgard_vault::Keyring;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{Connection, Executor};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+/// What a SQLite file in clear starts with.
+const CLEAR_HEADER: &[u8; 16] = b"SQLite format 3\0";
+/// Bytes in a database key.
+const KEY_LEN: usize = 32;
+
+/// The key of an encrypted database.
+pub struct DatabaseKey {
+    /// The key in SQLCipher's raw-key notation, `x'<hex>'`.
+    raw: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for DatabaseKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseKey(..)")
+    }
+}
+
+impl DatabaseKey {
+    fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() != KEY_LEN {
+            bail!("a database key is {KEY_LEN} bytes, not {}", bytes.len());
+        }
+        Ok(Self {
+            raw: Zeroizing::new(format!("x'{}'", hex::encode(bytes))),
+        })
+    }
+
+    /// The statement that opens the database with this key: the first on every connection.
+    pub fn statement(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!("PRAGMA key = \"{}\";", self.raw.as_str()))
+    }
+
+    /// The key of the database at `db`, from its key file (sealed again under the key ring's
+    /// current key when an older one sealed it); `None` when there is no key file.
+    pub fn load(ring: &Keyring, db: &Path) -> Result<Option<Self>> {
+        let file = key_file(db);
+        let sealed = match std::fs::read(&file) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+        };
+        let plain = Zeroizing::new(idgard_vault::open(ring, &sealed).with_context(|| {
+            format!(
+                "the database key {} does not open with the key ring {}",
+                file.display(),
+                ring.dir().display()
+            )
+        })?);
+        let key =
+            Self::from_bytes(&plain).with_context(|| format!("{} is damaged", file.display()))?;
+        if idgard_vault::key_of(&sealed) != Some(ring.current()) {
+            write_key(ring, &file, &plain)?;
+            tracing::info!(
+                file = %file.display(),
+                key = ring.current(),
+                "sealed the database key again under the key ring's current key"
+            );
+        }
+        Ok(Some(key))
+    }
+
+    /// A new random key, written sealed to `db`'s key file.
+    fn make(ring: &Keyring, db: &Path) -> Result<Self> {
+        use ring::rand::SecureRandom;
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        ring::rand::SystemRandom::new()
+            .fill(bytes.as_mut())
+            .map_err(|_| anyhow::anyhow!("no random bytes for the database key"))?;
+        write_key(ring, &key_file(db), bytes.as_ref())?;
+        Self::from_bytes(bytes.as_ref())
+    }
+}
+
+/// The file holding the sealed key of the database at `db`: `<db>.key`.
+pub fn key_file(db: &Path) -> PathBuf {
+    with_suffix(db, ".key")
+}
+
+/// Writes the key sealed, durably: losing it loses the database.
+fn write_key(ring: &Keyring, file: &Path, plain: &[u8]) -> Result<()> {
+    idgard_vault::write_file(ring, file, plain)
+        .with_context(|| format!("cannot write the database key {}", file.display()))?;
+    sync_parent(file)
+}
+
+fn sync_parent(file: &Path) -> Result<()> {
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))
+}
+
+/// What the file of an embedded database holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    /// No database yet (no file, or an empty one).
+    Missing,
+    /// A SQLite database in clear.
+    Clear,
+    /// Anything else: an encrypted database (or a damaged file, which its key will not open).
+    Encrypted,
+}
+
+/// What the file at `path` holds.
+pub fn file_state(path: &Path) -> Result<FileState> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileState::Missing),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut head = Vec::with_capacity(CLEAR_HEADER.len());
+    file.by_ref()
+        .take(CLEAR_HEADER.len() as u64)
+        .read_to_end(&mut head)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(match head.as_slice() {
+        [] => FileState::Missing,
+        h if h == CLEAR_HEADER => FileState::Clear,
+        _ => FileState::Encrypted,
+    })
+}
+
+/// The key to open the embedded database at `db` with. A new database gets a new key. One in
+/// clear is encrypted first when `serving` (a server starting, which holds it alone); an
+/// administration command opens it as it is (`None`), since a server may have it open.
+pub async fn prepare(ring: &Keyring, db: &Path, serving: bool) -> Result<Option<DatabaseKey>> {
+    match file_state(db)? {
+        FileState::Missing => match DatabaseKey::load(ring, db)? {
+            Some(key) => Ok(Some(key)),
+            None => DatabaseKey::make(ring, db).map(Some),
+        },
+        FileState::Encrypted => DatabaseKey::load(ring, db)?.map(Some).with_context(|| {
+            format!(
+                "the database {} is encrypted and its key file {} is missing: restore it with \
+                 the database (docs/operations.md, \"Backup and restore\")",
+                db.display(),
+                key_file(db).display()
+            )
+        }),
+        FileState::Clear if serving => {
+            let key = match DatabaseKey::load(ring, db)? {
+                Some(key) => key,
+                None => DatabaseKey::make(ring, db)?,
+            };
+            encrypt_clear(db, &key).await?;
+            Ok(Some(key))
+        }
+        FileState::Clear => {
+            tracing::warn!(
+                database = %db.display(),
+                "the database is in clear: the server encrypts it when it next starts"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Opens one connection to the database at `db` (`key`: encrypted), outside any pool.
+pub async fn connect(db: &Path, key: Option<&DatabaseKey>) -> Result<SqliteConnection> {
+    if !db.exists() {
+        bail!("no database at {}", db.display());
+    }
+    // Allowed to create files: an attached copy is a new file (see `export`).
+    let options = SqliteConnectOptions::new()
+        .filename(db)
+        .create_if_missing(true);
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .with_context(|| format!("cannot open {}", db.display()))?;
+    if let Some(key) = key {
+        conn.execute(key.statement().as_str()).await?;
+    }
+    Ok(conn)
+}
+
+/// Writes a copy of the database `conn` reads, encrypted with `key`, to the new file `to`: one
+/// consistent state, read in one statement.
+pub async fn export(conn: &mut SqliteConnection, to: &Path, key: &DatabaseKey) -> Result<()> {
+    if to.exists() {
+        bail!("{} already exists", to.display());
+    }
+    sqlx::query("ATTACH DATABASE $1 AS copy KEY $2")
+        .bind(to.to_string_lossy().as_ref())
+        .bind(key.raw.as_str())
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("cannot create {}", to.display()))?;
+    let copied = sqlx::query("SELECT sqlcipher_export('copy')")
+        .execute(&mut *conn)
+        .await;
+    sqlx::query("DETACH DATABASE copy")
+        .execute(&mut *conn)
+        .await?;
+    copied.with_context(|| format!("cannot copy the database into {}", to.display()))?;
+    std::fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot sync {}", to.display()))?;
+    Ok(())
+}
+
+/// Encrypts the database in clear at `db` with `key`, in place: an encrypted copy, then the copy
+/// takes the file's place. A crash before that leaves the clear file as it was.
+async fn encrypt_clear(db: &Path, key: &DatabaseKey) -> Result<()> {
+    let started = std::time::Instant::now();
+    tracing::warn!(
+        database = %db.display(),
+        "the database is in clear (an earlier version wrote it): encrypting it, once"
+    );
+    let copy = with_suffix(db, ".encrypting");
+    for stale in [copy.clone(), with_suffix(&copy, "-journal")] {
+        remove_if_there(&stale)?;
+    }
+    let mut conn = connect(db, None).await?;
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE);").await?;
+    export(&mut conn, &copy, key).await?;
+    conn.close().await?;
+    let wal = with_suffix(db, "-wal");
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        bail!(
+            "{} still holds writes after the copy: is another process using the database?",
+            wal.display()
+        );
+    }
+    remove_if_there(&wal)?;
+    remove_if_there(&with_suffix(db, "-shm"))?;
+    std::fs::rename(&copy, db)
+        .with_context(|| format!("cannot put {} in place of {}", copy.display(), db.display()))?;
+    sync_parent(db)?;
+    tracing::warn!(
+        database = %db.display(),
+        key = %key_file(db).display(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "the database is encrypted: back up its key file with it, and the key ring apart"
+    );
+    Ok(())
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn remove_if_there(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What [`backup`] wrote.
+#[derive(Debug)]
+pub struct Backup {
+    /// The copy of the database, encrypted with the database's key.
+    pub file: PathBuf,
+    /// Its key file, sealed with the key ring as the database's is.
+    pub key_file: PathBuf,
+    /// The copy's size.
+    pub bytes: u64,
+}
+
+/// Copies the embedded database at `db`, encrypted with `key`, to the new file `to` while a
+/// server may go on writing it (one consistent state), copies its key file beside it, and checks
+/// that the copy opens whole.
+pub async fn backup(db: &Path, key: &DatabaseKey, to: &Path) -> Result<Backup> {
+    use std::os::unix::fs::PermissionsExt;
+    let sealed_key = std::fs::read(key_file(db))
+        .with_context(|| format!("cannot read {}", key_file(db).display()))?;
+    let mut conn = connect(db, Some(key)).await?;
+    export(&mut conn, to, key).await?;
+    conn.close().await?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", to.display()))?;
+    let copy_key = key_file(to);
+    idgard_vault::write_private(&copy_key, &sealed_key)
+        .with_context(|| format!("cannot write {}", copy_key.display()))?;
+    let mut check = connect(to, Some(key)).await?;
+    let verdict: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut check)
+        .await
+        .with_context(|| format!("the copy {} does not open", to.display()))?;
+    check.close().await?;
+    if verdict != "ok" {
+        bail!("the copy {} is damaged: {verdict}", to.display());
+    }
+    Ok(Backup {
+        file: to.to_owned(),
+        key_file: copy_key,
+        bytes: std::fs::metadata(to)?.len(),
+    })
+}

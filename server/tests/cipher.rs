@@ -1,0 +1,203 @@
+//! The embedded database is encrypted: a new one from its first page, one an earlier version
+//! wrote in clear when a server starts on it; its key is sealed with the key ring, follows a
+//! rotation, and travels with a backup.
+
+use idgard_server::db::{DatabaseKey, Db, cipher};
+use idgard_vault::Keyring;
+use std::path::{Path, PathBuf};
+
+/// An agent name that shows whether the database's pages are readable.
+const PROBE: &str = "zanzibar-probe-agent";
+
+fn holds(path: &Path, needle: &str) -> bool {
+    std::fs::read(path)
+        .map(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        .unwrap_or(false)
+}
+
+/// How many files beside the database `db` (itself, its WAL, its key...) hold `needle`.
+fn files_holding(db: &Path, needle: &str) -> usize {
+    std::fs::read_dir(db.parent().unwrap())
+        .unwrap()
+        .filter(|e| holds(&e.as_ref().unwrap().path(), needle))
+        .count()
+}
+
+fn url(db: &Path) -> String {
+    format!("sqlite://{}", db.display())
+}
+
+struct Place {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    ring: Keyring,
+}
+
+fn place() -> Place {
+    let dir = tempfile::tempdir().unwrap();
+    let (ring, _) = Keyring::open_or_create(&dir.path().join("keys")).unwrap();
+    Place {
+        db: dir.path().join("idgard.db"),
+        ring,
+        _dir: dir,
+    }
+}
+
+/// Writes the probe, then closes the database so that every page is in the file.
+async fn write_probe(db: Db) {
+    sqlx::query("INSERT INTO agents (name, created_ms) VALUES ($1, 0)")
+        .bind(PROBE)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    db.read.close().await;
+    db.pool.close().await;
+}
+
+async fn probe_is_there(db: &Db) -> bool {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agents WHERE name = $1")
+        .bind(PROBE)
+        .fetch_one(&db.read)
+        .await
+        .unwrap();
+    n == 1
+}
+
+#[tokio::test]
+async fn a_new_database_is_encrypted_from_its_first_page() {
+    let p = place();
+    let key = cipher::prepare(&p.ring, &p.db, false)
+        .await
+        .unwrap()
+        .unwrap();
+    write_probe(Db::open(&url(&p.db), Some(&key)).await.unwrap()).await;
+    assert_eq!(
+        cipher::file_state(&p.db).unwrap(),
+        cipher::FileState::Encrypted
+    );
+    assert!(!holds(&p.db, PROBE));
+    let sealed = std::fs::read(cipher::key_file(&p.db)).unwrap();
+    assert!(idgard_vault::is_sealed(&sealed));
+
+    // The same key opens it again; without it, or with another, it does not open.
+    let key = cipher::prepare(&p.ring, &p.db, false)
+        .await
+        .unwrap()
+        .unwrap();
+    let db = Db::open(&url(&p.db), Some(&key)).await.unwrap();
+    assert!(probe_is_there(&db).await);
+    db.pool.close().await;
+    db.read.close().await;
+    let mut clear = cipher::connect(&p.db, None).await.unwrap();
+    let e = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM agents")
+        .fetch_one(&mut clear)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not a database"), "{e}");
+    let other = place();
+    let e = DatabaseKey::load(&other.ring, &p.db).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("does not open with the key ring"),
+        "{e:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_in_clear_is_encrypted_when_a_server_starts_on_it() {
+    let p = place();
+    write_probe(Db::open(&url(&p.db), None).await.unwrap()).await;
+    assert_eq!(cipher::file_state(&p.db).unwrap(), cipher::FileState::Clear);
+    assert!(files_holding(&p.db, PROBE) > 0);
+
+    // An administration command leaves it as it is: a server may have it open.
+    assert!(
+        cipher::prepare(&p.ring, &p.db, false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(cipher::file_state(&p.db).unwrap(), cipher::FileState::Clear);
+
+    // A server starting on it encrypts it, once; everything is still there.
+    let key = cipher::prepare(&p.ring, &p.db, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cipher::file_state(&p.db).unwrap(),
+        cipher::FileState::Encrypted
+    );
+    assert_eq!(files_holding(&p.db, PROBE), 0);
+    let db = Db::open(&url(&p.db), Some(&key)).await.unwrap();
+    assert!(probe_is_there(&db).await);
+}
+
+#[tokio::test]
+async fn an_encrypted_database_without_its_key_file_is_refused_clearly() {
+    let p = place();
+    let key = cipher::prepare(&p.ring, &p.db, false)
+        .await
+        .unwrap()
+        .unwrap();
+    write_probe(Db::open(&url(&p.db), Some(&key)).await.unwrap()).await;
+    std::fs::remove_file(cipher::key_file(&p.db)).unwrap();
+    let e = cipher::prepare(&p.ring, &p.db, true).await.unwrap_err();
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("is encrypted") && e.contains("idgard.db.key"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn the_database_key_follows_a_rotation_of_the_key_ring() {
+    let p = place();
+    let key = cipher::prepare(&p.ring, &p.db, false)
+        .await
+        .unwrap()
+        .unwrap();
+    write_probe(Db::open(&url(&p.db), Some(&key)).await.unwrap()).await;
+    let file = cipher::key_file(&p.db);
+    assert_eq!(
+        idgard_vault::key_of(&std::fs::read(&file).unwrap()),
+        Some(1)
+    );
+    assert_eq!(p.ring.rotate().unwrap(), 2);
+    let key = DatabaseKey::load(&p.ring, &p.db).unwrap().unwrap();
+    assert_eq!(
+        idgard_vault::key_of(&std::fs::read(&file).unwrap()),
+        Some(2)
+    );
+    let db = Db::open(&url(&p.db), Some(&key)).await.unwrap();
+    assert!(probe_is_there(&db).await);
+}
+
+#[tokio::test]
+async fn a_backup_is_encrypted_and_opens_with_its_key_file() {
+    let p = place();
+    let key = cipher::prepare(&p.ring, &p.db, false)
+        .await
+        .unwrap()
+        .unwrap();
+    let db = Db::open(&url(&p.db), Some(&key)).await.unwrap();
+    sqlx::query("INSERT INTO agents (name, created_ms) VALUES ($1, 0)")
+        .bind(PROBE)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // Taken while the database is open (and its last write still in the WAL).
+    let to = p.db.with_file_name("copy.db");
+    let done = cipher::backup(&p.db, &key, &to).await.unwrap();
+    assert!(done.bytes > 0 && done.key_file.ends_with("copy.db.key"));
+    assert!(!holds(&to, PROBE));
+    let e = cipher::backup(&p.db, &key, &to).await.unwrap_err();
+    assert!(format!("{e:#}").contains("already exists"), "{e:#}");
+
+    // Restored alone, with its key file: everything is there.
+    let restored = place();
+    std::fs::copy(&to, &restored.db).unwrap();
+    std::fs::copy(&done.key_file, cipher::key_file(&restored.db)).unwrap();
+    let key = DatabaseKey::load(&p.ring, &restored.db).unwrap().unwrap();
+    let db = Db::open(&url(&restored.db), Some(&key)).await.unwrap();
+    assert!(probe_is_there(&db).await);
+}
