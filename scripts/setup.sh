@@ -38,18 +38,25 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     fi
 fi
 
-# SQL Server cannot run here: the host's SQL Server driver is tested against a TDS mock server
-# from crates.io (its TLS side needs OpenSSL's headers to build).
-if ! command -v mssql-mock-tds >/dev/null 2>&1; then
-    need_ssl=()
-    dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q "ok installed" || need_ssl+=(libssl-dev)
-    command -v pkg-config >/dev/null 2>&1 || need_ssl+=(pkg-config)
-    if [ ${#need_ssl[@]} -gt 0 ]; then
-        echo "setup: installing ${need_ssl[*]} (apt-get)"
-        sudo_=""
-        [ "$(id -u)" -eq 0 ] || sudo_="sudo"
-        DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -q --no-install-recommends "${need_ssl[@]}" >/dev/null
+# OpenSSL's headers and libcrypto: the server's embedded database is SQLCipher, which encrypts
+# its pages with libcrypto; the TDS mock server below needs them too.
+need_ssl=()
+dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q "ok installed" || need_ssl+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || need_ssl+=(pkg-config)
+if [ ${#need_ssl[@]} -gt 0 ]; then
+    echo "setup: installing ${need_ssl[*]} (apt-get)"
+    sudo_=""
+    [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! $sudo_ apt-get install -y -q --no-install-recommends "${need_ssl[@]}" >/dev/null; then
+        $sudo_ apt-get update -q >/dev/null
+        $sudo_ apt-get install -y -q --no-install-recommends "${need_ssl[@]}" >/dev/null
     fi
+fi
+
+# SQL Server cannot run here: the host's SQL Server driver is tested against a TDS mock server
+# from crates.io.
+if ! command -v mssql-mock-tds >/dev/null 2>&1; then
     echo "setup: installing mssql-mock-tds 0.3.0 (cargo install)"
     cargo install --locked --quiet mssql-mock-tds --version 0.3.0
 fi
