@@ -8,7 +8,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// The SQLite database's files in the data folder.
-const DATABASE_FILES: &[&str] = &["idgard.db", "idgard.db-wal", "idgard.db-shm"];
+const DATABASE_FILES: &[&str] = &[
+    "idgard.db",
+    "idgard.db-wal",
+    "idgard.db-shm",
+    "idgard.db.key",
+];
 
 /// Makes what the server creates from now on its own, and takes back what others could read
 /// in `data_dir` (when it exists).

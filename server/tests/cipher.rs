@@ -133,6 +133,28 @@ async fn a_database_in_clear_is_encrypted_when_a_server_starts_on_it() {
 }
 
 #[tokio::test]
+async fn a_database_in_clear_that_another_process_holds_is_left_as_it_is() {
+    let p = place();
+    write_probe(Db::open(&url(&p.db), None).await.unwrap()).await;
+    // An administration command has it open (as its pools keep it while it runs).
+    let other = Db::open(&url(&p.db), None).await.unwrap();
+    let e = cipher::prepare(&p.ring, &p.db, true).await.unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("another process"), "{e}");
+    assert_eq!(cipher::file_state(&p.db).unwrap(), cipher::FileState::Clear);
+    assert!(probe_is_there(&other).await);
+    other.read.close().await;
+    other.pool.close().await;
+    // Once it has gone, the next start encrypts it.
+    let key = cipher::prepare(&p.ring, &p.db, true)
+        .await
+        .unwrap()
+        .unwrap();
+    let db = Db::open(&url(&p.db), Some(&key)).await.unwrap();
+    assert!(probe_is_there(&db).await);
+}
+
+#[tokio::test]
 async fn an_encrypted_database_without_its_key_file_is_refused_clearly() {
     let p = place();
     let key = cipher::prepare(&p.ring, &p.db, false)

@@ -21,7 +21,12 @@ async fn database_files_are_the_servers_own_whatever_the_folder() {
     let e = idgard_server::open(&config).await.unwrap();
     e.queue.add_agent("a").await.unwrap();
     assert_eq!(mode(&data), 0o700);
-    for f in ["idgard.db", "idgard.db-wal", "idgard.db-shm"] {
+    for f in [
+        "idgard.db",
+        "idgard.db-wal",
+        "idgard.db-shm",
+        "idgard.db.key",
+    ] {
         assert_eq!(mode(&data.join(f)), 0o600, "{f}");
     }
     e.queue.db.pool.close().await;

@@ -195,9 +195,24 @@ pub async fn connect(db: &Path, key: Option<&DatabaseKey>) -> Result<SqliteConne
     Ok(conn)
 }
 
+/// How [`export`] holds the database it copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// Others go on writing: the copy is the state when it began.
+    Shared,
+    /// Nobody else writes until the copy is done (the connection must be in rollback-journal
+    /// mode, where an exclusive lock keeps readers out too).
+    Exclusive,
+}
+
 /// Writes a copy of the database `conn` reads, encrypted with `key`, to the new file `to`: one
 /// consistent state, read in one statement.
-pub async fn export(conn: &mut SqliteConnection, to: &Path, key: &DatabaseKey) -> Result<()> {
+async fn export(
+    conn: &mut SqliteConnection,
+    to: &Path,
+    key: &DatabaseKey,
+    hold: Hold,
+) -> Result<()> {
     if to.exists() {
         bail!("{} already exists", to.display());
     }
@@ -207,9 +222,7 @@ pub async fn export(conn: &mut SqliteConnection, to: &Path, key: &DatabaseKey) -
         .execute(&mut *conn)
         .await
         .with_context(|| format!("cannot create {}", to.display()))?;
-    let copied = sqlx::query("SELECT sqlcipher_export('copy')")
-        .execute(&mut *conn)
-        .await;
+    let copied = copy_into(conn, hold).await;
     sqlx::query("DETACH DATABASE copy")
         .execute(&mut *conn)
         .await?;
@@ -217,6 +230,19 @@ pub async fn export(conn: &mut SqliteConnection, to: &Path, key: &DatabaseKey) -
     std::fs::File::open(to)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("cannot sync {}", to.display()))?;
+    Ok(())
+}
+
+async fn copy_into(conn: &mut SqliteConnection, hold: Hold) -> Result<()> {
+    if hold == Hold::Shared {
+        conn.execute("SELECT sqlcipher_export('copy')").await?;
+        return Ok(());
+    }
+    conn.execute("BEGIN EXCLUSIVE").await?;
+    let copied = conn.execute("SELECT sqlcipher_export('copy')").await;
+    conn.execute(if copied.is_ok() { "COMMIT" } else { "ROLLBACK" })
+        .await?;
+    copied?;
     Ok(())
 }
 
@@ -233,17 +259,27 @@ async fn encrypt_clear(db: &Path, key: &DatabaseKey) -> Result<()> {
         remove_if_there(&stale)?;
     }
     let mut conn = connect(db, None).await?;
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE);").await?;
-    export(&mut conn, &copy, key).await?;
-    conn.close().await?;
-    let wal = with_suffix(db, "-wal");
-    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+    conn.execute("PRAGMA busy_timeout = 5000;").await?;
+    // Out of WAL mode, which SQLite allows only to the database's one connection: no other
+    // process (an administration command) has it open, and its WAL is folded in and removed.
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode = DELETE")
+        .fetch_one(&mut conn)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot take the database {} for itself: is another process using it?",
+                db.display()
+            )
+        })?;
+    if mode != "delete" {
         bail!(
-            "{} still holds writes after the copy: is another process using the database?",
-            wal.display()
+            "another process has the database {} open (it stays in {mode} mode): stop it, then \
+             start the server again",
+            db.display()
         );
     }
-    remove_if_there(&wal)?;
+    export(&mut conn, &copy, key, Hold::Exclusive).await?;
+    conn.close().await?;
     remove_if_there(&with_suffix(db, "-shm"))?;
     std::fs::rename(&copy, db)
         .with_context(|| format!("cannot put {} in place of {}", copy.display(), db.display()))?;
@@ -291,7 +327,7 @@ pub async fn backup(db: &Path, key: &DatabaseKey, to: &Path) -> Result<Backup> {
     let sealed_key = std::fs::read(key_file(db))
         .with_context(|| format!("cannot read {}", key_file(db).display()))?;
     let mut conn = connect(db, Some(key)).await?;
-    export(&mut conn, to, key).await?;
+    export(&mut conn, to, key, Hold::Shared).await?;
     conn.close().await?;
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot restrict {}", to.display()))?;
