@@ -282,19 +282,18 @@ async fn pipeline_on(
     use idgard_server::db::{Db, cipher};
     let file = data.join("idgard.db");
     std::fs::create_dir_all(data).unwrap();
-    if !encrypted {
-        // A database made in clear (no key file) stays so: only a server starting encrypts one.
-        let made = Db::open(&format!("sqlite://{}", file.display()), None)
-            .await
-            .unwrap();
-        made.pool.close().await;
-        made.read.close().await;
-    }
     let config = idgard_server::config::Config {
         data_dir: data.to_owned(),
         ..Default::default()
     };
-    let mut q = idgard_server::open(&config).await.unwrap();
+    let mut q = if encrypted {
+        idgard_server::open(&config).await.unwrap()
+    } else {
+        let clear = Db::open(&format!("sqlite://{}", file.display()), None)
+            .await
+            .unwrap();
+        idgard_server::engine_on(&config, clear).unwrap()
+    };
     q.rules = Some(rules.clone());
     q.queue.add_agent("bench").await.unwrap();
     let agent = q.queue.agent_id("bench").await.unwrap();

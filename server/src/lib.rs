@@ -30,31 +30,50 @@ pub fn now_ms() -> i64 {
 }
 
 /// Opens the database, the queue and the identity engine for `config` (also used by the
-/// CLI's direct commands, which leave an embedded database in clear as they find it: only
-/// [`serve`] encrypts one).
+/// CLI's direct commands, which refuse an embedded database in clear: only [`serve`] encrypts
+/// one).
 pub async fn open(config: &config::Config) -> Result<identity::Engine> {
     open_as(config, false).await
 }
 
 async fn open_as(config: &config::Config, serving: bool) -> Result<identity::Engine> {
+    private::create_dir(&config.data_dir)?;
+    private::protect(&config.data_dir)?;
+    let sealer = sealer(config)?;
+    let url = config.database_url();
+    let key = match db::sqlite_file(&url) {
+        Some(file) => Some(db::cipher::prepare(sealer.ring(), &file, serving).await?),
+        None => None,
+    };
+    let db = db::Db::open(&url, key.as_ref()).await?;
+    engine(config, db, sealer)
+}
+
+/// The server's sealer, on its key ring.
+fn sealer(config: &config::Config) -> Result<Arc<seal::Sealer>> {
+    let (keyring, configured) = config.keyring();
+    Ok(Arc::new(seal::Sealer::load(
+        &keyring,
+        configured,
+        &config.secrets_key(),
+    )?))
+}
+
+/// The queue and the identity engine for `config` over a database already open: [`open`]'s
+/// second half, for benchmarks that compare a database in clear with an encrypted one.
+pub fn engine_on(config: &config::Config, db: db::Db) -> Result<identity::Engine> {
+    engine(config, db, sealer(config)?)
+}
+
+fn engine(
+    config: &config::Config,
+    db: db::Db,
+    sealer: Arc<seal::Sealer>,
+) -> Result<identity::Engine> {
     let rules = match &config.rules {
         Some(path) => Some(Arc::new(identity::rules::Rules::load(path)?)),
         None => None,
     };
-    private::create_dir(&config.data_dir)?;
-    private::protect(&config.data_dir)?;
-    let (keyring, configured) = config.keyring();
-    let sealer = Arc::new(seal::Sealer::load(
-        &keyring,
-        configured,
-        &config.secrets_key(),
-    )?);
-    let url = config.database_url();
-    let key = match db::sqlite_file(&url) {
-        Some(file) => db::cipher::prepare(sealer.ring(), &file, serving).await?,
-        None => None,
-    };
-    let db = db::Db::open(&url, key.as_ref()).await?;
     let queue = queue::Queue {
         db,
         cfg: config.queue.clone(),

@@ -66,10 +66,7 @@ async fn probe_is_there(db: &Db) -> bool {
 #[tokio::test]
 async fn a_new_database_is_encrypted_from_its_first_page() {
     let p = place();
-    let key = cipher::prepare(&p.ring, &p.db, false)
-        .await
-        .unwrap()
-        .unwrap();
+    let key = cipher::prepare(&p.ring, &p.db, false).await.unwrap();
     write_probe(Db::open(&url(&p.db), Some(&key)).await.unwrap()).await;
     assert_eq!(
         cipher::file_state(&p.db).unwrap(),
@@ -80,15 +77,14 @@ async fn a_new_database_is_encrypted_from_its_first_page() {
     assert!(idgard_vault::is_sealed(&sealed));
 
     // The same key opens it again; without it, or with another, it does not open.
-    let key = cipher::prepare(&p.ring, &p.db, false)
-        .await
-        .unwrap()
-        .unwrap();
+    let key = cipher::prepare(&p.ring, &p.db, false).await.unwrap();
     let db = Db::open(&url(&p.db), Some(&key)).await.unwrap();
     assert!(probe_is_there(&db).await);
     db.pool.close().await;
     db.read.close().await;
-    let mut clear = cipher::connect(&p.db, None).await.unwrap();
+    let mut clear = cipher::connect(&p.db, None, cipher::Access::ReadWrite)
+        .await
+        .unwrap();
     let e = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM agents")
         .fetch_one(&mut clear)
         .await
@@ -109,20 +105,13 @@ async fn a_database_in_clear_is_encrypted_when_a_server_starts_on_it() {
     assert_eq!(cipher::file_state(&p.db).unwrap(), cipher::FileState::Clear);
     assert!(files_holding(&p.db, PROBE) > 0);
 
-    // An administration command leaves it as it is: a server may have it open.
-    assert!(
-        cipher::prepare(&p.ring, &p.db, false)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    // An administration command refuses it, so that nothing writes it while it is encrypted.
+    let e = cipher::prepare(&p.ring, &p.db, false).await.unwrap_err();
+    assert!(format!("{e:#}").contains("start the server once"), "{e:#}");
     assert_eq!(cipher::file_state(&p.db).unwrap(), cipher::FileState::Clear);
 
     // A server starting on it encrypts it, once; everything is still there.
-    let key = cipher::prepare(&p.ring, &p.db, true)
-        .await
-        .unwrap()
-        .unwrap();
+    let key = cipher::prepare(&p.ring, &p.db, true).await.unwrap();
     assert_eq!(
         cipher::file_state(&p.db).unwrap(),
         cipher::FileState::Encrypted
@@ -146,21 +135,54 @@ async fn a_database_in_clear_that_another_process_holds_is_left_as_it_is() {
     other.read.close().await;
     other.pool.close().await;
     // Once it has gone, the next start encrypts it.
-    let key = cipher::prepare(&p.ring, &p.db, true)
-        .await
-        .unwrap()
-        .unwrap();
+    let key = cipher::prepare(&p.ring, &p.db, true).await.unwrap();
     let db = Db::open(&url(&p.db), Some(&key)).await.unwrap();
     assert!(probe_is_there(&db).await);
 }
 
 #[tokio::test]
+async fn a_server_starting_on_a_database_in_clear_encrypts_it() {
+    let p = place();
+    write_probe(Db::open(&url(&p.db), None).await.unwrap()).await;
+    let config = idgard_server::config::Config {
+        data_dir: p.db.parent().unwrap().to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        dev_http: true,
+        ..Default::default()
+    };
+    let (up, is_up) = tokio::sync::oneshot::channel::<()>();
+    idgard_server::serve(config, async move { is_up.await.unwrap() }, |_| {
+        up.send(()).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        cipher::file_state(&p.db).unwrap(),
+        cipher::FileState::Encrypted
+    );
+    assert_eq!(files_holding(&p.db, PROBE), 0);
+    let key = DatabaseKey::load(&p.ring, &p.db).unwrap().unwrap();
+    let db = Db::open(&url(&p.db), Some(&key)).await.unwrap();
+    assert!(probe_is_there(&db).await);
+}
+
+#[tokio::test]
+async fn a_key_file_of_another_database_is_refused_clearly() {
+    let (p, other) = (place(), place());
+    for place in [&p, &other] {
+        let key = cipher::prepare(&p.ring, &place.db, false).await.unwrap();
+        write_probe(Db::open(&url(&place.db), Some(&key)).await.unwrap()).await;
+    }
+    std::fs::copy(cipher::key_file(&other.db), cipher::key_file(&p.db)).unwrap();
+    let e = cipher::prepare(&p.ring, &p.db, true).await.unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("is it this database's key file?"), "{e}");
+}
+
+#[tokio::test]
 async fn an_encrypted_database_without_its_key_file_is_refused_clearly() {
     let p = place();
-    let key = cipher::prepare(&p.ring, &p.db, false)
-        .await
-        .unwrap()
-        .unwrap();
+    let key = cipher::prepare(&p.ring, &p.db, false).await.unwrap();
     write_probe(Db::open(&url(&p.db), Some(&key)).await.unwrap()).await;
     std::fs::remove_file(cipher::key_file(&p.db)).unwrap();
     let e = cipher::prepare(&p.ring, &p.db, true).await.unwrap_err();
@@ -174,10 +196,7 @@ async fn an_encrypted_database_without_its_key_file_is_refused_clearly() {
 #[tokio::test]
 async fn the_database_key_follows_a_rotation_of_the_key_ring() {
     let p = place();
-    let key = cipher::prepare(&p.ring, &p.db, false)
-        .await
-        .unwrap()
-        .unwrap();
+    let key = cipher::prepare(&p.ring, &p.db, false).await.unwrap();
     write_probe(Db::open(&url(&p.db), Some(&key)).await.unwrap()).await;
     let file = cipher::key_file(&p.db);
     assert_eq!(
@@ -197,10 +216,7 @@ async fn the_database_key_follows_a_rotation_of_the_key_ring() {
 #[tokio::test]
 async fn a_backup_is_encrypted_and_opens_with_its_key_file() {
     let p = place();
-    let key = cipher::prepare(&p.ring, &p.db, false)
-        .await
-        .unwrap()
-        .unwrap();
+    let key = cipher::prepare(&p.ring, &p.db, false).await.unwrap();
     let db = Db::open(&url(&p.db), Some(&key)).await.unwrap();
     sqlx::query("INSERT INTO agents (name, created_ms) VALUES ($1, 0)")
         .bind(PROBE)
@@ -214,6 +230,15 @@ async fn a_backup_is_encrypted_and_opens_with_its_key_file() {
     assert!(!holds(&to, PROBE));
     let e = cipher::backup(&p.db, &key, &to).await.unwrap_err();
     assert!(format!("{e:#}").contains("already exists"), "{e:#}");
+    // Nor is a key file left from another copy overwritten.
+    let elsewhere = p.db.with_file_name("elsewhere.db");
+    std::fs::write(cipher::key_file(&elsewhere), b"another copy's").unwrap();
+    let e = cipher::backup(&p.db, &key, &elsewhere).await.unwrap_err();
+    assert!(
+        format!("{e:#}").contains("elsewhere.db.key already exists"),
+        "{e:#}"
+    );
+    assert!(!elsewhere.exists());
 
     // Restored alone, with its key file: everything is there.
     let restored = place();

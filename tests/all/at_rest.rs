@@ -265,6 +265,18 @@ fn nothing_is_kept_in_clear_on_either_side() {
         .and_then(|n| n.trim_end().parse().ok())
         .unwrap_or_else(|| panic!("{out}"));
     assert!(found >= 1, "{out}");
+    // A rotation of the key ring seals the database's key again at once; it still opens.
+    let rotated = admin_command(&server, &ring, &["keys".as_ref(), "rotate".as_ref()]);
+    assert!(
+        rotated.contains("idgard.db.key is now sealed under key 2"),
+        "{rotated}"
+    );
+    assert_eq!(
+        idgard_vault::key_of(&std::fs::read(server.data.join("idgard.db.key")).unwrap()),
+        Some(2)
+    );
+    let out = admin_command(&server, &ring, &["sql".as_ref(), count.as_ref()]);
+    assert!(out.starts_with("COUNT(*)\n"), "{out}");
     let chunks: Vec<Vec<u8>> = server.column("SELECT data FROM upload_chunks");
     assert!(chunks.len() > 4, "{} chunks", chunks.len());
     assert!(chunks.iter().all(|c| c.starts_with(b"IGV1")));

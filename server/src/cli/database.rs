@@ -7,8 +7,8 @@ use idgard_server::db::{DatabaseKey, cipher};
 use idgard_vault::Keyring;
 use std::path::{Path, PathBuf};
 
-/// The embedded database's file, its key ring's folder and its key (`None`: in clear).
-async fn embedded(config: &Config) -> Result<(PathBuf, PathBuf, Option<DatabaseKey>)> {
+/// The embedded database's file, its key ring's folder and its key.
+async fn embedded(config: &Config) -> Result<(PathBuf, PathBuf, DatabaseKey)> {
     let url = config.database_url();
     let Some(db) = idgard_server::db::sqlite_file(&url) else {
         anyhow::bail!(
@@ -27,12 +27,6 @@ async fn embedded(config: &Config) -> Result<(PathBuf, PathBuf, Option<DatabaseK
 /// Runs `backup`: copies the embedded database to `to`.
 pub async fn backup(config: &Config, to: &Path) -> Result<()> {
     let (db, dir, key) = embedded(config).await?;
-    let key = key.with_context(|| {
-            format!(
-                "{} is in clear (an earlier version wrote it): start the server once to encrypt it, or copy it with sqlite3",
-                db.display()
-            )
-        })?;
     let done = cipher::backup(&db, &key, to).await?;
     say!(
         "backed up {} to {} ({} KiB, encrypted) with its key file {}: restore both together, and keep the key ring {} apart",
@@ -46,11 +40,14 @@ pub async fn backup(config: &Config, to: &Path) -> Result<()> {
 }
 
 /// Runs `sql`: one read-only statement on the embedded database, its rows printed one a line,
-/// columns separated by tabs (a NULL as `NULL`, bytes in hex).
+/// columns separated by tabs (a NULL as `NULL`, bytes in hex). The connection refuses writes
+/// (`query_only`), and only one `SELECT` (or `WITH ... SELECT`) is taken: not several
+/// statements, nor a `PRAGMA` (`rekey` would change the database's key).
 pub async fn sql(config: &Config, statement: &str) -> Result<()> {
     use sqlx::{Column, Executor, Row, ValueRef};
+    let statement = read_only(statement)?;
     let (db, _, key) = embedded(config).await?;
-    let mut conn = cipher::connect(&db, key.as_ref()).await?;
+    let mut conn = cipher::connect(&db, Some(&key), cipher::Access::ReadWrite).await?;
     conn.execute("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")
         .await?;
     let rows = sqlx::query(statement)
@@ -82,4 +79,47 @@ pub async fn sql(config: &Config, statement: &str) -> Result<()> {
         say!("{}", cells.join("\t"));
     }
     Ok(())
+}
+
+/// `statement` without its final `;`, if it is one query; otherwise why not.
+fn read_only(statement: &str) -> Result<&str> {
+    let one = statement.trim().trim_end_matches(';').trim_end();
+    let first = one
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    if one.contains(';') {
+        anyhow::bail!("one statement at a time: this one holds a `;`");
+    }
+    if first != "SELECT" && first != "WITH" {
+        anyhow::bail!("only queries are run (SELECT or WITH ... SELECT), not `{first}`");
+    }
+    Ok(one)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_only;
+
+    #[test]
+    fn only_one_query_is_taken() {
+        assert_eq!(read_only(" select 1 ;\n").unwrap(), "select 1");
+        assert_eq!(
+            read_only("WITH t AS (SELECT 1) SELECT * FROM t")
+                .unwrap()
+                .len(),
+            36
+        );
+        for refused in [
+            "PRAGMA rekey = 'x'",
+            "SELECT 1; DELETE FROM agents",
+            "PRAGMA query_only = OFF; DELETE FROM agents",
+            "DELETE FROM agents",
+            "ATTACH DATABASE 'x' AS y",
+            "",
+        ] {
+            assert!(read_only(refused).is_err(), "{refused}");
+        }
+    }
 }

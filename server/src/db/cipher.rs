@@ -39,8 +39,9 @@ impl DatabaseKey {
         if bytes.len() != KEY_LEN {
             bail!("a database key is {KEY_LEN} bytes, not {}", bytes.len());
         }
+        let hex = Zeroizing::new(hex::encode(bytes));
         Ok(Self {
-            raw: Zeroizing::new(format!("x'{}'", hex::encode(bytes))),
+            raw: Zeroizing::new(format!("x'{}'", hex.as_str())),
         })
     }
 
@@ -95,10 +96,17 @@ pub fn key_file(db: &Path) -> PathBuf {
     with_suffix(db, ".key")
 }
 
-/// Writes the key sealed, durably: losing it loses the database.
+/// Writes the key sealed, durably (losing it loses the database), keeping the owner of the file
+/// it replaces: sealed again by a command run as root, it stays readable by the server's user.
 fn write_key(ring: &Keyring, file: &Path, plain: &[u8]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(file).ok().map(|m| (m.uid(), m.gid()));
     idgard_vault::write_file(ring, file, plain)
         .with_context(|| format!("cannot write the database key {}", file.display()))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(file, Some(uid), Some(gid))
+            .with_context(|| format!("cannot give {} back to its owner", file.display()))?;
+    }
     sync_parent(file)
 }
 
@@ -144,53 +152,116 @@ pub fn file_state(path: &Path) -> Result<FileState> {
 
 /// The key to open the embedded database at `db` with. A new database gets a new key. One in
 /// clear is encrypted first when `serving` (a server starting, which holds it alone); an
-/// administration command opens it as it is (`None`), since a server may have it open.
-pub async fn prepare(ring: &Keyring, db: &Path, serving: bool) -> Result<Option<DatabaseKey>> {
+/// administration command refuses it, so that nothing writes it while it is encrypted.
+pub async fn prepare(ring: &Keyring, db: &Path, serving: bool) -> Result<DatabaseKey> {
     match file_state(db)? {
         FileState::Missing => match DatabaseKey::load(ring, db)? {
-            Some(key) => Ok(Some(key)),
-            None => DatabaseKey::make(ring, db).map(Some),
+            Some(key) => Ok(key),
+            None => DatabaseKey::make(ring, db),
         },
-        FileState::Encrypted => DatabaseKey::load(ring, db)?.map(Some).with_context(|| {
-            format!(
-                "the database {} is encrypted and its key file {} is missing: restore it with \
-                 the database (docs/operations.md, \"Backup and restore\")",
-                db.display(),
-                key_file(db).display()
-            )
-        }),
+        FileState::Encrypted => {
+            let key = DatabaseKey::load(ring, db)?.with_context(|| {
+                format!(
+                    "the database {} is encrypted and its key file {} is missing: restore it \
+                     with the database (docs/operations.md, \"Backup and restore\")",
+                    db.display(),
+                    key_file(db).display()
+                )
+            })?;
+            check(db, &key, Check::Opens).await.with_context(|| {
+                format!(
+                    "the key in {} does not open {}: is it this database's key file?",
+                    key_file(db).display(),
+                    db.display()
+                )
+            })?;
+            Ok(key)
+        }
         FileState::Clear if serving => {
             let key = match DatabaseKey::load(ring, db)? {
                 Some(key) => key,
                 None => DatabaseKey::make(ring, db)?,
             };
             encrypt_clear(db, &key).await?;
-            Ok(Some(key))
+            Ok(key)
         }
-        FileState::Clear => {
-            tracing::warn!(
-                database = %db.display(),
-                "the database is in clear: the server encrypts it when it next starts"
-            );
-            Ok(None)
-        }
+        FileState::Clear => bail!(
+            "the database {} is in clear (an earlier version wrote it): start the server once, \
+             which encrypts it, then run this command again",
+            db.display()
+        ),
     }
 }
 
-/// Opens one connection to the database at `db` (`key`: encrypted), outside any pool.
-pub async fn connect(db: &Path, key: Option<&DatabaseKey>) -> Result<SqliteConnection> {
+/// How far [`check`] looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// The key opens the file: its schema reads.
+    Opens,
+    /// Every page reads and the b-trees are sound (`PRAGMA integrity_check`); for a copy, which
+    /// is not in WAL mode.
+    Whole,
+}
+
+/// Checks that `key` opens the database at `db` (and, `Whole`, that it is sound).
+async fn check(db: &Path, key: &DatabaseKey, how: Check) -> Result<()> {
+    // A live database is in WAL mode, which a read-only connection cannot always open.
+    let access = match how {
+        Check::Opens => Access::ReadWrite,
+        Check::Whole => Access::ReadOnly,
+    };
+    let mut conn = connect(db, Some(key), access).await?;
+    let verdict: String = match how {
+        Check::Opens => sqlx::query_scalar("SELECT 'ok' FROM sqlite_schema LIMIT 1")
+            .fetch_optional(&mut conn)
+            .await?
+            .unwrap_or_else(|| "ok".to_owned()),
+        Check::Whole => {
+            sqlx::query_scalar("PRAGMA integrity_check")
+                .fetch_one(&mut conn)
+                .await?
+        }
+    };
+    conn.close().await?;
+    if verdict != "ok" {
+        bail!("{} is damaged: {verdict}", db.display());
+    }
+    Ok(())
+}
+
+/// What a connection of [`connect`] may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read only: SQLite opens the file read-only.
+    ReadOnly,
+    /// Write, and create attached copies.
+    ReadWrite,
+}
+
+/// Opens one connection to the database at `db` (`key`: encrypted), outside any pool. Its
+/// statements are not logged: the first carries the key.
+pub async fn connect(
+    db: &Path,
+    key: Option<&DatabaseKey>,
+    access: Access,
+) -> Result<SqliteConnection> {
+    use sqlx::ConnectOptions as _;
     if !db.exists() {
         bail!("no database at {}", db.display());
     }
-    // Allowed to create files: an attached copy is a new file (see `export`).
+    // Read-write may create files: an attached copy is a new file (see `export`).
     let options = SqliteConnectOptions::new()
         .filename(db)
-        .create_if_missing(true);
+        .read_only(access == Access::ReadOnly)
+        .create_if_missing(access == Access::ReadWrite)
+        .disable_statement_logging();
     let mut conn = SqliteConnection::connect_with(&options)
         .await
         .with_context(|| format!("cannot open {}", db.display()))?;
     if let Some(key) = key {
-        conn.execute(key.statement().as_str()).await?;
+        sqlx::raw_sql(key.statement().as_str())
+            .execute(&mut conn)
+            .await?;
     }
     Ok(conn)
 }
@@ -258,7 +329,7 @@ async fn encrypt_clear(db: &Path, key: &DatabaseKey) -> Result<()> {
     for stale in [copy.clone(), with_suffix(&copy, "-journal")] {
         remove_if_there(&stale)?;
     }
-    let mut conn = connect(db, None).await?;
+    let mut conn = connect(db, None, Access::ReadWrite).await?;
     conn.execute("PRAGMA busy_timeout = 5000;").await?;
     // Out of WAL mode, which SQLite allows only to the database's one connection: no other
     // process (an administration command) has it open, and its WAL is folded in and removed.
@@ -280,10 +351,21 @@ async fn encrypt_clear(db: &Path, key: &DatabaseKey) -> Result<()> {
     }
     export(&mut conn, &copy, key, Hold::Exclusive).await?;
     conn.close().await?;
+    check(&copy, key, Check::Whole)
+        .await
+        .with_context(|| format!("the encrypted copy {} is not sound", copy.display()))?;
     remove_if_there(&with_suffix(db, "-shm"))?;
     std::fs::rename(&copy, db)
         .with_context(|| format!("cannot put {} in place of {}", copy.display(), db.display()))?;
     sync_parent(db)?;
+    let wal = with_suffix(db, "-wal");
+    if wal.exists() {
+        bail!(
+            "{} appeared while the database was encrypted: another process wrote it in clear; \
+             move it away before the server starts again",
+            wal.display()
+        );
+    }
     tracing::warn!(
         database = %db.display(),
         key = %key_file(db).display(),
@@ -324,25 +406,33 @@ pub struct Backup {
 /// that the copy opens whole.
 pub async fn backup(db: &Path, key: &DatabaseKey, to: &Path) -> Result<Backup> {
     use std::os::unix::fs::PermissionsExt;
+    let copy_key = key_file(to);
+    for there in [to, copy_key.as_path()] {
+        if there.exists() {
+            bail!("{} already exists", there.display());
+        }
+    }
     let sealed_key = std::fs::read(key_file(db))
         .with_context(|| format!("cannot read {}", key_file(db).display()))?;
-    let mut conn = connect(db, Some(key)).await?;
-    export(&mut conn, to, key, Hold::Shared).await?;
-    conn.close().await?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot restrict {}", to.display()))?;
-    let copy_key = key_file(to);
+    let copied = async {
+        let mut conn = connect(db, Some(key), Access::ReadWrite).await?;
+        export(&mut conn, to, key, Hold::Shared).await?;
+        conn.close().await?;
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", to.display()))?;
+        check(to, key, Check::Whole)
+            .await
+            .with_context(|| format!("the copy {} is not sound", to.display()))
+    }
+    .await;
+    if let Err(e) = copied {
+        // A copy cut short is no backup: nothing is left behind to be taken for one.
+        let _ = std::fs::remove_file(to);
+        return Err(e);
+    }
     idgard_vault::write_private(&copy_key, &sealed_key)
         .with_context(|| format!("cannot write {}", copy_key.display()))?;
-    let mut check = connect(to, Some(key)).await?;
-    let verdict: String = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_one(&mut check)
-        .await
-        .with_context(|| format!("the copy {} does not open", to.display()))?;
-    check.close().await?;
-    if verdict != "ok" {
-        bail!("the copy {} is damaged: {verdict}", to.display());
-    }
+    sync_parent(to)?;
     Ok(Backup {
         file: to.to_owned(),
         key_file: copy_key,

@@ -125,7 +125,7 @@ impl Db {
                 } else {
                     format!("{url}?mode=rwc")
                 };
-                let options = quiet(AnyConnectOptions::from_str(&url)?);
+                let options = sqlite_options(&url, key)?;
                 let unlock = unlock_statement(key);
                 // One connection: SQLite has one writer, and a single connection never meets
                 // SQLITE_BUSY. Reads are short; long polls wait in memory, not in the database.
@@ -237,10 +237,21 @@ fn quiet(options: AnyConnectOptions) -> AnyConnectOptions {
         .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1))
 }
 
+/// The options of a connection to an embedded database. When it is encrypted, its statements
+/// are not logged at all: the first one carries its key.
+fn sqlite_options(url: &str, key: Option<&DatabaseKey>) -> Result<AnyConnectOptions> {
+    use sqlx::ConnectOptions as _;
+    let options = AnyConnectOptions::from_str(url)?;
+    Ok(match key {
+        Some(_) => options.disable_statement_logging(),
+        None => quiet(options),
+    })
+}
+
 /// Read-only connections to a SQLite file the writer has opened (and put in WAL mode).
 async fn sqlite_readers(url: &str, key: Option<&DatabaseKey>) -> Result<AnyPool> {
     let base = url.split('?').next().unwrap_or(url);
-    let options = quiet(AnyConnectOptions::from_str(&format!("{base}?mode=ro"))?);
+    let options = sqlite_options(&format!("{base}?mode=ro"), key)?;
     let unlock = unlock_statement(key);
     AnyPoolOptions::new()
         .max_connections(4)
