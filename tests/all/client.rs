@@ -231,6 +231,7 @@ fn an_administrator_works_from_a_saved_context() {
         .arg("--data-dir")
         .arg(&server.data)
         .args(["check-rules", misspelt.to_str().unwrap()])
+        .env("IDGARD_KEYRING", server.keyring())
         .env_remove("IDGARD_CONFIG")
         .output()
         .unwrap();

@@ -482,6 +482,14 @@ impl Server {
 }
 
 impl Server {
+    /// The server's key ring: administration commands need it to open its database.
+    pub fn keyring(&self) -> PathBuf {
+        match self.env.iter().find(|(k, _)| k == "IDGARD_KEYRING") {
+            Some((_, dir)) => PathBuf::from(dir),
+            None => self.data.join("keys"),
+        }
+    }
+
     /// The first column of every row `sql` selects, read straight from the server's database
     /// (an embedded one opened with its key, as the server opens it).
     pub fn column<T>(&self, sql: &str) -> Vec<T>
@@ -491,11 +499,7 @@ impl Server {
         use sqlx::{Executor, Row};
         sqlx::any::install_default_drivers();
         let key = idgard_server::db::sqlite_file(&self.database_url).and_then(|db| {
-            let ring = match self.env.iter().find(|(k, _)| k == "IDGARD_KEYRING") {
-                Some((_, dir)) => PathBuf::from(dir),
-                None => self.data.join("keys"),
-            };
-            let ring = idgard_vault::Keyring::open(&ring).unwrap();
+            let ring = idgard_vault::Keyring::open(&self.keyring()).unwrap();
             idgard_server::db::DatabaseKey::load(&ring, &db).unwrap()
         });
         rt().block_on(async {
