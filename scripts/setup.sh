@@ -12,6 +12,20 @@ rustup show active-toolchain >/dev/null
 rustup target add wasm32-wasip2 >/dev/null
 echo "setup: $(rustc --version), targets: $(rustup target list --installed | tr '\n' ' ')"
 
+# Installs Debian packages (names as arguments), updating the package lists only when the
+# first attempt fails.
+apt_install() {
+    [ $# -gt 0 ] || return 0
+    echo "setup: installing $* (apt-get)"
+    local sudo_=""
+    [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! $sudo_ apt-get install -y -q --no-install-recommends "$@" >/dev/null; then
+        $sudo_ apt-get update -q >/dev/null
+        $sudo_ apt-get install -y -q --no-install-recommends "$@" >/dev/null
+    fi
+}
+
 # System packages the connectors and their tests need: clang builds ring (TLS inside connectors)
 # for wasm32-wasip2; slapd and ldap-utils are the directory the LDAP connector is tested against;
 # Samba is the Active Directory domain controller its `active-directory` dialect is tested against
@@ -27,32 +41,14 @@ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(hap
 for pkg in samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need_apt+=("$pkg")
 done
-if [ ${#need_apt[@]} -gt 0 ]; then
-    echo "setup: installing ${need_apt[*]} (apt-get)"
-    sudo_=""
-    [ "$(id -u)" -eq 0 ] || sudo_="sudo"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! $sudo_ apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null; then
-        $sudo_ apt-get update -q >/dev/null
-        $sudo_ apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null
-    fi
-fi
+apt_install ${need_apt[@]+"${need_apt[@]}"}
 
 # OpenSSL's headers and libcrypto: the server's embedded database is SQLCipher, which encrypts
 # its pages with libcrypto; the TDS mock server below needs them too.
 need_ssl=()
 dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q "ok installed" || need_ssl+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || need_ssl+=(pkg-config)
-if [ ${#need_ssl[@]} -gt 0 ]; then
-    echo "setup: installing ${need_ssl[*]} (apt-get)"
-    sudo_=""
-    [ "$(id -u)" -eq 0 ] || sudo_="sudo"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! $sudo_ apt-get install -y -q --no-install-recommends "${need_ssl[@]}" >/dev/null; then
-        $sudo_ apt-get update -q >/dev/null
-        $sudo_ apt-get install -y -q --no-install-recommends "${need_ssl[@]}" >/dev/null
-    fi
-fi
+apt_install ${need_ssl[@]+"${need_ssl[@]}"}
 
 # SQL Server cannot run here: the host's SQL Server driver is tested against a TDS mock server
 # from crates.io.
@@ -85,16 +81,7 @@ fi
 # Never let npm fetch a browser of its own (no network for that here): Chromium comes from apt.
 need_web_apt=()
 [ -x /usr/bin/chromium ] || need_web_apt+=(chromium)
-if [ ${#need_web_apt[@]} -gt 0 ]; then
-    echo "setup: installing ${need_web_apt[*]} (apt-get)"
-    sudo_=""
-    [ "$(id -u)" -eq 0 ] || sudo_="sudo"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! $sudo_ apt-get install -y -q --no-install-recommends "${need_web_apt[@]}" >/dev/null; then
-        $sudo_ apt-get update -q >/dev/null
-        $sudo_ apt-get install -y -q --no-install-recommends "${need_web_apt[@]}" >/dev/null
-    fi
-fi
+apt_install ${need_web_apt[@]+"${need_web_apt[@]}"}
 if ! command -v npm >/dev/null 2>&1; then
     echo "setup: Node.js 20 or later with npm is needed for tests/web (the browser tests)" >&2
     exit 1

@@ -18,6 +18,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `sqlite://...` or `postgres://...`; default: `sqlite://<data_dir>/idgard.db`.
     pub database_url: Option<String>,
+    /// How the embedded database is used.
+    pub database: DatabaseConfig,
     /// The address agents use, printed in enrolment instructions.
     pub public_url: Option<String>,
     /// Serve plain HTTP (development only: tokens and secrets travel in clear).
@@ -154,6 +156,25 @@ impl QueueConfig {
     }
 }
 
+/// The embedded database (SQLite); PostgreSQL's own settings are PostgreSQL's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// The writer's page cache, in MiB: the pages it holds decrypted. Every page it reads from
+    /// the file again is decrypted and authenticated, so a cache that holds the working set of
+    /// a large synchronisation or provisioning keeps encryption's cost low (see
+    /// `docs/performance.md`); it fills only as pages are used.
+    pub cache_mib: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            cache_mib: crate::db::CACHE_MIB,
+        }
+    }
+}
+
 /// Limits on what a request may carry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -204,6 +225,7 @@ impl Default for Config {
             listen: "127.0.0.1:8443".parse().expect("valid address"),
             data_dir: PathBuf::from("data"),
             database_url: None,
+            database: DatabaseConfig::default(),
             public_url: None,
             dev_http: false,
             tls: TlsConfig::default(),
@@ -225,6 +247,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("IDGARD_LISTEN", "listen"),
     ("IDGARD_DATA_DIR", "data_dir"),
     ("IDGARD_DATABASE_URL", "database_url"),
+    ("IDGARD_DATABASE_CACHE_MIB", "database.cache_mib"),
     ("IDGARD_RULES", "rules"),
     ("IDGARD_PUBLIC_URL", "public_url"),
     ("IDGARD_DEV_HTTP", "dev_http"),
@@ -370,6 +393,9 @@ impl Config {
         if l.connections < 16 || l.connections_per_peer == 0 {
             bail!("limits.connections must be at least 16, limits.connections_per_peer at least 1");
         }
+        if !(8..=65_536).contains(&self.database.cache_mib) {
+            bail!("database.cache_mib must be between 8 and 65536");
+        }
         if l.failed_signins == 0 {
             bail!("limits.failed_signins must be at least 1");
         }
@@ -465,6 +491,28 @@ mod tests {
         std::fs::write(&file, "[queue]\nlease = 9000\n").unwrap();
         let e = Config::load(Some(&file), vec![], &Overrides::default()).unwrap_err();
         assert!(format!("{e:#}").contains("unknown field `lease`"), "{e:#}");
+    }
+
+    #[test]
+    fn the_database_cache_is_set_within_bounds() {
+        let none = Overrides::default();
+        assert_eq!(
+            Config::load(None, vec![], &none)
+                .unwrap()
+                .database
+                .cache_mib,
+            crate::db::CACHE_MIB
+        );
+        let env = |v: &str| vec![("IDGARD_DATABASE_CACHE_MIB".to_owned(), v.to_owned())];
+        assert_eq!(
+            Config::load(None, env("64"), &none)
+                .unwrap()
+                .database
+                .cache_mib,
+            64
+        );
+        let e = Config::load(None, env("2"), &none).unwrap_err();
+        assert!(format!("{e:#}").contains("database.cache_mib"), "{e:#}");
     }
 
     #[test]

@@ -45,7 +45,7 @@ async fn open_as(config: &config::Config, serving: bool) -> Result<identity::Eng
         Some(file) => Some(db::cipher::prepare(sealer.ring(), &file, serving).await?),
         None => None,
     };
-    let db = db::Db::open(&url, key.as_ref()).await?;
+    let db = db::Db::open_with(&url, key.as_ref(), config.database.cache_mib).await?;
     engine(config, db, sealer)
 }
 

@@ -75,6 +75,15 @@ async fn a_new_database_is_encrypted_from_its_first_page() {
     assert!(!holds(&p.db, PROBE));
     let sealed = std::fs::read(cipher::key_file(&p.db)).unwrap();
     assert!(idgard_vault::is_sealed(&sealed));
+    assert_eq!(key.page_size(), cipher::PAGE_SIZE);
+    let mut conn = cipher::connect(&p.db, Some(&key), cipher::Access::ReadOnly)
+        .await
+        .unwrap();
+    let size: String = sqlx::query_scalar("SELECT CAST(page_size AS TEXT) FROM pragma_page_size()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(size, cipher::PAGE_SIZE.to_string());
 
     // The same key opens it again; without it, or with another, it does not open.
     let key = cipher::prepare(&p.ring, &p.db, false).await.unwrap();
@@ -247,4 +256,57 @@ async fn a_backup_is_encrypted_and_opens_with_its_key_file() {
     let key = DatabaseKey::load(&p.ring, &restored.db).unwrap().unwrap();
     let db = Db::open(&url(&restored.db), Some(&key)).await.unwrap();
     assert!(probe_is_there(&db).await);
+}
+
+#[tokio::test]
+async fn a_database_the_first_encrypted_version_made_still_opens_and_backs_up() {
+    use sqlx::{Connection, Executor};
+    let p = place();
+    // That version's key file holds the key alone, and its connections said only the key
+    // (SQLCipher's default pages, 4 KiB).
+    let raw = [7u8; 32];
+    idgard_vault::write_file(&p.ring, &cipher::key_file(&p.db), &raw).unwrap();
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&p.db)
+        .create_if_missing(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    conn.execute(format!("PRAGMA key = \"x'{}'\"", hex::encode(raw)).as_str())
+        .await
+        .unwrap();
+    conn.execute("CREATE TABLE kept (name TEXT); PRAGMA journal_mode = WAL;")
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO kept VALUES ($1)")
+        .bind(PROBE)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    assert!(!holds(&p.db, PROBE));
+
+    let key = cipher::prepare(&p.ring, &p.db, true).await.unwrap();
+    assert_eq!(key.page_size(), 4096);
+    let kept = |db: PathBuf, key| async move {
+        let mut conn = cipher::connect(&db, Some(key), cipher::Access::ReadOnly)
+            .await
+            .unwrap();
+        sqlx::query_scalar::<_, String>("SELECT name FROM kept")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(kept(p.db.clone(), &key).await, PROBE);
+    let db = Db::open(&url(&p.db), Some(&key)).await.unwrap();
+    db.pool.close().await;
+    db.read.close().await;
+
+    // Its backup keeps its pages and its key file, and opens.
+    let to = p.db.with_file_name("copy.db");
+    let done = cipher::backup(&p.db, &key, &to).await.unwrap();
+    let copied = DatabaseKey::load(&p.ring, &to).unwrap().unwrap();
+    assert_eq!(copied.page_size(), 4096);
+    assert_eq!(kept(to.clone(), &copied).await, PROBE);
+    assert!(done.key_file.ends_with("copy.db.key"));
 }

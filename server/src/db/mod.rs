@@ -60,6 +60,9 @@ impl std::fmt::Debug for Db {
     }
 }
 
+/// The writer's page cache by default, in MiB (`database.cache_mib`).
+pub const CACHE_MIB: u32 = 256;
+
 static MIGRATE_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static MIGRATE_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -101,8 +104,13 @@ impl Db {
     }
 
     /// Opens the database at `url` and applies migrations; an embedded one encrypted with `key`
-    /// when given (see [`cipher::prepare`]).
+    /// when given (see [`cipher::prepare`]), its writer's cache the default [`CACHE_MIB`].
     pub async fn open(url: &str, key: Option<&DatabaseKey>) -> Result<Self> {
+        Self::open_with(url, key, CACHE_MIB).await
+    }
+
+    /// [`Db::open`], an embedded database's writer holding up to `cache_mib` MiB of pages.
+    pub async fn open_with(url: &str, key: Option<&DatabaseKey>, cache_mib: u32) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -127,6 +135,18 @@ impl Db {
                 };
                 let options = sqlite_options(&url, key)?;
                 let unlock = unlock_statement(key);
+                // A new database in clear (tests, benchmarks) gets the pages an encrypted one
+                // does; the key names an encrypted one's. The cache is the bound on what the
+                // writer holds (tests/all/memory.rs holds the server to it).
+                let page_size = match key {
+                    Some(_) => String::new(),
+                    None => format!("PRAGMA page_size = {};", cipher::PAGE_SIZE),
+                };
+                let setup = Arc::new(format!(
+                    "{page_size} PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA cache_size = -{}; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                    u64::from(cache_mib) << 10
+                ));
                 // One connection: SQLite has one writer, and a single connection never meets
                 // SQLITE_BUSY. Reads are short; long polls wait in memory, not in the database.
                 AnyPoolOptions::new()
@@ -136,17 +156,12 @@ impl Db {
                     .max_lifetime(None)
                     .after_connect(move |conn, _| {
                         let unlock = unlock.clone();
+                        let setup = setup.clone();
                         Box::pin(async move {
                             if let Some(unlock) = &unlock {
                                 conn.execute(unlock.as_str()).await?;
                             }
-                            // 64 MiB of pages, decrypted: the bound on what the writer holds
-                            // (tests/all/memory.rs holds the server to it).
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; \
-                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-                            )
-                            .await?;
+                            conn.execute(setup.as_str()).await?;
                             Ok(())
                         })
                     })

@@ -67,11 +67,17 @@ pub struct Wanted {
     pub groups: Vec<String>,
 }
 
-/// A new order id: `o-` and 12 random bytes in hex.
+/// A new order id: `o-`, the time in milliseconds (12 hex digits) and 8 random bytes in hex.
+/// Ids made later sort after earlier ones, so the orders' primary key index grows at one end:
+/// a million creates touch its last pages only, where random ids rewrote (and, encrypted,
+/// re-encrypted) pages all over it.
 pub fn order_id() -> String {
-    let mut b = [0u8; 12];
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut b = [0u8; 8];
     getrandom::fill(&mut b).expect("the system's random source");
-    format!("o-{}", hex::encode(b))
+    format!("o-{:012x}{}", ms & 0xffff_ffff_ffff, hex::encode(b))
 }
 
 /// Whether an account's attributes say it is enabled (no attribute: enabled).
@@ -339,6 +345,17 @@ correlation = { account = "account.employee_id" }
 name = 'identity.first + " " + identity.last'
 dept = "identity.dept"
 "#;
+
+    #[test]
+    fn order_ids_are_distinct_and_sort_in_the_order_they_were_made() {
+        let first = order_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let ids: Vec<String> = (0..1000).map(|_| order_id()).collect();
+        assert!(ids.iter().all(|id| id.len() == 30 && id.starts_with("o-")));
+        assert!(ids.iter().all(|id| *id > first), "{first} {ids:?}");
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
 
     fn person(first: &str, last: &str, dept: &str, status: &str) -> String {
         serde_json::json!({
