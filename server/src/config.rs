@@ -160,17 +160,18 @@ impl QueueConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// The writer's page cache, in MiB: the pages it holds decrypted. Every page it reads from
-    /// the file again is decrypted and authenticated, so a cache that holds the working set of
-    /// a large synchronisation or provisioning keeps encryption's cost low (see
-    /// `docs/performance.md`); it fills only as pages are used.
+    /// The writer's page cache during a synchronisation or provisioning, in MiB: the pages it
+    /// holds decrypted. Every page it reads from the file again is decrypted and authenticated,
+    /// so a cache that holds such work's pages keeps encryption's cost low (see
+    /// `docs/performance.md`); it fills only as pages are used. At other times, and always while
+    /// it writes an upload, the writer keeps 64 MiB.
     pub cache_mib: u32,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
-            cache_mib: crate::db::CACHE_MIB,
+            cache_mib: crate::db::LARGE_CACHE_MIB,
         }
     }
 }
@@ -501,7 +502,7 @@ mod tests {
                 .unwrap()
                 .database
                 .cache_mib,
-            crate::db::CACHE_MIB
+            crate::db::LARGE_CACHE_MIB
         );
         let env = |v: &str| vec![("IDGARD_DATABASE_CACHE_MIB".to_owned(), v.to_owned())];
         assert_eq!(

@@ -50,6 +50,8 @@ pub struct Db {
     pub wakers: Wakers,
     /// Whether this process serves (and so holds the polls): set by [`Db::listen`].
     listening: Arc<AtomicBool>,
+    /// The writer's page cache during large work, in MiB.
+    large_cache_mib: u32,
 }
 
 impl std::fmt::Debug for Db {
@@ -60,8 +62,12 @@ impl std::fmt::Debug for Db {
     }
 }
 
-/// The writer's page cache by default, in MiB (`database.cache_mib`).
-pub const CACHE_MIB: u32 = 256;
+/// The writer's page cache, in MiB, but during large work: the bound on what it holds while
+/// it writes uploads and serves the queue (tests/all/memory.rs holds the server to it).
+pub const CACHE_MIB: u32 = 64;
+/// The writer's page cache during a synchronisation or provisioning, in MiB, by default
+/// (`database.cache_mib`; see [`Db::widen`]).
+pub const LARGE_CACHE_MIB: u32 = 256;
 
 static MIGRATE_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static MIGRATE_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -104,13 +110,19 @@ impl Db {
     }
 
     /// Opens the database at `url` and applies migrations; an embedded one encrypted with `key`
-    /// when given (see [`cipher::prepare`]), its writer's cache the default [`CACHE_MIB`].
+    /// when given (see [`cipher::prepare`]), its writer's cache during large work the default
+    /// [`LARGE_CACHE_MIB`].
     pub async fn open(url: &str, key: Option<&DatabaseKey>) -> Result<Self> {
-        Self::open_with(url, key, CACHE_MIB).await
+        Self::open_with(url, key, LARGE_CACHE_MIB).await
     }
 
-    /// [`Db::open`], an embedded database's writer holding up to `cache_mib` MiB of pages.
-    pub async fn open_with(url: &str, key: Option<&DatabaseKey>, cache_mib: u32) -> Result<Self> {
+    /// [`Db::open`], an embedded database's writer holding up to `large_cache_mib` MiB of pages
+    /// during large work ([`Db::widen`]).
+    pub async fn open_with(
+        url: &str,
+        key: Option<&DatabaseKey>,
+        large_cache_mib: u32,
+    ) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -136,8 +148,7 @@ impl Db {
                 let options = sqlite_options(&url, key)?;
                 let unlock = unlock_statement(key);
                 // A new database in clear (tests, benchmarks) gets the pages an encrypted one
-                // does; the key names an encrypted one's. The cache is the bound on what the
-                // writer holds (tests/all/memory.rs holds the server to it).
+                // does; the key names an encrypted one's.
                 let page_size = match key {
                     Some(_) => String::new(),
                     None => format!("PRAGMA page_size = {};", cipher::PAGE_SIZE),
@@ -145,7 +156,7 @@ impl Db {
                 let setup = Arc::new(format!(
                     "{page_size} PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                      PRAGMA cache_size = -{}; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-                    u64::from(cache_mib) << 10
+                    u64::from(CACHE_MIB) << 10
                 ));
                 // One connection: SQLite has one writer, and a single connection never meets
                 // SQLITE_BUSY. Reads are short; long polls wait in memory, not in the database.
@@ -198,7 +209,29 @@ impl Db {
             url: url.to_owned(),
             wakers: Wakers::default(),
             listening: Arc::default(),
+            large_cache_mib,
         })
+    }
+
+    /// Lets the writer hold up to `database.cache_mib` of pages for the large piece of work
+    /// `tx` does (a synchronisation, a provisioning): every page it reads from an encrypted file
+    /// again is decrypted and authenticated again. A no-op on PostgreSQL.
+    pub async fn widen(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
+        self.cache(tx, self.large_cache_mib).await
+    }
+
+    /// Brings the writer's cache back to [`CACHE_MIB`]: pages beyond it are let go as they are
+    /// released (at the latest when `tx` ends).
+    pub async fn narrow(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
+        self.cache(tx, CACHE_MIB).await
+    }
+
+    async fn cache(&self, tx: &mut Tx, mib: u32) -> Result<(), sqlx::Error> {
+        if self.backend == Backend::Sqlite {
+            let sql = format!("PRAGMA cache_size = -{}", u64::from(mib) << 10);
+            sqlx::query(&sql).execute(&mut **tx).await?;
+        }
+        Ok(())
     }
 
     /// Wakes the polls a server of this embedded database holds, from a process that does not

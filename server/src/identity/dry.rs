@@ -44,7 +44,7 @@ impl Engine {
         complete: bool,
     ) -> Result<ProvisionReport> {
         let now = self.queue.now();
-        let mut tx = self.queue.begin().await?;
+        let mut tx = self.queue.begin_large().await?;
         if let Some(job) = job {
             for (connection, upload, incremental) in self.job_exports(&mut tx, job).await? {
                 self.synchronize_in(&mut tx, &connection, upload, incremental, Some(job), now)
@@ -58,7 +58,7 @@ impl Engine {
             Checked::Done(r) | Checked::Blocked { report: r, .. } => r,
         };
         let orders = dry_orders(&mut tx, target, job, now).await?;
-        tx.rollback().await?;
+        self.queue.end_large(tx, false).await?;
         let mut tx = self.queue.begin().await?;
         keep(&mut tx, &orders).await?;
         tx.commit().await?;

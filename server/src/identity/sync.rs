@@ -125,17 +125,18 @@ impl Engine {
         thresholds: Option<&Thresholds>,
     ) -> Result<Checked<SyncReport>> {
         let now = self.queue.now();
-        let mut tx = self.queue.begin().await?;
+        let mut tx = self.queue.begin_large().await?;
         let report = self
             .synchronize_in(&mut tx, connection, upload_id, incremental, job, now)
             .await?;
         if report.replayed {
+            self.queue.end_large(tx, false).await?;
             return Ok(Checked::Done(report));
         }
         if let Some(t) = thresholds
             && let Some(reason) = t.exceeded(&report.changes(), report.held_before)
         {
-            tx.rollback().await?;
+            self.queue.end_large(tx, false).await?;
             return Ok(Checked::Blocked {
                 reason: format!("synchronize `{connection}`: {reason}"),
                 report,
@@ -147,7 +148,7 @@ impl Engine {
             .bind(report.sync_id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        self.queue.end_large(tx, true).await?;
         log(connection, &report, "synchronized");
         Ok(Checked::Done(report))
     }
@@ -161,7 +162,7 @@ impl Engine {
         incremental: bool,
         job: Option<i64>,
     ) -> Result<SyncReport> {
-        let mut tx = self.queue.begin().await?;
+        let mut tx = self.queue.begin_large().await?;
         let mut report = self
             .synchronize_in(
                 &mut tx,
@@ -172,7 +173,7 @@ impl Engine {
                 self.queue.now(),
             )
             .await?;
-        tx.rollback().await?;
+        self.queue.end_large(tx, false).await?;
         report.dry_run = true;
         log(
             connection,

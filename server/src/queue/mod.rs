@@ -133,6 +133,27 @@ impl Queue {
         Ok(self.db.pool.begin().await?)
     }
 
+    /// A transaction for large work (a synchronisation, a provisioning): the writer may hold up
+    /// to `database.cache_mib` of pages until [`Queue::end_large`].
+    pub(crate) async fn begin_large(&self) -> Result<Tx> {
+        let mut tx = self.begin().await?;
+        self.db.widen(&mut tx).await?;
+        Ok(tx)
+    }
+
+    /// Ends a transaction of [`Queue::begin_large`], committed or rolled back, the writer's
+    /// cache back to its everyday size. (One dropped on an error keeps the larger cache until
+    /// the next large work ends or an upload's chunk is written, which narrow it.)
+    pub(crate) async fn end_large(&self, mut tx: Tx, commit: bool) -> Result<()> {
+        self.db.narrow(&mut tx).await?;
+        if commit {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn commit(&self, tx: Tx, wake: Wake) -> Result<()> {
         tx.commit().await?;
         if !wake.0.is_empty() {

@@ -140,6 +140,8 @@ impl Queue {
             return Err(Error::invalid("an empty chunk"));
         }
         let mut tx = self.db.pool.begin().await?;
+        // However large the upload, the writer holds its everyday cache while writing it.
+        self.db.narrow(&mut tx).await?;
         let moved = sqlx::query(
             "UPDATE uploads SET received = received + $1 WHERE id = $2 AND received = $3",
         )

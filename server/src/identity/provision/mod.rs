@@ -134,14 +134,12 @@ impl Engine {
         dry_run: bool,
         approved: bool,
     ) -> Result<Checked<ProvisionReport>> {
-        let mut tx = self.queue.begin().await?;
+        let mut tx = self.queue.begin_large().await?;
         let checked = self
             .provision_in(&mut tx, rules, target, job, complete, dry_run, approved)
             .await?;
-        match &checked {
-            Checked::Done(_) => tx.commit().await?,
-            Checked::Blocked { .. } => tx.rollback().await?,
-        }
+        let commit = matches!(checked, Checked::Done(_));
+        self.queue.end_large(tx, commit).await?;
         Ok(checked)
     }
 
