@@ -76,14 +76,22 @@ async fn a_new_database_is_encrypted_from_its_first_page() {
     let sealed = std::fs::read(cipher::key_file(&p.db)).unwrap();
     assert!(idgard_vault::is_sealed(&sealed));
     assert_eq!(key.page_size(), cipher::PAGE_SIZE);
-    let mut conn = cipher::connect(&p.db, Some(&key), cipher::Access::ReadOnly)
+    // Its pages are of that size: the same key, told 4 KiB pages, does not open it.
+    let plain = idgard_vault::open(&p.ring, &sealed).unwrap();
+    assert_eq!(plain.len(), 36);
+    let small = p.db.with_file_name("small-pages.db");
+    std::fs::copy(&p.db, &small).unwrap();
+    idgard_vault::write_file(&p.ring, &cipher::key_file(&small), &plain[..32]).unwrap();
+    let small_key = DatabaseKey::load(&p.ring, &small).unwrap().unwrap();
+    assert_eq!(small_key.page_size(), 4096);
+    let mut conn = cipher::connect(&small, Some(&small_key), cipher::Access::ReadOnly)
         .await
         .unwrap();
-    let size: String = sqlx::query_scalar("SELECT CAST(page_size AS TEXT) FROM pragma_page_size()")
+    let e = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM agents")
         .fetch_one(&mut conn)
         .await
-        .unwrap();
-    assert_eq!(size, cipher::PAGE_SIZE.to_string());
+        .unwrap_err();
+    assert!(e.to_string().contains("not a database"), "{e}");
 
     // The same key opens it again; without it, or with another, it does not open.
     let key = cipher::prepare(&p.ring, &p.db, false).await.unwrap();
