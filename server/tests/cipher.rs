@@ -54,6 +54,16 @@ async fn write_probe(db: Db) {
     db.pool.close().await;
 }
 
+/// Reading the database at `db` with `key` fails: SQLite sees no database there.
+async fn does_not_open(db: &Path, key: Option<&DatabaseKey>, access: cipher::Access) {
+    let mut conn = cipher::connect(db, key, access).await.unwrap();
+    let e = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM agents")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not a database"), "{e}");
+}
+
 async fn probe_is_there(db: &Db) -> bool {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agents WHERE name = $1")
         .bind(PROBE)
@@ -84,14 +94,7 @@ async fn a_new_database_is_encrypted_from_its_first_page() {
     idgard_vault::write_file(&p.ring, &cipher::key_file(&small), &plain[..32]).unwrap();
     let small_key = DatabaseKey::load(&p.ring, &small).unwrap().unwrap();
     assert_eq!(small_key.page_size(), 4096);
-    let mut conn = cipher::connect(&small, Some(&small_key), cipher::Access::ReadOnly)
-        .await
-        .unwrap();
-    let e = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM agents")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("not a database"), "{e}");
+    does_not_open(&small, Some(&small_key), cipher::Access::ReadOnly).await;
 
     // The same key opens it again; without it, or with another, it does not open.
     let key = cipher::prepare(&p.ring, &p.db, false).await.unwrap();
@@ -99,14 +102,7 @@ async fn a_new_database_is_encrypted_from_its_first_page() {
     assert!(probe_is_there(&db).await);
     db.pool.close().await;
     db.read.close().await;
-    let mut clear = cipher::connect(&p.db, None, cipher::Access::ReadWrite)
-        .await
-        .unwrap();
-    let e = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM agents")
-        .fetch_one(&mut clear)
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("not a database"), "{e}");
+    does_not_open(&p.db, None, cipher::Access::ReadWrite).await;
     let other = place();
     let e = DatabaseKey::load(&other.ring, &p.db).unwrap_err();
     assert!(
